@@ -1,0 +1,20 @@
+# One image for web, ws, worker and beat (docker-compose.yml picks the command).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    DJANGO_SETTINGS_MODULE=flashsale_project.settings.production
+
+WORKDIR /app
+RUN useradd --system --create-home --uid 10001 flashsale
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+# collectstatic needs a key to import the settings; it is not the runtime key.
+RUN SECRET_KEY=build-only python manage.py collectstatic --noinput --verbosity 0
+USER flashsale
+
+EXPOSE 8000 8001
+CMD ["granian", "--interface", "wsgi", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", \
+     "--static-path-route", "/static", "--static-path-mount", "/app/staticfiles", \
+     "flashsale_project.wsgi:application"]

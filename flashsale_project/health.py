@@ -1,0 +1,25 @@
+"""``/healthz``: can this process reach Redis and PostgreSQL? For load balancers and compose."""
+
+from __future__ import annotations
+
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, JsonResponse
+from redis.exceptions import RedisError
+
+from .redis_store import inventory_redis
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    problems = []
+    try:
+        inventory_redis().ping()
+    except RedisError as error:
+        problems.append(f"redis: {error}")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as error:
+        problems.append(f"postgresql: {error}")
+    if problems:
+        return JsonResponse({"status": "UNAVAILABLE", "detail": "; ".join(problems)}, status=503)
+    return JsonResponse({"status": "ok"})

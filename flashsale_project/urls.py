@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from .health import healthz
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("", include("django_prometheus.urls")),
+    path("", include("sales.urls")),
+]
+
+handler404 = "flashsale_project.api_errors.not_found"
+handler500 = "flashsale_project.api_errors.server_error"

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from .models import Order
+
+
+def orders_of_user(*, user_id: int) -> QuerySet[Order]:
+    return Order.objects.filter(user_id=user_id).select_related("sale__product").order_by("-created_at")
+
+
+def order_of_user(*, user_id: int, order_id: str) -> Order | None:
+    """The order if it belongs to the user; None for a stranger's order or a bad id alike."""
+    try:
+        parsed = uuid.UUID(order_id)
+    except ValueError:
+        return None
+    return orders_of_user(user_id=user_id).filter(id=parsed).first()

@@ -1,0 +1,65 @@
+"""Celery tasks of the orders app: load by id, call one service, return."""
+
+from __future__ import annotations
+
+import logging
+from smtplib import SMTPException
+
+from celery import shared_task
+from django.db import DatabaseError
+from redis.exceptions import RedisError
+
+from sales.selectors import sales_watched
+
+from .services import confirmations_overdue, order_confirmations_send, sale_orders_drain, sale_reconcile
+
+logger = logging.getLogger(__name__)
+
+# Redis or PostgreSQL away for a moment: try again later, the work is idempotent.
+PASSING_FAILURES = (RedisError, DatabaseError, OSError)
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=PASSING_FAILURES,
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=None,
+)
+def drain_sale_orders(sale_id: int) -> int:
+    """Kicked after a win (and by beat): move the sale's won orders into PostgreSQL."""
+    result = sale_orders_drain(sale_id=sale_id)
+    return result.delivered + result.claimed
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(*PASSING_FAILURES, SMTPException),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=20,
+)
+def send_order_confirmations(order_ids: list[str]) -> int:
+    return order_confirmations_send(order_ids=order_ids)
+
+
+@shared_task(acks_late=True, autoretry_for=PASSING_FAILURES, retry_backoff=True, max_retries=3)
+def reconcile_sales() -> dict[str, dict[str, object]]:
+    """Beat's safety net, every few seconds: drain leftovers, reclaim what dead workers
+    held, check I1 and I2 and repair missing orders, re-send overdue confirmations."""
+    summary: dict[str, dict[str, object]] = {}
+    for sale_id in sales_watched():
+        report = sale_reconcile(sale_id=sale_id)
+        if report.loaded:
+            summary[str(sale_id)] = {
+                "drained": report.drained,
+                "backlog": report.backlog,
+                "i1": report.i1_holds,
+                "i2": report.i2_holds,
+                "repaired": len(report.repaired),
+            }
+    overdue = confirmations_overdue()
+    if overdue:
+        logger.info("re-sending %s overdue order confirmations", len(overdue))
+        send_order_confirmations.delay(overdue)
+    return summary

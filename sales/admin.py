@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from flashsale_project.api_errors import ApplicationError
+
+from . import inventory
+from .models import FlashSale, Product
+from .services import sale_update, sale_warm
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "list_price", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(FlashSale)
+class FlashSaleAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "price", "total_stock", "remaining", "starts_at", "ends_at", "state", "warmed_at"]
+    list_filter = ["product"]
+    list_select_related = ["product"]
+    date_hierarchy = "starts_at"
+    actions = ["warm"]
+    readonly_fields = ["warmed_at", "live_status"]
+    fieldsets = [
+        (None, {"fields": ["product", "price", "total_stock", "per_user_limit"]}),
+        ("Window (UTC)", {"fields": ["starts_at", "ends_at"]}),
+        (
+            "Admission and anti-bot",
+            {
+                "fields": ["pow_difficulty", "bucket_capacity", "bucket_refill_per_second"],
+                "description": "Proof-of-work floor in leading zero bits (0: off); token bucket burst "
+                "and refill per second. Changes reach a loaded sale within seconds.",
+            },
+        ),
+        ("Live", {"fields": ["warmed_at", "live_status"]}),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: FlashSale | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.warmed_at is not None:
+            fields.append("total_stock")  # The live counter in Redis is the stock now.
+        return fields
+
+    def _remaining(self, sale: FlashSale) -> int | None:
+        try:
+            return inventory.remaining_stock_many([sale.pk])[sale.pk]
+        except inventory.RedisUnavailable:
+            return None
+
+    @admin.display(description="Remaining")
+    def remaining(self, sale: FlashSale) -> str:
+        left = self._remaining(sale)
+        return "not loaded" if left is None else str(left)
+
+    @admin.display(description="State")
+    def state(self, sale: FlashSale) -> str:
+        left = self._remaining(sale)
+        return sale.status_at(timezone.now(), remaining_stock=sale.total_stock if left is None else left).label
+
+    @admin.display(description="Live status (from Redis)")
+    def live_status(self, sale: FlashSale) -> str:
+        if sale.pk is None:
+            return "Saved sales show their live state here."
+        try:
+            counts = inventory.sale_counts(sale.pk)
+            stats = inventory.sale_stats(sale.pk)
+        except inventory.RedisUnavailable:
+            return "Redis is unreachable."
+        if not counts.loaded:
+            return "Not loaded into Redis yet (beat loads sales 30 minutes ahead; or use the Warm action)."
+        verdict = "holds" if counts.stock_consistent else "BROKEN"
+        rows = [
+            ("Remaining stock", counts.remaining),
+            ("Buyers", counts.buyers),
+            ("Orders in the stream", counts.stream_length),
+            ("I1: remaining + buyers = total", f"{counts.remaining} + {counts.buyers} = {counts.total}: {verdict}"),
+        ]
+        rows += [(f"Answered {status}", count) for status, count in sorted(stats.items())]
+        return format_html(
+            '<table class="live-status">{}</table>',
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+        )
+
+    def save_model(self, request: HttpRequest, obj: FlashSale, form: Any, change: bool) -> None:
+        if change:
+            try:
+                sale_update(sale=obj)
+            except ApplicationError as error:
+                self.message_user(request, error.detail, level=messages.ERROR)
+        else:
+            super().save_model(request, obj, form, change)
+
+    @admin.action(description="Warm: load into Redis and the cache now")
+    def warm(self, request: HttpRequest, queryset: QuerySet[FlashSale]) -> None:
+        for sale in queryset.select_related("product"):
+            try:
+                result = sale_warm(sale=sale)
+            except ApplicationError as error:
+                self.message_user(request, error.detail, level=messages.ERROR)
+                continue
+            state = "stock initialized" if result.stock_initialized else "live stock kept"
+            self.message_user(request, f"Sale {sale.pk} warmed ({state}).", level=messages.SUCCESS)

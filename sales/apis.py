@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.selectors import request_user_id
+from antibot.selectors import client_ip
+from antibot.services import IdempotentRequest
+from flashsale_project.api_errors import ApplicationError, InvalidRequest, Unavailable, error_json_response
+from flashsale_project.hot_path import HotPathApi
+
+from .inventory import RedisUnavailable
+from .selectors import sale_detail, sale_list
+from .services import PurchaseAnswer, PurchaseStatus, SaleNotFound, purchase_attempt, purchase_body_parse
+
+logger = logging.getLogger(__name__)
+
+
+class ProductSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+
+
+class SaleSerializer(serializers.Serializer):
+    """A sale as the contract shows it."""
+
+    id = serializers.IntegerField(source="sale.id")
+    product = ProductSerializer(source="sale.product")
+    price = serializers.DecimalField(source="sale.price", max_digits=10, decimal_places=2)
+    total_stock = serializers.IntegerField(source="sale.total_stock")
+    remaining_stock = serializers.IntegerField()
+    starts_at = serializers.DateTimeField(source="sale.starts_at")
+    ends_at = serializers.DateTimeField(source="sale.ends_at")
+    status = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    detail = serializers.CharField()
+
+
+class SaleListApi(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(responses={200: SaleSerializer(many=True)}, summary="Upcoming, live and recent sales")
+    def get(self, request: Request) -> Response:
+        return Response(SaleSerializer(sale_list(), many=True).data)
+
+
+class SaleDetailApi(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    class OutputSerializer(SaleSerializer):
+        server_time = serializers.DateTimeField()
+
+    @extend_schema(responses={200: OutputSerializer, 404: ErrorSerializer}, summary="One sale, with the server's clock")
+    def get(self, request: Request, sale_id: int) -> Response:
+        view = sale_detail(sale_id)
+        if view is None:
+            raise SaleNotFound()
+        body = self.OutputSerializer(view).data
+        body["server_time"] = serializers.DateTimeField().to_representation(timezone.now())
+        return Response(body)
+
+
+class PurchaseResponse(JsonResponse):
+    """A purchase answer that can run a callback once the server has sent it (PEP 3333
+    servers call ``close()`` after the last byte), so the shopper never waits for it."""
+
+    after_send: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        super().close()
+        if self.after_send is not None:
+            self.after_send()
+
+
+_HTTP_STATUS = {
+    PurchaseStatus.SUCCESS: 201,
+    PurchaseStatus.SOLD_OUT: 409,
+    PurchaseStatus.ALREADY_PURCHASED: 409,
+    PurchaseStatus.NOT_STARTED: 409,
+    PurchaseStatus.ENDED: 409,
+    PurchaseStatus.IN_FLIGHT: 409,
+    PurchaseStatus.RATE_LIMITED: 429,
+    PurchaseStatus.POW_INVALID: 403,
+}
+
+
+def purchase_answer_response(answer: PurchaseAnswer, *, sale_id: int) -> PurchaseResponse:
+    body: dict[str, Any] = {"status": answer.status.value, "detail": answer.detail}
+    if answer.status in (PurchaseStatus.SUCCESS, PurchaseStatus.ALREADY_PURCHASED):
+        body["order_id"] = answer.order_id
+    if answer.status is PurchaseStatus.SUCCESS:
+        body["remaining_stock"] = answer.remaining_stock
+    response = PurchaseResponse(body, status=_HTTP_STATUS[answer.status])
+    if answer.retry_after_seconds is not None:
+        response["Retry-After"] = str(answer.retry_after_seconds)
+    if answer.kick_drain:
+        response.after_send = lambda: _kick_drain(sale_id)
+    return response
+
+
+def _kick_drain(sale_id: int) -> None:
+    from orders.tasks import drain_sale_orders
+
+    try:
+        drain_sale_orders.delay(sale_id)
+    except Exception:
+        logger.warning("could not kick the drain of sale %s; beat will", sale_id, exc_info=True)
+
+
+class PurchaseApi(HotPathApi):
+    """``POST /api/sales/<id>/purchase/``: the hot path (see ``HotPathApi``)."""
+
+    class InputSerializer(serializers.Serializer):
+        challenge = serializers.CharField(required=False, max_length=512)
+        solution = serializers.CharField(required=False, max_length=64)
+
+    class OutputSerializer(serializers.Serializer):
+        status = serializers.CharField()
+        detail = serializers.CharField()
+        order_id = serializers.UUIDField()
+        remaining_stock = serializers.IntegerField()
+
+    class RejectedSerializer(ErrorSerializer):
+        order_id = serializers.UUIDField(required=False, help_text="ALREADY_PURCHASED: the order held.")
+
+    @extend_schema(
+        request=InputSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="Same key from the same user replays the first answer (IETF draft semantics).",
+            )
+        ],
+        responses={
+            201: OutputSerializer,
+            400: OpenApiResponse(ErrorSerializer, description="INVALID_REQUEST"),
+            401: OpenApiResponse(ErrorSerializer, description="UNAUTHENTICATED"),
+            403: OpenApiResponse(ErrorSerializer, description="POW_INVALID"),
+            404: OpenApiResponse(ErrorSerializer, description="NOT_FOUND"),
+            409: OpenApiResponse(
+                RejectedSerializer, description="SOLD_OUT, ALREADY_PURCHASED, NOT_STARTED, ENDED, IN_FLIGHT"
+            ),
+            422: OpenApiResponse(ErrorSerializer, description="IDEMPOTENCY_KEY_REUSED"),
+            429: OpenApiResponse(ErrorSerializer, description="RATE_LIMITED (Retry-After set)"),
+            503: OpenApiResponse(ErrorSerializer, description="UNAVAILABLE (Retry-After set)"),
+        },
+        summary="Try to buy one unit",
+    )
+    def post(self, request: HttpRequest, sale_id: int) -> HttpResponse:  # type: ignore[override]
+        try:
+            user_id = request_user_id(request)
+            try:
+                raw = request.body
+            except RequestDataTooBig:
+                raise InvalidRequest("The body is too large.") from None
+            body = purchase_body_parse(raw)
+            key = request.headers.get("Idempotency-Key")
+            answer = purchase_attempt(
+                sale_id=sale_id,
+                user_id=user_id,
+                client_ip=client_ip(request),
+                challenge=body.get("challenge"),
+                solution=body.get("solution"),
+                idempotency=(
+                    IdempotentRequest.from_header(key, method="POST", path=request.path, body=raw)
+                    if key is not None
+                    else None
+                ),
+            )
+        except ApplicationError as error:
+            return error_json_response(error)
+        except RedisUnavailable:
+            return error_json_response(Unavailable())
+        return purchase_answer_response(answer, sale_id=sale_id)

@@ -1,0 +1,233 @@
+"""The sale's inventory in Redis: the purchase script, loading a sale, reading its state.
+
+Redis is the source of truth for stock while a sale runs (DESIGN.md). Nothing here touches
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+
+from flashsale_project.redis_store import LuaScript, inventory_redis
+
+from . import keys
+
+PURCHASE_SCRIPT = LuaScript(Path(__file__).resolve().parent / "lua" / "purchase.lua")
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptAnswer:
+    """What ``purchase.lua`` decided. ``remaining`` is -1 where the script did not read it."""
+
+    status: str
+    order_id: str
+    remaining: int
+    retry_after_ms: int
+    kick_drain: bool
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionLimits:
+    """The per-user and per-IP windows (0 turns one off) and the spent-challenge lifetime."""
+
+    user_limit: int = 0
+    ip_limit: int = 0
+    window_seconds: int = 1
+    challenge_ttl_seconds: int = 0
+
+
+NO_LIMITS = AdmissionLimits()
+
+
+def purchase_run(
+    *,
+    sale_id: int,
+    user_id: int,
+    order_id: str,
+    client_ip: str = "",
+    limits: AdmissionLimits = NO_LIMITS,
+    challenge_nonce: str = "",
+    idempotency_digest: str = "",
+    idempotency_fingerprint: str = "",
+    idempotency_ttl_seconds: int = 0,
+    drain_kick_ms: int = 250,
+) -> ScriptAnswer:
+    """Run one purchase attempt (see ``lua/purchase.lua`` for the steps). One round trip."""
+    meta = keys.meta_key(sale_id)
+    script_keys = [
+        meta,
+        keys.stock_key(sale_id),
+        keys.buyers_key(sale_id),
+        keys.orders_stream_key(sale_id),
+        keys.bucket_key(sale_id),
+        keys.stats_key(sale_id),
+        keys.drain_kick_key(sale_id),
+        keys.user_rate_key(sale_id, user_id) if limits.user_limit else meta,
+        keys.ip_rate_key(sale_id, client_ip) if limits.ip_limit and client_ip else meta,
+        keys.challenge_key(sale_id, challenge_nonce) if challenge_nonce else meta,
+        keys.idempotency_key(sale_id, user_id, idempotency_digest) if idempotency_digest else meta,
+    ]
+    args = [
+        user_id,
+        order_id,
+        keys.EVENTS_CHANNEL,
+        limits.user_limit,
+        limits.ip_limit if client_ip else 0,
+        limits.window_seconds,
+        limits.challenge_ttl_seconds if challenge_nonce else 0,
+        idempotency_fingerprint if idempotency_digest else "",
+        idempotency_ttl_seconds,
+        drain_kick_ms,
+    ]
+    status, won_order_id, remaining, retry_after_ms, kick, now_ms = PURCHASE_SCRIPT(
+        inventory_redis(), script_keys, args
+    )
+    return ScriptAnswer(status, won_order_id, int(remaining), int(retry_after_ms), kick == 1, int(now_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class SaleMeta:
+    """What the purchase script needs to know about a sale, as stored in its meta hash."""
+
+    sale_id: int
+    product_id: int
+    total: int
+    starts_at_ms: int
+    ends_at_ms: int
+    price: str
+    per_user_limit: int
+    pow_difficulty: int
+    bucket_capacity: int
+    bucket_refill_per_second: int
+
+    def as_hash(self) -> dict[str, str | int]:
+        return {
+            "sale_id": self.sale_id,
+            "product_id": self.product_id,
+            "total": self.total,
+            "starts_at_ms": self.starts_at_ms,
+            "ends_at_ms": self.ends_at_ms,
+            "price": self.price,
+            "per_user_limit": self.per_user_limit,
+            "pow_difficulty": self.pow_difficulty,
+            "bucket_capacity": self.bucket_capacity,
+            "bucket_refill_per_second": self.bucket_refill_per_second,
+        }
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> SaleMeta:
+        return cls(
+            sale_id=int(raw["sale_id"]),
+            product_id=int(raw["product_id"]),
+            total=int(raw["total"]),
+            starts_at_ms=int(raw["starts_at_ms"]),
+            ends_at_ms=int(raw["ends_at_ms"]),
+            price=raw["price"],
+            per_user_limit=int(raw["per_user_limit"]),
+            pow_difficulty=int(raw["pow_difficulty"]),
+            bucket_capacity=int(raw["bucket_capacity"]),
+            bucket_refill_per_second=int(raw["bucket_refill_per_second"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    previous: SaleMeta | None
+    stock_initialized: bool
+
+
+def sale_load(meta: SaleMeta) -> LoadResult:
+    """Write the sale's meta hash and set its stock to the total only if no counter exists:
+    loading again (a new lead-time tick, an admin edit) never resets a live sale."""
+    client = inventory_redis()
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hgetall(keys.meta_key(meta.sale_id))
+        pipe.hset(keys.meta_key(meta.sale_id), mapping=cast(dict[Any, Any], meta.as_hash()))
+        pipe.set(keys.stock_key(meta.sale_id), meta.total, nx=True)
+        previous_raw, _, initialized = pipe.execute()
+    previous = SaleMeta.from_hash(previous_raw) if previous_raw else None
+    return LoadResult(previous=previous, stock_initialized=bool(initialized))
+
+
+def sale_meta(sale_id: int) -> SaleMeta | None:
+    raw = cast(dict[str, str], inventory_redis().hgetall(keys.meta_key(sale_id)))
+    return SaleMeta.from_hash(raw) if raw else None
+
+
+@dataclass(frozen=True, slots=True)
+class SaleCounts:
+    """Redis's side of a sale at one instant (one MULTI, so the numbers agree)."""
+
+    loaded: bool
+    total: int
+    remaining: int
+    buyers: int
+    stream_length: int
+
+    @property
+    def stock_consistent(self) -> bool:
+        """Invariant I1: remaining stock plus buyers equals the total."""
+        return self.remaining + self.buyers == self.total
+
+
+def sale_counts(sale_id: int) -> SaleCounts:
+    client = inventory_redis()
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hget(keys.meta_key(sale_id), "total")
+        pipe.get(keys.stock_key(sale_id))
+        pipe.hlen(keys.buyers_key(sale_id))
+        pipe.xlen(keys.orders_stream_key(sale_id))
+        total, remaining, buyers, stream_length = pipe.execute()
+    return SaleCounts(
+        loaded=total is not None,
+        total=int(total or 0),
+        remaining=int(remaining or 0),
+        buyers=int(buyers),
+        stream_length=int(stream_length),
+    )
+
+
+def remaining_stock_many(sale_ids: list[int]) -> dict[int, int | None]:
+    """Remaining units per sale in one round trip; None for a sale not in Redis."""
+    if not sale_ids:
+        return {}
+    values = inventory_redis().mget([keys.stock_key(sale_id) for sale_id in sale_ids])
+    return {
+        sale_id: (int(value) if value is not None else None) for sale_id, value in zip(sale_ids, values, strict=True)
+    }
+
+
+def sale_buyers(sale_id: int) -> dict[int, str]:
+    """Every buyer of the sale and their order id (HSCAN, so a big sale does not block Redis)."""
+    return {
+        int(user): order_id for user, order_id in inventory_redis().hscan_iter(keys.buyers_key(sale_id), count=1000)
+    }
+
+
+def sale_stats(sale_id: int) -> dict[str, int]:
+    stats = cast(dict[str, str], inventory_redis().hgetall(keys.stats_key(sale_id)))
+    return {status: int(count) for status, count in stats.items()}
+
+
+def sale_unload(sale_id: int) -> int:
+    """Delete every key of the sale, the expiring ones included. Returns how many."""
+    client = inventory_redis()
+    doomed = list(client.scan_iter(match=keys.sale_key_pattern(sale_id), count=1000))
+    deleted = 0
+    for start in range(0, len(doomed), 500):
+        deleted += client.delete(*doomed[start : start + 500])
+    return deleted
+
+
+def redis_now_ms() -> int:
+    seconds, microseconds = inventory_redis().time()
+    return int(seconds) * 1000 + int(microseconds) // 1000
+
+
+RedisUnavailable = (redis.ConnectionError, redis.TimeoutError)
+"""The failures that mean "Redis cannot answer now" (503, retry), not a bug."""

