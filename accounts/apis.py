@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import authenticate, get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ class RegisterApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
 
+    @extend_schema_serializer(component_name="RegisterInput")
     class InputSerializer(serializers.Serializer):
         username = serializers.RegexField(
             r"^[\w.@+-]+\Z", max_length=150, error_messages={"invalid": "Use letters, digits and @/./+/-/_ only."}
@@ -38,6 +39,7 @@ class RegisterApi(APIView):
                 raise serializers.ValidationError({"password": list(error.messages)}) from None
             return attrs
 
+    @extend_schema_serializer(component_name="RegisterOutput")
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         username = serializers.CharField()
@@ -59,10 +61,12 @@ class TokenApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
 
+    @extend_schema_serializer(component_name="TokenInput")
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=128, trim_whitespace=False)
 
+    @extend_schema_serializer(component_name="TokenOutput")
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
 

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 
 from accounts.selectors import request_user_id
-from flashsale_project.api_errors import ApplicationError, Unavailable, error_json_response
+from flashsale_project.api_errors import ApplicationError, ErrorSerializer, Unavailable, error_json_response
 from flashsale_project.hot_path import HotPathApi
 from sales.inventory import RedisUnavailable
 from sales.services import sale_meta_current
@@ -14,14 +14,10 @@ from .selectors import client_ip
 from .services import challenge_issue
 
 
-class ErrorSerializer(serializers.Serializer):
-    status = serializers.CharField()
-    detail = serializers.CharField()
-
-
 class ChallengeApi(HotPathApi):
     """``POST /api/sales/<id>/challenge/``: a proof-of-work challenge for the caller."""
 
+    @extend_schema_serializer(component_name="ChallengeOutput")
     class OutputSerializer(serializers.Serializer):
         challenge = serializers.CharField(help_text="Opaque, signed, bound to the caller, the sale and the expiry.")
         difficulty = serializers.IntegerField(help_text="Leading zero bits sha256(challenge + solution) needs.")

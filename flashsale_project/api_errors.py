@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
+from rest_framework import serializers
 from rest_framework.response import Response
 
 
@@ -83,6 +84,13 @@ def error_json_response(error: ApplicationError) -> JsonResponse:
     for name, value in error.headers.items():
         response[name] = value
     return response
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The contract's error body (for the OpenAPI schema)."""
+
+    status = serializers.CharField(help_text="A code such as SOLD_OUT or INVALID_REQUEST.")
+    detail = serializers.CharField(help_text="A sentence for people.")
 
 
 _DRF_CODES: dict[type[drf_exceptions.APIException], tuple[str, int]] = {

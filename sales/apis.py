@@ -8,7 +8,13 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,7 +23,13 @@ from rest_framework.views import APIView
 from accounts.selectors import request_user_id
 from antibot.selectors import client_ip
 from antibot.services import IdempotentRequest
-from flashsale_project.api_errors import ApplicationError, InvalidRequest, Unavailable, error_json_response
+from flashsale_project.api_errors import (
+    ApplicationError,
+    ErrorSerializer,
+    InvalidRequest,
+    Unavailable,
+    error_json_response,
+)
 from flashsale_project.hot_path import HotPathApi
 
 from .inventory import RedisUnavailable
@@ -47,11 +59,6 @@ class SaleSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
-class ErrorSerializer(serializers.Serializer):
-    status = serializers.CharField()
-    detail = serializers.CharField()
-
-
 class SaleListApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
@@ -65,17 +72,20 @@ class SaleDetailApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
 
+    @extend_schema_serializer(component_name="SaleDetailOutput")
     class OutputSerializer(SaleSerializer):
-        server_time = serializers.DateTimeField()
+        server_time = serializers.SerializerMethodField(help_text="The server's clock, to correct a client's.")
+
+        @extend_schema_field(OpenApiTypes.DATETIME)
+        def get_server_time(self, view: object) -> str:
+            return serializers.DateTimeField().to_representation(timezone.now())
 
     @extend_schema(responses={200: OutputSerializer, 404: ErrorSerializer}, summary="One sale, with the server's clock")
     def get(self, request: Request, sale_id: int) -> Response:
         view = sale_detail(sale_id)
         if view is None:
             raise SaleNotFound()
-        body = self.OutputSerializer(view).data
-        body["server_time"] = serializers.DateTimeField().to_representation(timezone.now())
-        return Response(body)
+        return Response(self.OutputSerializer(view).data)
 
 
 class PurchaseResponse(JsonResponse):
@@ -128,16 +138,19 @@ def _kick_drain(sale_id: int) -> None:
 class PurchaseApi(HotPathApi):
     """``POST /api/sales/<id>/purchase/``: the hot path (see ``HotPathApi``)."""
 
+    @extend_schema_serializer(component_name="PurchaseInput")
     class InputSerializer(serializers.Serializer):
         challenge = serializers.CharField(required=False, max_length=512)
         solution = serializers.CharField(required=False, max_length=64)
 
+    @extend_schema_serializer(component_name="PurchaseOutput")
     class OutputSerializer(serializers.Serializer):
         status = serializers.CharField()
         detail = serializers.CharField()
         order_id = serializers.UUIDField()
         remaining_stock = serializers.IntegerField()
 
+    @extend_schema_serializer(component_name="PurchaseRejected")
     class RejectedSerializer(ErrorSerializer):
         order_id = serializers.UUIDField(required=False, help_text="ALREADY_PURCHASED: the order held.")
 

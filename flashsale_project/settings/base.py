@@ -176,7 +176,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django logs every 4xx answer as a warning; in a stampede that is a log line per
+        # "sold out". Server errors are still logged.
+        "django.request": {"level": "ERROR"},
+    },
 }
 
 # --- The sale -----------------------------------------------------------------------------
