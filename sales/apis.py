@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from flashsale_project.api_errors import (
     error_json_response,
 )
 from flashsale_project.hot_path import HotPathApi
+from flashsale_project.metrics import purchase_observed
 
 from .inventory import RedisUnavailable
 from .selectors import sale_detail, sale_list
@@ -180,6 +182,7 @@ class PurchaseApi(HotPathApi):
         summary="Try to buy one unit",
     )
     def post(self, request: HttpRequest, sale_id: int) -> HttpResponse:  # type: ignore[override]
+        started = time.perf_counter()
         try:
             user_id = request_user_id(request)
             try:
@@ -201,7 +204,12 @@ class PurchaseApi(HotPathApi):
                 ),
             )
         except ApplicationError as error:
-            return error_json_response(error)
+            response: HttpResponse = error_json_response(error)
+            code = error.code
         except RedisUnavailable:
-            return error_json_response(Unavailable())
-        return purchase_answer_response(answer, sale_id=sale_id)
+            response, code = error_json_response(Unavailable()), Unavailable.code
+        else:
+            response, code = purchase_answer_response(answer, sale_id=sale_id), answer.status.value
+        known_sale = sale_id if code != SaleNotFound.code else None
+        purchase_observed(sale_id=known_sale, status=code, seconds=time.perf_counter() - started)
+        return response
