@@ -99,6 +99,7 @@ class SoldOutMarkers:
 
     def _listen(self) -> None:
         backoff = 0.1
+        outage_logged = False
         while True:
             pubsub = None
             try:
@@ -111,6 +112,9 @@ class SoldOutMarkers:
                     if message["type"] == "subscribe":
                         self._listening.set()
                         backoff = 0.1
+                        if outage_logged:
+                            logger.info("sold-out listener subscribed again")
+                        outage_logged = False
                     elif message["type"] == "message":
                         try:
                             self.heard(json.loads(message["data"]))
@@ -119,7 +123,9 @@ class SoldOutMarkers:
             except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
                 self._listening.clear()
                 self.forget_all()
-                logger.warning("sold-out listener lost Redis (%s); markers dropped, retrying", error)
+                if not outage_logged:  # Once per outage, not once per retry.
+                    logger.warning("sold-out listener lost Redis (%s); markers dropped, retrying", error)
+                    outage_logged = True
             except Exception:
                 self._listening.clear()
                 self.forget_all()

@@ -14,7 +14,9 @@ from typing import Any
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
+from redis.retry import Retry
 
 
 @functools.cache
@@ -27,6 +29,9 @@ def inventory_redis() -> redis.Redis:
         socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
         max_connections=settings.REDIS_MAX_CONNECTIONS,
         health_check_interval=30,
+        # One immediate retry replaces a pooled connection Redis closed (a restart); more,
+        # with backoff, would only delay the 503 a shopper should get at once.
+        retry=Retry(NoBackoff(), retries=1),
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from redis.exceptions import ResponseError
@@ -32,8 +32,6 @@ from sales import inventory, keys
 from .models import Order
 
 logger = logging.getLogger(__name__)
-
-BATCH_SIZE = 500
 
 
 def consumer_name() -> str:
@@ -93,6 +91,10 @@ def _orders_insert(orders: Sequence[WonOrder]) -> None:
         for won in orders
     ]
     with transaction.atomic():
+        # Django's foreign keys are deferred to COMMIT; checked here, a bad row fails at the
+        # insert, inside this savepoint, wherever the caller's transaction boundary is.
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         Order.objects.bulk_create(rows, ignore_conflicts=True)
         ids = [str(row.id) for row in rows]
         transaction.on_commit(lambda: _confirmations_enqueue(ids))
@@ -138,13 +140,14 @@ class DrainResult:
 
 
 def sale_orders_drain(
-    *, sale_id: int, consumer: str | None = None, claim_idle_ms: int | None = None, batch_size: int = BATCH_SIZE
+    *, sale_id: int, consumer: str | None = None, claim_idle_ms: int | None = None, batch_size: int | None = None
 ) -> DrainResult:
     """Move every waiting order of the sale into PostgreSQL: first entries another consumer
     took and left unacknowledged for ``claim_idle_ms`` (a worker that died), then new ones,
     until the stream has nothing more. Idempotent and safe to run concurrently."""
     consumer = consumer or consumer_name()
     idle = settings.FLASHSALE_CLAIM_IDLE_MS if claim_idle_ms is None else claim_idle_ms
+    batch_size = batch_size or settings.FLASHSALE_DRAIN_BATCH_SIZE
     result = DrainResult(sale_id=sale_id)
     _group_ensure(sale_id)
     client = inventory_redis()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -325,10 +326,11 @@ def _purchase(
                 user_id=user_id,
                 idempotency=idempotency,
             )
+    order_id = str(uuid.uuid4())
     ran = inventory.purchase_run(
         sale_id=sale_id,
         user_id=user_id,
-        order_id=str(uuid.uuid4()),
+        order_id=order_id,
         client_ip=client_ip,
         limits=admission_limits(),
         challenge_nonce=nonce,
@@ -339,7 +341,11 @@ def _purchase(
     if ran.status == "NO_SALE":  # Reset between the meta read and the script.
         _meta_seen.pop(sale_id, None)
         raise SaleNotFound("The sale is being reloaded; try again.")
-    if ran.status == "SOLD_OUT":
+    if ran.status == "ALREADY_PURCHASED" and ran.order_id == order_id:
+        # The connection dropped after the script ran and the client ran it again: the unit
+        # held is the one this very request won.
+        ran = dataclasses.replace(ran, status="SUCCESS")
+    if ran.status == "SOLD_OUT" or (ran.status == "SUCCESS" and ran.remaining == 0):
         sold_out_markers.mark(sale_id, seen_at_ms=ran.now_ms)
     return _answer_from_record(
         {

@@ -65,9 +65,12 @@ def make_user(*, username: str | None = None, email: str | None = None, password
 
 
 def make_shopper(**kwargs: object) -> tuple[User, str]:
-    """A user and their API token (warmed into the cache like the token endpoint does)."""
+    """A user and their API token, warmed into the cache as the token endpoint does once
+    its transaction commits (tests run inside one that never commits)."""
     user = make_user(**kwargs)  # type: ignore[arg-type]
-    return user, token_issue(user=user).token
+    token = token_issue(user=user).token
+    cache.set(token_cache_key(token), user.pk, CACHE_TTL_SECONDS)
+    return user, token
 
 
 def make_shoppers(count: int, *, prefix: str = "crowd") -> list[tuple[int, str]]:

@@ -191,6 +191,8 @@ FLASHSALE_WARM_LEAD_SECONDS = env_int("FLASHSALE_WARM_LEAD_SECONDS", 30 * 60)
 FLASHSALE_RECONCILE_INTERVAL_SECONDS = env_float("FLASHSALE_RECONCILE_INTERVAL_SECONDS", 5.0)
 # A stream entry delivered to a worker and not acknowledged for this long is reclaimed.
 FLASHSALE_CLAIM_IDLE_MS = env_int("FLASHSALE_CLAIM_IDLE_MS", 30_000)
+# Stream entries a worker turns into orders per transaction.
+FLASHSALE_DRAIN_BATCH_SIZE = env_int("FLASHSALE_DRAIN_BATCH_SIZE", 500)
 # Sales stay watched (reconciled, listed as active) this long after they end.
 FLASHSALE_WATCH_AFTER_END_SECONDS = env_int("FLASHSALE_WATCH_AFTER_END_SECONDS", 24 * 3600)
 CELERY_BEAT_SCHEDULE = {

@@ -1,0 +1,112 @@
+"""``manage.py flashsale``: the operator's tool, for people and (``--json``) for scripts."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from orders.services import sale_orders_drain
+from sales import inventory
+from sales.models import FlashSale, Product
+from sales.services import purchase_attempt
+from tests.factories import make_sale, make_shoppers
+
+pytestmark = pytest.mark.django_db
+
+
+def flashsale(*args: str) -> str:
+    out = StringIO()
+    call_command("flashsale", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_init_creates_the_product_and_a_loaded_sale() -> None:
+    result = json.loads(flashsale("init", "gadget-x", "25", "--price", "2.50", "--starts-in", "0", "--json"))
+
+    sale = FlashSale.objects.get(pk=result["sale_id"])
+    assert sale.product == Product.objects.get(slug="gadget-x")
+    assert (sale.total_stock, str(sale.price), sale.pow_difficulty) == (25, "2.50", 0)
+    counts = inventory.sale_counts(sale.pk)
+    assert (counts.loaded, counts.remaining) == (True, 25)
+
+
+def test_init_explains_bad_input_and_creates_nothing() -> None:
+    for args, message in (
+        (["init", "gadget", "0"], "Stock must be at least 1."),
+        (["init", "gadget", "5", "--price", "cheap"], "'cheap' is not a price."),
+        (["init", "gadget", "5", "--price", "-1"], "A price cannot be negative."),
+        (["init", "gadget", "5", "--duration", "0"], "Duration must be at least 1 second."),
+    ):
+        with pytest.raises(CommandError, match=message):
+            flashsale(*args)
+    assert FlashSale.objects.count() == 0
+
+
+def test_status_shows_the_sale_and_the_verdict_on_both_invariants() -> None:
+    sale = make_sale(stock=5)
+    for user_id, _ in make_shoppers(2):
+        purchase_attempt(sale_id=sale.pk, user_id=user_id)
+
+    waiting = json.loads(flashsale("status", str(sale.pk), "--json"))
+    sale_orders_drain(sale_id=sale.pk)
+    drained = flashsale("status", sale.product.slug)
+
+    assert waiting["remaining_stock"] == 3
+    assert waiting["buyers"] == 2
+    assert waiting["orders_in_postgresql"] == 0
+    assert waiting["backlog"] == 2
+    assert waiting["i1"] is True
+    assert waiting["i2"] is None  # Not judged while orders wait in the stream.
+    assert waiting["answers"] == {"SUCCESS": 2}
+    assert "remaining     3 of 5" in drained
+    assert "orders (PG)   2" in drained
+    assert "I1 stock      holds" in drained
+    assert "I2 orders     holds" in drained
+
+
+def test_status_does_not_drain_the_stream() -> None:
+    sale = make_sale(stock=5)
+    purchase_attempt(sale_id=sale.pk, user_id=make_shoppers(1)[0][0])
+    flashsale("status", str(sale.pk))
+    assert json.loads(flashsale("status", str(sale.pk), "--json"))["backlog"] == 1
+
+
+def test_buyers_lists_every_buyer_and_their_order() -> None:
+    sale = make_sale(stock=5)
+    won = {}
+    for user_id, _ in make_shoppers(3):
+        won[str(user_id)] = purchase_attempt(sale_id=sale.pk, user_id=user_id).order_id
+
+    result = json.loads(flashsale("buyers", str(sale.pk), "--json"))
+
+    assert result == {"sale_id": sale.pk, "buyers": won}
+    assert f"Sale {sale.pk}: 3 buyer(s)" in flashsale("buyers", str(sale.pk))
+
+
+def test_reset_refuses_a_live_sale_without_force() -> None:
+    sale = make_sale(stock=5)
+    purchase_attempt(sale_id=sale.pk, user_id=make_shoppers(1)[0][0])
+
+    with pytest.raises(CommandError, match="The sale is live"):
+        flashsale("reset", str(sale.pk))
+    assert inventory.sale_counts(sale.pk).buyers == 1
+
+    result = json.loads(flashsale("reset", str(sale.pk), "--force", "--json"))
+    assert result["redis_keys_deleted"] >= 4
+    assert inventory.sale_counts(sale.pk).loaded is False
+
+
+def test_reset_of_an_upcoming_sale_needs_no_force() -> None:
+    sale = make_sale(stock=5, starts_in=600)
+    flashsale("reset", str(sale.pk))
+    assert inventory.sale_counts(sale.pk).loaded is False
+    sale.refresh_from_db()
+    assert sale.warmed_at is None
+
+
+def test_an_unknown_sale_is_a_clear_error() -> None:
+    with pytest.raises(CommandError, match="No sale 'nope'"):
+        flashsale("status", "nope")
