@@ -35,6 +35,7 @@ class SoldOutMarkers:
         self._listening = threading.Event()
         self._listener: threading.Thread | None = None
         self._listener_pid = 0
+        self._generation = 0  # A listener whose generation is stale stops.
         self.events_heard = 0
 
     def is_sold_out(self, sale_id: int) -> bool:
@@ -90,26 +91,37 @@ class SoldOutMarkers:
             self._marked.clear()
             self._listening.clear()
             self._listener_pid = pid
-            self._listener = threading.Thread(target=self._listen, name="sold-out-listener", daemon=True)
+            self._listener = threading.Thread(
+                target=self._listen, args=(self._generation,), name="sold-out-listener", daemon=True
+            )
             self._listener.start()
+
+    def restart_listener(self) -> None:
+        """Drop every marker and subscribe afresh (after ``REDIS_URL`` changed: tests)."""
+        with self._lock:
+            self._generation += 1
+            self._marked.clear()
+            self._returned.clear()
+            self._listening.clear()
+            self._listener = None
 
     def wait_until_listening(self, timeout: float = 5.0) -> bool:
         self._ensure_listener()
         return self._listening.wait(timeout)
 
-    def _listen(self) -> None:
+    def _listen(self, generation: int) -> None:
         backoff = 0.1
         outage_logged = False
-        while True:
+        while generation == self._generation:
             pubsub = None
             try:
                 pubsub = inventory_redis().pubsub(ignore_subscribe_messages=False)
                 pubsub.subscribe(keys.EVENTS_CHANNEL)
-                while True:
-                    message = pubsub.get_message(timeout=1.0)
+                while generation == self._generation:
+                    message = pubsub.get_message(timeout=0.2)
                     if message is None:
                         continue
-                    if message["type"] == "subscribe":
+                    if message["type"] == "subscribe" and generation == self._generation:
                         self._listening.set()
                         backoff = 0.1
                         if outage_logged:

@@ -26,10 +26,11 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from redis.exceptions import ResponseError
 
+from flashsale_project.api_errors import ApplicationError
 from flashsale_project.redis_store import inventory_redis
 from sales import inventory, keys
 
-from .models import Order
+from .models import Order, OrderStatus
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +224,60 @@ def order_confirmations_send(*, order_ids: Sequence[str]) -> int:
     return sent
 
 
+# --- After the sale: payment, cancellation, the payment window ---------------------------
+
+ACTIVE_STATUSES = (OrderStatus.PENDING, OrderStatus.PAID)
+"""Orders that hold a unit; cancelled and expired ones gave theirs back."""
+
+
+class OrderNotPending(ApplicationError):
+    http_status = 409
+    code = "ORDER_NOT_PENDING"
+    default_detail = "Only an unpaid (pending) order can be paid, cancelled or expired."
+
+
+def order_mark_paid(*, order: Order) -> Order:
+    updated = Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING).update(
+        status=OrderStatus.PAID, paid_at=timezone.now()
+    )
+    if not updated:
+        raise OrderNotPending()
+    order.refresh_from_db()
+    return order
+
+
+def order_release(*, order: Order, status: OrderStatus) -> Order:
+    """Cancel or expire an unpaid order and give its unit back to the sale.
+
+    Redis first (stock +1, buyer moved to the returned hash, the stock-return event that
+    clears every web process's sold-out marker), then the row. A crash in between leaves a
+    pending row whose unit is already back; reconciliation finishes it. Idempotent.
+    """
+    if status not in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
+        raise ValueError(f"an order is released as cancelled or expired, not {status}")
+    if order.status != OrderStatus.PENDING:
+        raise OrderNotPending()
+    inventory.unit_release(sale_id=order.sale_id, user_id=order.user_id, order_id=str(order.id))
+    Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING).update(status=status)
+    order.refresh_from_db()
+    logger.info("order %s %s; its unit is back in sale %s", order.id, status.label.lower(), order.sale_id)
+    return order
+
+
+def orders_expire_unpaid(*, window_seconds: int, limit: int = 1000) -> int:
+    """Expire orders left unpaid longer than the payment window; their units go back."""
+    cutoff = timezone.now() - timedelta(seconds=window_seconds)
+    overdue = Order.objects.filter(status=OrderStatus.PENDING, created_at__lt=cutoff).order_by("created_at")[:limit]
+    expired = 0
+    for order in overdue:
+        try:
+            order_release(order=order, status=OrderStatus.EXPIRED)
+        except OrderNotPending:  # Paid or cancelled meanwhile.
+            continue
+        expired += 1
+    return expired
+
+
 # --- Reconciliation ------------------------------------------------------------------------
 
 
@@ -280,11 +335,12 @@ def sale_reconcile(*, sale_id: int, repair: bool = True, full: bool = False, dra
         )
         _count(sale_id, "violations_i1")
 
-    report.orders = Order.objects.filter(sale_id=sale_id).count()
+    active = Order.objects.filter(sale_id=sale_id, status__in=ACTIVE_STATUSES)
+    report.orders = active.count()
     if report.backlog == 0 and (full or report.orders != counts.buyers):
         _compare_buyers(report, repair=repair)
         if repair and report.repaired:
-            report.orders = Order.objects.filter(sale_id=sale_id).count()
+            report.orders = active.count()
     elif report.backlog:
         report.i2_holds = None
     return report
@@ -293,17 +349,29 @@ def sale_reconcile(*, sale_id: int, repair: bool = True, full: bool = False, dra
 def _compare_buyers(report: ReconcileReport, *, repair: bool) -> None:
     sale_id = report.sale_id
     buyers = inventory.sale_buyers(sale_id)
-    in_db = {
-        user_id: str(order_id)
-        for user_id, order_id in Order.objects.filter(sale_id=sale_id).values_list("user_id", "id")
-    }
+    returned = inventory.sale_returned_buyers(sale_id)
+    rows = Order.objects.filter(sale_id=sale_id).values_list("user_id", "id", "status")
+    in_db = {user_id: str(order_id) for user_id, order_id, status in rows if status in ACTIVE_STATUSES}
+    released = {user_id: str(order_id) for user_id, order_id, status in rows if status not in ACTIVE_STATUSES}
     meta = inventory.sale_meta(sale_id)
-    missing = [(user_id, order_id) for user_id, order_id in buyers.items() if user_id not in in_db]
+    missing = [
+        (user_id, order_id) for user_id, order_id in buyers.items() if user_id not in in_db and user_id not in released
+    ]
     for user_id, order_id in buyers.items():
         if user_id in in_db and in_db[user_id] != order_id:
             report.unexplained.append(f"user {user_id}: Redis says order {order_id}, PostgreSQL {in_db[user_id]}")
+        elif user_id in released:
+            report.unexplained.append(f"user {user_id}: order {order_id} released in PostgreSQL, held in Redis")
     for user_id, order_id in in_db.items():
-        if user_id not in buyers:
+        if user_id in buyers:
+            continue
+        if repair and returned.get(user_id) == order_id:
+            # A release that returned the unit and died before updating the row.
+            Order.objects.filter(id=order_id, status=OrderStatus.PENDING).update(status=OrderStatus.CANCELLED)
+            logger.warning("sale %s: finished the release of order %s of user %s", sale_id, order_id, user_id)
+            report.repaired.append(order_id)
+            _count(sale_id, "repairs")
+        else:
             report.unexplained.append(f"user {user_id}: order {order_id} in PostgreSQL, no buyer in Redis")
     if repair and missing and meta is not None:
         won_at = timezone.now()

@@ -6,12 +6,19 @@ import logging
 from smtplib import SMTPException
 
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from sales.selectors import sales_watched
 
-from .services import confirmations_overdue, order_confirmations_send, sale_orders_drain, sale_reconcile
+from .services import (
+    confirmations_overdue,
+    order_confirmations_send,
+    orders_expire_unpaid,
+    sale_orders_drain,
+    sale_reconcile,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +70,13 @@ def reconcile_sales() -> dict[str, dict[str, object]]:
         logger.info("re-sending %s overdue order confirmations", len(overdue))
         send_order_confirmations.delay(overdue)
     return summary
+
+
+@shared_task(acks_late=True, autoretry_for=PASSING_FAILURES, retry_backoff=True, max_retries=3)
+def expire_unpaid_orders() -> int:
+    """Beat: the payment window. Orders unpaid past it expire and their units go back on
+    sale (the stock-return event clears every web process's sold-out marker)."""
+    window = settings.FLASHSALE_PAYMENT_WINDOW_SECONDS
+    if window <= 0:
+        return 0
+    return orders_expire_unpaid(window_seconds=window)

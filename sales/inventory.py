@@ -17,6 +17,7 @@ from flashsale_project.redis_store import LuaScript, inventory_redis
 from . import keys
 
 PURCHASE_SCRIPT = LuaScript(Path(__file__).resolve().parent / "lua" / "purchase.lua")
+RELEASE_SCRIPT = LuaScript(Path(__file__).resolve().parent / "lua" / "release.lua")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ def purchase_run(
         keys.ip_rate_key(sale_id, client_ip) if limits.ip_limit and client_ip else meta,
         keys.challenge_key(sale_id, challenge_nonce) if challenge_nonce else meta,
         keys.idempotency_key(sale_id, user_id, idempotency_digest) if idempotency_digest else meta,
+        keys.returned_buyers_key(sale_id),
     ]
     args = [
         user_id,
@@ -88,6 +90,33 @@ def purchase_run(
         inventory_redis(), script_keys, args
     )
     return ScriptAnswer(status, won_order_id, int(remaining), int(retry_after_ms), kick == 1, int(now_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    returned: bool
+    remaining: int
+
+
+def unit_release(*, sale_id: int, user_id: int, order_id: str) -> Release:
+    """Give the unit ``order_id`` holds back to the stock and publish the stock-return event
+    (``lua/release.lua``). Idempotent: a unit already returned is not returned twice."""
+    status, remaining = RELEASE_SCRIPT(
+        inventory_redis(),
+        [
+            keys.meta_key(sale_id),
+            keys.stock_key(sale_id),
+            keys.buyers_key(sale_id),
+            keys.returned_buyers_key(sale_id),
+        ],
+        [user_id, order_id, keys.EVENTS_CHANNEL],
+    )
+    return Release(returned=status == "RETURNED", remaining=int(remaining))
+
+
+def sale_returned_buyers(sale_id: int) -> dict[int, str]:
+    raw = cast(dict[str, str], inventory_redis().hgetall(keys.returned_buyers_key(sale_id)))
+    return {int(user): order_id for user, order_id in raw.items()}
 
 
 @dataclass(frozen=True, slots=True)

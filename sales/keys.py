@@ -22,6 +22,11 @@ def meta_key(sale_id: int) -> str:
     return f"{_prefix(sale_id)}:meta"
 
 
+def returned_buyers_key(sale_id: int) -> str:
+    """Buyers whose unit went back to the stock (order cancelled or unpaid): user -> order."""
+    return f"{_prefix(sale_id)}:returned"
+
+
 def stock_key(sale_id: int) -> str:
     return f"{_prefix(sale_id)}:stock"
 
@@ -85,6 +90,7 @@ def sale_keys(sale_id: int) -> list[str]:
         meta_key(sale_id),
         stock_key(sale_id),
         buyers_key(sale_id),
+        returned_buyers_key(sale_id),
         orders_stream_key(sale_id),
         bucket_key(sale_id),
         stats_key(sale_id),

@@ -191,6 +191,9 @@ FLASHSALE_WARM_LEAD_SECONDS = env_int("FLASHSALE_WARM_LEAD_SECONDS", 30 * 60)
 FLASHSALE_RECONCILE_INTERVAL_SECONDS = env_float("FLASHSALE_RECONCILE_INTERVAL_SECONDS", 5.0)
 # A stream entry delivered to a worker and not acknowledged for this long is reclaimed.
 FLASHSALE_CLAIM_IDLE_MS = env_int("FLASHSALE_CLAIM_IDLE_MS", 30_000)
+# Seconds a winner has to pay before the order expires and its unit goes back on sale;
+# 0 (the default, no payment step is wired in) keeps orders pending until paid or cancelled.
+FLASHSALE_PAYMENT_WINDOW_SECONDS = env_int("FLASHSALE_PAYMENT_WINDOW_SECONDS", 0)
 # Stream entries a worker turns into orders per transaction.
 FLASHSALE_DRAIN_BATCH_SIZE = env_int("FLASHSALE_DRAIN_BATCH_SIZE", 500)
 # Sales stay watched (reconciled, listed as active) this long after they end.
@@ -199,6 +202,11 @@ CELERY_BEAT_SCHEDULE = {
     # A tick nobody ran before the next one is worthless, hence the expiry.
     "warm-upcoming-sales": {
         "task": "sales.tasks.warm_upcoming_sales",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
+    "expire-unpaid-orders": {
+        "task": "orders.tasks.expire_unpaid_orders",
         "schedule": 30.0,
         "options": {"expires": 30.0},
     },

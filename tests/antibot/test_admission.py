@@ -1,0 +1,122 @@
+"""Admission through the real server: the sale's token bucket refilled by the Redis clock,
+per-user and per-IP windows, and a correct Retry-After on every 429."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from django.test import RequestFactory, override_settings
+
+from antibot.selectors import client_ip
+from sales import inventory, keys
+from tests.factories import auth, make_sale, make_shoppers
+from tests.processes import ChildProcess
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _purchase(server: ChildProcess, sale_id: int, token: str, **headers: str) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/api/sales/{sale_id}/purchase/", json={}, headers={**auth(token), **headers}, timeout=10
+    )
+
+
+def _let_the_redis_clock_run(sale_id: int, milliseconds: int) -> None:
+    """Move the bucket's last refill back in time: to the script, which refills by Redis
+    TIME minus that stamp, this is the same as the time passing. No sleep, no flakiness."""
+    client = inventory.inventory_redis()
+    at_ms = int(client.hget(keys.bucket_key(sale_id), "at_ms"))  # type: ignore[arg-type]
+    client.hset(keys.bucket_key(sale_id), "at_ms", at_ms - milliseconds)
+
+
+def test_the_bucket_admits_its_capacity_at_once_then_its_refill_rate_per_second(open_server: ChildProcess) -> None:
+    sale = make_sale(stock=100, bucket_capacity=5, bucket_refill_per_second=2)
+    tokens = [token for _, token in make_shoppers(12)]
+
+    burst = [_purchase(open_server, sale.pk, token) for token in tokens[:6]]
+    _let_the_redis_clock_run(sale.pk, 1000)
+    after_one_second = [_purchase(open_server, sale.pk, token) for token in tokens[6:9]]
+    _let_the_redis_clock_run(sale.pk, 500)
+    after_half_a_second = [_purchase(open_server, sale.pk, token) for token in tokens[9:11]]
+
+    assert [answer.status_code for answer in burst] == [201] * 5 + [429]
+    assert [answer.status_code for answer in after_one_second] == [201, 201, 429]
+    assert [answer.status_code for answer in after_half_a_second] == [201, 429]
+    assert inventory.sale_counts(sale.pk).buyers == 8
+
+
+def test_a_bucket_429_says_when_a_token_will_be_there(open_server: ChildProcess) -> None:
+    sale = make_sale(stock=100, bucket_capacity=1, bucket_refill_per_second=1)
+    first, second = (token for _, token in make_shoppers(2))
+    assert _purchase(open_server, sale.pk, first).status_code == 201
+
+    refused = _purchase(open_server, sale.pk, second)
+
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"  # One token at one a second.
+    assert refused.json() == {"status": "RATE_LIMITED", "detail": "Too many attempts; try again in 1 s."}
+    assert inventory.sale_counts(sale.pk).buyers == 1
+
+
+def test_the_per_user_window_counts_challenges_and_purchases_alike(guarded_server: ChildProcess) -> None:
+    sale = make_sale(stock=100)
+    (_, token), *_ = make_shoppers(1)
+
+    challenge = httpx.post(f"{guarded_server.url}/api/sales/{sale.pk}/challenge/", headers=auth(token), timeout=10)
+    first = _purchase(guarded_server, sale.pk, token, **{"X-Real-IP": "198.51.100.1"})
+    second = _purchase(guarded_server, sale.pk, token, **{"X-Real-IP": "198.51.100.2"})
+    third = _purchase(guarded_server, sale.pk, token, **{"X-Real-IP": "198.51.100.3"})
+
+    assert challenge.status_code == 200
+    assert (first.status_code, second.json()["status"]) == (201, "ALREADY_PURCHASED")
+    assert third.status_code == 429
+    assert third.json()["status"] == "RATE_LIMITED"
+    assert 1 <= int(third.headers["Retry-After"]) <= 10  # What is left of the 10 s window.
+
+
+def test_the_per_ip_window_uses_the_trusted_proxy_header(guarded_server: ChildProcess) -> None:
+    sale = make_sale(stock=100)
+    tokens = [token for _, token in make_shoppers(7)]
+
+    crowd = [_purchase(guarded_server, sale.pk, token, **{"X-Real-IP": "203.0.113.7"}) for token in tokens[:6]]
+    elsewhere = _purchase(guarded_server, sale.pk, tokens[6], **{"X-Real-IP": "203.0.113.8"})
+
+    assert [answer.status_code for answer in crowd] == [201] * 5 + [429]
+    assert 1 <= int(crowd[-1].headers["Retry-After"]) <= 10
+    assert elsewhere.status_code == 201
+
+
+def test_a_challenge_request_over_the_window_is_refused_too(guarded_server: ChildProcess) -> None:
+    sale = make_sale(stock=100, pow_difficulty=4)
+    (_, token), *_ = make_shoppers(1)
+    answers = [
+        httpx.post(
+            f"{guarded_server.url}/api/sales/{sale.pk}/challenge/",
+            headers={**auth(token), "X-Real-IP": f"192.0.2.{n}"},
+            timeout=10,
+        )
+        for n in range(4)
+    ]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    assert answers[-1].json()["status"] == "RATE_LIMITED"
+    assert "Retry-After" in answers[-1].headers
+
+
+@pytest.mark.parametrize(
+    ("header", "proxies", "meta", "expected"),
+    [
+        ("", 1, {"HTTP_X_FORWARDED_FOR": "1.2.3.4"}, "10.0.0.9"),  # No trusted header: the peer.
+        ("X-Real-IP", 1, {"HTTP_X_REAL_IP": "1.2.3.4"}, "1.2.3.4"),
+        ("X-Real-IP", 1, {"HTTP_X_REAL_IP": "not an ip"}, "10.0.0.9"),
+        ("X-Forwarded-For", 1, {"HTTP_X_FORWARDED_FOR": "6.6.6.6, 1.2.3.4"}, "1.2.3.4"),  # Left is spoofable.
+        ("X-Forwarded-For", 2, {"HTTP_X_FORWARDED_FOR": "6.6.6.6, 1.2.3.4, 10.0.0.1"}, "1.2.3.4"),
+        ("X-Forwarded-For", 3, {"HTTP_X_FORWARDED_FOR": "1.2.3.4"}, "10.0.0.9"),  # Fewer hops than proxies.
+        ("X-Forwarded-For", 1, {}, "10.0.0.9"),
+    ],
+)
+def test_the_client_ip_is_never_taken_blindly_from_forwarded_headers(
+    header: str, proxies: int, meta: dict[str, str], expected: str
+) -> None:
+    request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.9", **meta)  # type: ignore[arg-type]
+    with override_settings(ANTIBOT_CLIENT_IP_HEADER=header, ANTIBOT_TRUSTED_PROXY_COUNT=proxies):
+        assert client_ip(request) == expected

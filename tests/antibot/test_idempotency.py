@@ -1,0 +1,128 @@
+"""Idempotency-Key on purchase, through the real server (IETF httpapi draft semantics)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from django.conf import settings
+
+from antibot.services import IdempotentRequest, idempotency_begin
+from sales import inventory, keys
+from tests.factories import auth, make_sale, make_shoppers
+from tests.processes import ChildProcess
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _purchase(server: ChildProcess, sale_id: int, token: str, key: str, body: bytes = b"{}") -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/api/sales/{sale_id}/purchase/",
+        content=body,
+        headers={**auth(token), "Idempotency-Key": key, "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+def test_the_same_key_from_the_same_user_replays_the_first_answer(open_server: ChildProcess) -> None:
+    sale = make_sale(stock=5)
+    (_, token), *_ = make_shoppers(1)
+
+    first = _purchase(open_server, sale.pk, token, "click-1")
+    retry = _purchase(open_server, sale.pk, token, "click-1")
+
+    assert first.status_code == retry.status_code == 201
+    assert retry.json() == first.json()
+    assert inventory.sale_counts(sale.pk).remaining == 4
+
+
+def test_a_replayed_refusal_is_the_same_refusal(open_server: ChildProcess) -> None:
+    sale = make_sale(stock=1)
+    (_, winner), (_, loser) = make_shoppers(2)
+    _purchase(open_server, sale.pk, winner, "w")
+
+    first = _purchase(open_server, sale.pk, loser, "l")
+    inventory.inventory_redis().incr(keys.stock_key(sale.pk))  # Whatever happens since...
+    retry = _purchase(open_server, sale.pk, loser, "l")
+
+    assert first.status_code == retry.status_code == 409
+    assert retry.json() == first.json() == {"status": "SOLD_OUT", "detail": "Sold out: every unit has been sold."}
+
+
+def test_the_same_key_with_another_body_answers_422(open_server: ChildProcess) -> None:
+    sale = make_sale(stock=5)
+    (_, token), *_ = make_shoppers(1)
+    _purchase(open_server, sale.pk, token, "k", b"{}")
+
+    other = _purchase(open_server, sale.pk, token, "k", b'{"solution": "42"}')
+
+    assert other.status_code == 422
+    assert other.json()["status"] == "IDEMPOTENCY_KEY_REUSED"
+    assert inventory.sale_counts(sale.pk).remaining == 4
+
+
+def test_a_request_still_in_flight_with_the_key_answers_409_in_flight(open_server: ChildProcess) -> None:
+    sale = make_sale(stock=5)
+    (user_id, token), *_ = make_shoppers(1)
+    path = f"/api/sales/{sale.pk}/purchase/"
+    # Another request with this key has claimed it and is still being answered.
+    held = IdempotentRequest.from_header("busy", method="POST", path=path, body=b"{}")
+    assert idempotency_begin(sale_id=sale.pk, user_id=user_id, request=held) is None
+
+    answer = _purchase(open_server, sale.pk, token, "busy")
+
+    assert answer.status_code == 409
+    assert answer.json()["status"] == "IN_FLIGHT"
+    assert inventory.sale_counts(sale.pk).remaining == 5
+
+
+def test_keys_belong_to_one_user(open_server: ChildProcess) -> None:
+    sale = make_sale(stock=5)
+    (_, alice), (_, bob) = make_shoppers(2)
+
+    mine = _purchase(open_server, sale.pk, alice, "same-key").json()
+    theirs = _purchase(open_server, sale.pk, bob, "same-key").json()
+
+    assert mine["status"] == theirs["status"] == "SUCCESS"
+    assert mine["order_id"] != theirs["order_id"]
+
+
+def test_answers_are_kept_a_day_and_in_flight_claims_seconds(open_server: ChildProcess) -> None:
+    sale = make_sale(stock=5)
+    (user_id, token), *_ = make_shoppers(1)
+    _purchase(open_server, sale.pk, token, "kept")
+    client = inventory.inventory_redis()
+    stored_key = keys.idempotency_key(
+        sale.pk, user_id, IdempotentRequest.from_header("kept", method="POST", path="/", body=b"").digest
+    )
+
+    ttl = client.ttl(stored_key)
+    record = json.loads(client.get(stored_key))  # type: ignore[arg-type]
+    assert settings.ANTIBOT_IDEMPOTENCY_TTL_SECONDS - 60 < ttl <= settings.ANTIBOT_IDEMPOTENCY_TTL_SECONDS
+    assert record["status"] == "SUCCESS"
+
+    claim = IdempotentRequest.from_header("claimed", method="POST", path="/x/", body=b"{}")
+    idempotency_begin(sale_id=sale.pk, user_id=user_id, request=claim)
+    claim_ttl = client.ttl(keys.idempotency_key(sale.pk, user_id, claim.digest))
+    assert 0 < claim_ttl <= settings.ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS
+
+
+def test_a_malformed_key_answers_400(open_server: ChildProcess) -> None:
+    sale = make_sale(stock=5)
+    (_, token), *_ = make_shoppers(1)
+    answer = _purchase(open_server, sale.pk, token, "x" * 300)
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == "Idempotency-Key must be 1 to 255 printable ASCII characters."
+    assert inventory.sale_counts(sale.pk).remaining == 5
+
+
+def test_a_request_refused_as_malformed_does_not_hold_its_key(open_server: ChildProcess) -> None:
+    sale = make_sale(stock=5)
+    (_, token), *_ = make_shoppers(1)
+
+    broken = _purchase(open_server, sale.pk, token, "fix-me", b"{oops")
+    fixed = _purchase(open_server, sale.pk, token, "fix-me", b"{}")
+
+    assert broken.status_code == 400
+    assert fixed.status_code == 201
