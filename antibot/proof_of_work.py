@@ -37,3 +37,21 @@ def solve(challenge: str, difficulty: int, *, start: int = 0) -> str:
         if int.from_bytes(attempt.digest(), "big") < limit:
             return candidate
     raise AssertionError("unreachable")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m antibot.proof_of_work <challenge> <difficulty>`` prints a solution."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Solve a flash-sale proof-of-work challenge.")
+    parser.add_argument("challenge")
+    parser.add_argument("difficulty", type=int)
+    args = parser.parse_args(argv)
+    if not 0 <= args.difficulty <= 32:
+        parser.error("difficulty is between 0 and 32 leading zero bits")
+    print(solve(args.challenge, args.difficulty))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
