@@ -29,6 +29,8 @@ RUN_DIR = Path(os.environ.get("FLASHSALE_RUN_DIR") or ROOT / ".run").resolve()
 
 def _port_or_free(preferred: int) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers bind: a port whose old connections linger in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", preferred))
         except OSError:

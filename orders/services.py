@@ -168,6 +168,13 @@ def sale_orders_drain(
         if not reply or not reply[0][1]:
             break
         result.delivered += _persist_and_ack(sale_id, reply[0][1])
+    if result.delivered or result.claimed:
+        logger.info(
+            "sale %s: %s won order(s) moved to PostgreSQL (%s reclaimed from a stalled worker)",
+            sale_id,
+            result.delivered + result.claimed,
+            result.claimed,
+        )
     return result
 
 

@@ -34,7 +34,7 @@ from flashsale_project.redis_store import inventory_redis
 
 from . import inventory, keys
 from .models import FlashSale, Product
-from .selectors import sale_cache_key
+from .selectors import SALE_CACHE_SECONDS, sale_cache_key
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,8 @@ def sale_warm(*, sale: FlashSale) -> WarmResult:
     now = timezone.now()
     FlashSale.objects.filter(pk=sale.pk).update(warmed_at=now)
     sale.warmed_at = now
-    cache.delete(sale_cache_key(sale.pk))
+    sale.product  # noqa: B018 - loaded now so the cached copy carries it
+    cache.set(sale_cache_key(sale.pk), sale, SALE_CACHE_SECONDS)
     return WarmResult(sale_id=sale.pk, stock_initialized=loaded.stock_initialized, window_changed=window_changed)
 
 

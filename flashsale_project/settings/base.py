@@ -116,6 +116,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers log through LOGGING below, like every other process.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Auth and API -------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -181,6 +183,10 @@ LOGGING = {
         # Django logs every 4xx answer as a warning; in a stampede that is a log line per
         # "sold out". Server errors are still logged.
         "django.request": {"level": "ERROR"},
+        # A line per task received and succeeded, every beat tick: the services log what
+        # matters (orders moved, repairs, invariant breaks) themselves.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
     },
 }
 

@@ -113,7 +113,7 @@ def test_make_run_starts_the_stack_and_ctrl_c_stops_all_of_it(run_dir: Path) -> 
             replies = broker.control.ping(timeout=1.0) or []
         assert any(name.startswith("worker@") for reply in replies for name in reply), replies
         output.wait_for(r"beat: Starting", timeout=30)
-        output.wait_for(r"Task orders\.tasks\.reconcile_sales\[.*\] succeeded|reconcile_sales.*succeeded", timeout=30)
+        output.wait_for(r"Sending due task reconcile-sales", timeout=30)
 
         stack = psutil.Process(make.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in stack)
