@@ -1,13 +1,32 @@
 """The sale's own Prometheus metrics (django-prometheus supplies the standard ones).
 
-Several processes serve one site, so prometheus_client runs in multiprocess mode when
-``PROMETHEUS_MULTIPROC_DIR`` is set in the environment before the process starts (``make
-run`` and the compose file set it; the directory is emptied at start).
+Two kinds, kept apart on purpose:
+
+- Per-process metrics (purchase answers, purchase latency, open WebSockets) are
+  prometheus_client objects updated where things happen. Several processes serve one site,
+  so prometheus_client runs in multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set in
+  the environment before the process starts (``make run`` and the compose file set it and
+  empty the directory at start); ``/metrics`` then sums every process's files.
+- Stack-wide values (stock, buyers, order backlog, orders in PostgreSQL, reconciliation
+  counters, Celery workers) live in Redis, PostgreSQL and the broker already. ``StackCollector``
+  reads them when ``/metrics`` is scraped, on the scrape's registry only: once per scrape,
+  never per process, and always exactly what Redis holds (a gauge kept current by each web
+  process would be one process's last write, wrong as soon as another process sells).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.conf import settings
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+logger = logging.getLogger(__name__)
 
 PURCHASE_REQUESTS = Counter(
     "flash_sale_requests",
@@ -31,3 +50,171 @@ def purchase_observed(*, sale_id: int | None, status: str, seconds: float) -> No
     so random ids cannot grow the label set."""
     PURCHASE_REQUESTS.labels(sale="unknown" if sale_id is None else str(sale_id), status=status.lower()).inc()
     PURCHASE_DURATION.observe(seconds)
+
+
+# --- Read at scrape time --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SaleReading:
+    """One watched sale as Redis and PostgreSQL see it during a scrape."""
+
+    sale_id: int
+    total: int
+    remaining: int
+    buyers: int
+    backlog: int
+    orders: int
+    repairs: int
+    violations_i1: int
+    violations_i2: int
+
+
+def sales_read() -> list[SaleReading]:
+    """Every watched sale loaded into Redis. PostgreSQL is read first, Redis after: an
+    order committed in between shows as one more acknowledged buyer than orders for an
+    instant, which the I2 alert's ``for: 1m`` absorbs. ``remaining`` and ``buyers`` come
+    from one MULTI (``sale_counts``), so I1 is judged on one instant.
+
+    Raises the database's or Redis's error when either cannot answer."""
+    from django.db.models import Count
+
+    from orders.models import Order
+    from orders.services import sale_backlog
+    from sales import inventory, keys
+    from sales.selectors import sales_watched
+
+    from .redis_store import inventory_redis
+
+    sale_ids = sales_watched()
+    orders = dict(
+        Order.objects.filter(sale_id__in=sale_ids)
+        .values("sale_id")
+        .annotate(orders=Count("pk"))
+        .values_list("sale_id", "orders")
+    )
+    readings = []
+    for sale_id in sorted(sale_ids):
+        counts = inventory.sale_counts(sale_id)
+        if not counts.loaded:
+            continue
+        backlog = sale_backlog(sale_id)
+        reconcile = inventory_redis().hgetall(keys.reconcile_key(sale_id))
+        readings.append(
+            SaleReading(
+                sale_id=sale_id,
+                total=counts.total,
+                remaining=counts.remaining,
+                buyers=counts.buyers,
+                backlog=backlog,
+                orders=orders.get(sale_id, 0),
+                repairs=int(reconcile.get("repairs", 0)),
+                violations_i1=int(reconcile.get("violations_i1", 0)),
+                violations_i2=int(reconcile.get("violations_i2", 0)),
+            )
+        )
+    return readings
+
+
+def celery_workers_count(*, timeout: float) -> int:
+    """Celery workers that answer a ping within ``timeout`` seconds (the broker's remote
+    control, what ``celery inspect ping`` uses). The call always waits the full timeout."""
+    from .celery import app
+
+    replies = app.control.ping(timeout=timeout) or []
+    return len({node for reply in replies for node in reply})
+
+
+class StackCollector:
+    """The stack-wide metrics, read fresh on every ``collect()``. A source that cannot answer
+    leaves its metrics out of the scrape and reports ``flash_sale_scrape_source_up`` 0 for it,
+    so one dead server never turns ``/metrics`` into an error page."""
+
+    def collect(self) -> Iterator[Metric]:
+        from django.db import DatabaseError
+        from kombu.exceptions import OperationalError
+        from redis.exceptions import RedisError
+
+        up = GaugeMetricFamily(
+            "flash_sale_scrape_source_up",
+            "1 when the source answered this scrape's reads, 0 when it failed.",
+            labels=["source"],
+        )
+        try:
+            readings = sales_read()
+        except DatabaseError:
+            logger.warning("metrics: PostgreSQL did not answer the scrape", exc_info=True)
+            up.add_metric(["postgresql"], 0)
+        except RedisError:
+            logger.warning("metrics: Redis did not answer the scrape", exc_info=True)
+            up.add_metric(["postgresql"], 1)
+            up.add_metric(["redis"], 0)
+        else:
+            up.add_metric(["postgresql"], 1)
+            up.add_metric(["redis"], 1)
+            yield from _sale_families(readings)
+
+        timeout = settings.METRICS_CELERY_PING_SECONDS
+        if timeout > 0:
+            try:
+                workers = celery_workers_count(timeout=timeout)
+            except (OperationalError, RedisError, OSError):
+                logger.warning("metrics: the Celery broker did not answer the ping", exc_info=True)
+                up.add_metric(["celery_broker"], 0)
+            else:
+                up.add_metric(["celery_broker"], 1)
+                yield GaugeMetricFamily(
+                    "flash_sale_celery_workers", "Celery workers that answered a ping during this scrape.", workers
+                )
+        yield up
+
+
+def _sale_families(readings: list[SaleReading]) -> Iterator[Metric]:
+    gauges = {
+        "flash_sale_stock_remaining": ("Units left in Redis.", lambda r: r.remaining),
+        "flash_sale_stock_total": ("Units the sale started with (Redis meta).", lambda r: r.total),
+        "flash_sale_buyers": ("Buyers recorded in Redis (units sold).", lambda r: r.buyers),
+        "flash_sale_order_backlog": (
+            "Won orders not yet in PostgreSQL: stream entries never delivered plus delivered and unacknowledged.",
+            lambda r: r.backlog,
+        ),
+        "flash_sale_orders_persisted": ("Orders of the sale in PostgreSQL.", lambda r: r.orders),
+    }
+    for name, (documentation, value) in gauges.items():
+        family = GaugeMetricFamily(name, documentation, labels=["sale"])
+        for reading in readings:
+            family.add_metric([str(reading.sale_id)], value(reading))
+        yield family
+    # Reconciliation counts live in Redis (beat's worker increments them), so they are exported
+    # as counters read at scrape time: they only grow while the sale's keys exist, and a series
+    # per sale means a sale leaving the watch list goes stale instead of looking like a reset.
+    repairs = CounterMetricFamily(
+        "flash_sale_reconcile_repairs",
+        "Orders the reconciler recreated in PostgreSQL from Redis's buyers.",
+        labels=["sale"],
+    )
+    violations = CounterMetricFamily(
+        "flash_sale_invariant_violations",
+        "Reconciliation runs that found an invariant broken (I1: stock + buyers == total; I2: one order per buyer).",
+        labels=["sale", "invariant"],
+    )
+    for reading in readings:
+        sale = str(reading.sale_id)
+        repairs.add_metric([sale], reading.repairs)
+        violations.add_metric([sale, "I1"], reading.violations_i1)
+        violations.add_metric([sale, "I2"], reading.violations_i2)
+    yield repairs
+    yield violations
+
+
+def scrape_registry() -> CollectorRegistry:
+    """A registry for one scrape: every process's metrics (multiprocess mode) or this
+    process's (single process), plus the stack-wide collector when this process reports it."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        registry.register(REGISTRY)
+    if settings.METRICS_STACK_COLLECTOR:
+        registry.register(StackCollector())
+    return registry

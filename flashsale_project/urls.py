@@ -3,12 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from .health import healthz
+from .metrics_view import metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api-schema"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics, name="metrics"),
     path("", include("sales.urls")),
 ]
 

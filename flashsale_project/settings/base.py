@@ -70,6 +70,9 @@ DATABASES = {
         DATABASE_URL,
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
         conn_health_checks=True,
+        # Django's PostgreSQL backend plus query, error and connection counters (README,
+        # "Observability"); it only counts the queries that run, so SQL-free paths stay so.
+        engine="django_prometheus.db.backends.postgresql",
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -85,7 +88,8 @@ REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 200)
 
 CACHES = {
     "default": {
-        "BACKEND": "django_redis.cache.RedisCache",
+        # django-redis with hit / miss / failure counters on get (django-prometheus).
+        "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
         "LOCATION": CACHE_URL,
         "KEY_PREFIX": "flashsale",
         "OPTIONS": {
@@ -246,3 +250,24 @@ ANTIBOT_CHALLENGE_SECRET = env_str("ANTIBOT_CHALLENGE_SECRET", "")
 # died mid-way holds its key at most this many seconds.
 ANTIBOT_IDEMPOTENCY_TTL_SECONDS = env_int("ANTIBOT_IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
 ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS = env_int("ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS", 10)
+
+# --- Metrics (README: "Observability") ------------------------------------------------------
+# /metrics answers loopback always, these networks (CIDRs), and a request carrying
+# "Authorization: Bearer <METRICS_BEARER_TOKEN>" when a token is set; anyone else gets 403.
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", [])
+METRICS_BEARER_TOKEN = env_str("METRICS_BEARER_TOKEN", "")
+# A scrape pings the Celery workers and waits this long for answers (flash_sale_celery_workers);
+# 0 leaves the metric out.
+METRICS_CELERY_PING_SECONDS = env_float("METRICS_CELERY_PING_SECONDS", 0.5)
+# Read the stack-wide metrics (sales from Redis and PostgreSQL, Celery workers) on each scrape.
+# Off where another scraped process already reports them (compose's ws containers).
+METRICS_STACK_COLLECTOR = env_bool("METRICS_STACK_COLLECTOR", True)
+# django-prometheus's per-request HTTP metrics: off by default, they cost every request on the
+# hot path (measured in the README); the sale's own purchase metrics are always on.
+METRICS_HTTP_MIDDLEWARE = env_bool("METRICS_HTTP_MIDDLEWARE", False)
+if METRICS_HTTP_MIDDLEWARE:
+    MIDDLEWARE = [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        *MIDDLEWARE,
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]

@@ -1,0 +1,61 @@
+"""``GET /metrics``: the Prometheus scrape, for the monitoring network only.
+
+Allowed: the loopback addresses (always), the networks in ``METRICS_ALLOWED_NETWORKS``, and a
+request with ``Authorization: Bearer <METRICS_BEARER_TOKEN>`` when a token is set. Everyone
+else gets 403. The address judged is the TCP peer (``REMOTE_ADDR``), never a forwarding
+header: Prometheus scrapes the processes directly, and a header is the client's to forge.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import ipaddress
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from prometheus_client.exposition import choose_encoder
+
+from .api_errors import Forbidden, MethodNotAllowed, error_json_response
+from .metrics import scrape_registry
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.cache
+def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    try:
+        return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {error}") from None
+
+
+def scrape_allowed(request: HttpRequest) -> bool:
+    token = settings.METRICS_BEARER_TOKEN
+    if token:
+        scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode()):
+            return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return True
+    return any(address in network for network in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        response = error_json_response(MethodNotAllowed(f"{request.method} is not allowed here; use GET."))
+        response["Allow"] = "GET, HEAD"
+        return response
+    if not scrape_allowed(request):
+        return error_json_response(
+            Forbidden("Metrics are served to the monitoring network or with the scrape token only.")
+        )
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(scrape_registry()), content_type=content_type)
