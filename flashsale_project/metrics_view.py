@@ -4,6 +4,11 @@ Allowed: the loopback addresses (always), the networks in ``METRICS_ALLOWED_NETW
 request with ``Authorization: Bearer <METRICS_BEARER_TOKEN>`` when a token is set. Everyone
 else gets 403. The address judged is the TCP peer (``REMOTE_ADDR``), never a forwarding
 header: Prometheus scrapes the processes directly, and a header is the client's to forge.
+
+``MetricsEndpointMiddleware`` answers the scrape ahead of every other middleware: Prometheus
+finds each web and ws process by its address (DNS service discovery gives IPs, which
+``ALLOWED_HOSTS`` cannot list), and a scrape needs no session, CSRF or HTTPS redirect. The
+answer builds no URL from the Host header, so skipping its validation here is safe.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -59,3 +65,16 @@ def metrics(request: HttpRequest) -> HttpResponse:
         )
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return HttpResponse(encoder(scrape_registry()), content_type=content_type)
+
+
+class MetricsEndpointMiddleware:
+    """First in ``MIDDLEWARE``: ``/metrics`` is answered here, every other path passes on
+    after one string comparison."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info == "/metrics":
+            return metrics(request)
+        return self.get_response(request)

@@ -80,6 +80,44 @@ def test_the_web_healthcheck_probes_a_real_endpoint(compose: dict) -> None:
     assert "/healthz" in " ".join(compose["services"]["web"]["healthcheck"]["test"])
 
 
+def test_prometheus_and_grafana_run_pinned_images_provisioned_from_deploy(compose: dict) -> None:
+    prometheus, grafana = compose["services"]["prometheus"], compose["services"]["grafana"]
+    assert prometheus["image"].startswith("prom/prometheus:v2.")
+    assert grafana["image"].startswith("grafana/grafana:") and not grafana["image"].endswith(":latest")
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    mounts = [*prometheus["volumes"], *grafana["volumes"]]
+    for mount in mounts:
+        source = mount.split(":")[0]
+        if source.startswith("./"):
+            assert (ROOT / source).exists(), mount
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    assert {"prometheus-data", "grafana-data"} <= set(compose["volumes"])
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert prometheus["healthcheck"]["test"] and grafana["healthcheck"]["test"]
+
+
+def test_prometheus_scrapes_with_the_token_the_app_services_require(compose: dict) -> None:
+    assert compose["secrets"]["metrics_token"] == {"environment": "METRICS_BEARER_TOKEN"}
+    assert compose["services"]["prometheus"]["secrets"] == ["metrics_token"]
+    for name in APP_SERVICES:
+        assert compose["services"][name]["environment"]["METRICS_BEARER_TOKEN"].startswith("${METRICS_BEARER_TOKEN:?")
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    for job, service, port in (("flashsale-web", "web", 8000), ("flashsale-ws", "ws", 8001)):
+        assert jobs[job]["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+        assert jobs[job]["dns_sd_configs"] == [{"names": [service], "type": "A", "port": port, "refresh_interval": "30s"}]
+
+
+def test_only_web_runs_several_processes_in_prometheus_multiprocess_mode(compose: dict) -> None:
+    web = compose["services"]["web"]
+    assert web["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus"
+    assert "rm -rf /tmp/prometheus && mkdir -p /tmp/prometheus" in " ".join(web["command"])
+    for name in ["migrate", "ws", "worker", "beat"]:
+        assert "PROMETHEUS_MULTIPROC_DIR" not in compose["services"][name]["environment"], name
+    assert compose["services"]["ws"]["environment"]["METRICS_STACK_COLLECTOR"] == "false"
+
+
 @pytest.mark.django_db
 def test_healthz_answers_ok_when_redis_and_postgresql_answer(client: object) -> None:
     response = client.get("/healthz")  # type: ignore[attr-defined]

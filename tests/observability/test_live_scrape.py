@@ -25,6 +25,11 @@ REQUESTS = "flash_sale_requests_total"
 DURATION_COUNT = "flash_sale_processing_duration_seconds_count"
 
 
+def _queries(scrape: Scrape) -> float:
+    """SQL statements run by every process so far (django-prometheus's database wrapper)."""
+    return scrape.value("django_db_execute_total", alias="default", vendor="postgresql") or 0
+
+
 def _burst(base_url: str, sale_id: int, tokens: list[str]) -> Counter[str]:
     """Every token tries once, all at the same moment, each on its own connection (so the
     kernel spreads them over the server's worker processes). Returns answers by status."""
@@ -62,7 +67,9 @@ def test_a_burst_shows_exact_counts_summed_over_processes_the_stock_gauges_and_t
     crowd = [token for _, token in make_shoppers(12)]
     spread_sale = make_sale(stock=1000)
     spreaders = [token for _, token in make_shoppers(160)]
+    first = metrics_server.scrape()
     before = metrics_server.scrape()
+    scrape_queries = _queries(before) - _queries(first)  # what one scrape itself runs
 
     # When the 12 shoppers press Buy at once, and purchases continue until both workers served
     answers = _burst(metrics_server.url, sale.pk, crowd)
@@ -87,6 +94,9 @@ def test_a_burst_shows_exact_counts_summed_over_processes_the_stock_gauges_and_t
     counted = (after.value(DURATION_COUNT) or 0) - (before.value(DURATION_COUNT) or 0)
     assert counted == 12 + spread
     assert after.value("flash_sale_processing_duration_seconds_bucket", le="+Inf") == after.value(DURATION_COUNT)
+    # ... the burst ran no SQL query in any process: only the previous scrape's own show up
+    assert scrape_queries > 0
+    assert _queries(after) - _queries(before) == scrape_queries
     # ... and the gauges read from Redis show the stock, buyers and waiting orders (no worker yet)
     assert after.value("flash_sale_stock_remaining", sale=sale_label) == 0
     assert after.value("flash_sale_stock_total", sale=sale_label) == 5
@@ -124,10 +134,24 @@ def test_the_backlog_counts_won_orders_until_a_worker_drains_them_into_postgresq
 
     # When the drain runs, as beat's tick runs it
     drain_sale_orders.delay(sale.pk)
-    drained = _scrape_until(metrics_server, lambda s: s.value("flash_sale_order_backlog", sale=label) == 0)
+    # (a solo-pool worker answers the scrape's ping between tasks, so one scrape may miss it)
+    drained = _scrape_until(
+        metrics_server,
+        lambda s: s.value("flash_sale_order_backlog", sale=label) == 0 and s.value("flash_sale_celery_workers") == 1,
+    )
 
     # Then nothing waits, PostgreSQL holds one order per buyer, and the worker answers pings
     assert drained.value("flash_sale_order_backlog", sale=label) == 0
     assert drained.value("flash_sale_orders_persisted", sale=label) == 3
     assert drained.value("flash_sale_buyers", sale=label) == 3
     assert drained.value("flash_sale_celery_workers") == 1
+
+
+def test_the_scrape_answers_the_address_prometheus_discovered_which_allowed_hosts_does_not_list(
+    metrics_server: MetricsServer,
+) -> None:
+    # Prometheus's DNS discovery scrapes a container by its IP: that is the Host it sends
+    discovered = {"Host": "172.18.0.5:8000"}
+    assert httpx.get(f"{metrics_server.url}/metrics", headers=discovered).status_code == 200
+    # ... while the rest of the site still refuses hosts it does not serve
+    assert httpx.get(f"{metrics_server.url}/api/sales/", headers=discovered).status_code == 400
