@@ -106,7 +106,9 @@ def test_prometheus_scrapes_with_the_token_the_app_services_require(compose: dic
     jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
     for job, service, port in (("flashsale-web", "web", 8000), ("flashsale-ws", "ws", 8001)):
         assert jobs[job]["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
-        assert jobs[job]["dns_sd_configs"] == [{"names": [service], "type": "A", "port": port, "refresh_interval": "30s"}]
+        assert jobs[job]["dns_sd_configs"] == [
+            {"names": [service], "type": "A", "port": port, "refresh_interval": "30s"}
+        ]
 
 
 def test_only_web_runs_several_processes_in_prometheus_multiprocess_mode(compose: dict) -> None:
