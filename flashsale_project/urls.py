@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
@@ -12,6 +13,9 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("", include("sales.urls")),
 ]
+
+if settings.FLASHSALE_BENCH_ENDPOINTS:
+    urlpatterns.append(path("bench/", include("naive_shop.urls")))
 
 handler404 = "flashsale_project.api_errors.not_found"
 handler500 = "flashsale_project.api_errors.server_error"

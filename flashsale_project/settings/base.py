@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "sales",
     "orders",
     "antibot",
+    "naive_shop",  # The benchmark's baselines; URLs only with FLASHSALE_BENCH_ENDPOINTS.
 ]
 
 MIDDLEWARE = [
@@ -228,6 +229,8 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": FLASHSALE_RECONCILE_INTERVAL_SECONDS},
     },
 }
+# `make bench` only: mount /bench/control/ and the naive shop under /bench/ (404 otherwise).
+FLASHSALE_BENCH_ENDPOINTS = env_bool("FLASHSALE_BENCH_ENDPOINTS", False)
 # Where the storefront opens its WebSocket; empty means the page's own host.
 FLASHSALE_WS_URL = env_str("FLASHSALE_WS_URL", "")
 

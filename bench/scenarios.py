@@ -1,0 +1,314 @@
+"""The benchmark's scenarios (issue 7): what each one sets up, drives and checks.
+
+Every HTTP scenario is a wrk run against the running stack: a warm-up run first (discarded),
+then the timed run, bounded by its duration and by its request file. The request files are
+prepared before the timed window: users with warm tokens and, where the sale asks for proof
+of work, challenges the server's own code issued and this process solved.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from antibot.services import admission_limits
+from naive_shop.selectors import naive_stock_check
+from naive_shop.services import naive_stock_create
+from sales.models import FlashSale
+
+from . import data
+from .cpu import CpuMeter
+from .invariants import sale_invariants
+from .loadgen import LoadResult, wrk_run
+from .plan import BenchPlan
+from .stack import BenchStack
+
+# Lines of a request file sent during a warm-up run, per second of warm-up.
+WARMUP_LINES_PER_SECOND = 3000
+# A timed run gets this many more lines than the warm-up's rate says it will use.
+LINE_HEADROOM = 1.4
+# Distinct shoppers cycled by the sold-out and rate-limited runs (reusing a challenge there is
+# harmless: those answers come before the challenge is spent).
+CYCLED_SHOPPERS = 5000
+HUGE_STOCK = 1_000_000_000
+
+
+@dataclass
+class RunResult:
+    """One timed wrk run of one scenario at one connection count."""
+
+    scenario: str
+    connections: int
+    requests: int
+    duration_s: float
+    rps: float
+    latency_ms: dict[str, float]
+    statuses: dict[str, int]
+    expected_statuses: list[int]
+    errors: int
+    socket_errors: dict[str, int]
+    lines_exhausted: bool
+    cpu_cores: dict[str, float]
+    loadgen_cpu_share: float
+    checks: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def checks_hold(self) -> bool:
+        return bool(self.checks.get("holds", True))
+
+
+SCENARIO_TITLES = {
+    "control": "1 control: bare Django JSON view",
+    "winning": "2 purchase, winning path",
+    "sold_out": "3 sold-out path (local marker)",
+    "rate_limited": "4 rate-limited path (token bucket)",
+    "naive": "5 naive shop (SELECT ... FOR UPDATE)",
+    "seed": "8 the seed's stampede",
+}
+
+
+class Scenarios:
+    """Runs the scenarios against one stack and keeps their results."""
+
+    def __init__(self, *, stack: BenchStack, plan: BenchPlan, scratch: Path, log: Any) -> None:
+        self.stack = stack
+        self.plan = plan
+        self.scratch = scratch
+        self.log = log
+        self.pool = data.ShopperPool()
+        self.runs: list[RunResult] = []
+        self.control_rps: dict[int, float] = {}
+        self.hook_cost: dict[str, float] = {}
+        roots = {"web": stack.web.pid if stack.web else 0, "redis": 0, "postgres": 0, "worker": 0}
+        if stack.redis and stack.redis.process:
+            roots["redis"] = stack.redis.process.pid
+        if stack.postgres and stack.postgres.process:
+            roots["postgres"] = stack.postgres.process.pid
+        if stack.worker:
+            roots["worker"] = stack.worker.pid
+        self.meter = CpuMeter(roots)
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _file(self, name: str) -> Path:
+        return self.scratch / f"{name}.txt"
+
+    def _wrk(
+        self,
+        *,
+        path: str,
+        connections: int,
+        duration_s: int,
+        lines: Path | None = None,
+        count_statuses: bool = True,
+    ) -> tuple[LoadResult, dict[str, float]]:
+        before = self.meter.snapshot()
+        result = wrk_run(
+            base_url=self.stack.web_url,
+            path=path,
+            connections=connections,
+            duration_s=duration_s,
+            lines=lines,
+            count_statuses=count_statuses,
+        )
+        after = self.meter.snapshot()
+        cores = CpuMeter.spent(before, after, wall_s=result.wall_s, loadgen_s=result.loadgen_cpu_s)
+        return result, cores
+
+    def _record(
+        self,
+        scenario: str,
+        result: LoadResult,
+        cores: dict[str, float],
+        *,
+        expected: set[int],
+        checks: dict[str, Any] | None = None,
+        notes: list[str] | None = None,
+    ) -> RunResult:
+        run = RunResult(
+            scenario=scenario,
+            connections=result.connections,
+            requests=result.requests,
+            duration_s=round(result.duration_s, 3),
+            rps=round(result.rps, 1),
+            latency_ms={name: round(value, 2) for name, value in result.latency_ms.items()},
+            statuses={str(status): count for status, count in sorted(result.statuses.items())},
+            expected_statuses=sorted(expected),
+            errors=result.unexpected(expected),
+            socket_errors=result.socket_errors,
+            lines_exhausted=result.lines_exhausted,
+            cpu_cores=cores,
+            loadgen_cpu_share=round(result.loadgen_cpu_share, 3),
+            checks=checks or {},
+            notes=notes or [],
+        )
+        if result.lines_exhausted:
+            run.notes.append("the request file ran out before the duration: the run is shorter")
+        self.runs.append(run)
+        self.log(
+            f"  {scenario:<13} {result.connections:>5} conns  {run.rps:>9.0f} req/s  "
+            f"p99 {run.latency_ms['p99']:>7.1f} ms  errors {run.errors}  answers {run.statuses}"
+        )
+        return run
+
+    def _budget(self, warmup: LoadResult) -> int:
+        return math.ceil(warmup.rps * self.plan.duration_s * LINE_HEADROOM) + 200
+
+    def _cycled_file(self, name: str, sale: FlashSale, shoppers: list[data.Shopper], lines_needed: int) -> Path:
+        """Shoppers' presolved requests repeated until ``lines_needed`` lines."""
+        bodies = data.presolved_bodies(sale=sale, shoppers=shoppers)
+        repeats = max(1, math.ceil(lines_needed / len(shoppers)))
+        return data.request_file_write(self._file(name), shoppers * repeats, bodies * repeats)
+
+    def _lines_for_cycles(self, connections: int) -> int:
+        rate = self.control_rps.get(connections) or max(self.control_rps.values(), default=10_000.0)
+        return math.ceil(rate * (self.plan.duration_s + self.plan.warmup_s) * LINE_HEADROOM) + 1000
+
+    def _checks(self, sale_id: int, wins_answered: int) -> dict[str, Any]:
+        report = sale_invariants(
+            sale_id=sale_id, wins_answered=wins_answered, drain_timeout_s=self.plan.drain_timeout_s
+        )
+        return {"sale_id": sale_id, "holds": report.holds, **asdict(report)}
+
+    # --- 1. control -------------------------------------------------------------------------
+
+    def control(self, connections: int) -> RunResult:
+        path = "/bench/control/"
+        self._wrk(path=path, connections=connections, duration_s=self.plan.warmup_s)
+        result, cores = self._wrk(path=path, connections=connections, duration_s=self.plan.duration_s)
+        self.control_rps[connections] = result.rps
+        return self._record("control", result, cores, expected={200})
+
+    def hook_cost_measure(self, connections: int) -> dict[str, float]:
+        """What counting answers per status (wrk's ``response()`` hook) costs in throughput."""
+        path = "/bench/control/"
+        without, _ = self._wrk(
+            path=path, connections=connections, duration_s=self.plan.duration_s, count_statuses=False
+        )
+        with_hook, _ = self._wrk(path=path, connections=connections, duration_s=self.plan.duration_s)
+        self.hook_cost = {
+            "connections": connections,
+            "rps_without_hook": round(without.rps, 1),
+            "rps_with_hook": round(with_hook.rps, 1),
+            "cost": round(1 - with_hook.rps / without.rps, 3) if without.rps else 0.0,
+        }
+        return self.hook_cost
+
+    # --- 2. winning path --------------------------------------------------------------------
+
+    def winning(self, connections: int) -> RunResult:
+        sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty)
+        path = f"/api/sales/{sale.pk}/purchase/"
+        warm_count = WARMUP_LINES_PER_SECOND * self.plan.warmup_s
+        warm_shoppers = self.pool.ensure(warm_count)
+        warm_file = data.request_file_write(
+            self._file(f"winning-{connections}-warm"),
+            warm_shoppers,
+            data.presolved_bodies(sale=sale, shoppers=warm_shoppers),
+        )
+        warmup, _ = self._wrk(path=path, connections=connections, duration_s=self.plan.warmup_s, lines=warm_file)
+        budget = self._budget(warmup)
+        shoppers = self.pool.ensure(warm_count + budget)[warm_count:]
+        timed_file = data.request_file_write(
+            self._file(f"winning-{connections}"), shoppers, data.presolved_bodies(sale=sale, shoppers=shoppers)
+        )
+        result, cores = self._wrk(path=path, connections=connections, duration_s=self.plan.duration_s, lines=timed_file)
+        wins = result.statuses.get(201, 0) + warmup.statuses.get(201, 0)
+        return self._record("winning", result, cores, expected={201}, checks=self._checks(sale.pk, wins))
+
+    # --- 3. sold-out path -------------------------------------------------------------------
+
+    def sold_out(self, connections: int) -> RunResult:
+        sale = data.sale_open(stock=1, pow_difficulty=self.plan.difficulty)
+        shoppers = self.pool.ensure(CYCLED_SHOPPERS + 1)
+        data.sale_sell_out(sale, shoppers[:1])
+        lines = self._cycled_file(f"sold-out-{connections}", sale, shoppers[1:], self._lines_for_cycles(connections))
+        path = f"/api/sales/{sale.pk}/purchase/"
+        # The warm-up is the stampede's first second: every process hears "sold out" from the
+        # script once and answers from its local marker from then on.
+        self._wrk(path=path, connections=connections, duration_s=self.plan.warmup_s, lines=lines)
+        result, cores = self._wrk(path=path, connections=connections, duration_s=self.plan.duration_s, lines=lines)
+        return self._record("sold_out", result, cores, expected={409}, checks=self._checks(sale.pk, 0))
+
+    # --- 4. rate-limited path ---------------------------------------------------------------
+
+    def rate_limited(self, connections: int) -> RunResult:
+        """A sale whose bucket holds one attempt and refills one a second: nearly every answer
+        is a 429 from the script; the few admitted attempts win (201)."""
+        sale = data.sale_open(
+            stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty, bucket_capacity=1, bucket_refill_per_second=1
+        )
+        shoppers = self.pool.ensure(CYCLED_SHOPPERS)
+        lines = self._cycled_file(f"rate-limited-{connections}", sale, shoppers, self._lines_for_cycles(connections))
+        path = f"/api/sales/{sale.pk}/purchase/"
+        warmup, _ = self._wrk(path=path, connections=connections, duration_s=self.plan.warmup_s, lines=lines)
+        result, cores = self._wrk(path=path, connections=connections, duration_s=self.plan.duration_s, lines=lines)
+        wins = result.statuses.get(201, 0) + warmup.statuses.get(201, 0)
+        return self._record(
+            "rate_limited",
+            result,
+            cores,
+            expected={429, 201},
+            checks=self._checks(sale.pk, wins),
+            notes=[f"user window {admission_limits().user_limit}/s; shoppers cycled: {len(shoppers)}"],
+        )
+
+    # --- 5. naive shop ----------------------------------------------------------------------
+
+    def naive(self, connections: int) -> RunResult:
+        stock = naive_stock_create(name=f"naive-{connections}", total=HUGE_STOCK)
+        path = f"/bench/naive/{stock.pk}/purchase/"
+        warm_count = WARMUP_LINES_PER_SECOND * self.plan.warmup_s
+        warm_shoppers = self.pool.ensure(warm_count)
+        warm_file = data.request_file_write(self._file(f"naive-{connections}-warm"), warm_shoppers)
+        warmup, _ = self._wrk(path=path, connections=connections, duration_s=self.plan.warmup_s, lines=warm_file)
+        shoppers = self.pool.ensure(warm_count + self._budget(warmup))[warm_count:]
+        timed_file = data.request_file_write(self._file(f"naive-{connections}"), shoppers)
+        result, cores = self._wrk(path=path, connections=connections, duration_s=self.plan.duration_s, lines=timed_file)
+        check = naive_stock_check(stock_id=stock.pk)
+        checks = {
+            "stock_id": stock.pk,
+            "holds": check.consistent and check.oversold == 0,
+            "oversold": check.oversold,
+            "orders": check.orders,
+            "remaining_plus_orders_is_total": check.remaining + check.orders == check.total,
+            "users_with_more_than_one": check.users_with_more_than_one,
+        }
+        return self._record("naive", result, cores, expected={201}, checks=checks)
+
+    # --- 8. the seed's stampede -------------------------------------------------------------
+
+    def seed(self) -> RunResult:
+        """Stock 10; ``seed_users`` users each sending ``seed_per_user`` requests (each with its
+        own solved challenge), shuffled, over ``seed_connections`` connections opened at once."""
+        plan = self.plan
+        sale = data.sale_open(stock=plan.seed_stock, pow_difficulty=plan.difficulty, bucket_capacity=1000)
+        shoppers = self.pool.ensure(plan.seed_users)
+        lines = data.stampede_file_write(self._file("seed"), sale=sale, shoppers=shoppers, per_user=plan.seed_per_user)
+        total = plan.seed_users * plan.seed_per_user
+        result, cores = self._wrk(
+            path=f"/api/sales/{sale.pk}/purchase/",
+            connections=plan.seed_connections,
+            duration_s=120 if not plan.quick else 30,
+            lines=lines,
+        )
+        checks = self._checks(sale.pk, result.statuses.get(201, 0))
+        checks["winners"] = checks["buyers"]
+        checks["exactly_stock_winners"] = checks["buyers"] == plan.seed_stock and result.statuses.get(201, 0) == (
+            plan.seed_stock
+        )
+        checks["holds"] = bool(checks["holds"] and checks["exactly_stock_winners"])
+        return self._record(
+            "seed",
+            result,
+            cores,
+            expected={201, 409},
+            checks=checks,
+            notes=[
+                f"stock {plan.seed_stock}, {total} requests from {plan.seed_users} users "
+                f"over {plan.seed_connections} connections"
+            ],
+        )

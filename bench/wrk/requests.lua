@@ -1,0 +1,113 @@
+-- The benchmark's wrk script: one request per line of a file, each line used once.
+--
+-- wrk -t <n> -s requests.lua <url> -- <method> <path> <lines file or "-"> <count statuses: 1|0> <n>
+--
+-- A line is "<token>\t<body>": the Authorization token and the JSON body of one request
+-- (either may be empty). Thread i of n takes lines i, i+n, i+2n ... and stops when it has
+-- sent them all, so a run is bounded by the file as well as by wrk's --duration. Without a
+-- file every request is the same (the control). done() prints one JSON line, prefixed
+-- "BENCH_JSON ", with the latency percentiles (microseconds), the errors and, when counting,
+-- the answers per HTTP status.
+
+local threads = {}
+local next_thread_id = 0
+
+function setup(thread)
+    thread:set("thread_id", next_thread_id)
+    next_thread_id = next_thread_id + 1
+    table.insert(threads, thread)
+end
+
+local requests = {}
+local cursor = 0
+local total = 0
+local last_request = nil
+statuses = {}
+exhausted = 0
+
+local function read_requests(method, path, file_name, thread_total)
+    local index = 0
+    for line in io.lines(file_name) do
+        if index % thread_total == thread_id then
+            local token, body = line:match("^([^\t]*)\t(.*)$")
+            local headers = { ["Content-Type"] = "application/json" }
+            if token and token ~= "" then
+                headers["Authorization"] = "Token " .. token
+            end
+            total = total + 1
+            requests[total] = wrk.format(method, path, headers, body or "")
+        end
+        index = index + 1
+    end
+end
+
+function init(args)
+    local method, path, file_name, count_statuses = args[1], args[2], args[3], args[4]
+    if file_name ~= "-" then
+        read_requests(method, path, file_name, tonumber(args[5]))
+    else
+        total = -1
+        last_request = wrk.format(method, path, { ["Content-Type"] = "application/json" }, "")
+    end
+    if count_statuses ~= "1" then
+        response = nil
+    end
+end
+
+function request()
+    if total < 0 then
+        return last_request
+    end
+    if cursor >= total then
+        -- Every line was sent: stop this thread, and tell the runner, which interrupts wrk
+        -- (SIGINT) once every thread is done, so the run's duration ends here too. The request
+        -- returned here is written but never read (wrk leaves the loop first): not counted.
+        if exhausted == 0 then
+            exhausted = 1
+            io.write("BENCH_EXHAUSTED\n")
+            io.flush()
+        end
+        wrk.thread:stop()
+        return requests[total]
+    end
+    cursor = cursor + 1
+    return requests[cursor]
+end
+
+function response(status, headers, body)
+    statuses[status] = (statuses[status] or 0) + 1
+end
+
+local function json_number_map(map)
+    local parts = {}
+    for key, value in pairs(map) do
+        table.insert(parts, string.format('"%s": %d', tostring(key), value))
+    end
+    return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+function done(summary, latency, _)
+    local merged = {}
+    local threads_exhausted = 0
+    for _, thread in ipairs(threads) do
+        for status, count in pairs(thread:get("statuses") or {}) do
+            merged[status] = (merged[status] or 0) + count
+        end
+        threads_exhausted = threads_exhausted + (thread:get("exhausted") or 0)
+    end
+    local percentiles = {}
+    for _, p in ipairs({ 50, 90, 95, 99, 99.9 }) do
+        table.insert(percentiles, string.format('"%s": %d', tostring(p), latency:percentile(p)))
+    end
+    io.write(string.format(
+        'BENCH_JSON {"requests": %d, "duration_us": %d, "bytes": %d, '
+            .. '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, '
+            .. '"latency_us": {"min": %d, "max": %d, "mean": %.1f, "stdev": %.1f, "percentiles": {%s}}, '
+            .. '"statuses": %s, "threads_exhausted": %d}\n',
+        summary.requests, summary.duration, summary.bytes,
+        summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.status,
+        summary.errors.timeout,
+        latency.min, latency.max, latency.mean, latency.stdev, table.concat(percentiles, ", "),
+        json_number_map(merged), threads_exhausted
+    ))
+end

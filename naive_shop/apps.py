@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class NaiveShopConfig(AppConfig):
+    name = "naive_shop"
+    verbose_name = "Benchmark baselines"
