@@ -178,6 +178,12 @@ def sale_orders_drain(
     return result
 
 
+def drain_kick_window_ms(sale_id: int) -> int:
+    """Milliseconds left in the sale's drain-kick window (0: closed). A win inside it did not
+    kick a task of its own; it counts on a drain that runs after it."""
+    return max(0, int(inventory_redis().pttl(keys.drain_kick_key(sale_id))))
+
+
 def sale_backlog(sale_id: int) -> int:
     """Won orders not yet in PostgreSQL: entries never delivered to a worker plus entries
     delivered and not acknowledged (the seed's consumer-lag figure)."""

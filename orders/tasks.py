@@ -14,6 +14,7 @@ from sales.selectors import sales_watched
 
 from .services import (
     confirmations_overdue,
+    drain_kick_window_ms,
     order_confirmations_send,
     orders_expire_unpaid,
     sale_orders_drain,
@@ -36,6 +37,11 @@ PASSING_FAILURES = (RedisError, DatabaseError, OSError)
 def drain_sale_orders(sale_id: int) -> int:
     """Kicked after a win (and by beat): move the sale's won orders into PostgreSQL."""
     result = sale_orders_drain(sale_id=sale_id)
+    window_ms = drain_kick_window_ms(sale_id)
+    if window_ms:
+        # Wins later in this kick window were not kicked (debounced) and may have missed
+        # this pass: one more when the window closes, so none waits for beat.
+        drain_sale_orders.apply_async((sale_id,), countdown=window_ms / 1000)
     return result.delivered + result.claimed
 
 

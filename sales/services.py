@@ -338,6 +338,7 @@ def _purchase(
         idempotency_digest=idempotency.digest if idempotency else "",
         idempotency_fingerprint=idempotency.fingerprint if idempotency else "",
         idempotency_ttl_seconds=settings.ANTIBOT_IDEMPOTENCY_TTL_SECONDS,
+        drain_kick_ms=settings.FLASHSALE_DRAIN_KICK_MS,
     )
     if ran.status == "NO_SALE":  # Reset between the meta read and the script.
         _meta_seen.pop(sale_id, None)

@@ -207,6 +207,9 @@ FLASHSALE_CLAIM_IDLE_MS = env_int("FLASHSALE_CLAIM_IDLE_MS", 30_000)
 # Seconds a winner has to pay before the order expires and its unit goes back on sale;
 # 0 (the default, no payment step is wired in) keeps orders pending until paid or cancelled.
 FLASHSALE_PAYMENT_WINDOW_SECONDS = env_int("FLASHSALE_PAYMENT_WINDOW_SECONDS", 0)
+# A win kicks a drain task at most once per this many milliseconds per sale; a drain that
+# ends inside the window runs once more when it closes (no win waits for beat).
+FLASHSALE_DRAIN_KICK_MS = env_int("FLASHSALE_DRAIN_KICK_MS", 250)
 # Stream entries a worker turns into orders per transaction.
 FLASHSALE_DRAIN_BATCH_SIZE = env_int("FLASHSALE_DRAIN_BATCH_SIZE", 500)
 # Sales stay watched (reconciled, listed as active) this long after they end.

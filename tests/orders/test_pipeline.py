@@ -215,3 +215,28 @@ def test_reconciliation_reports_an_order_postgresql_has_and_redis_does_not() -> 
     assert report.unexplained[0].startswith(f"user {stranger.pk}: order ")
     assert report.repaired == []
     assert set(_orders(sale.pk)) == {*won, stranger.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_win_inside_the_kick_window_after_a_drain_still_reaches_postgresql_without_beat(
+    celery_worker: ChildProcess,
+) -> None:
+    import httpx
+
+    from tests.factories import auth
+    from tests.processes import start_web
+
+    # A wide kick window: the second win is certain to land in it, after the first drain.
+    server = start_web(env={"FLASHSALE_DRAIN_KICK_MS": "3000", "ANTIBOT_USER_LIMIT": "0", "ANTIBOT_IP_LIMIT": "0"})
+    try:
+        sale = make_sale(stock=5)
+        (_, first), (_, second) = make_shoppers(2)
+        url = f"{server.url}/api/sales/{sale.pk}/purchase/"
+        one = httpx.post(url, json={}, headers=auth(first), timeout=10).json()["order_id"]
+        _wait_for(lambda: Order.objects.filter(id=one).exists(), what="the kicked drain", timeout=30)
+        two = httpx.post(url, json={}, headers=auth(second), timeout=10).json()["order_id"]
+        assert int(inventory.inventory_redis().pttl(keys.drain_kick_key(sale.pk))) > 0  # Still in the window.
+
+        _wait_for(lambda: Order.objects.filter(id=two).exists(), what="the trailing drain", timeout=30)
+    finally:
+        server.stop()
