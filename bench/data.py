@@ -75,13 +75,15 @@ def sale_open(
     pow_difficulty: int,
     bucket_capacity: int = UNLIMITED_BUCKET,
     bucket_refill_per_second: int = UNLIMITED_BUCKET,
+    starts_in_s: float = -1.0,
 ) -> FlashSale:
-    """A sale open now for two hours, loaded into Redis."""
+    """A sale opening ``starts_in_s`` from now (open already by default) for two hours,
+    loaded into Redis."""
     number = next(_sequence)
     product = product_create(
         slug=f"bench-{uuid.uuid4().hex[:10]}-{number}", name=f"Bench phone {number}", list_price=Decimal("799.00")
     )
-    starts_at = timezone.now() - timedelta(seconds=1)
+    starts_at = timezone.now() + timedelta(seconds=starts_in_s)
     sale = sale_create(
         product=product,
         price=Decimal("1.00"),

@@ -54,6 +54,7 @@ class RunResult:
     loadgen_cpu_share: float
     checks: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    served_connections: int = 0
 
     @property
     def checks_hold(self) -> bool:
@@ -147,6 +148,14 @@ class Scenarios:
         )
         if result.lines_exhausted:
             run.notes.append("the request file ran out before the duration: the run is shorter")
+        # Little's law: connections really in play = throughput x mean latency. Far below the
+        # connections opened means the server left some unserved (wrk does not time those).
+        run.served_connections = round(result.rps * result.latency_ms["mean"] / 1000)
+        if run.served_connections < 0.8 * result.connections and not result.lines_exhausted:
+            run.notes.append(
+                f"only about {run.served_connections} of {result.connections} connections were served "
+                "(Little's law); the latencies describe those"
+            )
         self.runs.append(run)
         self.log(
             f"  {scenario:<13} {result.connections:>5} conns  {run.rps:>9.0f} req/s  "

@@ -1,0 +1,73 @@
+"""``python -m bench --quick`` end to end: its own stack, every scenario, valid results.
+
+The one slow test of the suite (about a minute). Timings are recorded, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_FIELDS = {
+    "scenario",
+    "connections",
+    "requests",
+    "duration_s",
+    "rps",
+    "latency_ms",
+    "statuses",
+    "errors",
+    "socket_errors",
+    "cpu_cores",
+    "checks",
+}
+LATENCIES = {"p50", "p95", "p99", "max"}
+
+
+def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path: Path) -> None:
+    # The benchmark starts its own servers: nothing of the suite's environment may leak in.
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "CACHE_URL", "CELERY_BROKER_URL"}
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--results-dir", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    [results] = tmp_path.glob("*.json")
+    assert results.with_suffix(".png").stat().st_size > 0
+    document = json.loads(results.read_text())
+    runs = document["runs"]
+    assert {run["scenario"] for run in runs} == {"control", "winning", "sold_out", "rate_limited", "naive", "seed"}
+    assert {(run["scenario"], run["connections"]) for run in runs if run["scenario"] != "seed"} == {
+        (scenario, connections)
+        for scenario in ("control", "winning", "sold_out", "rate_limited", "naive")
+        for connections in (10, 100)
+    }
+    for run in runs:
+        assert set(run) >= RUN_FIELDS, run["scenario"]
+        assert set(run["latency_ms"]) >= LATENCIES
+        assert run["requests"] > 0 and run["rps"] > 0
+        if run["scenario"] != "control":
+            assert run["checks"]["holds"] is True, run
+    [seed] = [run for run in runs if run["scenario"] == "seed"]
+    assert seed["checks"]["buyers"] == seed["checks"]["total"] == 10
+    assert seed["statuses"]["201"] == 10
+    assert {row["script"] for row in document["redis_ceiling"]} >= {"purchase.lua"}
+    assert document["memory"]["per_100k_buyers_mib"] > 0
+    assert {check["target"].split(" ")[0] for check in document["targets"]} >= {"winning", "sold-out", "rate-limited"}
+    assert "websocket" in document
+    assert "targets (issue 7):" in result.stdout
