@@ -190,7 +190,8 @@ class PurchaseApi(HotPathApi):
             except RequestDataTooBig:
                 raise InvalidRequest("The body is too large.") from None
             body = purchase_body_parse(raw)
-            key = request.headers.get("Idempotency-Key")
+            # META, not request.headers: that builds a mapping of every header per request.
+            key = request.META.get("HTTP_IDEMPOTENCY_KEY")
             answer = purchase_attempt(
                 sale_id=sale_id,
                 user_id=user_id,
