@@ -119,9 +119,10 @@ def table(document: dict[str, Any]) -> str:
         )
     lines.append("latency in ms (wrk, from send to last byte); cpu: average cores busy during the timed run")
     for row in document.get("redis_ceiling", []):
+        p99 = f", p99 {row['latency_ms']['p99']} ms" if "p99" in row["latency_ms"] else ""
         lines.append(
-            f"6 Redis ceiling, {row['script']}: {row['rps']:,.0f} runs/s ({row['method']}, {row['clients']} clients, "
-            f"p99 {row['latency_ms'].get('p99', float('nan'))} ms){'; ' + row['note'] if row.get('note') else ''}"
+            f"6 Redis ceiling, {row['script']}: {row['rps']:,.0f} runs/s ({row['method']}, {row['clients']} clients"
+            f"{p99}){'; ' + row['note'] if row.get('note') else ''}"
         )
     memory = document.get("memory")
     if memory:
