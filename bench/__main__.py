@@ -107,13 +107,14 @@ def _ceiling_and_memory(stack: BenchStack, plan: BenchPlan) -> tuple[list[dict[s
     rows = []
     sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=plan.difficulty)
     if redis_ceiling.redis_benchmark_binary():
-        for reference in (False, True):
+        for variant in redis_ceiling.CEILING_VARIANTS:
+            variant_sale = sale if variant != "sold_out" else data.sale_open(stock=1, pow_difficulty=plan.difficulty)
             result = redis_ceiling.ceiling_with_redis_benchmark(
                 host="127.0.0.1",
                 port=stack.redis.port,
-                sale_id=sale.pk,
-                requests=plan.ceiling_requests,
-                reference=reference,
+                sale_id=variant_sale.pk,
+                requests=plan.ceiling_requests if variant == "winning" else plan.ceiling_requests // 2,
+                variant=variant,
             )
             rows.append(asdict(result))
     else:

@@ -74,19 +74,35 @@ def redis_benchmark_binary() -> str | None:
     return shutil.which("redis-benchmark")
 
 
+CEILING_VARIANTS = {
+    "winning": "purchase.lua",
+    "sold_out": "purchase.lua, sold-out answer",
+    "reference": "check-decrement-record script (reference)",
+    "empty": "empty script (EVALSHA alone)",
+}
+"""What redis-benchmark runs: the winning call (the ceiling), and for where the time goes, the
+same script answering SOLD_OUT (4 of its 16 calls), the reference script and an empty one."""
+
+
 def ceiling_with_redis_benchmark(
-    *, host: str, port: int, sale_id: int, requests: int, clients: int = 50, reference: bool = False
+    *, host: str, port: int, sale_id: int, requests: int, clients: int = 50, variant: str = "winning"
 ) -> CeilingResult:
+    """Run one variant from ``clients`` connections. ``sold_out`` needs a sale of one unit,
+    which it sells first."""
     client = redis.Redis(host=host, port=port, decode_responses=True)
-    if reference:
+    label = CEILING_VARIANTS[variant]
+    if variant == "reference":
         sha = client.script_load(REFERENCE_SCRIPT)
         command = ["EVALSHA", sha, "2", keys.stock_key(sale_id), keys.buyers_key(sale_id), "__rand_int__"]
-        label = "check-decrement-record script (reference)"
+    elif variant == "empty":
+        command = ["EVALSHA", client.script_load("return 1"), "0"]
     else:
         client.script_load(PURCHASE_SCRIPT.source)
+        if variant == "sold_out":
+            script_keys, args = purchase_call(sale_id, user="0", order_id=str(uuid.uuid4()), nonce="sell-out")
+            PURCHASE_SCRIPT(client, script_keys, args)
         script_keys, args = purchase_call(sale_id, user="__rand_int__", order_id="o-__rand_int__", nonce="__rand_int__")
         command = ["EVALSHA", PURCHASE_SCRIPT.sha, str(len(script_keys)), *script_keys, *args]
-        label = "purchase.lua"
     binary = redis_benchmark_binary()
     assert binary is not None
     argv = [binary, "-h", host, "-p", str(port), "-c", str(clients), "-n", str(requests), "-r", "100000000", "--csv"]
@@ -97,7 +113,7 @@ def ceiling_with_redis_benchmark(
     if not rows:
         raise RuntimeError(f"redis-benchmark printed nothing usable: {run.stdout[-1000:]}")
     row = rows[-1]
-    stats = {str(name): int(count) for name, count in client.hgetall(keys.stats_key(sale_id)).items() if not reference}
+    stats = {str(name): int(count) for name, count in client.hgetall(keys.stats_key(sale_id)).items()}
     client.close()
     return CeilingResult(
         method="redis-benchmark",
