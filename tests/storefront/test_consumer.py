@@ -1,0 +1,309 @@
+"""The WebSocket consumer through Channels' ``WebsocketCommunicator``, against real Redis:
+every message of the contract (DESIGN.md, "WebSocket contract")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+
+from flashsale_project.asgi import application
+from sales import inventory
+from sales.consumers import NO_SUCH_SALE
+from sales.live import CLIENT_NAME, live_hub
+from sales.models import FlashSale
+from sales.services import purchase_attempt, sale_update
+from tests.factories import make_sale, make_user
+
+pytestmark = pytest.mark.django_db
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+WAIT = 15.0  # Generous: the machine is shared; nothing here measures time.
+
+
+def live(scenario: Callable[[], Awaitable[None]]) -> None:
+    """Run ``scenario`` on its own event loop, then close that loop's hub."""
+
+    async def run() -> None:
+        try:
+            await scenario()
+        finally:
+            await live_hub().close()
+
+    async_to_sync(run)()
+
+
+async def connected(sale_id: int, *, origin: tuple[bytes, bytes] = ORIGIN) -> WebsocketCommunicator:
+    socket = WebsocketCommunicator(application, f"/ws/sales/{sale_id}/", headers=[origin])
+    accepted, _ = await socket.connect(timeout=WAIT)
+    assert accepted
+    return socket
+
+
+async def next_of(socket: WebsocketCommunicator, kind: str) -> dict[str, Any]:
+    """The next message of type ``kind``, skipping ``countdown`` ticks."""
+    while True:
+        message = await socket.receive_json_from(timeout=WAIT)
+        if message["type"] == kind:
+            return message
+        assert message["type"] == "countdown", message
+
+
+async def subscribed() -> None:
+    await live_hub().listening.wait()
+
+
+async def buy(sale: FlashSale) -> str:
+    user = await sync_to_async(make_user)()
+    answer = await sync_to_async(purchase_attempt)(sale_id=sale.pk, user_id=user.pk)
+    return answer.status.value
+
+
+def iso(moment: Any) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+def test_hello_on_connect_carries_the_server_clock_the_window_and_the_stock() -> None:
+    # Given a sale opening in an hour with 7 units
+    sale = make_sale(stock=7, starts_in=3600)
+
+    async def scenario() -> None:
+        # When a page connects
+        socket = await connected(sale.pk)
+        hello = await socket.receive_json_from(timeout=WAIT)
+        # Then the first message is hello, with times in ISO 8601 UTC
+        assert set(hello) == {"type", "server_time", "starts_at", "ends_at", "remaining_stock", "status"}
+        assert hello["type"] == "hello"
+        assert hello["starts_at"] == iso(sale.starts_at)
+        assert hello["ends_at"] == iso(sale.ends_at)
+        assert hello["server_time"].endswith("+00:00")
+        assert hello["remaining_stock"] == 7
+        assert hello["status"] == "scheduled"
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def test_countdown_each_second_then_sale_started_at_the_start() -> None:
+    # Given a sale opening in a few seconds
+    sale = make_sale(stock=3, starts_in=3.5)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        assert (await socket.receive_json_from(timeout=WAIT))["type"] == "hello"
+        # When the start comes
+        received: list[dict[str, Any]] = []
+        while not received or received[-1]["type"] != "sale_started":
+            received.append(await socket.receive_json_from(timeout=WAIT))
+        # Then one countdown per remaining second, down to 1, then sale_started
+        seconds = [message["seconds_remaining"] for message in received[:-1]]
+        assert {message["type"] for message in received[:-1]} == {"countdown"}
+        assert seconds == list(range(seconds[0], 0, -1))
+        assert 2 <= seconds[0] <= 4
+        assert received[-1] == {"type": "sale_started"}
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def test_hello_after_the_start_says_live_and_no_countdown_follows() -> None:
+    sale = make_sale(stock=3, starts_in=-1, duration=4)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        hello = await socket.receive_json_from(timeout=WAIT)
+        assert hello["status"] == "live"
+        # The next message is the end, not a countdown or a start.
+        assert await socket.receive_json_from(timeout=WAIT) == {"type": "sale_ended"}
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def test_stock_when_a_unit_is_sold() -> None:
+    # Given a live sale with 5 units and a page watching it
+    sale = make_sale(stock=5)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        assert (await socket.receive_json_from(timeout=WAIT))["remaining_stock"] == 5
+        await subscribed()
+        # When a shopper buys one
+        assert await buy(sale) == "SUCCESS"
+        # Then the page hears the new count
+        assert await socket.receive_json_from(timeout=WAIT) == {"type": "stock", "remaining_stock": 4}
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def test_a_burst_of_sales_ends_on_the_true_count() -> None:
+    # Given a live sale with 30 units and a page watching it
+    sale = make_sale(stock=30)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        await socket.receive_json_from(timeout=WAIT)
+        await subscribed()
+        # When 12 units go in a burst
+        for _ in range(12):
+            assert await buy(sale) == "SUCCESS"
+        # Then the counts only go down and the last one is the truth (bursts are coalesced)
+        counts: list[int] = []
+        while not counts or counts[-1] != 18:
+            message = await socket.receive_json_from(timeout=WAIT)
+            assert message["type"] == "stock"
+            counts.append(message["remaining_stock"])
+        assert counts == sorted(counts, reverse=True)
+        assert 1 <= len(counts) <= 12
+        assert await socket.receive_nothing(timeout=0.5)
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def test_sold_out_when_the_last_unit_goes() -> None:
+    sale = make_sale(stock=1)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        await socket.receive_json_from(timeout=WAIT)
+        await subscribed()
+        assert await buy(sale) == "SUCCESS"
+        assert await socket.receive_json_from(timeout=WAIT) == {"type": "stock", "remaining_stock": 0}
+        assert await socket.receive_json_from(timeout=WAIT) == {"type": "sold_out"}
+        # A page that connects now is told in its hello
+        late = await connected(sale.pk)
+        hello = await late.receive_json_from(timeout=WAIT)
+        assert (hello["status"], hello["remaining_stock"]) == ("sold_out", 0)
+        await socket.disconnect()
+        await late.disconnect()
+
+    live(scenario)
+
+
+def test_sale_ended_at_the_end() -> None:
+    sale = make_sale(stock=2, starts_in=-1, duration=3)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        assert (await socket.receive_json_from(timeout=WAIT))["status"] == "live"
+        assert await next_of(socket, "sale_ended") == {"type": "sale_ended"}
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def test_a_moved_window_sends_a_new_hello_and_the_countdown_follows_it() -> None:
+    # Given a page watching a sale that opens in an hour
+    sale = make_sale(stock=2, starts_in=3600)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        await socket.receive_json_from(timeout=WAIT)
+        await subscribed()
+        # When the operator moves the start to a few seconds from now
+        sale.starts_at = sale.starts_at - timedelta(seconds=3600 - 3)
+        await sync_to_async(sale_update)(sale=sale)
+        # Then the page gets a hello with the new start, and the start arrives
+        hello = await next_of(socket, "hello")
+        assert hello["starts_at"] == iso(sale.starts_at)
+        assert await next_of(socket, "sale_started") == {"type": "sale_started"}
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def test_a_sale_not_loaded_into_redis_yet_is_read_from_the_database() -> None:
+    sale = make_sale(stock=4, starts_in=86_400, warm=False)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        hello = await socket.receive_json_from(timeout=WAIT)
+        assert (hello["status"], hello["remaining_stock"], hello["starts_at"]) == (
+            "scheduled",
+            4,
+            iso(sale.starts_at),
+        )
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def test_an_unknown_sale_closes_the_socket_with_4404() -> None:
+    async def scenario() -> None:
+        socket = await connected(987_654_321)
+        assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": NO_SUCH_SALE}
+
+    live(scenario)
+
+
+def test_a_page_from_another_site_is_refused() -> None:
+    sale = make_sale()
+
+    async def scenario() -> None:
+        socket = WebsocketCommunicator(
+            application, f"/ws/sales/{sale.pk}/", headers=[(b"origin", b"https://evil.example")]
+        )
+        accepted, _ = await socket.connect(timeout=WAIT)
+        assert not accepted
+
+    live(scenario)
+
+
+def test_every_socket_of_a_process_shares_one_redis_subscription() -> None:
+    # Given 40 pages on two sales in one process
+    sales = [make_sale(stock=5), make_sale(stock=5)]
+
+    async def scenario() -> None:
+        sockets = [await connected(sales[n % 2].pk) for n in range(40)]
+        for socket in sockets:
+            await socket.receive_json_from(timeout=WAIT)
+        await subscribed()
+        # Then Redis sees one subscriber connection of the hub, on both channels
+        clients = await sync_to_async(redis.Redis.from_url(settings.REDIS_URL, decode_responses=True).client_list)()
+        hub_clients = [client for client in clients if client["name"].startswith(CLIENT_NAME)]
+        assert len(hub_clients) == 1
+        assert hub_clients[0]["sub"] == "2"
+        # And one sale's event reaches exactly that sale's 20 pages
+        assert await buy(sales[0]) == "SUCCESS"
+        for n, socket in enumerate(sockets):
+            if n % 2 == 0:
+                assert await socket.receive_json_from(timeout=WAIT) == {"type": "stock", "remaining_stock": 4}
+            else:
+                assert await socket.receive_nothing(timeout=0.05)
+        for socket in sockets:
+            await socket.disconnect()
+        # And a sale nobody watches any more has no room left in the process
+        assert live_hub().rooms == {}
+
+    live(scenario)
+
+
+def test_a_stock_return_after_sold_out_is_heard() -> None:
+    # Given a sold-out sale and a page watching it
+    sale = make_sale(stock=1)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        await socket.receive_json_from(timeout=WAIT)
+        await subscribed()
+        assert await buy(sale) == "SUCCESS"
+        assert (await socket.receive_json_from(timeout=WAIT))["remaining_stock"] == 0
+        assert await socket.receive_json_from(timeout=WAIT) == {"type": "sold_out"}
+        # When a unit comes back (an expired order), published as the contract says
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        await sync_to_async(client.incr)(inventory.keys.stock_key(sale.pk))
+        event = {"product_id": sale.product_id, "sale_id": sale.pk, "buyer": 0, "remaining": 1, "timestamp": 1}
+        await sync_to_async(client.publish)(inventory.keys.EVENTS_CHANNEL, json.dumps(event))
+        # Then the page hears it
+        assert await socket.receive_json_from(timeout=WAIT) == {"type": "stock", "remaining_stock": 1}
+        await socket.disconnect()
+
+    live(scenario)
