@@ -186,19 +186,22 @@ def main(argv: list[str] | None = None) -> int:
             "difficulty": plan.difficulty,
         }
         document["loadgen"] = {
-            "tool": document["versions"]["wrk"],
-            "script": "bench/wrk/requests.lua (one request per line, each used once; response() hook counts statuses)",
-            "threads": 1,
+            "saturated": f"{document['versions']['wrk']}, one thread, bench/wrk/requests.lua (each request line "
+            "used once; the response() hook counts answers per status): closed loop, every connection busy",
+            "paced": "bench/paced.py (asyncio on uvloop, raw HTTP/1.1): open loop, each connection on its own "
+            "schedule, latency counted from when a request was due",
         }
         from .scenarios import Scenarios
 
         scratch = stack.work_dir / "requests"
         scratch.mkdir(exist_ok=True)
         scenarios = Scenarios(stack=stack, plan=plan, scratch=scratch, log=_say)
+        top = plan.connections[-1]
         _say("scenario 1: control")
         for connections in plan.connections:
             scenarios.control(connections)
-        hook_level = 100 if 100 in plan.connections else plan.connections[-1]
+        scenarios.paced("control", top)
+        hook_level = 100 if 100 in plan.connections else top
         document["hook_cost"] = scenarios.hook_cost_measure(hook_level)
         for name, title in (
             ("winning", "scenario 2: winning path"),
@@ -209,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             _say(title)
             for connections in plan.connections:
                 getattr(scenarios, name)(connections)
+            if name != "naive":
+                scenarios.paced(name, top)
         _say("scenario 8: the seed's stampede")
         scenarios.seed()
         from .websocket import websocket_scenario

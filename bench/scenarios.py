@@ -22,6 +22,7 @@ from . import data
 from .cpu import CpuMeter
 from .invariants import sale_invariants
 from .loadgen import LoadResult, wrk_run
+from .paced import PacedResult, paced_run
 from .plan import BenchPlan
 from .stack import BenchStack
 
@@ -33,6 +34,8 @@ LINE_HEADROOM = 1.4
 # harmless: those answers come before the challenge is spent).
 CYCLED_SHOPPERS = 5000
 HUGE_STOCK = 1_000_000_000
+# The open-loop runs ask for this share of what the saturated run at the same connections served.
+PACED_FRACTION = 0.7
 
 
 @dataclass
@@ -55,6 +58,8 @@ class RunResult:
     checks: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     served_connections: int = 0
+    load: str = "saturated"  # or "paced": open loop at ``offered_rps`` (bench/paced.py)
+    offered_rps: float = 0.0
 
     @property
     def checks_hold(self) -> bool:
@@ -122,7 +127,7 @@ class Scenarios:
     def _record(
         self,
         scenario: str,
-        result: LoadResult,
+        result: LoadResult | PacedResult,
         cores: dict[str, float],
         *,
         expected: set[int],
@@ -148,17 +153,23 @@ class Scenarios:
         )
         if result.lines_exhausted:
             run.notes.append("the request file ran out before the duration: the run is shorter")
+        if isinstance(result, PacedResult):
+            run.load, run.offered_rps = "paced", round(result.offered_rps, 1)
+            if result.late_sends:
+                run.notes.append(f"{result.late_sends} requests were sent late (counted from when they were due)")
         # Little's law: connections really in play = throughput x mean latency. Far below the
         # connections opened means the server left some unserved (wrk does not time those).
         run.served_connections = round(result.rps * result.latency_ms["mean"] / 1000)
-        if run.served_connections < 0.8 * result.connections and not result.lines_exhausted:
+        saturated = run.load == "saturated"
+        if saturated and run.served_connections < 0.8 * result.connections and not result.lines_exhausted:
             run.notes.append(
                 f"only about {run.served_connections} of {result.connections} connections were served "
                 "(Little's law); the latencies describe those"
             )
         self.runs.append(run)
+        label = scenario if run.load == "saturated" else f"{scenario} (paced {run.offered_rps:.0f}/s)"
         self.log(
-            f"  {scenario:<13} {result.connections:>5} conns  {run.rps:>9.0f} req/s  "
+            f"  {label:<13} {result.connections:>5} conns  {run.rps:>9.0f} req/s  "
             f"p99 {run.latency_ms['p99']:>7.1f} ms  errors {run.errors}  answers {run.statuses}"
         )
         return run
@@ -320,4 +331,66 @@ class Scenarios:
                 f"stock {plan.seed_stock}, {total} requests from {plan.seed_users} users "
                 f"over {plan.seed_connections} connections"
             ],
+        )
+
+    # --- open loop: connections held, load below saturation ---------------------------------
+
+    def paced(self, scenario: str, connections: int) -> RunResult | None:
+        """``scenario`` again at ``connections``, open loop at ``PACED_FRACTION`` of the rate its
+        saturated run served: the latency of a crowd that is connected but not queueing."""
+        saturated = next(
+            (
+                run
+                for run in reversed(self.runs)
+                if (run.scenario, run.connections, run.load) == (scenario, connections, "saturated")
+            ),
+            None,
+        )
+        if saturated is None or saturated.rps <= 0:
+            return None
+        rate = saturated.rps * PACED_FRACTION
+        needed = math.ceil(rate * self.plan.duration_s * LINE_HEADROOM) + connections
+        lines: Path | None = None
+        sale: FlashSale | None = None
+        if scenario == "control":
+            path, expected = "/bench/control/", {200}
+        elif scenario == "winning":
+            sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty)
+            shoppers = self.pool.ensure(needed)
+            lines = data.request_file_write(
+                self._file(f"paced-{scenario}"), shoppers, data.presolved_bodies(sale=sale, shoppers=shoppers)
+            )
+            path, expected = f"/api/sales/{sale.pk}/purchase/", {201}
+        elif scenario == "sold_out":
+            sale = data.sale_open(stock=1, pow_difficulty=self.plan.difficulty)
+            shoppers = self.pool.ensure(CYCLED_SHOPPERS + 1)
+            data.sale_sell_out(sale, shoppers[:1])
+            lines = self._cycled_file(f"paced-{scenario}", sale, shoppers[1:], needed)
+            path, expected = f"/api/sales/{sale.pk}/purchase/", {409}
+        else:
+            sale = data.sale_open(
+                stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty, bucket_capacity=1, bucket_refill_per_second=1
+            )
+            lines = self._cycled_file(f"paced-{scenario}", sale, self.pool.ensure(CYCLED_SHOPPERS), needed)
+            path, expected = f"/api/sales/{sale.pk}/purchase/", {429, 201}
+        assert self.stack.web is not None
+        before = self.meter.snapshot()
+        result = paced_run(
+            port=self.stack.web.port,
+            path=path,
+            connections=connections,
+            rate=rate,
+            duration_s=self.plan.duration_s,
+            lines=lines,
+        )
+        after = self.meter.snapshot()
+        cores = CpuMeter.spent(before, after, wall_s=result.wall_s, loadgen_s=result.loadgen_cpu_s)
+        checks = self._checks(sale.pk, result.statuses.get(201, 0)) if sale is not None else None
+        return self._record(
+            scenario,
+            result,
+            cores,
+            expected=expected,
+            checks=checks,
+            notes=[f"open loop (bench/paced.py) at {PACED_FRACTION:.0%} of the saturated run's {saturated.rps:.0f}/s"],
         )
