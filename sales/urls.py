@@ -16,5 +16,9 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
 
 urlpatterns = [
     path("api/", include(api_urlpatterns)),
+    # The storefront (server-rendered pages).
     path("", views.home, name="storefront-home"),
+    path("sales/<int:sale_id>/", views.sale_page, name="storefront-sale"),
+    path("orders/", views.orders_page, name="storefront-orders"),
+    path("accounts/", include("accounts.web_urls")),
 ]

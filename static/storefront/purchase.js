@@ -1,0 +1,100 @@
+// One purchase as the REST contract describes it: a proof-of-work challenge solved by a Web
+// Worker, then POST /purchase/ with an Idempotency-Key. A network failure, a 503 or an
+// IN_FLIGHT answer is retried with the same key and body, which the server answers with its
+// first answer: a retry can never buy twice.
+
+const RETRIES = 4;
+
+export function idempotencyKey() {
+  if (crypto.randomUUID) return crypto.randomUUID(); // Only on secure origins.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function seconds(retryAfter) {
+  const value = Number.parseInt(retryAfter ?? "", 10);
+  return Number.isFinite(value) && value > 0 ? value : 1;
+}
+
+export class ChallengeSolver {
+  constructor() {
+    this.worker = null;
+  }
+
+  solve(challengeUrl, csrfToken) {
+    // The worker is created on first use: a visitor who never buys never loads it.
+    this.worker ??= new Worker(new URL("./pow-worker.js", import.meta.url), { type: "module" });
+    return new Promise((resolve) => {
+      this.worker.onmessage = (event) => resolve(event.data);
+      this.worker.onerror = () => resolve({ ok: false, httpStatus: -1, body: null, retryAfter: null });
+      this.worker.postMessage({ challengeUrl, csrfToken });
+    });
+  }
+}
+
+/** What the page shows for an HTTP answer (`kind` picks the message). */
+export function outcomeOf(httpStatus, body, retryAfter) {
+  const status = body?.status;
+  if (httpStatus === 201 && status === "SUCCESS") return { kind: "confirmed", orderId: body.order_id };
+  if (status === "ALREADY_PURCHASED") return { kind: "already", orderId: body.order_id ?? null };
+  if (status === "SOLD_OUT") return { kind: "sold_out" };
+  if (status === "NOT_STARTED") return { kind: "not_started" };
+  if (status === "ENDED") return { kind: "ended" };
+  if (httpStatus === 429 || httpStatus === 503) return { kind: "retry", seconds: seconds(retryAfter) };
+  if (httpStatus === 401) return { kind: "login" };
+  if (httpStatus === 0) return { kind: "offline" };
+  return { kind: "failed", detail: body?.detail ?? `The shop answered ${httpStatus}.` };
+}
+
+/**
+ * Try to buy one unit. Resolves to an outcome (see `outcomeOf`); never rejects.
+ * @param {{challengeUrl: string, purchaseUrl: string, csrfToken: string, powDifficulty: number,
+ *          solver: ChallengeSolver}} options
+ */
+export async function purchase({ challengeUrl, purchaseUrl, csrfToken, powDifficulty, solver }) {
+  let body = {};
+  if (powDifficulty > 0) {
+    const solved = await solver.solve(challengeUrl, csrfToken);
+    if (!solved.ok) return outcomeOf(solved.httpStatus, solved.body, solved.retryAfter);
+    if (solved.difficulty > 0) body = { challenge: solved.challenge, solution: solved.solution };
+  }
+  const key = idempotencyKey();
+  const payload = JSON.stringify(body);
+  for (let attempt = 0; ; attempt++) {
+    let response;
+    try {
+      response = await fetch(purchaseUrl, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          Accept: "application/json",
+          "Content-Type": "application/json",
+          "X-CSRFToken": csrfToken,
+          "Idempotency-Key": key,
+        },
+        body: payload,
+      });
+    } catch {
+      if (attempt < RETRIES) {
+        await sleep(250 * 2 ** attempt);
+        continue;
+      }
+      return outcomeOf(0, null, null);
+    }
+    const answer = await response.json().catch(() => null);
+    const retryAfter = response.headers.get("Retry-After");
+    const retriable = answer?.status === "IN_FLIGHT" || response.status === 503;
+    if (retriable && attempt < RETRIES) {
+      await sleep(answer?.status === "IN_FLIGHT" ? 250 * 2 ** attempt : seconds(retryAfter) * 1000);
+      continue;
+    }
+    return outcomeOf(response.status, answer, retryAfter);
+  }
+}

@@ -1,0 +1,281 @@
+// The product page: live countdown, live stock and the Buy button.
+//
+// Time: the page keeps the offset between the server's clock and its own (from `hello`,
+// or from a poll while the socket is down) and judges the start and the end by the
+// corrected clock, so the button enables at the start without a reload, socket or not.
+import { SaleFeed } from "./live-feed.js";
+import { ChallengeSolver, purchase } from "./purchase.js";
+
+const TICK_MS = 200;
+// A countdown message from the server is shown as is for this long; after that (socket
+// gone) the page counts down by itself.
+const SERVER_COUNTDOWN_FRESH_MS = 1500;
+
+function csrfToken(fallback) {
+  const cookie = document.cookie.split("; ").find((pair) => pair.startsWith("csrftoken="));
+  return cookie ? decodeURIComponent(cookie.slice("csrftoken=".length)) : fallback;
+}
+
+export function formatCountdown(totalSeconds) {
+  const seconds = Math.max(0, totalSeconds);
+  const days = Math.floor(seconds / 86400);
+  const hours = Math.floor((seconds % 86400) / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  const rest = seconds % 60;
+  const pad = (value) => String(value).padStart(2, "0");
+  const clock = hours || days ? `${pad(hours)}:${pad(minutes)}:${pad(rest)}` : `${pad(minutes)}:${pad(rest)}`;
+  return days ? `${days} d ${clock}` : clock;
+}
+
+class SalePage {
+  constructor(root, config) {
+    this.root = root;
+    this.config = config;
+    this.startsAt = Date.parse(config.starts_at);
+    this.endsAt = Date.parse(config.ends_at);
+    this.remaining = config.remaining_stock;
+    this.offsetMs = Date.parse(config.server_time) - config.rendered_at_local;
+    // What the server said last, which wins over the local clock for the phase.
+    this.serverStatus = config.status;
+    this.serverCountdown = null;
+    this.busy = false;
+    this.cooldownUntil = 0;
+    this.result = null;
+    this.solver = new ChallengeSolver();
+    this.el = {
+      countdown: root.querySelector("[data-countdown]"),
+      countdownBlock: root.querySelector("[data-countdown-block]"),
+      stock: root.querySelector("[data-stock]"),
+      status: root.querySelector("[data-status]"),
+      button: root.querySelector("[data-buy]"),
+      result: root.querySelector("[data-result]"),
+      connection: root.querySelector("[data-connection]"),
+    };
+  }
+
+  start() {
+    if (this.el.button) this.el.button.addEventListener("click", () => this.buy());
+    this.feed = new SaleFeed({
+      socketUrl: this.config.socket_url,
+      pollUrl: this.config.sale_api_url,
+      onConnection: (state) => this.showConnection(state),
+      on: {
+        hello: (message) => this.snapshot(message, Date.now()),
+        snapshot: (sale, localAt) => this.snapshot(sale, localAt),
+        countdown: (message) => {
+          this.serverCountdown = { seconds: message.seconds_remaining, at: Date.now() };
+          this.render();
+        },
+        sale_started: () => this.serverSays(this.remaining > 0 ? "live" : "sold_out"),
+        stock: (message) => {
+          this.remaining = message.remaining_stock;
+          if (this.remaining > 0 && this.serverStatus === "sold_out") this.serverStatus = "live";
+          this.render();
+        },
+        sold_out: () => {
+          this.remaining = 0;
+          this.serverSays("sold_out");
+        },
+        sale_ended: () => this.serverSays("ended"),
+      },
+    });
+    this.feed.start();
+    setInterval(() => this.render(), TICK_MS);
+    this.render();
+  }
+
+  now() {
+    return Date.now() + this.offsetMs;
+  }
+
+  snapshot(sale, localAt) {
+    this.offsetMs = Date.parse(sale.server_time) - localAt;
+    this.startsAt = Date.parse(sale.starts_at);
+    this.endsAt = Date.parse(sale.ends_at);
+    this.remaining = sale.remaining_stock;
+    this.serverStatus = sale.status;
+    this.serverCountdown = null;
+    this.render();
+  }
+
+  serverSays(status) {
+    this.serverStatus = status;
+    this.serverCountdown = null;
+    this.render();
+  }
+
+  phase() {
+    const now = this.now();
+    if (this.serverStatus === "ended" || now >= this.endsAt) return "ended";
+    const started = now >= this.startsAt || this.serverStatus === "live" || this.serverStatus === "sold_out";
+    if (!started) return "scheduled";
+    return this.remaining > 0 ? "live" : "sold_out";
+  }
+
+  secondsToStart() {
+    const fresh = this.serverCountdown && Date.now() - this.serverCountdown.at < SERVER_COUNTDOWN_FRESH_MS;
+    if (fresh) return this.serverCountdown.seconds;
+    return Math.ceil((this.startsAt - this.now()) / 1000);
+  }
+
+  render() {
+    const phase = this.phase();
+    this.root.dataset.state = phase;
+    this.el.stock.textContent = String(Math.max(0, this.remaining));
+    if (phase === "scheduled") {
+      this.el.countdownBlock.hidden = false;
+      this.el.countdown.textContent = formatCountdown(this.secondsToStart());
+    } else {
+      this.el.countdownBlock.hidden = true;
+    }
+    const words = {
+      scheduled: "Opens soon",
+      live: "On sale now",
+      sold_out: "Sold out",
+      ended: "Sale ended",
+    };
+    if (this.el.status.textContent !== words[phase]) this.el.status.textContent = words[phase];
+    this.renderButton(phase);
+  }
+
+  renderButton(phase) {
+    const button = this.el.button;
+    if (!button) return;
+    const coolingDown = Date.now() < this.cooldownUntil;
+    let label = "Buy now";
+    if (this.busy) label = "Processing...";
+    else if (phase === "sold_out") label = "Sold out";
+    else if (phase === "ended") label = "Sale ended";
+    button.disabled = this.busy || phase !== "live" || coolingDown;
+    button.setAttribute("aria-busy", String(this.busy));
+    if (button.textContent !== label) button.textContent = label;
+    if (this.result?.kind === "retry") this.renderRetry();
+  }
+
+  async buy() {
+    // Disabled at once, before any await: a double click cannot send two purchases.
+    if (this.busy || this.phase() !== "live") return;
+    this.busy = true;
+    this.showResult(null);
+    this.render();
+    let outcome;
+    try {
+      outcome = await purchase({
+        challengeUrl: this.config.challenge_url,
+        purchaseUrl: this.config.purchase_url,
+        csrfToken: csrfToken(this.config.csrf_token),
+        powDifficulty: this.config.pow_difficulty,
+        solver: this.solver,
+      });
+    } finally {
+      this.busy = false;
+    }
+    if (outcome.kind === "login") {
+      window.location.assign(this.config.login_url);
+      return;
+    }
+    if (outcome.kind === "sold_out") {
+      this.remaining = 0;
+      this.serverStatus = "sold_out";
+    }
+    if (outcome.kind === "ended") this.serverStatus = "ended";
+    if (outcome.kind === "retry") this.cooldownUntil = Date.now() + outcome.seconds * 1000;
+    this.showResult(outcome);
+    this.render();
+  }
+
+  renderRetry() {
+    const left = Math.ceil((this.cooldownUntil - Date.now()) / 1000);
+    const heading = this.el.result.querySelector("strong");
+    if (left <= 0) {
+      this.showResult(null);
+      return;
+    }
+    const text = `Try again in ${left} s`;
+    if (heading && heading.textContent !== text) heading.textContent = text;
+  }
+
+  showResult(outcome) {
+    this.result = outcome;
+    const box = this.el.result;
+    box.replaceChildren();
+    box.className = "result";
+    if (!outcome) return;
+    const ordersUrl = (orderId) => `${this.config.orders_url}?order=${encodeURIComponent(orderId)}`;
+    const add = (tag, text, attributes = {}) => {
+      const node = document.createElement(tag);
+      node.textContent = text;
+      for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+      box.append(node);
+      return node;
+    };
+    const orderLine = (orderId) => {
+      const line = add("p", "Order ");
+      const code = document.createElement("code");
+      code.dataset.orderId = orderId;
+      code.textContent = orderId;
+      const link = document.createElement("a");
+      link.href = ordersUrl(orderId);
+      link.textContent = "See your orders";
+      line.append(code, ". ", link);
+    };
+    switch (outcome.kind) {
+      case "confirmed":
+        box.classList.add("result-success");
+        add("strong", "Order confirmed");
+        orderLine(outcome.orderId);
+        break;
+      case "already":
+        box.classList.add("result-info");
+        add("strong", "Already purchased");
+        if (outcome.orderId) orderLine(outcome.orderId);
+        else add("p", "You already hold this sale's one unit.");
+        break;
+      case "sold_out":
+        box.classList.add("result-info");
+        add("strong", "Sold out");
+        add("p", "Every unit has been sold.");
+        break;
+      case "retry":
+        box.classList.add("result-warning");
+        add("strong", `Try again in ${outcome.seconds} s`);
+        add("p", "The shop is very busy right now.");
+        break;
+      case "not_started":
+        box.classList.add("result-warning");
+        add("strong", "Not open yet");
+        add("p", "The sale opens in a moment; press Buy again.");
+        break;
+      case "ended":
+        box.classList.add("result-info");
+        add("strong", "Sale ended");
+        break;
+      case "offline":
+        box.classList.add("result-warning");
+        add("strong", "No connection");
+        add("p", "Check your connection and press Buy again.");
+        break;
+      default:
+        box.classList.add("result-warning");
+        add("strong", "Not bought");
+        add("p", outcome.detail);
+    }
+  }
+
+  showConnection(state) {
+    const words = {
+      live: "Live updates on",
+      reconnecting: "Reconnecting... (updating every few seconds meanwhile)",
+      polling: "Updating every few seconds",
+    };
+    this.el.connection.textContent = words[state] ?? "";
+    this.el.connection.dataset.connection = state;
+  }
+}
+
+const root = document.querySelector("[data-sale-page]");
+if (root) {
+  const config = JSON.parse(document.getElementById("sale-config").textContent);
+  config.rendered_at_local = Date.now();
+  new SalePage(root, config).start();
+}

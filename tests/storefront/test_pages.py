@@ -1,0 +1,224 @@
+"""The server-rendered pages through Django's test client (real Redis and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+
+from accounts.selectors import forget_local_identities, session_hash_cache_key
+from orders.models import Order
+from sales.services import purchase_attempt
+from tests.factories import make_product, make_sale, make_user
+
+pytestmark = pytest.mark.django_db
+PASSWORD = "pw-for-tests-1"
+
+
+def logged_in(client: Client, username: str) -> Client:
+    page = client.post(reverse("login"), {"username": username, "password": PASSWORD})
+    assert page.status_code == 302
+    return client
+
+
+def sale_config(html: str) -> dict:
+    found = re.search(r'<script id="sale-config" type="application/json">(.*?)</script>', html, re.S)
+    assert found is not None
+    return json.loads(found.group(1))
+
+
+def test_home_lists_live_sales_then_upcoming_ones_and_not_ended_ones(client: Client) -> None:
+    live = make_sale(product=make_product(name="Live Phone"))
+    upcoming = make_sale(starts_in=600, product=make_product(name="Soon Phone"))
+    make_sale(starts_in=-7200, duration=3600, product=make_product(name="Old Phone"))
+
+    page = client.get("/")
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert html.index("Live Phone") < html.index("Soon Phone")
+    assert "Old Phone" not in html
+    assert f'href="/sales/{live.pk}/"' in html
+    assert f'href="/sales/{upcoming.pk}/"' in html
+
+
+def test_the_product_page_shows_the_product_the_prices_the_stock_and_the_countdown(client: Client, settings) -> None:
+    settings.FLASHSALE_WS_URL = "ws://127.0.0.1:8001"
+    product = make_product(name="Aurora X1", description="A fine phone.", list_price=Decimal("799.00"))
+    sale = make_sale(stock=10, starts_in=120, price=Decimal("1.00"), product=product, pow_difficulty=12)
+
+    page = client.get(f"/sales/{sale.pk}/")
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert '<h1 id="product-name">Aurora X1</h1>' in html
+    assert "A fine phone." in html
+    assert re.search(r"<del class=\"list-price\">.*\$799\.00</del>", html)
+    assert re.search(r"<strong class=\"sale-price\">.*\$1\.00</strong>", html)
+    assert "<strong data-stock>10</strong> of 10 left" in html
+    assert "data-countdown-block>" in html  # Not hidden before the start.
+    assert f'href="/accounts/login/?next=/sales/{sale.pk}/"' in html
+    config = sale_config(html)
+    assert config["socket_url"] == f"ws://127.0.0.1:8001/ws/sales/{sale.pk}/"
+    assert (config["status"], config["remaining_stock"], config["pow_difficulty"]) == ("scheduled", 10, 12)
+    assert config["purchase_url"] == f"/api/sales/{sale.pk}/purchase/"
+    assert config["challenge_url"] == f"/api/sales/{sale.pk}/challenge/"
+
+
+def test_without_a_websocket_url_the_page_uses_its_own_host(client: Client, settings) -> None:
+    settings.FLASHSALE_WS_URL = ""
+    sale = make_sale()
+
+    config = sale_config(client.get(f"/sales/{sale.pk}/").content.decode())
+
+    assert config["socket_url"] == f"ws://testserver/ws/sales/{sale.pk}/"
+
+
+def test_a_logged_in_shopper_gets_a_disabled_buy_button_and_a_csrf_cookie(client: Client) -> None:
+    make_user(username="ann")
+    sale = make_sale(starts_in=60)
+
+    page = logged_in(client, "ann").get(f"/sales/{sale.pk}/")
+
+    html = page.content.decode()
+    assert '<button type="button" class="buy-button" data-buy disabled>Buy now</button>' in html
+    assert "Log in to buy" not in html
+    assert page.cookies["csrftoken"].value
+
+
+def test_an_unknown_sale_is_an_html_404(client: Client) -> None:
+    page = client.get("/sales/999999/")
+
+    assert page.status_code == 404
+    assert page["Content-Type"].startswith("text/html")
+
+
+def test_pages_load_nothing_from_other_sites(client: Client) -> None:
+    sale = make_sale()
+
+    for path in ("/", f"/sales/{sale.pk}/", "/accounts/login/", "/accounts/signup/"):
+        html = client.get(path).content.decode()
+        assert not re.search(r"(src|href)=\"(https?:)?//", html), path
+
+
+def test_login_caches_the_session_hash_so_the_first_purchase_makes_no_sql_query(client: Client) -> None:
+    # Given a shopper who logs in on the page, and a live sale
+    user = make_user(username="bea")
+    sale = make_sale(stock=3)
+    cache.delete(session_hash_cache_key(user.pk))
+    logged_in(client, "bea")
+    assert cache.get(session_hash_cache_key(user.pk)) == user.get_session_auth_hash()
+    forget_local_identities()
+    client.get(f"/sales/{sale.pk}/")  # Sets the CSRF cookie.
+    csrf = client.cookies["csrftoken"].value
+    # When they buy with their session
+    with CaptureQueriesContext(connection) as queries:
+        answer = client.post(
+            f"/api/sales/{sale.pk}/purchase/", "{}", content_type="application/json", HTTP_X_CSRFTOKEN=csrf
+        )
+    # Then the purchase path asked PostgreSQL nothing
+    assert answer.json()["status"] == "SUCCESS"
+    assert len(queries) == 0
+
+
+def test_sign_up_creates_a_shopper_logs_them_in_and_returns_them_to_the_sale(client: Client) -> None:
+    sale = make_sale()
+
+    page = client.post(
+        f"/accounts/signup/?next=/sales/{sale.pk}/",
+        {
+            "username": "cleo",
+            "email": "cleo@example.com",
+            "password1": "a-long-pass-phrase",
+            "password2": "a-long-pass-phrase",
+            "next": f"/sales/{sale.pk}/",
+        },
+    )
+
+    assert page.status_code == 302
+    assert page["Location"] == f"/sales/{sale.pk}/"
+    user = Token.objects.get(user__username="cleo").user  # Registered like the API does.
+    assert cache.get(session_hash_cache_key(user.pk)) == user.get_session_auth_hash()
+    assert "Log out" in client.get("/").content.decode()
+
+
+def test_sign_up_refuses_a_taken_name_and_differing_passwords(client: Client) -> None:
+    make_user(username="dan")
+
+    page = client.post(
+        "/accounts/signup/",
+        {"username": "DAN", "password1": "a-long-pass-phrase", "password2": "another-pass-phrase"},
+    )
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "That username is taken." in html
+    assert "The two passwords differ." in html
+
+
+def test_sign_up_never_redirects_to_another_site(client: Client) -> None:
+    page = client.post(
+        "/accounts/signup/",
+        {
+            "username": "eve",
+            "password1": "a-long-pass-phrase",
+            "password2": "a-long-pass-phrase",
+            "next": "https://evil.example/",
+        },
+    )
+
+    assert page["Location"] == "/"
+
+
+def test_logout_is_a_post_that_ends_the_session(client: Client) -> None:
+    make_user(username="fay")
+    logged_in(client, "fay")
+
+    page = client.post("/accounts/logout/")
+
+    assert page.status_code == 302
+    assert "Log in" in client.get("/").content.decode()
+
+
+def test_orders_need_a_login(client: Client) -> None:
+    page = client.get("/orders/")
+
+    assert page.status_code == 302
+    assert page["Location"] == "/accounts/login/?next=/orders/"
+
+
+def test_orders_show_the_shoppers_own_orders_with_their_status(client: Client) -> None:
+    # Given two shoppers who each won a unit (orders written as the worker writes them)
+    gus, hal = make_user(username="gus"), make_user(username="hal")
+    sale = make_sale(stock=5, product=make_product(name="Aurora X1"))
+    won = {user.pk: purchase_attempt(sale_id=sale.pk, user_id=user.pk).order_id for user in (gus, hal)}
+    from orders.tasks import drain_sale_orders
+
+    drain_sale_orders(sale.pk)
+    assert Order.objects.count() == 2
+    # When Gus opens his orders
+    html = logged_in(client, "gus").get("/orders/").content.decode()
+    # Then he sees his order and not Hal's
+    assert f'data-order-id="{won[gus.pk]}"' in html
+    assert str(won[hal.pk]) not in html
+    assert "Aurora X1" in html
+    assert "Pending payment" in html
+
+
+def test_an_order_not_written_yet_is_announced_and_the_page_refreshes(client: Client) -> None:
+    make_user(username="ida")
+    awaited = "0b0e4c0e-5c8b-4a5e-9a53-1f0d8c3b7a10"
+
+    html = logged_in(client, "ida").get(f"/orders/?order={awaited}").content.decode()
+
+    assert f"Order {awaited} is being recorded." in html
+    assert "window.location.reload" in html
+    assert "is being recorded" not in logged_in(Client(), "ida").get("/orders/?order=junk").content.decode()
