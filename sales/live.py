@@ -219,8 +219,9 @@ class SaleRoom:
                     self.listeners[listener] = send
                 continue
             # Sequential writes: a write only waits when a client's socket buffer is full,
-            # which a few small messages a second never fill; measured cheaper than one task
-            # per client per message (see the README, "Storefront").
+            # which a few small messages a second never fill. Measured with 2,000 clients
+            # (tests/storefront/test_fanout.py): the last got ``sale_started`` 55-80 ms after
+            # the start; with one task per client per message (gather), 60-157 ms.
             for listener, send in tuple(self.listeners.items()):
                 await self._send(listener, send, item)
 
@@ -350,13 +351,20 @@ class LiveHub:
         return window, None if stock is None else int(stock)
 
     async def _refresh_clock(self) -> None:
+        """Estimate the Redis clock's offset from three ``TIME`` round trips, trusting the
+        fastest: the first may include connecting, and a busy loop may resume late, both
+        of which would put the estimate ahead of Redis and start the sale early."""
         if time.monotonic() - self._clock_read_at < CLOCK_REFRESH_SECONDS:
             return
-        before = time.time()
-        seconds, microseconds = await self._redis.time()
-        after = time.time()
-        redis_ms = int(seconds) * 1000 + int(microseconds) / 1000
-        self._clock_offset_ms = redis_ms - (before + after) * 500
+        best_rtt, best_offset = math.inf, 0.0
+        for _ in range(3):
+            before = time.time()
+            seconds, microseconds = await self._redis.time()
+            after = time.time()
+            if after - before < best_rtt:
+                best_rtt = after - before
+                best_offset = int(seconds) * 1000 + int(microseconds) / 1000 - (before + after) * 500
+        self._clock_offset_ms = best_offset
         self._clock_read_at = time.monotonic()
 
     async def _listen(self) -> None:

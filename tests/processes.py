@@ -112,7 +112,9 @@ def wait_for_http(child: ChildProcess, path: str = "/api/sales/", *, timeout: fl
     raise RuntimeError(f"{child.name} did not answer {path} in {timeout:.0f}s:\n{child.log_tail()}")
 
 
-def start_web(*, workers: int = 2, env: dict[str, str] | None = None) -> ChildProcess:
+def start_web(*, workers: int = 2, env: dict[str, str] | None = None, static_root: Path | None = None) -> ChildProcess:
+    """granian serving the WSGI app; with ``static_root`` (a collectstatic output) it also
+    serves ``/static/`` as ``make run`` does."""
     port = free_port()
     command = [
         str(BIN / "granian"),
@@ -123,8 +125,22 @@ def start_web(*, workers: int = 2, env: dict[str, str] | None = None) -> ChildPr
         "--log-level", "warning",
         "flashsale_project.wsgi:application",
     ]  # fmt: skip
+    if static_root is not None:
+        command[1:1] = ["--static-path-route", "/static", "--static-path-mount", str(static_root)]
     child = spawn("web", command, child_env(**(env or {})), port=port)
     wait_for_http(child)
+    return child
+
+
+def start_ws(*, env: dict[str, str] | None = None) -> ChildProcess:
+    """uvicorn serving the ASGI app (the WebSockets), as ``make run`` runs it."""
+    port = free_port()
+    command = [
+        str(BIN / "uvicorn"), "flashsale_project.asgi:application",
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    child = spawn("ws", command, child_env(**(env or {})), port=port)
+    wait_for_http(child, "/healthz")
     return child
 
 
