@@ -56,7 +56,7 @@ def targets(runs: list[RunResult], ceiling: list[dict[str, Any]]) -> list[Target
         )
     else:
         checks.append(TargetCheck(">= 5x the naive shop @100 connections", "not measured", None))
-    for load, how in (("saturated", "saturated (closed loop)"), ("paced", "open loop at 70% of capacity")):
+    for load, how in (("saturated", "saturated (closed loop)"), ("paced", "open loop at half the saturated rate")):
         at_1000 = [run for run in runs if run.connections >= 1000 and run.scenario != "naive" and run.load == load]
         target = f"p99 < {P99_LIMIT_MS:.0f} ms @1,000 connections, every scenario, zero errors, {how}"
         if not at_1000:

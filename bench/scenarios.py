@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from antibot.services import admission_limits
 from naive_shop.selectors import naive_stock_check
 from naive_shop.services import naive_stock_create
 from sales.models import FlashSale
@@ -34,8 +33,9 @@ LINE_HEADROOM = 1.4
 # harmless: those answers come before the challenge is spent).
 CYCLED_SHOPPERS = 5000
 HUGE_STOCK = 1_000_000_000
-# The open-loop runs ask for this share of what the saturated run at the same connections served.
-PACED_FRACTION = 0.7
+# The open-loop runs ask for this share of what the saturated run at the same connections served:
+# well below saturation even when the Python client and other work share the two cores.
+PACED_FRACTION = 0.5
 
 
 @dataclass
@@ -273,7 +273,9 @@ class Scenarios:
             cores,
             expected={429, 201},
             checks=self._checks(sale.pk, wins),
-            notes=[f"user window {admission_limits().user_limit}/s; shoppers cycled: {len(shoppers)}"],
+            notes=[
+                f"server's per-user window {self.stack.env['ANTIBOT_USER_LIMIT']}/s; shoppers cycled: {len(shoppers)}"
+            ],
         )
 
     # --- 5. naive shop ----------------------------------------------------------------------

@@ -124,8 +124,10 @@ class BenchStack:
             "REDIS_URL": self.redis.url,
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
             "FLASHSALE_BENCH_ENDPOINTS": "1",
-            # Every request comes from 127.0.0.1: a per-IP limit would refuse the crowd.
+            # Every request comes from 127.0.0.1: a per-IP limit would refuse the crowd. The
+            # per-user window stays at production's default.
             "ANTIBOT_IP_LIMIT": "0",
+            "ANTIBOT_USER_LIMIT": "10",
             # Challenges are issued and solved before the timed window and must outlive it.
             "ANTIBOT_CHALLENGE_TTL_SECONDS": "1800",
             "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
