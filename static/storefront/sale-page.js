@@ -48,6 +48,7 @@ class SalePage {
       stock: root.querySelector("[data-stock]"),
       status: root.querySelector("[data-status]"),
       button: root.querySelector("[data-buy]"),
+      buyHint: root.querySelector("[data-buy-hint]"),
       result: root.querySelector("[data-result]"),
       connection: root.querySelector("[data-connection]"),
     };
@@ -135,6 +136,7 @@ class SalePage {
       ended: "Sale ended",
     };
     if (this.el.status.textContent !== words[phase]) this.el.status.textContent = words[phase];
+    if (this.el.buyHint) this.el.buyHint.hidden = phase !== "scheduled";
     this.renderButton(phase);
   }
 

@@ -1,0 +1,337 @@
+"""The storefront in a real browser (Debian's chromium, driven by Playwright) against the real
+stack: granian, uvicorn, a Celery worker, Redis, PostgreSQL. Each state the shopper can see
+is kept as a screenshot under ``artifacts/screenshots/``.
+
+Nothing here waits a fixed time: each step waits (generously) for the state it needs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from django.utils import timezone
+from playwright.sync_api import Browser, Page, Request, WebSocketRoute, expect
+
+from antibot.proof_of_work import solve
+from sales.models import FlashSale
+from sales.services import sale_update
+from tests.factories import auth, make_sale, make_shopper, make_user
+from tests.processes import ChildProcess, start_web
+
+from .conftest import Stack, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "pw-for-tests-1"
+SLOW = 30_000  # ms: the machine is shared; a state may take a while to arrive.
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+@pytest.fixture
+def page(browser: Browser, storefront_stack: Stack) -> Iterator[Page]:
+    context = browser.new_context(base_url=storefront_stack.url, viewport={"width": 1100, "height": 760})
+    context.set_default_timeout(SLOW)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], "JavaScript errors on the page"
+
+
+def log_in(page: Page, username: str, *, then: str = "/") -> None:
+    page.goto(f"/accounts/login/?next={then}")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"**{then}")
+
+
+def open_sale(page: Page, sale: FlashSale) -> None:
+    page.goto(f"/sales/{sale.pk}/")
+    expect(page.locator("[data-connection]")).to_have_text("Live updates on")
+    # A reload would drop this; every check below that it is still there says "no reload".
+    page.evaluate("window.sameDocument = true")
+
+
+def same_document(page: Page) -> bool:
+    return bool(page.evaluate("window.sameDocument === true"))
+
+
+def buy_through_the_api(stack: Stack, sale: FlashSale) -> dict[str, Any]:
+    """Another shopper, with an API token, solving the proof of work in Python."""
+    _, token = make_shopper()
+    with httpx.Client(base_url=stack.url, headers=auth(token), timeout=30) as client:
+        body: dict[str, str] = {}
+        if sale.pow_difficulty:
+            challenge = client.post(f"/api/sales/{sale.pk}/challenge/").json()
+            body = {
+                "challenge": challenge["challenge"],
+                "solution": solve(challenge["challenge"], challenge["difficulty"]),
+            }
+        answer: dict[str, Any] = client.post(f"/api/sales/{sale.pk}/purchase/", json=body).json()
+        return answer
+
+
+def move_start(sale: FlashSale, *, seconds_from_now: float) -> None:
+    duration = sale.ends_at - sale.starts_at
+    sale.starts_at = timezone.now() + timedelta(seconds=seconds_from_now)
+    sale.ends_at = sale.starts_at + duration
+    sale_update(sale=sale)
+
+
+def clock_seconds(text: str) -> int:
+    total = 0
+    for part in text.split(":"):
+        total = total * 60 + int(part)
+    return total
+
+
+def test_the_countdown_counts_down_and_buy_enables_at_the_start_without_a_reload(page: Page) -> None:
+    # Given a shopper on the page of a sale that opens in an hour
+    make_user(username="ann")
+    sale = make_sale(stock=5, starts_in=3600, pow_difficulty=8)
+    log_in(page, "ann")
+    open_sale(page, sale)
+    clock = page.locator("[data-countdown]")
+    button = page.locator("[data-buy]")
+    status = page.locator("[data-status]")
+    expect(clock).to_have_text(re.compile(r"^(59:[0-5]\d|01:00:00)$"))
+    expect(button).to_be_disabled()
+    expect(status).to_have_text("Opens soon")
+    first = clock.inner_text()
+    # Then the clock counts down
+    expect(clock).not_to_have_text(first)
+    assert clock_seconds(clock.inner_text()) < clock_seconds(first)
+    screenshot(page, "01-countdown")
+
+    # When the operator moves the start to a few seconds from now
+    move_start(sale, seconds_from_now=4)
+
+    # Then the page counts down the last seconds and enables Buy at the start, by itself
+    expect(clock).to_have_text(re.compile(r"^00:0[1-5]$"))
+    screenshot(page, "02-countdown-last-seconds")
+    expect(button).to_be_enabled()
+    expect(button).to_have_text("Buy now")
+    expect(status).to_have_text("On sale now")
+    expect(page.locator("[data-countdown-block]")).to_be_hidden()
+    assert same_document(page)
+    screenshot(page, "03-live")
+
+
+def test_buying_shows_the_confirmation_and_the_order_appears_on_the_orders_page(page: Page) -> None:
+    # Given a shopper on a live sale's page, on a slow network
+    make_user(username="bob")
+    sale = make_sale(stock=5, pow_difficulty=8)
+    log_in(page, "bob")
+    open_sale(page, sale)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 400, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+    purchases: list[Request] = []
+    page.on("request", lambda request: purchases.append(request) if request.url.endswith("/purchase/") else None)
+    button = page.locator("[data-buy]")
+
+    # When they double-click Buy
+    button.dblclick()
+
+    # Then the button says Processing... at once and takes no second click
+    expect(button).to_have_text("Processing...")
+    expect(button).to_be_disabled()
+    screenshot(page, "04-processing")
+    result = page.locator("[data-result]")
+    expect(result).to_contain_text("Order confirmed")
+    order_id = result.locator("[data-order-id]").inner_text()
+    assert len(purchases) == 1
+    assert UUID.match(purchases[0].headers["idempotency-key"])
+    assert UUID.match(order_id)
+    expect(page.locator("[data-stock]")).to_have_text("4")
+    screenshot(page, "05-order-confirmed")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+
+    # And the order is on /orders/ once the worker has written it (the page waits for it)
+    result.get_by_role("link", name="See your orders").click()
+    row = page.locator(f'tr[data-order-id="{order_id}"]')
+    expect(row).to_be_visible()
+    expect(row).to_contain_text(sale.product.name)
+    expect(row).to_contain_text("Pending payment")
+    screenshot(page, "06-orders")
+
+
+def test_a_second_purchase_shows_already_purchased(page: Page) -> None:
+    # Given a shopper who bought a unit, using the keyboard
+    make_user(username="cat")
+    sale = make_sale(stock=5, pow_difficulty=8)
+    log_in(page, "cat")
+    open_sale(page, sale)
+    button = page.locator("[data-buy]")
+    button.focus()
+    page.keyboard.press("Enter")
+    result = page.locator("[data-result]")
+    expect(result).to_contain_text("Order confirmed")
+    order_id = result.locator("[data-order-id]").inner_text()
+
+    # When they press Buy again
+    expect(button).to_be_enabled()
+    button.click()
+
+    # Then the page says they already hold it, with the same order
+    expect(result).to_contain_text("Already purchased")
+    expect(result.locator("[data-order-id]")).to_have_text(order_id)
+    assert same_document(page)
+    screenshot(page, "07-already-purchased")
+
+
+def test_when_another_shopper_takes_the_last_unit_the_page_shows_sold_out_without_a_reload(
+    page: Page, storefront_stack: Stack
+) -> None:
+    # Given a shopper watching a live sale with one unit left
+    make_user(username="dee")
+    sale = make_sale(stock=1, pow_difficulty=8)
+    log_in(page, "dee")
+    open_sale(page, sale)
+    button = page.locator("[data-buy]")
+    expect(button).to_be_enabled()
+    expect(page.locator("[data-stock]")).to_have_text("1")
+
+    # When someone else buys it
+    assert buy_through_the_api(storefront_stack, sale)["status"] == "SUCCESS"
+
+    # Then the page says sold out by itself
+    expect(page.locator("[data-status]")).to_have_text("Sold out")
+    expect(page.locator("[data-stock]")).to_have_text("0")
+    expect(button).to_have_text("Sold out")
+    expect(button).to_be_disabled()
+    assert same_document(page)
+    screenshot(page, "08-sold-out")
+
+
+def test_an_anonymous_shopper_is_sent_to_log_in_and_comes_back(page: Page) -> None:
+    # Given a visitor on a sale's page
+    make_user(username="eli")
+    sale = make_sale(stock=3, starts_in=600)
+    page.goto("/")
+    expect(page.get_by_role("link", name=re.compile(sale.product.name))).to_be_visible()
+    screenshot(page, "09-home")
+    page.get_by_role("link", name=re.compile(sale.product.name)).click()
+    login_link = page.get_by_role("link", name="Log in to buy")
+    expect(login_link).to_be_visible()
+    screenshot(page, "10-anonymous")
+
+    # When they follow "Log in to buy" and log in
+    login_link.click()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    screenshot(page, "11-login")
+    page.get_by_label("Username").fill("eli")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+    # Then they are back on the sale's page with a Buy button
+    page.wait_for_url(f"**/sales/{sale.pk}/")
+    expect(page.locator("[data-buy]")).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("Log out"))).to_be_visible()
+
+
+def test_the_page_keeps_working_when_the_socket_drops(page: Page, storefront_stack: Stack) -> None:
+    # Given a shopper on a live sale's page whose socket the test can cut and refuse
+    make_user(username="fox")
+    sale = make_sale(stock=5)
+    accept = {"sockets": True}
+    open_routes: list[WebSocketRoute] = []
+
+    def route(socket: WebSocketRoute) -> None:
+        if not accept["sockets"]:
+            socket.close(code=1011)
+            return
+        socket.connect_to_server()
+        open_routes.append(socket)
+
+    page.route_web_socket(re.compile(r"/ws/sales/\d+/$"), route)
+    log_in(page, "fox")
+    open_sale(page, sale)
+    connection = page.locator("[data-connection]")
+
+    # When the socket drops and reconnecting fails
+    accept["sockets"] = False
+    for socket in open_routes:
+        socket.close(code=1011)
+    expect(connection).to_contain_text("Reconnecting")
+
+    # Then the page still follows the sale, by polling the REST API
+    assert buy_through_the_api(storefront_stack, sale)["status"] == "SUCCESS"
+    expect(page.locator("[data-stock]")).to_have_text("4")
+    screenshot(page, "12-reconnecting")
+
+    # And once the server takes sockets again the page is live again, never reloaded
+    accept["sockets"] = True
+    expect(connection).to_have_text("Live updates on")
+    assert buy_through_the_api(storefront_stack, sale)["status"] == "SUCCESS"
+    expect(page.locator("[data-stock]")).to_have_text("3")
+    assert same_document(page)
+
+
+@pytest.fixture
+def limited_web(storefront_stack: Stack, collected_static: Any) -> Iterator[ChildProcess]:
+    """A web process with real admission limits: one call per shopper per 30 s."""
+    child = start_web(
+        workers=1,
+        env={
+            "ANTIBOT_USER_LIMIT": "1",
+            "ANTIBOT_IP_LIMIT": "0",
+            "ANTIBOT_RATE_WINDOW_SECONDS": "30",
+            "FLASHSALE_WS_URL": storefront_stack.ws_url,
+        },
+        static_root=collected_static,
+    )
+    yield child
+    child.stop()
+
+
+def test_a_rate_limited_purchase_says_when_to_try_again(page: Page, limited_web: ChildProcess) -> None:
+    # Given a shopper who just bought, on a server allowing one call per 30 s
+    make_user(username="gil")
+    sale = make_sale(stock=5)
+    page.goto(f"{limited_web.url}/accounts/login/")
+    page.get_by_label("Username").fill("gil")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{limited_web.url}/sales/{sale.pk}/")
+    button = page.locator("[data-buy]")
+    button.click()
+    result = page.locator("[data-result]")
+    expect(result).to_contain_text("Order confirmed")
+
+    # When they press Buy again at once
+    button.click()
+
+    # Then the page tells them how long to wait, and Buy waits with them
+    expect(result).to_contain_text(re.compile(r"Try again in \d+ s"))
+    expect(button).to_be_disabled()
+    screenshot(page, "13-try-again")
+    first = result.locator("strong").inner_text()
+    expect(result.locator("strong")).not_to_have_text(first)
+
+
+def test_the_product_page_fits_a_phone(browser: Browser, storefront_stack: Stack) -> None:
+    sale = make_sale(stock=10, starts_in=90, pow_difficulty=8)
+    context = browser.new_context(base_url=storefront_stack.url, viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        page.goto(f"/sales/{sale.pk}/")
+        expect(page.locator("[data-countdown]")).to_have_text(re.compile(r"^0[01]:\d\d$"))
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        screenshot(page, "14-phone")
+    finally:
+        context.close()
+    assert overflow == 0
