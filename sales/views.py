@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import reverse
@@ -79,6 +80,8 @@ def sale_page(request: HttpRequest, sale_id: int) -> HttpResponse:
         "purchase_url": reverse("api-purchase", args=[sale.pk]),
         "orders_url": reverse("storefront-orders"),
         "login_url": redirect_to_login(page_url).url,
+        # The page prefers the csrftoken cookie (another tab may have rotated it at login).
+        "csrf_token": get_token(request),
     }
     context = {
         "view": view,

@@ -13,6 +13,7 @@ import redis
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from prometheus_client import REGISTRY
 
 from flashsale_project.asgi import application
 from sales import inventory
@@ -232,6 +233,27 @@ def test_a_sale_not_loaded_into_redis_yet_is_read_from_the_database() -> None:
             iso(sale.starts_at),
         )
         await socket.disconnect()
+
+    live(scenario)
+
+
+def test_open_sockets_are_counted_in_the_ws_connections_gauge() -> None:
+    sale = make_sale()
+
+    def gauge() -> float:
+        return REGISTRY.get_sample_value("flash_sale_ws_connections") or 0.0
+
+    async def scenario() -> None:
+        before = gauge()
+        sockets = [await connected(sale.pk) for _ in range(3)]
+        for socket in sockets:
+            await socket.receive_json_from(timeout=WAIT)
+        assert gauge() == before + 3
+        await sockets[0].disconnect()
+        assert gauge() == before + 2
+        for socket in sockets[1:]:
+            await socket.disconnect()
+        assert gauge() == before
 
     live(scenario)
 
