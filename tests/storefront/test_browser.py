@@ -7,6 +7,7 @@ Nothing here waits a fixed time: each step waits (generously) for the state it n
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -335,3 +336,20 @@ def test_the_product_page_fits_a_phone(browser: Browser, storefront_stack: Stack
     finally:
         context.close()
     assert overflow == 0
+
+
+def test_the_browsers_proof_of_work_follows_the_python_rule(page: Page) -> None:
+    # The same SHA-256 and the same search as antibot/proof_of_work.py, across block edges
+    # and non-ASCII text.
+    texts = ["", "abc", "a" * 55, "a" * 56, "a" * 64, "x" * 130, "é€😀" * 13]
+    challenge = "v1." + "c" * 70
+    page.goto("/")
+    got = page.evaluate(
+        """async ([texts, challenge]) => {
+            const sha = await import("/static/storefront/sha256.js");
+            return {hashes: texts.map(sha.sha256Hex), solutions: [4, 8, 12].map((d) => sha.solve(challenge, d))};
+        }""",
+        [texts, challenge],
+    )
+    assert got["hashes"] == [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+    assert got["solutions"] == [solve(challenge, difficulty) for difficulty in (4, 8, 12)]
