@@ -43,10 +43,12 @@ class WebConfig:
 
     workers: int = 2
     blocking_threads: int = 8
-    # Requests a worker takes on at once. Below connections / workers granian stops accepting
-    # the rest, and wrk never times those connections: 64 per worker served 128 of 1,000
-    # connections (Little's law) while reporting a 20 ms p99. Here every connection is served.
-    backpressure: int = 512
+    # What a worker takes on at once, and in effect the connections it serves: past it granian
+    # leaves connections waiting, and wrk never times them. 64 per worker served 128 of 1,000
+    # connections (Little's law) while wrk reported a 20 ms p99; 512 (granian's default with
+    # two workers) left a few of 1,000 open-loop connections stuck for seconds whenever one
+    # worker got more than 512 of them. At 2,048 every connection is served.
+    backpressure: int = 2048
 
     def describe(self) -> str:
         return (
