@@ -124,8 +124,11 @@ def presolved_bodies(*, sale: FlashSale, shoppers: Sequence[Shopper], processes:
         for shopper in shoppers
     ]
     jobs = [(issued.challenge, issued.difficulty) for issued in challenges]
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        solutions = pool.map(_solve, jobs, chunksize=512)
+    if processes <= 1:  # Where forking is unsafe (Locust runs on gevent).
+        solutions = [_solve(job) for job in jobs]
+    else:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            solutions = pool.map(_solve, jobs, chunksize=512)
     return [
         json.dumps({"challenge": issued.challenge, "solution": solution}, separators=(",", ":"))
         for issued, solution in zip(challenges, solutions, strict=True)
