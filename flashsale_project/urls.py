@@ -3,19 +3,29 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 
+from antibot.apis import ChallengeApi
+from sales.apis import PurchaseApi
+
 from .health import healthz
 from .metrics_view import metrics
 
+# Django tries patterns in order and a stampede is all challenges and purchases: they come
+# first, as one flat pattern each, instead of five nested resolvers down (~80 us a request
+# under cProfile).
 urlpatterns = [
+    path("api/sales/<int:sale_id>/purchase/", PurchaseApi.as_view(), name="api-purchase"),
+    path("api/sales/<int:sale_id>/challenge/", ChallengeApi.as_view(), name="api-challenge"),
+]
+if settings.FLASHSALE_BENCH_ENDPOINTS:
+    # The benchmark's baselines get the same early place, so the comparison stays fair.
+    urlpatterns.append(path("bench/", include("naive_shop.urls")))
+urlpatterns += [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api-schema"),
     path("metrics", metrics, name="metrics"),
     path("", include("sales.urls")),
 ]
-
-if settings.FLASHSALE_BENCH_ENDPOINTS:
-    urlpatterns.append(path("bench/", include("naive_shop.urls")))
 
 handler404 = "flashsale_project.api_errors.not_found"
 handler500 = "flashsale_project.api_errors.server_error"
