@@ -96,7 +96,7 @@ def websocket_scenario(*, stack: BenchStack, plan: BenchPlan, log: Callable[[str
         return {"measured": False, "summary": "not measured: the ws process did not start"}
     from . import data
 
-    lead_s = 10.0 if not plan.quick else 5.0
+    lead_s = 10.0 if not plan.quick else 3.0
     sale = data.sale_open(stock=10, pow_difficulty=plan.difficulty, starts_in_s=lead_s)
     starts_at = sale.starts_at.timestamp()
     url = f"ws://127.0.0.1:{ws.port}/ws/sales/{sale.pk}/"
