@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from antibot.apis import ChallengeApi
@@ -12,7 +12,7 @@ from .metrics_view import metrics
 # Django tries patterns in order and a stampede is all challenges and purchases: they come
 # first, as one flat pattern each, instead of five nested resolvers down (~80 us a request
 # under cProfile).
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("api/sales/<int:sale_id>/purchase/", PurchaseApi.as_view(), name="api-purchase"),
     path("api/sales/<int:sale_id>/challenge/", ChallengeApi.as_view(), name="api-challenge"),
 ]
