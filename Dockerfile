@@ -16,5 +16,6 @@ USER flashsale
 
 EXPOSE 8000 8001
 CMD ["granian", "--interface", "wsgi", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", \
+     "--blocking-threads", "8", "--backpressure", "2048", \
      "--static-path-route", "/static", "--static-path-mount", "/app/staticfiles", \
      "flashsale_project.wsgi:application"]

@@ -73,6 +73,10 @@ def process_commands(*, web_port: int, ws_port: int, web_workers: int, python: s
         "web": (
             f"exec {bin_dir / 'granian'} --interface wsgi flashsale_project.wsgi:application"
             f" --host 127.0.0.1 --port {web_port} --workers {web_workers}"
+            # The shape `make bench` measured best on two cores (README, "The server's shape"):
+            # eight threads a worker overlap Redis round trips; a backpressure above the
+            # connections a worker may hold keeps none waiting seconds for a turn.
+            " --blocking-threads 8 --backpressure 2048"
             f" --static-path-route /static --static-path-mount {ROOT / 'staticfiles'} --log-level warning"
         ),
         "ws": (

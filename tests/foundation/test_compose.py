@@ -125,3 +125,10 @@ def test_healthz_answers_ok_when_redis_and_postgresql_answer(client: object) -> 
     response = client.get("/healthz")  # type: ignore[attr-defined]
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+def test_web_runs_the_server_shape_the_benchmark_chose(compose: dict) -> None:
+    command = compose["services"]["web"]["command"][-1]
+    assert "--workers 2 --blocking-threads 8 --backpressure 2048" in command
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert '"--blocking-threads", "8", "--backpressure", "2048"' in dockerfile
