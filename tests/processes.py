@@ -144,12 +144,13 @@ def start_ws(*, env: dict[str, str] | None = None) -> ChildProcess:
     return child
 
 
-def start_worker(*, name: str = "worker", **env: str) -> ChildProcess:
-    """A Celery worker in one process (``--pool solo``): SIGKILL leaves no orphan behind."""
+def start_worker(*, name: str = "worker", queue: str = "celery", **env: str) -> ChildProcess:
+    """A Celery worker in one process (``--pool solo``): SIGKILL leaves no orphan behind.
+    ``queue`` other than Celery's default keeps the session's shared worker out of a test."""
     node = f"{name}-{os.getpid()}-{int(time.time() * 1000)}@127.0.0.1"
     command = [
         str(BIN / "celery"), "-A", "flashsale_project", "worker",
-        "--pool", "solo", "--loglevel", "INFO", "-n", node, "--without-mingle", "--without-gossip",
+        "--pool", "solo", "--loglevel", "INFO", "-n", node, "--without-mingle", "--without-gossip", "-Q", queue,
     ]  # fmt: skip
     child = spawn(name, command, child_env(**env))
     child.env["NODE"] = node

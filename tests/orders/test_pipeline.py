@@ -144,10 +144,12 @@ def test_a_worker_killed_mid_drain_leaves_exactly_one_order_per_buyer_once_anoth
     sale = make_sale(stock=2000, bucket_capacity=5000)
     won = _buy(sale.pk, [user_id for user_id, _ in make_shoppers(2000)])
     settings_for_test = {"FLASHSALE_CLAIM_IDLE_MS": "1000", "FLASHSALE_DRAIN_BATCH_SIZE": "5"}
-    first: ChildProcess = start_worker(name="doomed", **settings_for_test)
+    # A queue of this test's own: only its two workers may drain this sale.
+    queue = f"crash-test-{sale.pk}"
+    first: ChildProcess = start_worker(name="doomed", queue=queue, **settings_for_test)
     try:
         # When a worker starts draining them in small batches and is SIGKILLed mid-way
-        drain_sale_orders.delay(sale.pk)
+        drain_sale_orders.apply_async((sale.pk,), queue=queue)
         _wait_for(lambda: Order.objects.filter(sale=sale).exists(), what="the first orders", timeout=60)
         first.kill()
     finally:
@@ -156,10 +158,10 @@ def test_a_worker_killed_mid_drain_leaves_exactly_one_order_per_buyer_once_anoth
     assert at_kill < 2000, "the worker finished before it was killed; the test proved nothing"
 
     # Then a new worker reclaims what the dead one held and finishes the job
-    second = start_worker(name="survivor", **settings_for_test)
+    second = start_worker(name="survivor", queue=queue, **settings_for_test)
     try:
         time.sleep(1.2)  # Past the claim idle time of the dead worker's entries.
-        drain_sale_orders.delay(sale.pk)
+        drain_sale_orders.apply_async((sale.pk,), queue=queue)
         _wait_for(lambda: Order.objects.filter(sale=sale).count() >= 2000 and _pending(sale.pk) == 0, what="all orders")
     finally:
         second.stop()
