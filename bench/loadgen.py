@@ -170,7 +170,10 @@ def measured_run(
             if interrupt_when is not None and not interrupted:
                 so_far = b"".join(chunks[process.stdout.fileno()]).decode(errors="replace")
                 if interrupt_when(so_far):
-                    process.send_signal(signal.SIGINT)
+                    # os.kill, not Popen.send_signal: that polls first, and a child that
+                    # just ended by itself would be reaped there, leaving wait4 below
+                    # nothing to wait for (ECHILD). Unreaped, the pid cannot be reused.
+                    os.kill(process.pid, signal.SIGINT)
                     interrupted = True
     _, wait_status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(wait_status)
