@@ -46,7 +46,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import keys
-from .models import SaleStatus
+from .models import SaleStatus, sale_status
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +73,9 @@ class SaleWindow:
     total: int
 
     def status(self, now_ms: int, *, remaining: int) -> SaleStatus:
-        """The contract's status (same rule as ``FlashSale.status_at``)."""
-        if now_ms < self.starts_at_ms:
-            return SaleStatus.SCHEDULED
-        if now_ms >= self.ends_at_ms:
-            return SaleStatus.ENDED
-        if remaining <= 0:
-            return SaleStatus.SOLD_OUT
-        return SaleStatus.LIVE
+        return sale_status(
+            now_ms=now_ms, starts_at_ms=self.starts_at_ms, ends_at_ms=self.ends_at_ms, remaining_stock=remaining
+        )
 
 
 class SaleRoom:

@@ -34,6 +34,21 @@ class SaleStatus(models.TextChoices):
     ENDED = "ended", "Ended"
 
 
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def sale_status(*, now_ms: int, starts_at_ms: int, ends_at_ms: int, remaining_stock: int) -> SaleStatus:
+    """The contract's status of a sale: the one rule the API, the admin and the live socket use."""
+    if now_ms < starts_at_ms:
+        return SaleStatus.SCHEDULED
+    if now_ms >= ends_at_ms:
+        return SaleStatus.ENDED
+    if remaining_stock <= 0:
+        return SaleStatus.SOLD_OUT
+    return SaleStatus.LIVE
+
+
 class FlashSale(models.Model):
     """A stock of one product sold at one price inside ``[starts_at, ends_at)``.
 
@@ -89,10 +104,9 @@ class FlashSale(models.Model):
         return f"{self.product.name} at {self.price} ({self.total_stock} units, {self.starts_at:%Y-%m-%d %H:%M} UTC)"
 
     def status_at(self, now: datetime, *, remaining_stock: int) -> SaleStatus:
-        if now < self.starts_at:
-            return SaleStatus.SCHEDULED
-        if now >= self.ends_at:
-            return SaleStatus.ENDED
-        if remaining_stock <= 0:
-            return SaleStatus.SOLD_OUT
-        return SaleStatus.LIVE
+        return sale_status(
+            now_ms=epoch_ms(now),
+            starts_at_ms=epoch_ms(self.starts_at),
+            ends_at_ms=epoch_ms(self.ends_at),
+            remaining_stock=remaining_stock,
+        )

@@ -33,7 +33,7 @@ from flashsale_project.api_errors import ApplicationError, InvalidRequest, NotFo
 from flashsale_project.redis_store import inventory_redis
 
 from . import inventory, keys
-from .models import FlashSale, Product
+from .models import FlashSale, Product, epoch_ms
 from .selectors import SALE_CACHE_SECONDS, sale_cache_key
 
 logger = logging.getLogger(__name__)
@@ -78,17 +78,13 @@ class SaleLocked(ApplicationError):
     default_detail = "The sale is loaded into Redis; its stock can no longer change."
 
 
-def _to_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
 def sale_meta_for(sale: FlashSale) -> inventory.SaleMeta:
     return inventory.SaleMeta(
         sale_id=sale.pk,
         product_id=sale.product_id,
         total=sale.total_stock,
-        starts_at_ms=_to_ms(sale.starts_at),
-        ends_at_ms=_to_ms(sale.ends_at),
+        starts_at_ms=epoch_ms(sale.starts_at),
+        ends_at_ms=epoch_ms(sale.ends_at),
         price=str(sale.price),
         per_user_limit=sale.per_user_limit,
         pow_difficulty=sale.pow_difficulty,

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pytest_django.fixtures import Settings
 
 TEST_SETTINGS = "flashsale_project.settings.test"
 # Before anything imports the project (its Celery module defaults to the local settings).
@@ -80,6 +81,24 @@ def clean_redis_and_local_state() -> Iterator[None]:
     sold_out_markers.forget_all()
     _meta_seen.clear()
     yield
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path, settings: Settings) -> Iterator[LocalRedis]:
+    """A Redis of this test's own, which the test may stop and start again, and whose
+    command counter counts this process's calls alone. The inventory client and the
+    sold-out listener follow it, and go back to the session's Redis afterwards."""
+    from antibot.soldout import sold_out_markers
+    from flashsale_project.redis_store import inventory_redis
+
+    server = LocalRedis(data_dir=tmp_path / "redis", port=free_port()).start()
+    settings.REDIS_URL = server.url
+    inventory_redis.cache_clear()
+    sold_out_markers.restart_listener()
+    yield server
+    inventory_redis.cache_clear()
+    sold_out_markers.restart_listener()
+    server.stop()
 
 
 @pytest.fixture

@@ -3,36 +3,19 @@ a unit comes back (a cancelled order's stock-return event)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
 import pytest
 from django.test import Client
-from pytest_django.fixtures import Settings
 
 from antibot.soldout import sold_out_markers
-from flashsale_project.localservers import LocalRedis, free_port
+from flashsale_project.localservers import LocalRedis
 from flashsale_project.redis_store import inventory_redis
 from orders.models import Order, OrderStatus
 from orders.services import order_release, orders_expire_unpaid, sale_orders_drain
 from sales import inventory
 from tests.factories import auth, make_sale, make_shopper
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path, settings: Settings) -> Iterator[LocalRedis]:
-    """A Redis only this process talks to, so its command counter counts our calls alone."""
-    server = LocalRedis(data_dir=tmp_path / "redis", port=free_port()).start()
-    settings.REDIS_URL = server.url
-    inventory_redis.cache_clear()
-    sold_out_markers.restart_listener()
-    yield server
-    inventory_redis.cache_clear()
-    sold_out_markers.restart_listener()
-    server.stop()
 
 
 def _commands_processed() -> int:
@@ -41,13 +24,6 @@ def _commands_processed() -> int:
 
 def _purchase(client: Client, sale_id: int, token: str):  # type: ignore[no-untyped-def]
     return client.post(f"/api/sales/{sale_id}/purchase/", "{}", content_type="application/json", headers=auth(token))
-
-
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_a_sold_out_sale_costs_no_redis_call_per_request(client: Client, own_redis: LocalRedis) -> None:
@@ -74,7 +50,7 @@ def test_a_stock_return_clears_the_marker_and_the_unit_sells_again(client: Clien
     order = Order.objects.get(sale=sale, user=winner)
 
     order_release(order=order, status=OrderStatus.CANCELLED)
-    _wait_for(lambda: not sold_out_markers.is_sold_out(sale.pk), "the stock-return event")
+    wait_for(lambda: not sold_out_markers.is_sold_out(sale.pk), what="the stock-return event", timeout=10)
 
     late, late_token = make_shopper()
     answer = _purchase(client, sale.pk, late_token)

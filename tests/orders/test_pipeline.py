@@ -13,6 +13,7 @@ from orders.tasks import drain_sale_orders, reconcile_sales
 from sales import inventory, keys
 from sales.services import purchase_attempt
 from tests.factories import make_sale, make_shoppers, make_user
+from tests.polling import wait_for
 from tests.processes import ChildProcess, start_worker
 
 
@@ -37,15 +38,6 @@ def _orders(sale_id: int) -> dict[int, str]:
 def _pending(sale_id: int) -> int:
     summary = inventory.inventory_redis().xpending(keys.orders_stream_key(sale_id), keys.ORDERS_GROUP)
     return int(summary["pending"])
-
-
-def _wait_for(condition, *, timeout: float = 60.0, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.django_db
@@ -150,7 +142,7 @@ def test_a_worker_killed_mid_drain_leaves_exactly_one_order_per_buyer_once_anoth
     try:
         # When a worker starts draining them in small batches and is SIGKILLed mid-way
         drain_sale_orders.apply_async((sale.pk,), queue=queue)
-        _wait_for(lambda: Order.objects.filter(sale=sale).exists(), what="the first orders", timeout=60)
+        wait_for(lambda: Order.objects.filter(sale=sale).exists(), what="the first orders", timeout=60)
         first.kill()
     finally:
         first.stop()
@@ -162,7 +154,7 @@ def test_a_worker_killed_mid_drain_leaves_exactly_one_order_per_buyer_once_anoth
     try:
         time.sleep(1.2)  # Past the claim idle time of the dead worker's entries.
         drain_sale_orders.apply_async((sale.pk,), queue=queue)
-        _wait_for(lambda: Order.objects.filter(sale=sale).count() >= 2000 and _pending(sale.pk) == 0, what="all orders")
+        wait_for(lambda: Order.objects.filter(sale=sale).count() >= 2000 and _pending(sale.pk) == 0, what="all orders")
     finally:
         second.stop()
     assert _orders(sale.pk) == won
@@ -180,7 +172,7 @@ def test_reconciliation_by_the_worker_recreates_a_deleted_order(celery_worker: C
 
     reconcile_sales.delay()
 
-    _wait_for(lambda: Order.objects.filter(id=lost_order).exists(), what="the repair", timeout=30)
+    wait_for(lambda: Order.objects.filter(id=lost_order).exists(), what="the repair", timeout=30)
     assert _orders(sale.pk) == won
     assert Order.objects.get(id=lost_order).user_id == lost_user
     assert inventory.inventory_redis().hget(keys.reconcile_key(sale.pk), "repairs") == "1"
@@ -235,10 +227,10 @@ def test_a_win_inside_the_kick_window_after_a_drain_still_reaches_postgresql_wit
         (_, first), (_, second) = make_shoppers(2)
         url = f"{server.url}/api/sales/{sale.pk}/purchase/"
         one = httpx.post(url, json={}, headers=auth(first), timeout=10).json()["order_id"]
-        _wait_for(lambda: Order.objects.filter(id=one).exists(), what="the kicked drain", timeout=30)
+        wait_for(lambda: Order.objects.filter(id=one).exists(), what="the kicked drain", timeout=30)
         two = httpx.post(url, json={}, headers=auth(second), timeout=10).json()["order_id"]
         assert int(inventory.inventory_redis().pttl(keys.drain_kick_key(sale.pk))) > 0  # Still in the window.
 
-        _wait_for(lambda: Order.objects.filter(id=two).exists(), what="the trailing drain", timeout=30)
+        wait_for(lambda: Order.objects.filter(id=two).exists(), what="the trailing drain", timeout=30)
     finally:
         server.stop()

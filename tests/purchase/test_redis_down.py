@@ -3,31 +3,15 @@ attempt is left behind once Redis is back (from its append-only file)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from django.test import Client
-from pytest_django.fixtures import Settings as SettingsWrapper
 
-from flashsale_project.localservers import LocalRedis, free_port
-from flashsale_project.redis_store import inventory_redis
+from flashsale_project.localservers import LocalRedis
 from sales import inventory
 from sales.services import _meta_seen
 from tests.factories import auth, make_sale, make_shopper
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path, settings: SettingsWrapper) -> Iterator[LocalRedis]:
-    """A Redis of this test's own, which the test may stop and start again."""
-    server = LocalRedis(data_dir=tmp_path / "redis", port=free_port()).start()
-    settings.REDIS_URL = server.url
-    inventory_redis.cache_clear()
-    yield server
-    server.stop()
-    inventory_redis.cache_clear()
 
 
 def _purchase(client: Client, sale_id: int, token: str):  # type: ignore[no-untyped-def]

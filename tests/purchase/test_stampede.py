@@ -15,6 +15,7 @@ import pytest
 from orders.models import Order
 from sales import inventory
 from tests.factories import make_sale, make_shoppers
+from tests.polling import wait_for
 from tests.processes import ChildProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,15 +38,6 @@ async def _attempts(base_url: str, sale_id: int, tokens: list[str]) -> list[tupl
                 return token, response.status_code, response.json()
 
         return await asyncio.gather(*(attempt(token) for token in tokens))
-
-
-def _wait_for(condition, *, timeout: float = 60.0, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _emails(mail_dir: Path) -> list[str]:
@@ -85,12 +77,12 @@ def test_a_stampede_sells_exactly_the_stock_and_every_win_becomes_one_order_and_
     assert counts.stock_consistent
 
     # And the worker turns each win into exactly one order with the same id, and one email
-    _wait_for(lambda: Order.objects.filter(sale=sale).count() >= 10, what="10 orders")
+    wait_for(lambda: Order.objects.filter(sale=sale).count() >= 10, what="10 orders")
     user_of_token = {token: user_id for user_id, token in shoppers}
     orders = {str(order.id): order.user_id for order in Order.objects.filter(sale=sale)}
     assert orders == {order_id: user_of_token[token] for order_id, token in wins.items()}
     assert inventory.sale_buyers(sale.pk) == {user_id: order_id for order_id, user_id in orders.items()}
-    _wait_for(lambda: len(_emails(mail_dir)) >= 10, what="10 emails")
+    wait_for(lambda: len(_emails(mail_dir)) >= 10, what="10 emails")
     time.sleep(1)  # A duplicate email would arrive within the same second; none may.
     emails = _emails(mail_dir)
     assert len(emails) == 10
@@ -121,7 +113,7 @@ def test_shoppers_who_keep_retrying_still_get_one_unit_each(
             assert (token, body["order_id"]) in wins
     counts = inventory.sale_counts(sale.pk)
     assert (counts.remaining, counts.buyers) == (0, 10)
-    _wait_for(lambda: Order.objects.filter(sale=sale).count() >= 10, what="10 orders")
+    wait_for(lambda: Order.objects.filter(sale=sale).count() >= 10, what="10 orders")
     assert Order.objects.filter(sale=sale).count() == 10
     assert sorted(str(order_id) for order_id in Order.objects.filter(sale=sale).values_list("id", flat=True)) == sorted(
         order_id for _, order_id in wins
