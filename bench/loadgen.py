@@ -40,8 +40,34 @@ def wrk_version() -> str:
     return first[0].split(" [")[0] if first else "wrk"
 
 
+class RunTotals:
+    """What every load run reports from its counts: wrk's closed loop and the paced open loop."""
+
+    requests: int
+    duration_s: float
+    statuses: dict[int, int]
+    socket_errors: dict[str, int]
+    loadgen_cpu_s: float
+    wall_s: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def loadgen_cpu_share(self) -> float:
+        """The load generator's CPU time over wall time: 1.0 is one core busy the whole run."""
+        return self.loadgen_cpu_s / self.wall_s if self.wall_s else 0.0
+
+    def unexpected(self, expected: set[int]) -> int:
+        """Answers outside ``expected`` plus socket errors and timeouts: the run's errors."""
+        return sum(count for status, count in self.statuses.items() if status not in expected) + sum(
+            self.socket_errors.values()
+        )
+
+
 @dataclass
-class LoadResult:
+class LoadResult(RunTotals):
     """One wrk run. Latencies in milliseconds; ``statuses`` counts answers per HTTP status."""
 
     connections: int
@@ -54,21 +80,6 @@ class LoadResult:
     loadgen_cpu_s: float
     wall_s: float
     raw: dict[str, object] = field(default_factory=dict, repr=False)
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.duration_s if self.duration_s else 0.0
-
-    @property
-    def loadgen_cpu_share(self) -> float:
-        """wrk's CPU time over wall time: 1.0 is one core busy the whole run."""
-        return self.loadgen_cpu_s / self.wall_s if self.wall_s else 0.0
-
-    def unexpected(self, expected: set[int]) -> int:
-        """Answers outside ``expected`` plus socket errors and timeouts: the run's errors."""
-        return sum(count for status, count in self.statuses.items() if status not in expected) + sum(
-            self.socket_errors.values()
-        )
 
 
 def wrk_run(

@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .loadgen import RunTotals
+
 
 @dataclass
-class PacedResult:
+class PacedResult(RunTotals):
     connections: int
     offered_rps: float
     requests: int
@@ -34,19 +36,6 @@ class PacedResult:
     wall_s: float
     lines_exhausted: bool = False
     raw: dict[str, object] = field(default_factory=dict, repr=False)
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.duration_s if self.duration_s else 0.0
-
-    @property
-    def loadgen_cpu_share(self) -> float:
-        return self.loadgen_cpu_s / self.wall_s if self.wall_s else 0.0
-
-    def unexpected(self, expected: set[int]) -> int:
-        return sum(count for status, count in self.statuses.items() if status not in expected) + sum(
-            self.socket_errors.values()
-        )
 
 
 def raw_requests(*, method: str, path: str, port: int, lines: Path | None) -> list[bytes]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from sales import keys
+from sales import inventory, keys
 from sales.inventory import PURCHASE_SCRIPT
 
 from .loadgen import measured_run
@@ -48,28 +48,17 @@ class CeilingResult:
 def purchase_call(
     sale_id: int, *, user: str, order_id: str, nonce: str, user_limit: int = 10
 ) -> tuple[list[str], list[str]]:
-    """The keys and arguments ``sales.inventory.purchase_run`` passes on the winning path (a
-    per-user window of 10, a challenge to spend), with ``user`` and ``nonce`` as text so
-    redis-benchmark's ``__rand_int__`` can stand in for them. tests/bench checks that this
-    layout stays the one ``purchase_run`` sends."""
-    meta = keys.meta_key(sale_id)
-    script_keys = [
-        meta,
-        keys.stock_key(sale_id),
-        keys.buyers_key(sale_id),
-        keys.orders_stream_key(sale_id),
-        keys.bucket_key(sale_id),
-        keys.stats_key(sale_id),
-        keys.drain_kick_key(sale_id),
-        # user_rate_key() takes an int; the window key of a textual user is built from it.
-        keys.user_rate_key(sale_id, 0).rsplit(":", 1)[0] + f":{user}",
-        meta,
-        keys.challenge_key(sale_id, nonce),
-        meta,
-        keys.returned_buyers_key(sale_id),
-    ]
-    args = [user, order_id, keys.EVENTS_CHANNEL, str(user_limit), "0", "1", "1800", "", "0", "250"]
-    return script_keys, args
+    """The winning path's call (a per-user window of ``user_limit`` a second, a challenge to
+    spend), built by ``sales.inventory.purchase_script_call`` like every purchase, with
+    ``user`` and ``nonce`` as text so redis-benchmark's ``__rand_int__`` can stand in."""
+    script_keys, args = inventory.purchase_script_call(
+        sale_id=sale_id,
+        user_id=user,
+        order_id=order_id,
+        limits=inventory.AdmissionLimits(user_limit=user_limit, window_seconds=1, challenge_ttl_seconds=1800),
+        challenge_nonce=nonce,
+    )
+    return script_keys, [str(arg) for arg in args]
 
 
 def redis_benchmark_binary() -> str | None:

@@ -45,6 +45,52 @@ class AdmissionLimits:
 NO_LIMITS = AdmissionLimits()
 
 
+def purchase_script_call(
+    *,
+    sale_id: int,
+    user_id: int | str,
+    order_id: str,
+    client_ip: str = "",
+    limits: AdmissionLimits = NO_LIMITS,
+    challenge_nonce: str = "",
+    idempotency_digest: str = "",
+    idempotency_fingerprint: str = "",
+    idempotency_ttl_seconds: int = 0,
+    drain_kick_ms: int = 250,
+) -> tuple[list[str], list[str | int]]:
+    """The KEYS and ARGV of ``lua/purchase.lua`` for one attempt: the script's contract, in
+    one place. ``user_id`` is text only for a load generator's placeholder (the benchmark's
+    redis-benchmark run)."""
+    meta = keys.meta_key(sale_id)
+    script_keys = [
+        meta,
+        keys.stock_key(sale_id),
+        keys.buyers_key(sale_id),
+        keys.orders_stream_key(sale_id),
+        keys.bucket_key(sale_id),
+        keys.stats_key(sale_id),
+        keys.drain_kick_key(sale_id),
+        keys.user_rate_key(sale_id, user_id) if limits.user_limit else meta,
+        keys.ip_rate_key(sale_id, client_ip) if limits.ip_limit and client_ip else meta,
+        keys.challenge_key(sale_id, challenge_nonce) if challenge_nonce else meta,
+        keys.idempotency_key(sale_id, int(user_id), idempotency_digest) if idempotency_digest else meta,
+        keys.returned_buyers_key(sale_id),
+    ]
+    args: list[str | int] = [
+        user_id,
+        order_id,
+        keys.EVENTS_CHANNEL,
+        limits.user_limit,
+        limits.ip_limit if client_ip else 0,
+        limits.window_seconds,
+        limits.challenge_ttl_seconds if challenge_nonce else 0,
+        idempotency_fingerprint if idempotency_digest else "",
+        idempotency_ttl_seconds,
+        drain_kick_ms,
+    ]
+    return script_keys, args
+
+
 def purchase_run(
     *,
     sale_id: int,
@@ -59,33 +105,18 @@ def purchase_run(
     drain_kick_ms: int = 250,
 ) -> ScriptAnswer:
     """Run one purchase attempt (see ``lua/purchase.lua`` for the steps). One round trip."""
-    meta = keys.meta_key(sale_id)
-    script_keys = [
-        meta,
-        keys.stock_key(sale_id),
-        keys.buyers_key(sale_id),
-        keys.orders_stream_key(sale_id),
-        keys.bucket_key(sale_id),
-        keys.stats_key(sale_id),
-        keys.drain_kick_key(sale_id),
-        keys.user_rate_key(sale_id, user_id) if limits.user_limit else meta,
-        keys.ip_rate_key(sale_id, client_ip) if limits.ip_limit and client_ip else meta,
-        keys.challenge_key(sale_id, challenge_nonce) if challenge_nonce else meta,
-        keys.idempotency_key(sale_id, user_id, idempotency_digest) if idempotency_digest else meta,
-        keys.returned_buyers_key(sale_id),
-    ]
-    args = [
-        user_id,
-        order_id,
-        keys.EVENTS_CHANNEL,
-        limits.user_limit,
-        limits.ip_limit if client_ip else 0,
-        limits.window_seconds,
-        limits.challenge_ttl_seconds if challenge_nonce else 0,
-        idempotency_fingerprint if idempotency_digest else "",
-        idempotency_ttl_seconds,
-        drain_kick_ms,
-    ]
+    script_keys, args = purchase_script_call(
+        sale_id=sale_id,
+        user_id=user_id,
+        order_id=order_id,
+        client_ip=client_ip,
+        limits=limits,
+        challenge_nonce=challenge_nonce,
+        idempotency_digest=idempotency_digest,
+        idempotency_fingerprint=idempotency_fingerprint,
+        idempotency_ttl_seconds=idempotency_ttl_seconds,
+        drain_kick_ms=drain_kick_ms,
+    )
     status, won_order_id, remaining, retry_after_ms, kick, now_ms = PURCHASE_SCRIPT(
         inventory_redis(), script_keys, args
     )

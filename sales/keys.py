@@ -67,8 +67,9 @@ def challenge_key(sale_id: int, nonce: str) -> str:
     return f"{_prefix(sale_id)}:pow:{nonce}"
 
 
-def user_rate_key(sale_id: int, user_id: int) -> str:
-    return f"{_prefix(sale_id)}:rate:user:{int(user_id)}"
+def user_rate_key(sale_id: int, user_id: int | str) -> str:
+    """``user_id`` is text only for a load generator's placeholder (``__rand_int__``)."""
+    return f"{_prefix(sale_id)}:rate:user:{user_id}"
 
 
 def ip_rate_key(sale_id: int, ip: str) -> str:
