@@ -10,7 +10,7 @@ ARGS ?=
 help:
 	@echo "make run          the whole stack on this machine (Ctrl-C stops it)"
 	@echo "make test         the test suite against real servers"
-	@echo "make lint         ruff (lint + format check) and mypy"
+	@echo "make lint         ruff (lint + format check), mypy and the import contracts"
 	@echo "make bench        the load benchmark (ARGS=--quick for a smoke run)"
 	@echo "make bench-quick  the benchmark's smoke run (under a minute)"
 
@@ -36,6 +36,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format .

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from flashsale_project.api_errors import InvalidRequest
+from core.errors import InvalidRequest
 
 from .services import token_issue, user_register
 

@@ -9,8 +9,9 @@ for at most ``LOCAL_TTL_SECONDS``.
 from __future__ import annotations
 
 import hashlib
-import time
+import threading
 
+from cachetools import TTLCache
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.core.cache import cache
 from django.http import HttpRequest
@@ -18,15 +19,18 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.crypto import constant_time_compare
 from rest_framework.authtoken.models import Token
 
-from flashsale_project.api_errors import Forbidden, Unauthenticated
+from core.errors import Forbidden, Unauthenticated
+from core.process_state import forgets_process_state
 
 LOCAL_TTL_SECONDS = 30.0
 CACHE_TTL_SECONDS = 3600
 _LOCAL_MAX_ENTRIES = 200_000
 _MISSING = -1  # cached "no such token / inactive user", so a bad token cannot hammer SQL
 
-_tokens: dict[str, tuple[int, float]] = {}
-_session_hashes: dict[int, tuple[str, float]] = {}
+# Request threads share these tables; cachetools' caches are not thread-safe on their own.
+_lock = threading.Lock()
+_tokens: TTLCache[str, int] = TTLCache(maxsize=_LOCAL_MAX_ENTRIES, ttl=LOCAL_TTL_SECONDS)
+_session_hashes: TTLCache[int, str] = TTLCache(maxsize=_LOCAL_MAX_ENTRIES, ttl=LOCAL_TTL_SECONDS)
 
 
 def token_cache_key(token_key: str) -> str:
@@ -37,37 +41,35 @@ def session_hash_cache_key(user_id: int) -> str:
     return f"auth:session-hash:{int(user_id)}"
 
 
-def _remember(table: dict, key: object, value: object) -> None:
-    if len(table) >= _LOCAL_MAX_ENTRIES:
-        table.clear()
-    table[key] = (value, time.monotonic() + LOCAL_TTL_SECONDS)
-
-
 def user_id_for_token(token_key: str) -> int | None:
     """The active user owning ``token_key``, or None."""
-    hit = _tokens.get(token_key)
-    if hit is not None and hit[1] > time.monotonic():
-        return hit[0] if hit[0] != _MISSING else None
+    with _lock:
+        hit = _tokens.get(token_key)
+    if hit is not None:
+        return hit if hit != _MISSING else None
     user_id = cache.get(token_cache_key(token_key))
     if user_id is None:
         row = Token.objects.filter(key=token_key, user__is_active=True).values_list("user_id", flat=True).first()
         user_id = row if row is not None else _MISSING
         cache.set(token_cache_key(token_key), user_id, CACHE_TTL_SECONDS if row else 60)
-    _remember(_tokens, token_key, user_id)
+    with _lock:
+        _tokens[token_key] = int(user_id)
     return int(user_id) if user_id != _MISSING else None
 
 
 def session_auth_hash(user_id: int) -> str | None:
     """The hash Django stores in a session at login; it changes with the password."""
-    hit = _session_hashes.get(user_id)
-    if hit is not None and hit[1] > time.monotonic():
-        return hit[0] or None
+    with _lock:
+        hit = _session_hashes.get(user_id)
+    if hit is not None:
+        return hit or None
     value = cache.get(session_hash_cache_key(user_id))
     if value is None:
         user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
         value = user.get_session_auth_hash() if user is not None else ""
         cache.set(session_hash_cache_key(user_id), value, CACHE_TTL_SECONDS)
-    _remember(_session_hashes, user_id, value)
+    with _lock:
+        _session_hashes[user_id] = value
     return value or None
 
 
@@ -88,10 +90,12 @@ def user_id_for_session(request: HttpRequest) -> int | None:
     return user_id
 
 
+@forgets_process_state
 def forget_local_identities() -> None:
     """Drop this process's in-memory tables (tests, and after a mass revocation)."""
-    _tokens.clear()
-    _session_hashes.clear()
+    with _lock:
+        _tokens.clear()
+        _session_hashes.clear()
 
 
 def _csrf_refusal(request: HttpRequest) -> str | None:

@@ -7,6 +7,7 @@ bits. The browser's solver (``static/storefront/pow-worker.js``) follows the sam
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import itertools
 
@@ -41,8 +42,6 @@ def solve(challenge: str, difficulty: int, *, start: int = 0) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m antibot.proof_of_work <challenge> <difficulty>`` prints a solution."""
-    import argparse
-
     parser = argparse.ArgumentParser(description="Solve a flash-sale proof-of-work challenge.")
     parser.add_argument("challenge")
     parser.add_argument("difficulty", type=int)

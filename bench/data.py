@@ -23,10 +23,12 @@ from rest_framework.authtoken.models import Token
 
 from accounts.selectors import CACHE_TTL_SECONDS, token_cache_key
 from antibot.proof_of_work import solve
-from antibot.services import challenge_issue
+from orders.tasks import drain_sale_orders
 from sales import inventory
 from sales.models import FlashSale
-from sales.services import product_create, sale_create, sale_warm
+from sales.purchase import sale_challenge_issue
+from sales.services import product_create, sale_create
+from sales.warming import sale_warm
 
 _sequence = itertools.count(1)
 # Far more than a run can spend: the bucket is not what the winning path measures.
@@ -101,8 +103,6 @@ def sale_open(
 def sale_sell_out(sale: FlashSale, shoppers: Sequence[Shopper]) -> None:
     """Buy every unit through the purchase script, as winners would, and kick the drain of
     their orders as the purchase API does."""
-    from orders.tasks import drain_sale_orders
-
     for shopper in shoppers[: sale.total_stock]:
         answer = inventory.purchase_run(sale_id=sale.pk, user_id=shopper.user_id, order_id=str(uuid.uuid4()))
         if answer.status != "SUCCESS":
@@ -119,10 +119,7 @@ def presolved_bodies(*, sale: FlashSale, shoppers: Sequence[Shopper], processes:
     user and sale, and its solution. Without proof of work the body is empty."""
     if sale.pow_difficulty == 0:
         return ["" for _ in shoppers]
-    challenges = [
-        challenge_issue(sale_id=sale.pk, user_id=shopper.user_id, floor_difficulty=sale.pow_difficulty)
-        for shopper in shoppers
-    ]
+    challenges = [sale_challenge_issue(sale_id=sale.pk, user_id=shopper.user_id) for shopper in shoppers]
     jobs = [(issued.challenge, issued.difficulty) for issued in challenges]
     if processes <= 1:  # Where forking is unsafe (Locust runs on gevent).
         solutions = [_solve(job) for job in jobs]

@@ -15,9 +15,10 @@ from typing import cast
 
 from django.db.models import Count
 
-from flashsale_project.redis_store import inventory_redis
+from core.redis_store import inventory_redis
+from orders.drain import sale_backlog
 from orders.models import Order
-from orders.services import sale_backlog, sale_reconcile
+from orders.reconciliation import sale_reconcile
 from sales import inventory, keys
 
 

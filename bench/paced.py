@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import uvloop
+
 from .loadgen import RunTotals
 
 
@@ -181,12 +183,6 @@ def paced_run(
     """``connections`` connections asking for ``rate`` requests a second in total, for
     ``duration_s`` (or until the request file is spent)."""
     feed = _Feed(raw_requests(method=method, path=path, port=port, lines=lines), cycle=lines is None)
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # uvicorn[standard] brings it; plain asyncio works too, slower.
-        pass
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(_run(port, feed, connections=connections, rate=rate, duration_s=duration_s))

@@ -88,10 +88,10 @@ def ceiling_with_redis_benchmark(
     elif variant == "empty":
         command = ["EVALSHA", client.script_load("return 1"), "0"]
     else:
-        client.script_load(PURCHASE_SCRIPT.source)
+        client.script_load(PURCHASE_SCRIPT.script)
         if variant == "sold_out":
             script_keys, args = purchase_call(sale_id, user="0", order_id=str(uuid.uuid4()), nonce="sell-out")
-            PURCHASE_SCRIPT(client, script_keys, args)
+            PURCHASE_SCRIPT(script_keys, args, client=client)
         script_keys, args = purchase_call(sale_id, user="__rand_int__", order_id="o-__rand_int__", nonce="__rand_int__")
         command = ["EVALSHA", PURCHASE_SCRIPT.sha, str(len(script_keys)), *script_keys, *args]
     binary = redis_benchmark_binary()
@@ -147,7 +147,7 @@ def purchases_pipelined(
     """Run the purchase script ``count`` times for users ``first_user ...`` from ``processes``
     pipelining clients. Returns the wall time."""
     client = redis.Redis.from_url(url)
-    client.script_load(PURCHASE_SCRIPT.source)
+    client.script_load(PURCHASE_SCRIPT.script)
     client.close()
     share = -(-count // processes)
     jobs = [

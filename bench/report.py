@@ -160,10 +160,10 @@ def table(document: dict[str, Any]) -> str:
 
 def chart_write(path: Path, runs: list[RunResult], *, title: str) -> Path | None:
     """Throughput and p99 against connections, one line per scenario (the PNG next to the JSON)."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - a chart's heavy import, paid only when one is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - pyplot only after the Agg backend is chosen
 
     runs = [run for run in runs if run.load == "saturated"]
     scenarios = [name for name in SCENARIO_TITLES if len({run.connections for run in runs if run.scenario == name}) > 1]

@@ -16,6 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import websockets
+
+from . import data
 from .plan import BenchPlan
 from .stack import BenchStack, StackError
 
@@ -26,8 +29,6 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 async def _client(url: str, origin: str, *, until: float, opened: asyncio.Event, arrivals: list[float]) -> str:
-    import websockets
-
     try:
         async with websockets.connect(url, origin=origin, open_timeout=30, max_queue=None) as socket:  # type: ignore[arg-type]
             first = json.loads(await asyncio.wait_for(socket.recv(), timeout=30))
@@ -94,8 +95,6 @@ def websocket_scenario(*, stack: BenchStack, plan: BenchPlan, log: Callable[[str
     except StackError as error:
         log(f"  not measured: the ws process did not start: {error}")
         return {"measured": False, "summary": "not measured: the ws process did not start"}
-    from . import data
-
     lead_s = 10.0 if not plan.quick else 3.0
     sale = data.sale_open(stock=10, pow_difficulty=plan.difficulty, starts_in_s=lead_s)
     starts_at = sale.starts_at.timestamp()

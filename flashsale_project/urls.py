@@ -3,11 +3,9 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from antibot.apis import ChallengeApi
-from sales.apis import PurchaseApi
-
-from .health import healthz
-from .metrics_view import metrics
+from observability.health import healthz
+from observability.views import metrics
+from sales.apis import ChallengeApi, PurchaseApi
 
 # Django tries patterns in order and a stampede is all challenges and purchases: they come
 # first, as one flat pattern each, instead of five nested resolvers down (~80 us a request
@@ -24,8 +22,11 @@ urlpatterns += [
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api-schema"),
     path("metrics", metrics, name="metrics"),
-    path("", include("sales.urls")),
+    path("api/auth/", include("accounts.urls")),
+    path("api/sales/", include("sales.urls")),
+    path("api/orders/", include("orders.urls")),
+    path("", include("storefront.urls")),
 ]
 
-handler404 = "flashsale_project.api_errors.not_found"
-handler500 = "flashsale_project.api_errors.server_error"
+handler404 = "core.errors.not_found"
+handler500 = "core.errors.server_error"

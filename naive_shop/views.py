@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import request_user_id
-from flashsale_project.api_errors import ApplicationError, NotFound, error_json_response
+from core.errors import ApplicationError, NotFound, error_json_response
 
 from .models import NaiveStock
 from .services import NaiveStatus, naive_purchase

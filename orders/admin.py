@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from flashsale_project.api_errors import ApplicationError
+from core.errors import ApplicationError
 
 from .models import Order, OrderStatus
 from .services import order_mark_paid, order_release

@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from flashsale_project.api_errors import NotFound
+from core.errors import NotFound
 
 from .selectors import order_of_user, orders_of_user
 

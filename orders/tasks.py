@@ -12,14 +12,9 @@ from redis.exceptions import RedisError
 
 from sales.selectors import sales_watched
 
-from .services import (
-    confirmations_overdue,
-    drain_kick_window_ms,
-    order_confirmations_send,
-    orders_expire_unpaid,
-    sale_orders_drain,
-    sale_reconcile,
-)
+from .drain import drain_kick_window_ms, sale_orders_drain
+from .reconciliation import sale_reconcile
+from .services import confirmations_overdue, order_confirmations_send, orders_expire_unpaid
 
 logger = logging.getLogger(__name__)
 

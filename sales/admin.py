@@ -8,11 +8,13 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from flashsale_project.api_errors import ApplicationError
+from core.errors import ApplicationError
+from core.redis_store import RedisUnavailable
 
 from . import inventory
 from .models import FlashSale, Product
-from .services import sale_update, sale_warm
+from .services import sale_update
+from .warming import sale_warm
 
 
 @admin.register(Product)
@@ -53,7 +55,7 @@ class FlashSaleAdmin(admin.ModelAdmin):
     def _remaining(self, sale: FlashSale) -> int | None:
         try:
             return inventory.remaining_stock_many([sale.pk])[sale.pk]
-        except inventory.RedisUnavailable:
+        except RedisUnavailable:
             return None
 
     @admin.display(description="Remaining")
@@ -73,7 +75,7 @@ class FlashSaleAdmin(admin.ModelAdmin):
         try:
             counts = inventory.sale_counts(sale.pk)
             stats = inventory.sale_stats(sale.pk)
-        except inventory.RedisUnavailable:
+        except RedisUnavailable:
             return "Redis is unreachable."
         if not counts.loaded:
             return "Not loaded into Redis yet (beat loads sales 30 minutes ahead; or use the Warm action)."

@@ -22,21 +22,23 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import request_user_id
+from antibot.idempotency import IdempotentRequest
 from antibot.selectors import client_ip
-from antibot.services import IdempotentRequest
-from flashsale_project.api_errors import (
-    ApplicationError,
-    ErrorSerializer,
-    InvalidRequest,
-    Unavailable,
-    error_json_response,
-)
-from flashsale_project.hot_path import HotPathApi
-from flashsale_project.metrics import purchase_observed
+from core.errors import ApplicationError, ErrorSerializer, InvalidRequest, Unavailable, error_json_response
+from core.hot_path import HotPathApi
+from core.metrics import purchase_observed
+from core.redis_store import RedisUnavailable
 
-from .inventory import RedisUnavailable
+from .purchase import (
+    PurchaseAnswer,
+    PurchaseStatus,
+    SaleNotFound,
+    drain_kick,
+    purchase_attempt,
+    purchase_body_parse,
+    sale_challenge_issue,
+)
 from .selectors import sale_detail, sale_list
-from .services import PurchaseAnswer, PurchaseStatus, SaleNotFound, purchase_attempt, purchase_body_parse
 
 logger = logging.getLogger(__name__)
 
@@ -129,10 +131,8 @@ def purchase_answer_response(answer: PurchaseAnswer, *, sale_id: int) -> Purchas
 
 
 def _kick_drain(sale_id: int) -> None:
-    from orders.tasks import drain_sale_orders
-
     try:
-        drain_sale_orders.delay(sale_id)
+        drain_kick(sale_id)
     except Exception:
         logger.warning("could not kick the drain of sale %s; beat will", sale_id, exc_info=True)
 
@@ -214,3 +214,39 @@ class PurchaseApi(HotPathApi):
         known_sale = sale_id if code != SaleNotFound.code else None
         purchase_observed(sale_id=known_sale, status=code, seconds=time.perf_counter() - started)
         return response
+
+
+class ChallengeApi(HotPathApi):
+    """``POST /api/sales/<id>/challenge/``: a proof-of-work challenge for the caller."""
+
+    @extend_schema_serializer(component_name="ChallengeOutput")
+    class OutputSerializer(serializers.Serializer):
+        challenge = serializers.CharField(help_text="Opaque, signed, bound to the caller, the sale and the expiry.")
+        difficulty = serializers.IntegerField(help_text="Leading zero bits sha256(challenge + solution) needs.")
+        expires_at = serializers.DateTimeField()
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OutputSerializer,
+            401: OpenApiResponse(ErrorSerializer, description="UNAUTHENTICATED"),
+            404: OpenApiResponse(ErrorSerializer, description="NOT_FOUND"),
+            429: OpenApiResponse(ErrorSerializer, description="RATE_LIMITED (Retry-After set)"),
+            503: OpenApiResponse(ErrorSerializer, description="UNAVAILABLE (Retry-After set)"),
+        },
+        summary="Get a proof-of-work challenge",
+    )
+    def post(self, request: HttpRequest, sale_id: int) -> HttpResponse:
+        try:
+            user_id = request_user_id(request)
+            issued = sale_challenge_issue(sale_id=sale_id, user_id=user_id, client_ip=client_ip(request))
+        except ApplicationError as error:
+            return error_json_response(error)
+        except RedisUnavailable:
+            return error_json_response(Unavailable())
+        body = {
+            "challenge": issued.challenge,
+            "difficulty": issued.difficulty,
+            "expires_at": serializers.DateTimeField().to_representation(issued.expires_at),
+        }
+        return JsonResponse(body)

@@ -14,7 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from flashsale_project.metrics import WS_CONNECTIONS
+from core.metrics import WS_CONNECTIONS
 
 from .live import live_hub
 

@@ -7,42 +7,44 @@ PostgreSQL.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
 
-import redis
-
-from flashsale_project.redis_store import LuaScript, inventory_redis
+from antibot import keys as antibot_keys
+from antibot.admission import NO_LIMITS, AdmissionLimits
+from core.redis_store import inventory_redis, lua_script
 
 from . import keys
 
-PURCHASE_SCRIPT = LuaScript(Path(__file__).resolve().parent / "lua" / "purchase.lua")
-RELEASE_SCRIPT = LuaScript(Path(__file__).resolve().parent / "lua" / "release.lua")
+_LUA = Path(__file__).resolve().parent / "lua"
+PURCHASE_SCRIPT = lua_script(_LUA / "purchase.lua")
+RELEASE_SCRIPT = lua_script(_LUA / "release.lua")
+
+
+class ScriptStatus(StrEnum):
+    """Every answer ``purchase.lua`` can give."""
+
+    SUCCESS = "SUCCESS"
+    SOLD_OUT = "SOLD_OUT"
+    ALREADY_PURCHASED = "ALREADY_PURCHASED"
+    NOT_STARTED = "NOT_STARTED"
+    ENDED = "ENDED"
+    RATE_LIMITED = "RATE_LIMITED"
+    POW_REUSED = "POW_REUSED"
+    NO_SALE = "NO_SALE"
 
 
 @dataclass(frozen=True, slots=True)
 class ScriptAnswer:
     """What ``purchase.lua`` decided. ``remaining`` is -1 where the script did not read it."""
 
-    status: str
+    status: ScriptStatus
     order_id: str
     remaining: int
     retry_after_ms: int
     kick_drain: bool
     now_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class AdmissionLimits:
-    """The per-user and per-IP windows (0 turns one off) and the spent-challenge lifetime."""
-
-    user_limit: int = 0
-    ip_limit: int = 0
-    window_seconds: int = 1
-    challenge_ttl_seconds: int = 0
-
-
-NO_LIMITS = AdmissionLimits()
 
 
 def purchase_script_call(
@@ -62,6 +64,7 @@ def purchase_script_call(
     one place. ``user_id`` is text only for a load generator's placeholder (the benchmark's
     redis-benchmark run)."""
     meta = keys.meta_key(sale_id)
+    keyspace = keys.keyspace(sale_id)
     script_keys = [
         meta,
         keys.stock_key(sale_id),
@@ -70,10 +73,10 @@ def purchase_script_call(
         keys.bucket_key(sale_id),
         keys.stats_key(sale_id),
         keys.drain_kick_key(sale_id),
-        keys.user_rate_key(sale_id, user_id) if limits.user_limit else meta,
-        keys.ip_rate_key(sale_id, client_ip) if limits.ip_limit and client_ip else meta,
-        keys.challenge_key(sale_id, challenge_nonce) if challenge_nonce else meta,
-        keys.idempotency_key(sale_id, int(user_id), idempotency_digest) if idempotency_digest else meta,
+        antibot_keys.user_window_key(keyspace, user_id) if limits.user_limit else meta,
+        antibot_keys.ip_window_key(keyspace, client_ip) if limits.ip_limit and client_ip else meta,
+        antibot_keys.spent_challenge_key(keyspace, challenge_nonce) if challenge_nonce else meta,
+        antibot_keys.idempotency_record_key(keyspace, int(user_id), idempotency_digest) if idempotency_digest else meta,
         keys.returned_buyers_key(sale_id),
     ]
     args: list[str | int] = [
@@ -118,9 +121,9 @@ def purchase_run(
         drain_kick_ms=drain_kick_ms,
     )
     status, won_order_id, remaining, retry_after_ms, kick, now_ms = PURCHASE_SCRIPT(
-        inventory_redis(), script_keys, args
+        script_keys, args, client=inventory_redis()
     )
-    return ScriptAnswer(status, won_order_id, int(remaining), int(retry_after_ms), kick == 1, int(now_ms))
+    return ScriptAnswer(ScriptStatus(status), won_order_id, int(remaining), int(retry_after_ms), kick == 1, int(now_ms))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +136,6 @@ def unit_release(*, sale_id: int, user_id: int, order_id: str) -> Release:
     """Give the unit ``order_id`` holds back to the stock and publish the stock-return event
     (``lua/release.lua``). Idempotent: a unit already returned is not returned twice."""
     status, remaining = RELEASE_SCRIPT(
-        inventory_redis(),
         [
             keys.meta_key(sale_id),
             keys.stock_key(sale_id),
@@ -141,6 +143,7 @@ def unit_release(*, sale_id: int, user_id: int, order_id: str) -> Release:
             keys.returned_buyers_key(sale_id),
         ],
         [user_id, order_id, keys.EVENTS_CHANNEL],
+        client=inventory_redis(),
     )
     return Release(returned=status == "RETURNED", remaining=int(remaining))
 
@@ -287,7 +290,3 @@ def sale_unload(sale_id: int) -> int:
 def redis_now_ms() -> int:
     seconds, microseconds = inventory_redis().time()
     return int(seconds) * 1000 + int(microseconds) // 1000
-
-
-RedisUnavailable = (redis.ConnectionError, redis.TimeoutError)
-"""The failures that mean "Redis cannot answer now" (503, retry), not a bug."""

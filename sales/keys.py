@@ -1,8 +1,11 @@
 """Every Redis key and channel of a sale, built in one place (DESIGN.md, "Redis keys").
 
 All keys of one sale share the hash tag ``{<sale id>}`` so a script touching them runs on one
-Redis Cluster slot.
+Redis Cluster slot. The anti-bot measures' keys (rate windows, spent challenges, idempotency
+records) are built by ``antibot.keys`` inside the sale's ``keyspace``.
 """
+
+from antibot import keys as antibot_keys
 
 EVENTS_CHANNEL = "flashsale_events"
 """Purchase and stock-return events: ``{"product_id","sale_id","buyer","remaining","timestamp"}``."""
@@ -14,75 +17,53 @@ ORDERS_GROUP = "orders-persist"
 """The consumer group of Celery workers moving won orders from a sale's stream to PostgreSQL."""
 
 
-def _prefix(sale_id: int) -> str:
+def keyspace(sale_id: int) -> str:
+    """The prefix of every key of the sale, hash tag included."""
     return f"sale:{{{int(sale_id)}}}"
 
 
 def meta_key(sale_id: int) -> str:
-    return f"{_prefix(sale_id)}:meta"
+    return f"{keyspace(sale_id)}:meta"
 
 
 def returned_buyers_key(sale_id: int) -> str:
     """Buyers whose unit went back to the stock (order cancelled or unpaid): user -> order."""
-    return f"{_prefix(sale_id)}:returned"
+    return f"{keyspace(sale_id)}:returned"
 
 
 def stock_key(sale_id: int) -> str:
-    return f"{_prefix(sale_id)}:stock"
+    return f"{keyspace(sale_id)}:stock"
 
 
 def buyers_key(sale_id: int) -> str:
-    return f"{_prefix(sale_id)}:buyers"
+    return f"{keyspace(sale_id)}:buyers"
 
 
 def orders_stream_key(sale_id: int) -> str:
-    return f"{_prefix(sale_id)}:orders"
+    return f"{keyspace(sale_id)}:orders"
 
 
 def bucket_key(sale_id: int) -> str:
-    return f"{_prefix(sale_id)}:bucket"
+    return f"{keyspace(sale_id)}:bucket"
 
 
 def stats_key(sale_id: int) -> str:
     """Answers the purchase script gave, counted per status (the admin's live panel)."""
-    return f"{_prefix(sale_id)}:stats"
+    return f"{keyspace(sale_id)}:stats"
 
 
 def drain_kick_key(sale_id: int) -> str:
-    return f"{_prefix(sale_id)}:drain-kick"
+    return f"{keyspace(sale_id)}:drain-kick"
 
 
 def dead_letter_key(sale_id: int) -> str:
     """Stream entries that could not become orders (kept for an operator, never dropped)."""
-    return f"{_prefix(sale_id)}:dead-letter"
+    return f"{keyspace(sale_id)}:dead-letter"
 
 
 def reconcile_key(sale_id: int) -> str:
     """Reconciliation counters: ``repairs``, ``violations_i1``, ``violations_i2``."""
-    return f"{_prefix(sale_id)}:reconcile"
-
-
-def challenge_key(sale_id: int, nonce: str) -> str:
-    """A spent proof-of-work challenge."""
-    return f"{_prefix(sale_id)}:pow:{nonce}"
-
-
-def user_rate_key(sale_id: int, user_id: int | str) -> str:
-    """``user_id`` is text only for a load generator's placeholder (``__rand_int__``)."""
-    return f"{_prefix(sale_id)}:rate:user:{user_id}"
-
-
-def ip_rate_key(sale_id: int, ip: str) -> str:
-    return f"{_prefix(sale_id)}:rate:ip:{ip}"
-
-
-def challenge_rate_key(sale_id: int) -> str:
-    """Challenges issued in the current second (drives the adaptive difficulty)."""
-    return f"{_prefix(sale_id)}:challenges"
-
-
-def idempotency_key(sale_id: int, user_id: int, key_digest: str) -> str:
-    return f"{_prefix(sale_id)}:idem:{int(user_id)}:{key_digest}"
+    return f"{keyspace(sale_id)}:reconcile"
 
 
 def sale_keys(sale_id: int) -> list[str]:
@@ -97,11 +78,11 @@ def sale_keys(sale_id: int) -> list[str]:
         stats_key(sale_id),
         drain_kick_key(sale_id),
         dead_letter_key(sale_id),
-        challenge_rate_key(sale_id),
+        antibot_keys.challenge_rate_key(keyspace(sale_id)),
         reconcile_key(sale_id),
     ]
 
 
 def sale_key_pattern(sale_id: int) -> str:
     """A SCAN pattern for every key of one sale, the expiring ones included."""
-    return f"sale:{{{int(sale_id)}}}:*"
+    return f"{keyspace(sale_id)}:*"

@@ -47,6 +47,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import keys
 from .models import SaleStatus, sale_status
+from .selectors import sale_get
 
 logger = logging.getLogger(__name__)
 
@@ -231,8 +232,6 @@ class SaleRoom:
 
 async def _sale_window_from_database(sale_id: int) -> SaleWindow | None:
     """A sale not loaded into Redis yet (beat loads it within the lead time)."""
-    from .selectors import sale_get
-
     sale = await database_sync_to_async(sale_get)(sale_id)
     if sale is None:
         return None

@@ -4,7 +4,7 @@ from celery import shared_task
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from .services import sales_warm_upcoming
+from .warming import sales_warm_upcoming
 
 
 @shared_task(autoretry_for=(RedisError, DatabaseError), retry_backoff=True, max_retries=3)

@@ -69,17 +69,13 @@ def clean_redis_and_local_state() -> Iterator[None]:
     import redis
     from django.conf import settings
 
-    from accounts.selectors import forget_local_identities
-    from antibot.soldout import sold_out_markers
-    from sales.services import _meta_seen
+    from core.process_state import forget_process_state
 
     for url in (settings.REDIS_URL, settings.CACHE_URL):
         client = redis.Redis.from_url(url)
         client.flushdb()
         client.close()
-    forget_local_identities()
-    sold_out_markers.forget_all()
-    _meta_seen.clear()
+    forget_process_state()
     yield
 
 
@@ -88,8 +84,8 @@ def own_redis(tmp_path: Path, settings: Settings) -> Iterator[LocalRedis]:
     """A Redis of this test's own, which the test may stop and start again, and whose
     command counter counts this process's calls alone. The inventory client and the
     sold-out listener follow it, and go back to the session's Redis afterwards."""
-    from antibot.soldout import sold_out_markers
-    from flashsale_project.redis_store import inventory_redis
+    from core.redis_store import inventory_redis
+    from sales.soldout import sold_out_markers
 
     server = LocalRedis(data_dir=tmp_path / "redis", port=free_port()).start()
     settings.REDIS_URL = server.url

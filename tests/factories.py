@@ -15,7 +15,8 @@ from rest_framework.authtoken.models import Token
 from accounts.selectors import CACHE_TTL_SECONDS, token_cache_key
 from accounts.services import token_issue
 from sales.models import FlashSale, Product
-from sales.services import product_create, sale_create, sale_warm
+from sales.services import product_create, sale_create
+from sales.warming import sale_warm
 
 _sequence = itertools.count(1)
 

@@ -1,20 +1,18 @@
 """Settings shared by every environment, read from the environment with production-safe defaults.
 
-The README's configuration table lists every variable read here.
+docs/configuration.md lists every variable read here (a test holds the two together).
 """
 
 from pathlib import Path
 
-import dj_database_url
-
-from .environment import env_bool, env_float, env_int, env_list, env_str, redis_db_url
+from .environment import env, redis_db_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
-SECRET_KEY = env_str("SECRET_KEY", "")
-DEBUG = env_bool("DEBUG", False)
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SECRET_KEY = env.str("SECRET_KEY", default="")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -28,16 +26,18 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "django_prometheus",
+    # Foundation below (core/, not an app), domain apps, then the adapters on top.
+    "antibot",
     "accounts",
     "sales",
     "orders",
-    "antibot",
-    "naive_shop",  # The benchmark's baselines; URLs only with FLASHSALE_BENCH_ENDPOINTS.
+    "storefront",
+    "operations",
 ]
 
 MIDDLEWARE = [
-    # /metrics is answered first, before host validation (see flashsale_project/metrics_view.py).
-    "flashsale_project.metrics_view.MetricsEndpointMiddleware",
+    # /metrics is answered first, before host validation (see observability/views.py).
+    "observability.views.MetricsEndpointMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -67,27 +67,30 @@ TEMPLATES = [
 ]
 
 # --- PostgreSQL: the source of truth for orders -------------------------------------------
-DATABASE_URL = env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/flashsale")
 DATABASES = {
-    "default": dj_database_url.parse(
-        DATABASE_URL,
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
-        # Django's PostgreSQL backend plus query, error and connection counters (README,
-        # "Observability"); it only counts the queries that run, so SQL-free paths stay so.
-        engine="django_prometheus.db.backends.postgresql",
-    )
+    "default": {
+        **env.db_url(
+            "DATABASE_URL",
+            default="postgresql://postgres@127.0.0.1:5432/flashsale",
+            # Django's PostgreSQL backend plus query, error and connection counters
+            # (docs/observability.md); it only counts the queries that run, so SQL-free
+            # paths stay so.
+            engine="django_prometheus.db.backends.postgresql",
+        ),
+        "CONN_MAX_AGE": env.int("DATABASE_CONN_MAX_AGE", default=60),
+        "CONN_HEALTH_CHECKS": True,
+    }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: the source of truth for stock during a sale -----------------------------------
 # One server, three logical databases: inventory (db 0, the sale keys of the design), the
 # Celery broker (db 1) and Django's cache and sessions (db 2). Each can point elsewhere.
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", redis_db_url(REDIS_URL, 1))
-CACHE_URL = env_str("CACHE_URL", redis_db_url(REDIS_URL, 2))
-REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 1.0)
-REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 200)
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=redis_db_url(REDIS_URL, 1))
+CACHE_URL = env.str("CACHE_URL", default=redis_db_url(REDIS_URL, 2))
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=1.0)
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=200)
 
 CACHES = {
     "default": {
@@ -146,7 +149,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "flashsale_project.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "core.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -157,18 +160,18 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 # Request bodies on this API are tiny; anything large is refused before it is read.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 64 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
 
 # --- Email --------------------------------------------------------------------------------
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
-EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / ".run" / "mail"))
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Flash Sale <orders@flashsale.localhost>")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / ".run" / "mail"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Flash Sale <orders@flashsale.localhost>")
 
 # --- Static files and i18n ----------------------------------------------------------------
 STATIC_URL = "static/"
@@ -184,7 +187,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         # Django logs every 4xx answer as a warning; in a stampede that is a log line per
@@ -199,21 +202,21 @@ LOGGING = {
 
 # --- The sale -----------------------------------------------------------------------------
 # Sales starting within this many seconds are loaded into Redis by beat.
-FLASHSALE_WARM_LEAD_SECONDS = env_int("FLASHSALE_WARM_LEAD_SECONDS", 30 * 60)
+FLASHSALE_WARM_LEAD_SECONDS = env.int("FLASHSALE_WARM_LEAD_SECONDS", default=30 * 60)
 # Beat's drain, claim and reconcile tick while a sale is live or has a backlog.
-FLASHSALE_RECONCILE_INTERVAL_SECONDS = env_float("FLASHSALE_RECONCILE_INTERVAL_SECONDS", 5.0)
+FLASHSALE_RECONCILE_INTERVAL_SECONDS = env.float("FLASHSALE_RECONCILE_INTERVAL_SECONDS", default=5.0)
 # A stream entry delivered to a worker and not acknowledged for this long is reclaimed.
-FLASHSALE_CLAIM_IDLE_MS = env_int("FLASHSALE_CLAIM_IDLE_MS", 30_000)
+FLASHSALE_CLAIM_IDLE_MS = env.int("FLASHSALE_CLAIM_IDLE_MS", default=30_000)
 # Seconds a winner has to pay before the order expires and its unit goes back on sale;
 # 0 (the default, no payment step is wired in) keeps orders pending until paid or cancelled.
-FLASHSALE_PAYMENT_WINDOW_SECONDS = env_int("FLASHSALE_PAYMENT_WINDOW_SECONDS", 0)
+FLASHSALE_PAYMENT_WINDOW_SECONDS = env.int("FLASHSALE_PAYMENT_WINDOW_SECONDS", default=0)
 # A win kicks a drain task at most once per this many milliseconds per sale; a drain that
 # ends inside the window runs once more when it closes (no win waits for beat).
-FLASHSALE_DRAIN_KICK_MS = env_int("FLASHSALE_DRAIN_KICK_MS", 250)
+FLASHSALE_DRAIN_KICK_MS = env.int("FLASHSALE_DRAIN_KICK_MS", default=250)
 # Stream entries a worker turns into orders per transaction.
-FLASHSALE_DRAIN_BATCH_SIZE = env_int("FLASHSALE_DRAIN_BATCH_SIZE", 500)
+FLASHSALE_DRAIN_BATCH_SIZE = env.int("FLASHSALE_DRAIN_BATCH_SIZE", default=500)
 # Sales stay watched (reconciled, listed as active) this long after they end.
-FLASHSALE_WATCH_AFTER_END_SECONDS = env_int("FLASHSALE_WATCH_AFTER_END_SECONDS", 24 * 3600)
+FLASHSALE_WATCH_AFTER_END_SECONDS = env.int("FLASHSALE_WATCH_AFTER_END_SECONDS", default=24 * 3600)
 CELERY_BEAT_SCHEDULE = {
     # A tick nobody ran before the next one is worthless, hence the expiry.
     "warm-upcoming-sales": {
@@ -233,46 +236,46 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 # `make bench` only: mount /bench/control/ and the naive shop under /bench/ (404 otherwise).
-FLASHSALE_BENCH_ENDPOINTS = env_bool("FLASHSALE_BENCH_ENDPOINTS", False)
+FLASHSALE_BENCH_ENDPOINTS = env.bool("FLASHSALE_BENCH_ENDPOINTS", default=False)
 # Where the storefront opens its WebSocket; empty means the page's own host.
-FLASHSALE_WS_URL = env_str("FLASHSALE_WS_URL", "")
+FLASHSALE_WS_URL = env.str("FLASHSALE_WS_URL", default="")
 
 # --- Anti-bot (README: "The knobs") ---------------------------------------------------------
 # The header a trusted proxy sets to the client's address ("X-Real-IP", "X-Forwarded-For");
 # empty: the TCP peer (REMOTE_ADDR). Never set it without such a proxy in front.
-ANTIBOT_CLIENT_IP_HEADER = env_str("ANTIBOT_CLIENT_IP_HEADER", "")
+ANTIBOT_CLIENT_IP_HEADER = env.str("ANTIBOT_CLIENT_IP_HEADER", default="")
 # With X-Forwarded-For: how many proxies of ours append to it (the client is that many from the right).
-ANTIBOT_TRUSTED_PROXY_COUNT = env_int("ANTIBOT_TRUSTED_PROXY_COUNT", 1)
+ANTIBOT_TRUSTED_PROXY_COUNT = env.int("ANTIBOT_TRUSTED_PROXY_COUNT", default=1)
 # Calls (challenges and purchases together) one user / one IP may make on a sale per window;
 # 0 turns a limit off. The IP limit is loose: offices and mobile carriers share addresses.
-ANTIBOT_USER_LIMIT = env_int("ANTIBOT_USER_LIMIT", 10)
-ANTIBOT_IP_LIMIT = env_int("ANTIBOT_IP_LIMIT", 200)
-ANTIBOT_RATE_WINDOW_SECONDS = env_int("ANTIBOT_RATE_WINDOW_SECONDS", 1)
+ANTIBOT_USER_LIMIT = env.int("ANTIBOT_USER_LIMIT", default=10)
+ANTIBOT_IP_LIMIT = env.int("ANTIBOT_IP_LIMIT", default=200)
+ANTIBOT_RATE_WINDOW_SECONDS = env.int("ANTIBOT_RATE_WINDOW_SECONDS", default=1)
 # Proof of work: a challenge lives this long; adaptive difficulty adds a bit per doubling of
 # the sale's challenge rate above the base rate, up to the ceiling.
-ANTIBOT_CHALLENGE_TTL_SECONDS = env_int("ANTIBOT_CHALLENGE_TTL_SECONDS", 60)
-ANTIBOT_POW_BASE_RATE = env_int("ANTIBOT_POW_BASE_RATE", 200)
-ANTIBOT_POW_MAX_DIFFICULTY = env_int("ANTIBOT_POW_MAX_DIFFICULTY", 22)
-ANTIBOT_CHALLENGE_SECRET = env_str("ANTIBOT_CHALLENGE_SECRET", "")
+ANTIBOT_CHALLENGE_TTL_SECONDS = env.int("ANTIBOT_CHALLENGE_TTL_SECONDS", default=60)
+ANTIBOT_POW_BASE_RATE = env.int("ANTIBOT_POW_BASE_RATE", default=200)
+ANTIBOT_POW_MAX_DIFFICULTY = env.int("ANTIBOT_POW_MAX_DIFFICULTY", default=22)
+ANTIBOT_CHALLENGE_SECRET = env.str("ANTIBOT_CHALLENGE_SECRET", default="")
 # Idempotency-Key: answers are kept a day (the IETF draft's suggestion); a request that
 # died mid-way holds its key at most this many seconds.
-ANTIBOT_IDEMPOTENCY_TTL_SECONDS = env_int("ANTIBOT_IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
-ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS = env_int("ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS", 10)
+ANTIBOT_IDEMPOTENCY_TTL_SECONDS = env.int("ANTIBOT_IDEMPOTENCY_TTL_SECONDS", default=24 * 3600)
+ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS = env.int("ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS", default=10)
 
 # --- Metrics (README: "Observability") ------------------------------------------------------
 # /metrics answers loopback always, these networks (CIDRs), and a request carrying
 # "Authorization: Bearer <METRICS_BEARER_TOKEN>" when a token is set; anyone else gets 403.
-METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", [])
-METRICS_BEARER_TOKEN = env_str("METRICS_BEARER_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
 # A scrape pings the Celery workers and waits this long for answers (flash_sale_celery_workers);
 # 0 leaves the metric out.
-METRICS_CELERY_PING_SECONDS = env_float("METRICS_CELERY_PING_SECONDS", 0.5)
+METRICS_CELERY_PING_SECONDS = env.float("METRICS_CELERY_PING_SECONDS", default=0.5)
 # Read the stack-wide metrics (sales from Redis and PostgreSQL, Celery workers) on each scrape.
 # Off where another scraped process already reports them (compose's ws containers).
-METRICS_STACK_COLLECTOR = env_bool("METRICS_STACK_COLLECTOR", True)
+METRICS_STACK_COLLECTOR = env.bool("METRICS_STACK_COLLECTOR", default=True)
 # django-prometheus's per-request HTTP metrics: off by default, they cost every request on the
 # hot path (measured in the README); the sale's own purchase metrics are always on.
-METRICS_HTTP_MIDDLEWARE = env_bool("METRICS_HTTP_MIDDLEWARE", False)
+METRICS_HTTP_MIDDLEWARE = env.bool("METRICS_HTTP_MIDDLEWARE", default=False)
 if METRICS_HTTP_MIDDLEWARE:
     MIDDLEWARE = [
         "django_prometheus.middleware.PrometheusBeforeMiddleware",

@@ -1,61 +1,48 @@
-"""Typed readers for the settings taken from the environment (documented in the README)."""
+"""The environment the settings read, through django-environ.
 
-import os
+``env`` is django-environ's ``Env`` with three differences a shop's operator would expect:
+a malformed value is refused with its variable's name (not a bare ``ValueError``), a boolean
+must be a boolean word (``maybe`` is not ``False``), and an empty value counts as unset.
+Values are taken as written: no ``$VAR`` indirection, so a secret may start with ``$``.
+"""
 
+from __future__ import annotations
+
+from typing import Any
+
+import environ
 from django.core.exceptions import ImproperlyConfigured
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+_KINDS = {int: "an integer", float: "a number", bool: "a boolean (use 1/0, true/false, yes/no)"}
 
 
-def env_str(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+class StrictEnv(environ.Env):
+    def get_value(
+        self, var: str, cast: Any = None, default: Any = environ.Env.NOTSET, parse_default: bool = False
+    ) -> Any:
+        raw = self.ENVIRON.get(var, "")
+        if not raw.strip():
+            if default is self.NOTSET:
+                raise ImproperlyConfigured(f"Set the {var} environment variable.")
+            return default
+        if cast is bool and raw.strip().lower() not in TRUE_WORDS | FALSE_WORDS:
+            raise ImproperlyConfigured(f"{var}={raw!r} is not {_KINDS[bool]}.")
+        try:
+            return self.parse_value(raw.strip() if cast in _KINDS else raw, cast)
+        except ValueError:
+            raise ImproperlyConfigured(f"{var}={raw!r} is not {_KINDS.get(cast, 'valid')}.") from None
+
+    def list(self, var: str, cast: Any = None, default: Any = environ.Env.NOTSET) -> list[str]:  # type: ignore[override]
+        """Comma-separated, each item stripped, empty items dropped."""
+        value = self.get_value(var, cast=str, default=default)
+        if isinstance(value, list):
+            return value
+        return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def env_required(name: str) -> str:
-    value = os.environ.get(name, "")
-    if not value:
-        raise ImproperlyConfigured(f"Set the {name} environment variable.")
-    return value
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    word = raw.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no).")
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from None
-
-
-def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    return [item.strip() for item in raw.split(",") if item.strip()]
+env = StrictEnv()
 
 
 def redis_db_url(url: str, db: int) -> str:
@@ -64,21 +51,3 @@ def redis_db_url(url: str, db: int) -> str:
     if base.startswith("redis") and "://" in base and last.split("?")[0].isdigit():
         return f"{base}/{db}"
     return f"{url.rstrip('/')}/{db}"
-
-
-def load_env_file(path: "os.PathLike[str] | str") -> None:
-    """Fill unset variables from a ``KEY=value`` file, such as the one ``make run`` writes.
-
-    Variables already in the environment win, so an operator's export always counts.
-    """
-    try:
-        with open(path, encoding="utf-8") as env_file:
-            lines = env_file.read().splitlines()
-    except FileNotFoundError:
-        return
-    for raw_line in lines:
-        line = raw_line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        os.environ.setdefault(key.strip(), value.strip())

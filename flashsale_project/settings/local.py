@@ -6,15 +6,17 @@ reading it here lets ``manage.py`` commands in another terminal reach the same s
 
 from pathlib import Path
 
-from .environment import env_bool, env_list, env_str, load_env_file
+from .environment import env
 
-load_env_file(Path(__file__).resolve().parent.parent.parent / ".run" / "stack.env")
+_STACK_ENV = Path(__file__).resolve().parent.parent.parent / ".run" / "stack.env"
+if _STACK_ENV.exists():
+    env.read_env(_STACK_ENV)  # Variables already set win: an operator's export always counts.
 
 from .base import *  # noqa: E402, F403
 from .base import BASE_DIR  # noqa: E402
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env_str("SECRET_KEY", "local-development-only-not-secret")
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
-EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / ".run" / "mail"))
+DEBUG = env.bool("DEBUG", default=True)
+SECRET_KEY = env.str("SECRET_KEY", default="local-development-only-not-secret")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / ".run" / "mail"))

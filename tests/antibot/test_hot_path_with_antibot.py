@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 
 from antibot.proof_of_work import solve
-from antibot.services import challenge_issue
 from sales import inventory
+from sales.purchase import sale_challenge_issue
 from tests.factories import auth, make_sale, make_shopper
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def test_proof_of_work_limits_bucket_and_idempotency_together_make_no_sql_query(
     sale = make_sale(stock=5, pow_difficulty=6, bucket_capacity=10, bucket_refill_per_second=5)
     _, token = make_shopper()
     warm_user, warm_token = make_shopper()
-    warm = challenge_issue(sale_id=sale.pk, user_id=warm_user.pk, floor_difficulty=6)
+    warm = sale_challenge_issue(sale_id=sale.pk, user_id=warm_user.pk)
     client.post(
         f"/api/sales/{sale.pk}/purchase/",
         {"challenge": warm.challenge, "solution": solve(warm.challenge, warm.difficulty)},

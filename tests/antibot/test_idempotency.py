@@ -8,7 +8,8 @@ import httpx
 import pytest
 from django.conf import settings
 
-from antibot.services import IdempotentRequest, idempotency_begin
+from antibot import keys as antibot_keys
+from antibot.idempotency import IdempotentRequest, idempotency_begin
 from sales import inventory, keys
 from tests.factories import auth, make_sale, make_shoppers
 from tests.processes import ChildProcess
@@ -68,7 +69,8 @@ def test_a_request_still_in_flight_with_the_key_answers_409_in_flight(open_serve
     path = f"/api/sales/{sale.pk}/purchase/"
     # Another request with this key has claimed it and is still being answered.
     held = IdempotentRequest.from_header("busy", method="POST", path=path, body=b"{}")
-    assert idempotency_begin(sale_id=sale.pk, user_id=user_id, request=held) is None
+    held_key = antibot_keys.idempotency_record_key(keys.keyspace(sale.pk), user_id, held.digest)
+    assert idempotency_begin(record_key=held_key, request=held) is None
 
     answer = _purchase(open_server, sale.pk, token, "busy")
 
@@ -93,8 +95,8 @@ def test_answers_are_kept_a_day_and_in_flight_claims_seconds(open_server: ChildP
     (user_id, token), *_ = make_shoppers(1)
     _purchase(open_server, sale.pk, token, "kept")
     client = inventory.inventory_redis()
-    stored_key = keys.idempotency_key(
-        sale.pk, user_id, IdempotentRequest.from_header("kept", method="POST", path="/", body=b"").digest
+    stored_key = antibot_keys.idempotency_record_key(
+        keys.keyspace(sale.pk), user_id, IdempotentRequest.from_header("kept", method="POST", path="/", body=b"").digest
     )
 
     ttl = client.ttl(stored_key)
@@ -103,8 +105,9 @@ def test_answers_are_kept_a_day_and_in_flight_claims_seconds(open_server: ChildP
     assert record["status"] == "SUCCESS"
 
     claim = IdempotentRequest.from_header("claimed", method="POST", path="/x/", body=b"{}")
-    idempotency_begin(sale_id=sale.pk, user_id=user_id, request=claim)
-    claim_ttl = client.ttl(keys.idempotency_key(sale.pk, user_id, claim.digest))
+    claim_key = antibot_keys.idempotency_record_key(keys.keyspace(sale.pk), user_id, claim.digest)
+    idempotency_begin(record_key=claim_key, request=claim)
+    claim_ttl = client.ttl(claim_key)
     assert 0 < claim_ttl <= settings.ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS
 
 

@@ -9,9 +9,10 @@ import httpx
 import pytest
 from django.test import override_settings
 
+from antibot.challenges import adaptive_difficulty
 from antibot.proof_of_work import leading_zero_bits, solution_is_valid, solve
-from antibot.services import adaptive_difficulty, challenge_issue
 from sales import inventory
+from sales.purchase import sale_challenge_issue
 from tests.factories import auth, make_sale, make_shopper
 from tests.processes import ChildProcess
 
@@ -109,7 +110,7 @@ def test_an_expired_challenge_is_refused(open_server: ChildProcess) -> None:
     user, token = make_shopper()
     # Signed with the server's key like any other, with no lifetime left.
     with override_settings(ANTIBOT_CHALLENGE_TTL_SECONDS=0, ANTIBOT_USER_LIMIT=0):
-        issued = challenge_issue(sale_id=sale.pk, user_id=user.pk, floor_difficulty=DIFFICULTY)
+        issued = sale_challenge_issue(sale_id=sale.pk, user_id=user.pk)
     body = {"challenge": issued.challenge, "solution": solve(issued.challenge, issued.difficulty)}
 
     answer = _purchase(open_server, sale.pk, token, body)
@@ -184,9 +185,7 @@ def test_issued_difficulty_rises_with_the_sales_challenge_rate() -> None:
     sale = make_sale(pow_difficulty=DIFFICULTY)
     user, _ = make_shopper()
 
-    difficulties = [
-        challenge_issue(sale_id=sale.pk, user_id=user.pk, floor_difficulty=DIFFICULTY).difficulty for _ in range(60)
-    ]
+    difficulties = [sale_challenge_issue(sale_id=sale.pk, user_id=user.pk).difficulty for _ in range(60)]
 
     assert difficulties[0] == DIFFICULTY
     assert difficulties[-1] >= DIFFICULTY + 2  # At least 30 a second against a base of 10.

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from antibot.soldout import sold_out_markers
+from core.redis_store import inventory_redis
 from flashsale_project.localservers import LocalRedis
-from flashsale_project.redis_store import inventory_redis
+from orders.drain import sale_orders_drain
 from orders.models import Order, OrderStatus
-from orders.services import order_release, orders_expire_unpaid, sale_orders_drain
+from orders.services import order_release, orders_expire_unpaid
 from sales import inventory
+from sales.soldout import sold_out_markers
 from tests.factories import auth, make_sale, make_shopper
 from tests.polling import wait_for
 

@@ -9,12 +9,11 @@ import pytest
 from django.urls import clear_url_caches
 from pytest_django.fixtures import Settings
 
+import flashsale_project.urls
 from tests.processes import OPEN_ADMISSION, ChildProcess, start_web
 
 
 def _reload_urls() -> None:
-    import flashsale_project.urls
-
     importlib.reload(flashsale_project.urls)
     clear_url_caches()
 

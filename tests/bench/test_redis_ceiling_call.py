@@ -7,8 +7,9 @@ import uuid
 
 import pytest
 
+from antibot import keys as antibot_keys
 from bench.redis_ceiling import purchase_call
-from flashsale_project.redis_store import inventory_redis
+from core.redis_store import inventory_redis
 from sales import inventory, keys
 from sales.inventory import PURCHASE_SCRIPT
 from tests.factories import make_sale
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 def _run(sale_id: int, *, user: str, nonce: str) -> list:  # type: ignore[type-arg]
     script_keys, args = purchase_call(sale_id, user=user, order_id=str(uuid.uuid4()), nonce=nonce)
-    return PURCHASE_SCRIPT(inventory_redis(), script_keys, args)  # type: ignore[no-any-return]
+    return PURCHASE_SCRIPT(script_keys, args, client=inventory_redis())  # type: ignore[no-any-return]
 
 
 def test_the_ceiling_call_wins_spends_the_challenge_and_counts_the_user_window() -> None:
@@ -29,9 +30,9 @@ def test_the_ceiling_call_wins_spends_the_challenge_and_counts_the_user_window()
 
     assert (status, remaining) == ("SUCCESS", 4)
     assert inventory.sale_buyers(sale.pk) == {7: order_id}
-    assert client.get(keys.challenge_key(sale.pk, "n-1")) == "7"
-    assert client.get(keys.user_rate_key(sale.pk, 7)) == "1"
-    assert 0 < client.ttl(keys.challenge_key(sale.pk, "n-1")) <= 1800
+    assert client.get(antibot_keys.spent_challenge_key(keys.keyspace(sale.pk), "n-1")) == "7"
+    assert client.get(antibot_keys.user_window_key(keys.keyspace(sale.pk), 7)) == "1"
+    assert 0 < client.ttl(antibot_keys.spent_challenge_key(keys.keyspace(sale.pk), "n-1")) <= 1800
 
 
 def test_the_ceiling_call_is_refused_like_the_winning_path() -> None:

@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from orders.models import Order
+from sales import inventory
 from tests.factories import make_sale, make_user
 
 pytestmark = pytest.mark.django_db
@@ -57,8 +58,6 @@ def test_admin_pages_refuse_anonymous_visitors(client: Client) -> None:
 
 
 def test_the_warm_action_loads_a_sale_into_redis(staff_client: Client) -> None:
-    from sales import inventory
-
     sale = make_sale(stock=4, warm=False)
     assert inventory.sale_counts(sale.pk).loaded is False
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
@@ -79,8 +80,6 @@ def test_a_paid_order_needs_its_payment_time() -> None:
 
 
 def test_model_validation_explains_a_sale_that_ends_before_it_starts() -> None:
-    from django.core.exceptions import ValidationError
-
     sale = _sale_row(ends_at=timezone.now() - timedelta(hours=2))
     with pytest.raises(ValidationError) as error:
         sale.full_clean()

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
-from flashsale_project.settings.environment import env_bool, env_int, redis_db_url
+from flashsale_project.settings.environment import env, redis_db_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,14 +20,12 @@ def test_redis_db_url_swaps_only_the_database_number() -> None:
 
 
 def test_a_malformed_boolean_or_integer_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    from django.core.exceptions import ImproperlyConfigured
-
     monkeypatch.setenv("DEBUG", "maybe")
     with pytest.raises(ImproperlyConfigured, match="DEBUG='maybe' is not a boolean"):
-        env_bool("DEBUG", False)
+        env.bool("DEBUG", default=False)
     monkeypatch.setenv("EMAIL_PORT", "twenty-five")
     with pytest.raises(ImproperlyConfigured, match="EMAIL_PORT='twenty-five' is not an integer"):
-        env_int("EMAIL_PORT", 25)
+        env.int("EMAIL_PORT", default=25)
 
 
 def _settings_in_child(module: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -8,10 +8,10 @@ import pytest
 from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
+from core.redis_store import inventory_redis
 from flashsale_project.localservers import free_port
-from flashsale_project.redis_store import inventory_redis
 from orders.models import Order
-from orders.services import sale_reconcile
+from orders.reconciliation import sale_reconcile
 from sales import keys
 from tests.factories import auth, make_sale, make_shoppers
 

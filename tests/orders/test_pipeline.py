@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 from django.utils import timezone
 
+from orders.drain import sale_backlog, sale_orders_drain
 from orders.models import Order
-from orders.services import order_confirmations_send, sale_backlog, sale_orders_drain, sale_reconcile
+from orders.reconciliation import sale_reconcile
+from orders.services import order_confirmations_send
 from orders.tasks import drain_sale_orders, reconcile_sales
 from sales import inventory, keys
-from sales.services import purchase_attempt
-from tests.factories import make_sale, make_shoppers, make_user
+from sales.purchase import purchase_attempt
+from tests.factories import auth, make_sale, make_shoppers, make_user
 from tests.polling import wait_for
-from tests.processes import ChildProcess, start_worker
+from tests.processes import ChildProcess, start_web, start_worker
 
 
 def _buy(sale_id: int, user_ids: list[int]) -> dict[int, str]:
@@ -215,11 +218,6 @@ def test_reconciliation_reports_an_order_postgresql_has_and_redis_does_not() -> 
 def test_a_win_inside_the_kick_window_after_a_drain_still_reaches_postgresql_without_beat(
     celery_worker: ChildProcess,
 ) -> None:
-    import httpx
-
-    from tests.factories import auth
-    from tests.processes import start_web
-
     # A wide kick window: the second win is certain to land in it, after the first drain.
     server = start_web(env={"FLASHSALE_DRAIN_KICK_MS": "3000", "ANTIBOT_USER_LIMIT": "0", "ANTIBOT_IP_LIMIT": "0"})
     try:

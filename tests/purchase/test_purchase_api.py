@@ -11,10 +11,10 @@ import pytest
 from django.test import Client
 
 from accounts.services import user_session_warm
-from antibot.soldout import sold_out_markers
 from orders.models import Order
 from sales import inventory, keys
-from sales.services import sale_meta_for
+from sales.soldout import sold_out_markers
+from sales.warming import sale_meta_for
 from tests.factories import auth, make_sale, make_shopper
 
 pytestmark = pytest.mark.django_db

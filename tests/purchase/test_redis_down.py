@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from core.process_state import forget_process_state
 from flashsale_project.localservers import LocalRedis
 from sales import inventory
-from sales.services import _meta_seen
 from tests.factories import auth, make_sale, make_shopper
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ def test_redis_down_answers_503_with_retry_after_and_buys_nothing(client: Client
 
     own_redis.stop()
     while_down = _purchase(client, sale.pk, second)
-    _meta_seen.clear()
+    forget_process_state()
     cold_while_down = _purchase(client, sale.pk, second)
 
     for response in (while_down, cold_while_down):

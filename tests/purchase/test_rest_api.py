@@ -10,8 +10,8 @@ from django.test import Client
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from orders.services import sale_orders_drain
-from sales.services import purchase_attempt
+from orders.drain import sale_orders_drain
+from sales.purchase import purchase_attempt
 from tests.factories import auth, make_sale, make_shopper, make_user
 
 pytestmark = pytest.mark.django_db

@@ -8,10 +8,10 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from orders.services import sale_orders_drain
+from orders.drain import sale_orders_drain
 from sales import inventory
 from sales.models import FlashSale, Product
-from sales.services import purchase_attempt
+from sales.purchase import purchase_attempt
 from tests.factories import make_sale, make_shoppers
 
 pytestmark = pytest.mark.django_db

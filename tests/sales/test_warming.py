@@ -8,9 +8,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from flashsale_project.redis_store import inventory_redis
+from core.redis_store import inventory_redis
 from sales import inventory, keys
-from sales.services import SaleLocked, purchase_attempt, sale_update, sale_warm, sales_warm_upcoming
+from sales.purchase import purchase_attempt
+from sales.services import sale_update
+from sales.warming import SaleLocked, sale_warm, sales_warm_upcoming
 from tests.factories import make_sale, make_shoppers
 
 pytestmark = pytest.mark.django_db

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
+from playwright.sync_api import sync_playwright
 
 from tests.processes import OPEN_ADMISSION, ROOT, ChildProcess, start_web, start_ws
 
@@ -62,8 +63,6 @@ def storefront_stack(ws_server: ChildProcess, collected_static: Path, celery_wor
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
     # Playwright's sync API leaves its event loop marked as running on this thread, which
     # Django takes for an async context and refuses the ORM. The tests call the ORM only
     # between Playwright calls, never inside its loop, so the check is off while it runs.

@@ -20,7 +20,8 @@ from sales import inventory
 from sales.consumers import NO_SUCH_SALE
 from sales.live import CLIENT_NAME, live_hub
 from sales.models import FlashSale
-from sales.services import purchase_attempt, sale_update
+from sales.purchase import purchase_attempt
+from sales.services import sale_update
 from tests.factories import make_sale, make_user
 
 pytestmark = pytest.mark.django_db

@@ -18,6 +18,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 from websockets.asyncio.client import ClientConnection, connect
 
 from sales.live import CLIENT_NAME
@@ -41,8 +42,6 @@ def lone_ws_server(transactional_db: None) -> Any:
 
 
 def _move_start(sale: FlashSale, *, seconds_from_now: float) -> float:
-    from django.utils import timezone
-
     try:
         duration = sale.ends_at - sale.starts_at
         sale.starts_at = timezone.now() + timedelta(seconds=seconds_from_now)

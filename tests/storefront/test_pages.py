@@ -16,7 +16,8 @@ from rest_framework.authtoken.models import Token
 
 from accounts.selectors import forget_local_identities, session_hash_cache_key
 from orders.models import Order
-from sales.services import purchase_attempt
+from orders.tasks import drain_sale_orders
+from sales.purchase import purchase_attempt
 from tests.factories import make_product, make_sale, make_user
 
 pytestmark = pytest.mark.django_db
@@ -200,8 +201,6 @@ def test_orders_show_the_shoppers_own_orders_with_their_status(client: Client) -
     gus, hal = make_user(username="gus"), make_user(username="hal")
     sale = make_sale(stock=5, product=make_product(name="Aurora X1"))
     won = {user.pk: purchase_attempt(sale_id=sale.pk, user_id=user.pk).order_id for user in (gus, hal)}
-    from orders.tasks import drain_sale_orders
-
     drain_sale_orders(sale.pk)
     assert Order.objects.count() == 2
     # When Gus opens his orders

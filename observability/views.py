@@ -23,8 +23,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from prometheus_client.exposition import choose_encoder
 
-from .api_errors import Forbidden, MethodNotAllowed, error_json_response
-from .metrics import scrape_registry
+from core.errors import Forbidden, MethodNotAllowed, error_json_response
+
+from .collector import scrape_registry
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -6,7 +6,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from redis.exceptions import RedisError
 
-from .redis_store import inventory_redis
+from core.redis_store import inventory_redis
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

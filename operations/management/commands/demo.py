@@ -20,7 +20,8 @@ from django.utils import timezone
 
 from accounts.services import token_issue
 from sales.models import FlashSale, Product
-from sales.services import product_create, sale_create, sale_warm
+from sales.services import product_create, sale_create
+from sales.warming import sale_warm
 
 DEMO_PRODUCT: dict[str, Any] = {
     "slug": "aurora-x1",

@@ -7,16 +7,16 @@ forked its workers; redis-py also resets a pool it finds in a forked child).
 from __future__ import annotations
 
 import functools
-import hashlib
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import redis
 from django.conf import settings
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
+from redis.commands.core import Script
 from redis.retry import Retry
+
+RedisUnavailable = (redis.ConnectionError, redis.TimeoutError)
+"""The failures that mean "Redis cannot answer now" (503, retry), not a bug."""
 
 
 @functools.cache
@@ -35,21 +35,13 @@ def inventory_redis() -> redis.Redis:
     )
 
 
-class LuaScript:
-    """A Lua file run by SHA. The source is sent once per server (again after NOSCRIPT:
-    a restart, a failover or ``SCRIPT FLUSH``), never with each call."""
+def lua_script(path: Path) -> Script:
+    """A Lua file as redis-py's ``Script``: called by SHA, its source sent once per server
+    (again after NOSCRIPT: a restart, a failover or ``SCRIPT FLUSH``), never with each call.
+    It works on a client, a pipeline or a cluster client, passed as ``client=`` per call.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.source = path.read_text(encoding="utf-8")
-        self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
-
-    def __call__(self, client: redis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            client.script_load(self.source)
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-
-    def __repr__(self) -> str:
-        return f"LuaScript({self.path.name}, sha={self.sha[:12]})"
+    The source is handed over as bytes, so the script needs no client of its own to compute
+    its SHA: one script object serves every client of the process, whichever server it
+    points at.
+    """
+    return Script(None, path.read_bytes())  # type: ignore[arg-type]

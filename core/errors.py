@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
@@ -109,8 +110,6 @@ _DRF_CODES: dict[type[drf_exceptions.APIException], tuple[str, int]] = {
 
 def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:
     """DRF's ``EXCEPTION_HANDLER``: application errors and DRF's own, in the contract's body."""
-    from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-
     if isinstance(exc, ApplicationError):
         return Response(exc.body(), status=exc.http_status, headers=exc.headers)
     if isinstance(exc, Http404):

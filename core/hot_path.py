@@ -14,7 +14,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from rest_framework.views import APIView
 
-from .api_errors import MethodNotAllowed, error_json_response
+from .errors import MethodNotAllowed, error_json_response
 
 
 class HotPathApi(APIView):

@@ -21,8 +21,10 @@ import time
 
 import redis
 
-from flashsale_project.redis_store import inventory_redis
-from sales import keys
+from core.process_state import forgets_process_state
+from core.redis_store import inventory_redis
+
+from . import keys
 
 logger = logging.getLogger(__name__)
 
@@ -152,3 +154,4 @@ class SoldOutMarkers:
 
 sold_out_markers = SoldOutMarkers()
 """The process's markers, shared by every request thread."""
+forgets_process_state(sold_out_markers.forget_all)

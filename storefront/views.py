@@ -20,9 +20,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from orders.selectors import orders_of_user
-
-from .models import Product, SaleStatus
-from .selectors import SaleView, sale_detail, sale_list
+from sales.models import Product, SaleStatus
+from sales.selectors import SaleView, sale_detail, sale_list
 
 PLACEHOLDER_IMAGE = "storefront/placeholder.svg"
 

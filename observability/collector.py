@@ -1,17 +1,11 @@
-"""The sale's own Prometheus metrics (django-prometheus supplies the standard ones).
+"""The stack-wide metrics, read at scrape time (django-prometheus supplies the standard ones,
+``core.metrics`` the per-process ones).
 
-Two kinds, kept apart on purpose:
-
-- Per-process metrics (purchase answers, purchase latency, open WebSockets) are
-  prometheus_client objects updated where things happen. Several processes serve one site,
-  so prometheus_client runs in multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set in
-  the environment before the process starts (``make run`` and the compose file set it and
-  empty the directory at start); ``/metrics`` then sums every process's files.
-- Stack-wide values (stock, buyers, order backlog, orders in PostgreSQL, reconciliation
-  counters, Celery workers) live in Redis, PostgreSQL and the broker already. ``StackCollector``
-  reads them when ``/metrics`` is scraped, on the scrape's registry only: once per scrape,
-  never per process, and always exactly what Redis holds (a gauge kept current by each web
-  process would be one process's last write, wrong as soon as another process sells).
+Stack-wide values (stock, buyers, order backlog, orders in PostgreSQL, reconciliation
+counters, Celery workers) live in Redis, PostgreSQL and the broker already. ``StackCollector``
+reads them when ``/metrics`` is scraped, on the scrape's registry only: once per scrape, never
+per process, and always exactly what Redis holds (a gauge kept current by each web process
+would be one process's last write, wrong as soon as another process sells).
 """
 
 from __future__ import annotations
@@ -21,38 +15,23 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from celery import current_app
 from django.conf import settings
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from django.db import DatabaseError
+from django.db.models import Count
+from kombu.exceptions import OperationalError
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from redis.exceptions import RedisError
+
+from core.redis_store import inventory_redis
+from orders.drain import sale_backlog
+from orders.models import Order
+from sales import inventory, keys
+from sales.selectors import sales_watched
 
 logger = logging.getLogger(__name__)
-
-PURCHASE_REQUESTS = Counter(
-    "flash_sale_requests",
-    "Purchase answers, by sale and answer status (success, sold_out, rate_limited, ...).",
-    ["sale", "status"],
-)
-PURCHASE_DURATION = Histogram(
-    "flash_sale_processing_duration_seconds",
-    "Time the purchase path spends in the view, from first byte read to answer built.",
-    buckets=(0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 1.0),
-)
-WS_CONNECTIONS = Gauge(
-    "flash_sale_ws_connections",
-    "Open storefront WebSocket connections, summed over live processes.",
-    multiprocess_mode="livesum",
-)
-
-
-def purchase_observed(*, sale_id: int | None, status: str, seconds: float) -> None:
-    """Count one purchase answer. ``sale_id`` None (an unknown sale) is labelled ``unknown``
-    so random ids cannot grow the label set."""
-    PURCHASE_REQUESTS.labels(sale="unknown" if sale_id is None else str(sale_id), status=status.lower()).inc()
-    PURCHASE_DURATION.observe(seconds)
-
-
-# --- Read at scrape time --------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +56,6 @@ def sales_read() -> list[SaleReading]:
     from one MULTI (``sale_counts``), so I1 is judged on one instant.
 
     Raises the database's or Redis's error when either cannot answer."""
-    from django.db.models import Count
-
-    from orders.models import Order
-    from orders.services import sale_backlog
-    from sales import inventory, keys
-    from sales.selectors import sales_watched
-
-    from .redis_store import inventory_redis
-
     sale_ids = sales_watched()
     orders = dict(
         Order.objects.filter(sale_id__in=sale_ids)
@@ -121,9 +91,7 @@ def sales_read() -> list[SaleReading]:
 def celery_workers_count(*, timeout: float) -> int:
     """Celery workers that answer a ping within ``timeout`` seconds (the broker's remote
     control, what ``celery inspect ping`` uses). The call always waits the full timeout."""
-    from .celery import app
-
-    replies = app.control.ping(timeout=timeout) or []
+    replies = current_app.control.ping(timeout=timeout) or []
     return len({node for reply in replies for node in reply})
 
 
@@ -133,10 +101,6 @@ class StackCollector:
     so one dead server never turns ``/metrics`` into an error page."""
 
     def collect(self) -> Iterator[Metric]:
-        from django.db import DatabaseError
-        from kombu.exceptions import OperationalError
-        from redis.exceptions import RedisError
-
         up = GaugeMetricFamily(
             "flash_sale_scrape_source_up",
             "1 when the source answered this scrape's reads, 0 when it failed.",

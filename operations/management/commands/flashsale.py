@@ -14,12 +14,15 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from flashsale_project.api_errors import ApplicationError
+from core.errors import ApplicationError
+from core.redis_store import RedisUnavailable
 from orders.models import Order
-from orders.services import sale_reconcile
+from orders.reconciliation import sale_reconcile
+from orders.services import sale_orders_delete
 from sales import inventory
 from sales.models import FlashSale, Product
-from sales.services import product_create, sale_create, sale_reset, sale_warm
+from sales.services import product_create, sale_create, sale_reset
+from sales.warming import sale_warm
 
 
 def _decimal(raw: str) -> Decimal:
@@ -68,7 +71,7 @@ class Command(BaseCommand):
             result = getattr(self, f"_{action}")(options)
         except ApplicationError as error:
             raise CommandError(error.detail) from None
-        except inventory.RedisUnavailable as error:
+        except RedisUnavailable as error:
             raise CommandError(f"Redis is unreachable: {error}") from None
         if options["json"]:
             self.stdout.write(json.dumps(result, indent=2, default=str))
@@ -164,13 +167,14 @@ class Command(BaseCommand):
 
     def _reset(self, options: dict[str, Any]) -> dict[str, Any]:
         sale = self._sale(options["sale"])
-        result = sale_reset(sale=sale, force=options["force"], delete_orders=options["delete_orders"])
+        result = sale_reset(sale=sale, force=options["force"])
+        orders_deleted = sale_orders_delete(sale=sale) if options["delete_orders"] else 0
         self._say(options, f"Sale {sale.pk}: deleted {result.redis_keys_deleted} Redis key(s)")
         if options["delete_orders"]:
-            self._say(options, f"  and {result.orders_deleted} order(s) in PostgreSQL")
+            self._say(options, f"  and {orders_deleted} order(s) in PostgreSQL")
         self._say(options, "  warm it again (admin action, or beat within its lead time) to sell.")
         return {
             "sale_id": sale.pk,
             "redis_keys_deleted": result.redis_keys_deleted,
-            "orders_deleted": result.orders_deleted,
+            "orders_deleted": orders_deleted,
         }

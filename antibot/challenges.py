@@ -1,0 +1,122 @@
+"""Proof-of-work challenges: HMAC-signed, bound to a user, a scope (the caller's: a sale),
+an expiry and a random nonce; the difficulty adapts to the scope's challenge rate.
+
+Verifying needs no Redis: the signature, scope, user, expiry and solution are checked in
+process, and the caller's atomic script spends the nonce (single use).
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.utils.crypto import salted_hmac
+
+from core.redis_store import inventory_redis, lua_script
+
+from . import keys
+from .admission import RateLimited, admission_limits
+from .proof_of_work import solution_is_valid
+
+CHALLENGE_SCRIPT = lua_script(Path(__file__).resolve().parent / "lua" / "challenge.lua")
+CHALLENGE_VERSION = "v1"
+
+
+def adaptive_difficulty(*, floor: int, rate: int) -> int:
+    """Leading zero bits to ask for when the scope issues ``rate`` challenges a second.
+
+    At or below ``ANTIBOT_POW_BASE_RATE`` a challenge costs the floor. Each doubling of the
+    rate above it adds one bit, doubling the expected work per challenge, so the hashing a
+    crowd must do grows with the crowd; capped at ``ANTIBOT_POW_MAX_DIFFICULTY``. A floor of
+    0 (proof of work off) stays 0.
+    """
+    if floor <= 0:
+        return 0
+    base = settings.ANTIBOT_POW_BASE_RATE
+    extra = math.ceil(math.log2(rate / base)) if rate > base else 0
+    return max(floor, min(floor + extra, settings.ANTIBOT_POW_MAX_DIFFICULTY))
+
+
+@dataclass(frozen=True)
+class Challenge:
+    challenge: str
+    difficulty: int
+    expires_at: datetime
+
+
+def _signature(payload: str) -> str:
+    secret = settings.ANTIBOT_CHALLENGE_SECRET or settings.SECRET_KEY
+    digest = salted_hmac("antibot.challenge", payload, secret=secret, algorithm="sha256").digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def challenge_issue(
+    *, keyspace: str, scope_id: int, user_id: int, floor_difficulty: int, client_ip: str = ""
+) -> Challenge:
+    """Sign a fresh challenge for this user and scope. Raises ``RateLimited`` when the user
+    or IP is over its window (the same windows the caller's purchases count)."""
+    limits = admission_limits()
+    rate_key = keys.challenge_rate_key(keyspace)
+    script_keys = [
+        rate_key,
+        keys.user_window_key(keyspace, user_id) if limits.user_limit else rate_key,
+        keys.ip_window_key(keyspace, client_ip) if limits.ip_limit and client_ip else rate_key,
+    ]
+    status, rate, now_ms, retry_after_ms = CHALLENGE_SCRIPT(
+        script_keys,
+        [limits.user_limit, limits.ip_limit if client_ip else 0, limits.window_seconds],
+        client=inventory_redis(),
+    )
+    if status == "RATE_LIMITED":
+        raise RateLimited(int(retry_after_ms))
+    difficulty = adaptive_difficulty(floor=floor_difficulty, rate=int(rate))
+    expires_ms = int(now_ms) + settings.ANTIBOT_CHALLENGE_TTL_SECONDS * 1000
+    nonce = secrets.token_urlsafe(12)
+    payload = f"{CHALLENGE_VERSION}.{scope_id}.{user_id}.{expires_ms}.{difficulty}.{nonce}"
+    return Challenge(
+        challenge=f"{payload}.{_signature(payload)}",
+        difficulty=difficulty,
+        expires_at=datetime.fromtimestamp(expires_ms / 1000, tz=UTC),
+    )
+
+
+class ChallengeRefused(Exception):
+    """Why a proof of work does not count; ``reason`` starts with the contract's word."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def challenge_verify(*, challenge: str | None, solution: str | None, scope_id: int, user_id: int, now_ms: int) -> str:
+    """Check a proof of work without Redis: signature, scope, user, expiry, solution.
+    Returns the challenge's nonce, which the caller's script then spends (single use).
+    Raises ``ChallengeRefused``."""
+    if not challenge:
+        raise ChallengeRefused(
+            f"missing: this sale needs a proof of work; POST /api/sales/{scope_id}/challenge/ first."
+        )
+    parts = challenge.split(".")
+    if len(parts) != 7 or parts[0] != CHALLENGE_VERSION:
+        raise ChallengeRefused("forged: this is not a challenge this server issued.")
+    payload, signature = ".".join(parts[:6]), parts[6]
+    if not hmac.compare_digest(signature, _signature(payload)):
+        raise ChallengeRefused("forged: the challenge's signature does not match.")
+    _, challenge_scope, challenge_user, expires_ms, difficulty, nonce = parts[:6]
+    if challenge_scope != str(scope_id):
+        raise ChallengeRefused("wrong sale: the challenge was issued for another sale.")
+    if challenge_user != str(user_id):
+        raise ChallengeRefused("wrong user: the challenge was issued to another user.")
+    if now_ms >= int(expires_ms):
+        raise ChallengeRefused("expired: ask for a new challenge.")
+    if not solution:
+        raise ChallengeRefused("wrong solution: no solution was sent.")
+    if not solution_is_valid(challenge, solution, int(difficulty)):
+        raise ChallengeRefused(f"wrong solution: the hash has fewer than {difficulty} leading zero bits.")
+    return nonce

@@ -1,0 +1,32 @@
+"""The anti-bot measures' Redis keys, inside a keyspace the caller owns.
+
+The caller passes its keyspace (a sale passes ``sale:{<id>}``, hash tag included), so these
+keys land on the caller's Redis Cluster slot and its scripts can touch them in one call;
+antibot itself knows nothing of what the keyspace belongs to.
+"""
+
+from __future__ import annotations
+
+
+def spent_challenge_key(keyspace: str, nonce: str) -> str:
+    """A spent proof-of-work challenge (single use)."""
+    return f"{keyspace}:pow:{nonce}"
+
+
+def user_window_key(keyspace: str, user_id: int | str) -> str:
+    """A user's calls in the current window. ``user_id`` is text only for a load
+    generator's placeholder (redis-benchmark's ``__rand_int__``)."""
+    return f"{keyspace}:rate:user:{user_id}"
+
+
+def ip_window_key(keyspace: str, ip: str) -> str:
+    return f"{keyspace}:rate:ip:{ip}"
+
+
+def challenge_rate_key(keyspace: str) -> str:
+    """Challenges issued in the current second (drives the adaptive difficulty)."""
+    return f"{keyspace}:challenges"
+
+
+def idempotency_record_key(keyspace: str, user_id: int, key_digest: str) -> str:
+    return f"{keyspace}:idem:{int(user_id)}:{key_digest}"

@@ -1,0 +1,35 @@
+"""Per-process Prometheus metric objects, updated where things happen.
+
+Several processes serve one site, so prometheus_client runs in multiprocess mode when
+``PROMETHEUS_MULTIPROC_DIR`` is set in the environment before the process starts (``make run``
+and the compose file set it and empty the directory at start); ``/metrics`` then sums every
+process's files. Stack-wide values (stock, buyers, backlog) are read at scrape time by
+``observability.collector``, never kept here.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PURCHASE_REQUESTS = Counter(
+    "flash_sale_requests",
+    "Purchase answers, by sale and answer status (success, sold_out, rate_limited, ...).",
+    ["sale", "status"],
+)
+PURCHASE_DURATION = Histogram(
+    "flash_sale_processing_duration_seconds",
+    "Time the purchase path spends in the view, from first byte read to answer built.",
+    buckets=(0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 1.0),
+)
+WS_CONNECTIONS = Gauge(
+    "flash_sale_ws_connections",
+    "Open storefront WebSocket connections, summed over live processes.",
+    multiprocess_mode="livesum",
+)
+
+
+def purchase_observed(*, sale_id: int | None, status: str, seconds: float) -> None:
+    """Count one purchase answer. ``sale_id`` None (an unknown sale) is labelled ``unknown``
+    so random ids cannot grow the label set."""
+    PURCHASE_REQUESTS.labels(sale="unknown" if sale_id is None else str(sale_id), status=status.lower()).inc()
+    PURCHASE_DURATION.observe(seconds)

@@ -1,0 +1,10 @@
+from django.urls import URLPattern, URLResolver, include, path
+
+from . import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", views.home, name="storefront-home"),
+    path("sales/<int:sale_id>/", views.sale_page, name="storefront-sale"),
+    path("orders/", views.orders_page, name="storefront-orders"),
+    path("accounts/", include("accounts.web_urls")),
+]
