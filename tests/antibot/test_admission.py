@@ -9,16 +9,11 @@ from django.test import RequestFactory, override_settings
 
 from antibot.selectors import client_ip
 from sales import inventory, keys
+from tests.clients import purchase
 from tests.factories import auth, make_sale, make_shoppers
 from tests.processes import ChildProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _purchase(server: ChildProcess, sale_id: int, token: str, **headers: str) -> httpx.Response:
-    return httpx.post(
-        f"{server.url}/api/sales/{sale_id}/purchase/", json={}, headers={**auth(token), **headers}, timeout=10
-    )
 
 
 def _let_the_redis_clock_run(sale_id: int, milliseconds: int) -> None:
@@ -33,11 +28,11 @@ def test_the_bucket_admits_its_capacity_at_once_then_its_refill_rate_per_second(
     sale = make_sale(stock=100, bucket_capacity=5, bucket_refill_per_second=2)
     tokens = [token for _, token in make_shoppers(12)]
 
-    burst = [_purchase(open_server, sale.pk, token) for token in tokens[:6]]
+    burst = [purchase(open_server, sale.pk, token) for token in tokens[:6]]
     _let_the_redis_clock_run(sale.pk, 1000)
-    after_one_second = [_purchase(open_server, sale.pk, token) for token in tokens[6:9]]
+    after_one_second = [purchase(open_server, sale.pk, token) for token in tokens[6:9]]
     _let_the_redis_clock_run(sale.pk, 500)
-    after_half_a_second = [_purchase(open_server, sale.pk, token) for token in tokens[9:11]]
+    after_half_a_second = [purchase(open_server, sale.pk, token) for token in tokens[9:11]]
 
     assert [answer.status_code for answer in burst] == [201] * 5 + [429]
     assert [answer.status_code for answer in after_one_second] == [201, 201, 429]
@@ -48,9 +43,9 @@ def test_the_bucket_admits_its_capacity_at_once_then_its_refill_rate_per_second(
 def test_a_bucket_429_says_when_a_token_will_be_there(open_server: ChildProcess) -> None:
     sale = make_sale(stock=100, bucket_capacity=1, bucket_refill_per_second=1)
     first, second = (token for _, token in make_shoppers(2))
-    assert _purchase(open_server, sale.pk, first).status_code == 201
+    assert purchase(open_server, sale.pk, first).status_code == 201
 
-    refused = _purchase(open_server, sale.pk, second)
+    refused = purchase(open_server, sale.pk, second)
 
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == "1"  # One token at one a second.
@@ -63,9 +58,9 @@ def test_the_per_user_window_counts_challenges_and_purchases_alike(guarded_serve
     (_, token), *_ = make_shoppers(1)
 
     challenge = httpx.post(f"{guarded_server.url}/api/sales/{sale.pk}/challenge/", headers=auth(token), timeout=10)
-    first = _purchase(guarded_server, sale.pk, token, **{"X-Real-IP": "198.51.100.1"})
-    second = _purchase(guarded_server, sale.pk, token, **{"X-Real-IP": "198.51.100.2"})
-    third = _purchase(guarded_server, sale.pk, token, **{"X-Real-IP": "198.51.100.3"})
+    first = purchase(guarded_server, sale.pk, token, **{"X-Real-IP": "198.51.100.1"})
+    second = purchase(guarded_server, sale.pk, token, **{"X-Real-IP": "198.51.100.2"})
+    third = purchase(guarded_server, sale.pk, token, **{"X-Real-IP": "198.51.100.3"})
 
     assert challenge.status_code == 200
     assert (first.status_code, second.json()["status"]) == (201, "ALREADY_PURCHASED")
@@ -78,8 +73,8 @@ def test_the_per_ip_window_uses_the_trusted_proxy_header(guarded_server: ChildPr
     sale = make_sale(stock=100)
     tokens = [token for _, token in make_shoppers(7)]
 
-    crowd = [_purchase(guarded_server, sale.pk, token, **{"X-Real-IP": "203.0.113.7"}) for token in tokens[:6]]
-    elsewhere = _purchase(guarded_server, sale.pk, tokens[6], **{"X-Real-IP": "203.0.113.8"})
+    crowd = [purchase(guarded_server, sale.pk, token, **{"X-Real-IP": "203.0.113.7"}) for token in tokens[:6]]
+    elsewhere = purchase(guarded_server, sale.pk, tokens[6], **{"X-Real-IP": "203.0.113.8"})
 
     assert [answer.status_code for answer in crowd] == [201] * 5 + [429]
     assert 1 <= int(crowd[-1].headers["Retry-After"]) <= 10

@@ -4,34 +4,25 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 from django.conf import settings
 
 from antibot import keys as antibot_keys
 from antibot.idempotency import IdempotentRequest, idempotency_begin
 from sales import inventory, keys
-from tests.factories import auth, make_sale, make_shoppers
+from tests.clients import purchase
+from tests.factories import make_sale, make_shoppers
 from tests.processes import ChildProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _purchase(server: ChildProcess, sale_id: int, token: str, key: str, body: bytes = b"{}") -> httpx.Response:
-    return httpx.post(
-        f"{server.url}/api/sales/{sale_id}/purchase/",
-        content=body,
-        headers={**auth(token), "Idempotency-Key": key, "Content-Type": "application/json"},
-        timeout=10,
-    )
 
 
 def test_the_same_key_from_the_same_user_replays_the_first_answer(open_server: ChildProcess) -> None:
     sale = make_sale(stock=5)
     (_, token), *_ = make_shoppers(1)
 
-    first = _purchase(open_server, sale.pk, token, "click-1")
-    retry = _purchase(open_server, sale.pk, token, "click-1")
+    first = purchase(open_server, sale.pk, token, key="click-1")
+    retry = purchase(open_server, sale.pk, token, key="click-1")
 
     assert first.status_code == retry.status_code == 201
     assert retry.json() == first.json()
@@ -41,11 +32,11 @@ def test_the_same_key_from_the_same_user_replays_the_first_answer(open_server: C
 def test_a_replayed_refusal_is_the_same_refusal(open_server: ChildProcess) -> None:
     sale = make_sale(stock=1)
     (_, winner), (_, loser) = make_shoppers(2)
-    _purchase(open_server, sale.pk, winner, "w")
+    purchase(open_server, sale.pk, winner, key="w")
 
-    first = _purchase(open_server, sale.pk, loser, "l")
+    first = purchase(open_server, sale.pk, loser, key="l")
     inventory.inventory_redis().incr(keys.stock_key(sale.pk))  # Whatever happens since...
-    retry = _purchase(open_server, sale.pk, loser, "l")
+    retry = purchase(open_server, sale.pk, loser, key="l")
 
     assert first.status_code == retry.status_code == 409
     assert retry.json() == first.json() == {"status": "SOLD_OUT", "detail": "Sold out: every unit has been sold."}
@@ -54,9 +45,9 @@ def test_a_replayed_refusal_is_the_same_refusal(open_server: ChildProcess) -> No
 def test_the_same_key_with_another_body_answers_422(open_server: ChildProcess) -> None:
     sale = make_sale(stock=5)
     (_, token), *_ = make_shoppers(1)
-    _purchase(open_server, sale.pk, token, "k", b"{}")
+    purchase(open_server, sale.pk, token, b"{}", key="k")
 
-    other = _purchase(open_server, sale.pk, token, "k", b'{"solution": "42"}')
+    other = purchase(open_server, sale.pk, token, b'{"solution": "42"}', key="k")
 
     assert other.status_code == 422
     assert other.json()["status"] == "IDEMPOTENCY_KEY_REUSED"
@@ -72,7 +63,7 @@ def test_a_request_still_in_flight_with_the_key_answers_409_in_flight(open_serve
     held_key = antibot_keys.idempotency_record_key(keys.keyspace(sale.pk), user_id, held.digest)
     assert idempotency_begin(record_key=held_key, request=held) is None
 
-    answer = _purchase(open_server, sale.pk, token, "busy")
+    answer = purchase(open_server, sale.pk, token, key="busy")
 
     assert answer.status_code == 409
     assert answer.json()["status"] == "IN_FLIGHT"
@@ -83,8 +74,8 @@ def test_keys_belong_to_one_user(open_server: ChildProcess) -> None:
     sale = make_sale(stock=5)
     (_, alice), (_, bob) = make_shoppers(2)
 
-    mine = _purchase(open_server, sale.pk, alice, "same-key").json()
-    theirs = _purchase(open_server, sale.pk, bob, "same-key").json()
+    mine = purchase(open_server, sale.pk, alice, key="same-key").json()
+    theirs = purchase(open_server, sale.pk, bob, key="same-key").json()
 
     assert mine["status"] == theirs["status"] == "SUCCESS"
     assert mine["order_id"] != theirs["order_id"]
@@ -93,7 +84,7 @@ def test_keys_belong_to_one_user(open_server: ChildProcess) -> None:
 def test_answers_are_kept_a_day_and_in_flight_claims_seconds(open_server: ChildProcess) -> None:
     sale = make_sale(stock=5)
     (user_id, token), *_ = make_shoppers(1)
-    _purchase(open_server, sale.pk, token, "kept")
+    purchase(open_server, sale.pk, token, key="kept")
     client = inventory.inventory_redis()
     stored_key = antibot_keys.idempotency_record_key(
         keys.keyspace(sale.pk), user_id, IdempotentRequest.from_header("kept", method="POST", path="/", body=b"").digest
@@ -114,7 +105,7 @@ def test_answers_are_kept_a_day_and_in_flight_claims_seconds(open_server: ChildP
 def test_a_malformed_key_answers_400(open_server: ChildProcess) -> None:
     sale = make_sale(stock=5)
     (_, token), *_ = make_shoppers(1)
-    answer = _purchase(open_server, sale.pk, token, "x" * 300)
+    answer = purchase(open_server, sale.pk, token, key="x" * 300)
     assert answer.status_code == 400
     assert answer.json()["detail"] == "Idempotency-Key must be 1 to 255 printable ASCII characters."
     assert inventory.sale_counts(sale.pk).remaining == 5
@@ -124,8 +115,8 @@ def test_a_request_refused_as_malformed_does_not_hold_its_key(open_server: Child
     sale = make_sale(stock=5)
     (_, token), *_ = make_shoppers(1)
 
-    broken = _purchase(open_server, sale.pk, token, "fix-me", b"{oops")
-    fixed = _purchase(open_server, sale.pk, token, "fix-me", b"{}")
+    broken = purchase(open_server, sale.pk, token, b"{oops", key="fix-me")
+    fixed = purchase(open_server, sale.pk, token, b"{}", key="fix-me")
 
     assert broken.status_code == 400
     assert fixed.status_code == 201

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 
-import httpx
 import pytest
 from django.test import override_settings
 
@@ -13,22 +12,13 @@ from antibot.challenges import adaptive_difficulty
 from antibot.proof_of_work import leading_zero_bits, solution_is_valid, solve
 from sales import inventory
 from sales.purchase import sale_challenge_issue
-from tests.factories import auth, make_sale, make_shopper
+from tests.clients import challenge, purchase
+from tests.factories import make_sale, make_shopper
 from tests.processes import ChildProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DIFFICULTY = 8
-
-
-def _challenge(server: ChildProcess, sale_id: int, token: str) -> dict:
-    response = httpx.post(f"{server.url}/api/sales/{sale_id}/challenge/", headers=auth(token), timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def _purchase(server: ChildProcess, sale_id: int, token: str, body: dict | None = None) -> httpx.Response:
-    return httpx.post(f"{server.url}/api/sales/{sale_id}/purchase/", json=body or {}, headers=auth(token), timeout=10)
 
 
 def _wrong_solution(challenge: str, difficulty: int) -> str:
@@ -43,7 +33,7 @@ def test_a_challenge_is_signed_bound_and_carries_the_sales_difficulty(open_serve
     sale = make_sale(pow_difficulty=DIFFICULTY)
     _, token = make_shopper()
 
-    issued = _challenge(open_server, sale.pk, token)
+    issued = challenge(open_server, sale.pk, token).json()
 
     assert set(issued) == {"challenge", "difficulty", "expires_at"}
     assert issued["difficulty"] == DIFFICULTY
@@ -55,7 +45,7 @@ def test_a_scripted_bot_without_proof_of_work_gets_403_for_every_try(open_server
     sale = make_sale(stock=5, pow_difficulty=DIFFICULTY)
     _, token = make_shopper()
 
-    answers = [_purchase(open_server, sale.pk, token) for _ in range(20)]
+    answers = [purchase(open_server, sale.pk, token) for _ in range(20)]
 
     assert Counter(answer.status_code for answer in answers) == {403: 20}
     assert {answer.json()["status"] for answer in answers} == {"POW_INVALID"}
@@ -66,11 +56,11 @@ def test_a_scripted_bot_without_proof_of_work_gets_403_for_every_try(open_server
 def test_a_solved_challenge_buys_once_and_a_replay_is_refused_as_reused(open_server: ChildProcess) -> None:
     sale = make_sale(stock=5, pow_difficulty=DIFFICULTY)
     _, token = make_shopper()
-    issued = _challenge(open_server, sale.pk, token)
+    issued = challenge(open_server, sale.pk, token).json()
     body = {"challenge": issued["challenge"], "solution": solve(issued["challenge"], issued["difficulty"])}
 
-    first = _purchase(open_server, sale.pk, token, body)
-    replay = _purchase(open_server, sale.pk, token, body)
+    first = purchase(open_server, sale.pk, token, body)
+    replay = purchase(open_server, sale.pk, token, body)
 
     assert first.status_code == 201
     assert replay.status_code == 403
@@ -82,24 +72,24 @@ def test_another_users_challenge_is_refused(open_server: ChildProcess) -> None:
     sale = make_sale(stock=5, pow_difficulty=DIFFICULTY)
     _, alice = make_shopper()
     _, bob = make_shopper()
-    issued = _challenge(open_server, sale.pk, alice)
+    issued = challenge(open_server, sale.pk, alice).json()
     body = {"challenge": issued["challenge"], "solution": solve(issued["challenge"], issued["difficulty"])}
 
-    stolen = _purchase(open_server, sale.pk, bob, body)
+    stolen = purchase(open_server, sale.pk, bob, body)
 
     assert stolen.status_code == 403
     assert stolen.json()["detail"] == "wrong user: the challenge was issued to another user."
-    assert _purchase(open_server, sale.pk, alice, body).status_code == 201
+    assert purchase(open_server, sale.pk, alice, body).status_code == 201
 
 
 def test_a_challenge_for_another_sale_is_refused(open_server: ChildProcess) -> None:
     here = make_sale(pow_difficulty=DIFFICULTY)
     there = make_sale(pow_difficulty=DIFFICULTY)
     _, token = make_shopper()
-    issued = _challenge(open_server, there.pk, token)
+    issued = challenge(open_server, there.pk, token).json()
     body = {"challenge": issued["challenge"], "solution": solve(issued["challenge"], issued["difficulty"])}
 
-    answer = _purchase(open_server, here.pk, token, body)
+    answer = purchase(open_server, here.pk, token, body)
 
     assert answer.status_code == 403
     assert answer.json()["detail"] == "wrong sale: the challenge was issued for another sale."
@@ -113,7 +103,7 @@ def test_an_expired_challenge_is_refused(open_server: ChildProcess) -> None:
         issued = sale_challenge_issue(sale_id=sale.pk, user_id=user.pk)
     body = {"challenge": issued.challenge, "solution": solve(issued.challenge, issued.difficulty)}
 
-    answer = _purchase(open_server, sale.pk, token, body)
+    answer = purchase(open_server, sale.pk, token, body)
 
     assert answer.status_code == 403
     assert answer.json()["detail"] == "expired: ask for a new challenge."
@@ -131,10 +121,10 @@ def test_an_expired_challenge_is_refused(open_server: ChildProcess) -> None:
 def test_a_forged_challenge_is_refused(open_server: ChildProcess, tamper, detail: str) -> None:  # type: ignore[no-untyped-def]
     sale = make_sale(pow_difficulty=DIFFICULTY)
     _, token = make_shopper()
-    issued = _challenge(open_server, sale.pk, token)
+    issued = challenge(open_server, sale.pk, token).json()
     forged = tamper(issued["challenge"])
 
-    answer = _purchase(open_server, sale.pk, token, {"challenge": forged, "solution": "1"})
+    answer = purchase(open_server, sale.pk, token, {"challenge": forged, "solution": "1"})
 
     assert answer.status_code == 403
     assert answer.json()["detail"].startswith(detail)
@@ -143,9 +133,9 @@ def test_a_forged_challenge_is_refused(open_server: ChildProcess, tamper, detail
 def test_a_wrong_solution_is_refused_and_names_the_difficulty(open_server: ChildProcess) -> None:
     sale = make_sale(stock=3, pow_difficulty=DIFFICULTY)
     _, token = make_shopper()
-    issued = _challenge(open_server, sale.pk, token)
+    issued = challenge(open_server, sale.pk, token).json()
 
-    answer = _purchase(
+    answer = purchase(
         open_server,
         sale.pk,
         token,
@@ -159,7 +149,7 @@ def test_a_wrong_solution_is_refused_and_names_the_difficulty(open_server: Child
 
 def test_a_sale_without_proof_of_work_needs_no_challenge(open_server: ChildProcess) -> None:
     sale = make_sale(pow_difficulty=0)
-    assert _purchase(open_server, sale.pk, make_shopper()[1]).status_code == 201
+    assert purchase(open_server, sale.pk, make_shopper()[1]).status_code == 201
 
 
 def test_the_solver_and_the_rule_agree_with_sha256() -> None:

@@ -3,7 +3,6 @@ PostgreSQL): every answer of the table, the body shapes, and the zero-SQL hot pa
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 
@@ -15,16 +14,10 @@ from orders.models import Order
 from sales import inventory, keys
 from sales.soldout import sold_out_markers
 from sales.warming import sale_meta_for
+from tests.clients import purchase
 from tests.factories import auth, make_sale, make_shopper
 
 pytestmark = pytest.mark.django_db
-
-
-def purchase(client: Client, sale_id: int, token: str | None, body: object = None, **headers: str):  # type: ignore[no-untyped-def]
-    if token is not None:
-        headers = {**auth(token), **headers}
-    data = "" if body is None else (body if isinstance(body, (str, bytes)) else json.dumps(body))
-    return client.post(f"/api/sales/{sale_id}/purchase/", data, content_type="application/json", headers=headers)
 
 
 def test_a_win_answers_201_with_the_order_id_and_the_stock_left(client: Client) -> None:

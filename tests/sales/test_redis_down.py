@@ -9,25 +9,22 @@ from django.test import Client
 from core.process_state import forget_process_state
 from flashsale_project.localservers import LocalRedis
 from sales import inventory
-from tests.factories import auth, make_sale, make_shopper
+from tests.clients import purchase
+from tests.factories import make_sale, make_shopper
 
 pytestmark = pytest.mark.django_db
-
-
-def _purchase(client: Client, sale_id: int, token: str):  # type: ignore[no-untyped-def]
-    return client.post(f"/api/sales/{sale_id}/purchase/", "{}", content_type="application/json", headers=auth(token))
 
 
 def test_redis_down_answers_503_with_retry_after_and_buys_nothing(client: Client, own_redis: LocalRedis) -> None:
     sale = make_sale(stock=3)
     _, first = make_shopper()
     _, second = make_shopper()
-    assert _purchase(client, sale.pk, first).status_code == 201  # This process knows the sale now.
+    assert purchase(client, sale.pk, first).status_code == 201  # This process knows the sale now.
 
     own_redis.stop()
-    while_down = _purchase(client, sale.pk, second)
+    while_down = purchase(client, sale.pk, second)
     forget_process_state()
-    cold_while_down = _purchase(client, sale.pk, second)
+    cold_while_down = purchase(client, sale.pk, second)
 
     for response in (while_down, cold_while_down):
         assert response.status_code == 503
@@ -36,5 +33,5 @@ def test_redis_down_answers_503_with_retry_after_and_buys_nothing(client: Client
     own_redis.start()
     counts = inventory.sale_counts(sale.pk)
     assert (counts.remaining, counts.buyers, counts.stream_length) == (2, 1, 1)
-    assert _purchase(client, sale.pk, second).status_code == 201
+    assert purchase(client, sale.pk, second).status_code == 201
     assert inventory.sale_counts(sale.pk).remaining == 1
