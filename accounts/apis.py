@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.contrib.auth import authenticate, get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
@@ -9,9 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import InvalidRequest
+from core.errors import InvalidRequest, Unauthenticated
 
-from .services import token_issue, user_register
+from .selectors import AUTHORIZATION_SCHEMES, user_id_for_token
+from .services import IssuedToken, token_issue, user_register
+
+
+def _expiry(issued: IssuedToken) -> str:
+    return serializers.DateTimeField().to_representation(datetime.fromtimestamp(issued.expires_at, tz=UTC))
 
 
 class RegisterApi(APIView):
@@ -43,7 +50,8 @@ class RegisterApi(APIView):
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         username = serializers.CharField()
-        token = serializers.CharField()
+        token = serializers.CharField(help_text="Send it as Authorization: Token <token> (or Bearer).")
+        expires_at = serializers.DateTimeField(help_text="Ask /api/auth/token/ for a new one before then.")
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer}, summary="Register a shopper")
     def post(self, request: Request) -> Response:
@@ -53,7 +61,7 @@ class RegisterApi(APIView):
             issued = user_register(**given.validated_data)
         except IntegrityError:  # Lost a race with another sign-up for the same name.
             raise serializers.ValidationError({"username": ["That username is taken."]}) from None
-        body = {"id": issued.user_id, "username": issued.username, "token": issued.token}
+        body = {"id": issued.user_id, "username": issued.username, "token": issued.token, "expires_at": _expiry(issued)}
         return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
@@ -68,13 +76,30 @@ class TokenApi(APIView):
 
     @extend_schema_serializer(component_name="TokenOutput")
     class OutputSerializer(serializers.Serializer):
-        token = serializers.CharField()
+        token = serializers.CharField(help_text="Send it as Authorization: Token <token> (or Bearer).")
+        expires_at = serializers.DateTimeField()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer}, summary="Get an API token")
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer},
+        summary="Get an access token",
+        description=(
+            "With a username and password; or, to renew a token before it expires, with no body and "
+            "Authorization: Token <token>."
+        ),
+    )
     def post(self, request: Request) -> Response:
-        given = self.InputSerializer(data=request.data)
-        given.is_valid(raise_exception=True)
-        user = authenticate(request, **given.validated_data)
-        if user is None:
-            raise InvalidRequest("Unknown username or wrong password.")
-        return Response(self.OutputSerializer({"token": token_issue(user=user).token}).data)
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, token = header.partition(" ")
+        if scheme in AUTHORIZATION_SCHEMES and not request.data:
+            user = get_user_model().objects.filter(pk=user_id_for_token(token.strip()), is_active=True).first()
+            if user is None:
+                raise Unauthenticated("The token's user is no longer active.")
+        else:
+            given = self.InputSerializer(data=request.data)
+            given.is_valid(raise_exception=True)
+            user = authenticate(request, **given.validated_data)
+            if user is None:
+                raise InvalidRequest("Unknown username or wrong password.")
+        issued = token_issue(user=user)
+        return Response(self.OutputSerializer({"token": issued.token, "expires_at": _expiry(issued)}).data)

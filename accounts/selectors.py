@@ -1,14 +1,14 @@
 """Who is asking, answered without SQL on the purchase path.
 
-A token or a session resolves to a user id through a short-lived in-process table, then
-Django's cache (Redis), and only then PostgreSQL; every answer from PostgreSQL is written
-back to the cache. Revoking a token deletes its cache entry; a process keeps what it knew
-for at most ``LOCAL_TTL_SECONDS``.
+An access token (``accounts.tokens``) is verified in process: its signature, its expiry and
+the revoked set this process keeps (``accounts.revocation``); no Redis, no SQL. A session
+cookie costs a read of the session (Django's cache, one Redis round trip) and the session's
+password hash, checked against a short-lived in-process table, then the cache, and only
+then PostgreSQL.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 
 from cachetools import TTLCache
@@ -17,44 +17,37 @@ from django.core.cache import cache
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.crypto import constant_time_compare
-from rest_framework.authtoken.models import Token
 
 from core.errors import Forbidden, Unauthenticated
+from core.events import event_listener
 from core.process_state import forgets_process_state
 
+from .revocation import revocations
+from .tokens import TokenRefused, access_token_verify
+
+AUTHORIZATION_SCHEMES = ("Token", "Bearer")
 LOCAL_TTL_SECONDS = 30.0
 CACHE_TTL_SECONDS = 3600
 _LOCAL_MAX_ENTRIES = 200_000
-_MISSING = -1  # cached "no such token / inactive user", so a bad token cannot hammer SQL
-
 # Request threads share these tables; cachetools' caches are not thread-safe on their own.
 _lock = threading.Lock()
-_tokens: TTLCache[str, int] = TTLCache(maxsize=_LOCAL_MAX_ENTRIES, ttl=LOCAL_TTL_SECONDS)
 _session_hashes: TTLCache[int, str] = TTLCache(maxsize=_LOCAL_MAX_ENTRIES, ttl=LOCAL_TTL_SECONDS)
-
-
-def token_cache_key(token_key: str) -> str:
-    return "auth:token:" + hashlib.sha256(token_key.encode()).hexdigest()
 
 
 def session_hash_cache_key(user_id: int) -> str:
     return f"auth:session-hash:{int(user_id)}"
 
 
-def user_id_for_token(token_key: str) -> int | None:
-    """The active user owning ``token_key``, or None."""
-    with _lock:
-        hit = _tokens.get(token_key)
-    if hit is not None:
-        return hit if hit != _MISSING else None
-    user_id = cache.get(token_cache_key(token_key))
-    if user_id is None:
-        row = Token.objects.filter(key=token_key, user__is_active=True).values_list("user_id", flat=True).first()
-        user_id = row if row is not None else _MISSING
-        cache.set(token_cache_key(token_key), user_id, CACHE_TTL_SECONDS if row else 60)
-    with _lock:
-        _tokens[token_key] = int(user_id)
-    return int(user_id) if user_id != _MISSING else None
+def user_id_for_token(token: str) -> int:
+    """The user an access token names, checked in process. Raises ``Unauthenticated``."""
+    try:
+        claims = access_token_verify(token)
+    except TokenRefused as refused:
+        raise Unauthenticated(str(refused)) from None
+    event_listener.ensure_running()  # Revocations arrive through it.
+    if revocations.refuses(claims):
+        raise Unauthenticated("The token was revoked; ask for a new one.")
+    return claims.user_id
 
 
 def session_auth_hash(user_id: int) -> str | None:
@@ -94,7 +87,6 @@ def user_id_for_session(request: HttpRequest) -> int | None:
 def forget_local_identities() -> None:
     """Drop this process's in-memory tables (tests, and after a mass revocation)."""
     with _lock:
-        _tokens.clear()
         _session_hashes.clear()
 
 
@@ -113,21 +105,19 @@ def _csrf_refusal(request: HttpRequest) -> str | None:
 
 
 def request_user_id(request: HttpRequest) -> int:
-    """The caller's user id, from ``Authorization: Token <key>`` or the session cookie
-    (which must carry a CSRF token, as every cookie-authenticated write does).
+    """The caller's user id, from ``Authorization: Token <token>`` (or ``Bearer <token>``) or
+    the session cookie (which must carry a CSRF token, as every cookie-authenticated write
+    does).
 
     Raises ``Unauthenticated`` (401) or ``Forbidden`` (403, CSRF).
     """
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
-        scheme, _, token_key = header.partition(" ")
-        token_key = token_key.strip()
-        if scheme != "Token" or not token_key or len(token_key) > 64 or " " in token_key:
-            raise Unauthenticated("Send Authorization: Token <key>.")
-        user_id = user_id_for_token(token_key)
-        if user_id is None:
-            raise Unauthenticated("The token is not valid.")
-        return user_id
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme not in AUTHORIZATION_SCHEMES or not token or " " in token:
+            raise Unauthenticated("Send Authorization: Token <token>.")
+        return user_id_for_token(token)
     user_id = user_id_for_session(request)
     if user_id is None:
         raise Unauthenticated()

@@ -40,6 +40,10 @@ class RateLimited(ApplicationError):
     http_status = 429
     code = "RATE_LIMITED"
 
-    def __init__(self, retry_after_ms: int) -> None:
+    def __init__(self, retry_after_ms: int, *, reason: str = "") -> None:
         seconds = max(1, math.ceil(retry_after_ms / 1000))
-        super().__init__(f"Too many attempts; try again in {seconds} s.", headers={"Retry-After": str(seconds)})
+        super().__init__(
+            f"Too many attempts; try again in {seconds} s.",
+            headers={"Retry-After": str(seconds)},
+            extra={"reason": reason} if reason else None,
+        )

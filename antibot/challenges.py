@@ -21,7 +21,7 @@ from django.utils.crypto import salted_hmac
 from core.redis_store import inventory_redis, lua_script
 
 from . import keys
-from .admission import RateLimited, admission_limits
+from .admission import AdmissionLimits, RateLimited, admission_limits
 from .proof_of_work import solution_is_valid
 
 CHALLENGE_SCRIPT = lua_script(Path(__file__).resolve().parent / "lua" / "challenge.lua")
@@ -57,11 +57,18 @@ def _signature(payload: str) -> str:
 
 
 def challenge_issue(
-    *, keyspace: str, scope_id: int, user_id: int, floor_difficulty: int, client_ip: str = ""
+    *,
+    keyspace: str,
+    scope_id: int,
+    user_id: int,
+    floor_difficulty: int,
+    client_ip: str = "",
+    limits: AdmissionLimits | None = None,
 ) -> Challenge:
     """Sign a fresh challenge for this user and scope. Raises ``RateLimited`` when the user
-    or IP is over its window (the same windows the caller's purchases count)."""
-    limits = admission_limits()
+    or IP is over its window, counted in Redis with ``limits`` (the settings' by default;
+    ``NO_LIMITS`` when the caller counted them itself)."""
+    limits = admission_limits() if limits is None else limits
     rate_key = keys.challenge_rate_key(keyspace)
     script_keys = [
         rate_key,

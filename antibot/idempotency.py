@@ -14,7 +14,8 @@ from typing import Any
 from django.conf import settings
 
 from core.errors import ApplicationError, InvalidRequest
-from core.redis_store import inventory_redis, lua_script
+from core.redis_store import lua_script
+from core.steps import CommandCall, ScriptCall
 
 IDEMPOTENCY_BEGIN_SCRIPT = lua_script(Path(__file__).resolve().parent / "lua" / "idempotency_begin.lua")
 
@@ -40,33 +41,34 @@ class IdempotentRequest:
         return cls(digest=hashlib.sha256(key.encode()).hexdigest()[:32], fingerprint=fingerprint)
 
 
-def idempotency_begin(*, record_key: str, request: IdempotentRequest) -> dict[str, Any] | None:
-    """Claim the key for this request. Returns None when this request holds it now, or the
-    record already stored: an earlier answer to replay, or ``{"status": "IN_FLIGHT"}`` while
-    the first request is still being answered. Raises ``IdempotencyKeyReused`` when the key
-    came with another request."""
+def idempotency_begin_call(*, record_key: str, request: IdempotentRequest) -> ScriptCall:
+    """Claim the key for this request (``lua/idempotency_begin.lua``); read the reply with
+    ``idempotency_held``."""
     in_flight = json.dumps({"fingerprint": request.fingerprint, "status": "IN_FLIGHT"})
-    held = IDEMPOTENCY_BEGIN_SCRIPT(
-        [record_key], [in_flight, settings.ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS], client=inventory_redis()
+    return ScriptCall(
+        IDEMPOTENCY_BEGIN_SCRIPT, (record_key,), (in_flight, settings.ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS)
     )
-    if not held:
+
+
+def idempotency_held(reply: str | None, *, request: IdempotentRequest) -> dict[str, Any] | None:
+    """None when this request holds the key now; otherwise the record already stored: an
+    earlier answer to replay, or ``{"status": "IN_FLIGHT"}`` while the first request is still
+    being answered. Raises ``IdempotencyKeyReused`` when the key came with another request."""
+    if not reply:
         return None
-    record: dict[str, Any] = json.loads(held)
+    record: dict[str, Any] = json.loads(reply)
     if record.get("fingerprint") != request.fingerprint:
         raise IdempotencyKeyReused()
     return record
 
 
-def idempotency_finish(*, record_key: str, request: IdempotentRequest, record: dict[str, Any]) -> None:
+def idempotency_finish_call(*, record_key: str, request: IdempotentRequest, record: dict[str, Any]) -> CommandCall:
     """Store an answer decided outside the caller's script (which stores its own)."""
-    inventory_redis().set(
-        record_key,
-        json.dumps({"fingerprint": request.fingerprint, **record}),
-        ex=settings.ANTIBOT_IDEMPOTENCY_TTL_SECONDS,
-    )
+    stored = json.dumps({"fingerprint": request.fingerprint, **record})
+    return CommandCall(("SET", record_key, stored, "EX", settings.ANTIBOT_IDEMPOTENCY_TTL_SECONDS))
 
 
-def idempotency_release(*, record_key: str) -> None:
+def idempotency_release_call(*, record_key: str) -> CommandCall:
     """Drop the in-flight claim of a request that ended in an error, so a corrected retry
     with the same key is not refused."""
-    inventory_redis().delete(record_key)
+    return CommandCall(("DEL", record_key))

@@ -17,11 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
-from accounts.selectors import CACHE_TTL_SECONDS, token_cache_key
+from accounts.tokens import access_token_issue
 from antibot.proof_of_work import solve
 from orders.tasks import drain_sale_orders
 from sales import inventory
@@ -55,8 +53,8 @@ class ShopperPool:
 
 
 def shoppers_create(count: int, *, batch_size: int = 5000) -> list[Shopper]:
-    """Users with API tokens, bulk-inserted, each token warmed into the cache as the token
-    endpoint does (so the purchase path identifies them without SQL)."""
+    """Users with access tokens, bulk-inserted (a token is signed in process: nothing to
+    store, the purchase path verifies it without SQL or Redis)."""
     users_model = get_user_model()
     made: list[Shopper] = []
     run = uuid.uuid4().hex[:8]
@@ -65,9 +63,7 @@ def shoppers_create(count: int, *, batch_size: int = 5000) -> list[Shopper]:
         users = users_model.objects.bulk_create(
             [users_model(username=f"bench-{run}-{start + n}", password="!") for n in range(size)]
         )
-        tokens = Token.objects.bulk_create([Token(user=user, key=Token.generate_key()) for user in users])
-        cache.set_many({token_cache_key(token.key): token.user_id for token in tokens}, CACHE_TTL_SECONDS)
-        made.extend(Shopper(user_id=token.user_id, token=token.key) for token in tokens)
+        made.extend(Shopper(user_id=user.pk, token=access_token_issue(user_id=user.pk).token) for user in users)
     return made
 
 

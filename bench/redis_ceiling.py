@@ -45,20 +45,21 @@ class CeilingResult:
     note: str = ""
 
 
-def purchase_call(
-    sale_id: int, *, user: str, order_id: str, nonce: str, user_limit: int = 10
-) -> tuple[list[str], list[str]]:
-    """The winning path's call (a per-user window of ``user_limit`` a second, a challenge to
-    spend), built by ``sales.inventory.purchase_script_call`` like every purchase, with
-    ``user`` and ``nonce`` as text so redis-benchmark's ``__rand_int__`` can stand in."""
-    script_keys, args = inventory.purchase_script_call(
-        sale_id=sale_id,
-        user_id=user,
-        order_id=order_id,
-        limits=inventory.AdmissionLimits(user_limit=user_limit, window_seconds=1, challenge_ttl_seconds=1800),
-        challenge_nonce=nonce,
+def purchase_call(sale_id: int, *, user: str, order_id: str, nonce: str) -> tuple[list[str], list[str]]:
+    """The winning path's call (a challenge to spend), built by ``sales.inventory.purchase_call``
+    like every purchase, with ``user`` and ``nonce`` as text so redis-benchmark's
+    ``__rand_int__`` can stand in."""
+    call = inventory.purchase_call(
+        sale_id=sale_id, user_id=user, order_id=order_id, challenge_nonce=nonce, challenge_ttl_seconds=1800
     )
-    return script_keys, [str(arg) for arg in args]
+    return list(call.keys), [str(arg) for arg in call.args]
+
+
+def _statuses(client: redis.Redis, sale_id: int, *, requests: int, buyers_before: int) -> dict[str, int]:
+    """What the runs answered, as far as Redis shows it (the script no longer counts its
+    answers; the web processes do): wins are new buyers, the rest said no."""
+    won = int(client.hlen(keys.buyers_key(sale_id))) - buyers_before
+    return {"SUCCESS": won, "not SUCCESS": requests - won}
 
 
 def redis_benchmark_binary() -> str | None:
@@ -72,7 +73,7 @@ CEILING_VARIANTS = {
     "empty": "empty script (EVALSHA alone)",
 }
 """What redis-benchmark runs: the winning call (the ceiling), and for where the time goes, the
-same script answering SOLD_OUT (4 of its 16 calls), the reference script and an empty one."""
+same script answering SOLD_OUT, the reference script and an empty one."""
 
 
 def ceiling_with_redis_benchmark(
@@ -82,6 +83,7 @@ def ceiling_with_redis_benchmark(
     which it sells first."""
     client = redis.Redis(host=host, port=port, decode_responses=True)
     label = CEILING_VARIANTS[variant]
+    buyers_before = int(client.hlen(keys.buyers_key(sale_id)))
     if variant == "reference":
         sha = client.script_load(REFERENCE_SCRIPT)
         command = ["EVALSHA", sha, "2", keys.stock_key(sale_id), keys.buyers_key(sale_id), "__rand_int__"]
@@ -104,7 +106,7 @@ def ceiling_with_redis_benchmark(
     if not rows:
         raise RuntimeError(f"redis-benchmark printed nothing usable: {run.stdout[-1000:]}")
     row = rows[-1]
-    stats = {str(name): int(count) for name, count in client.hgetall(keys.stats_key(sale_id)).items()}
+    stats = _statuses(client, sale_id, requests=requests, buyers_before=buyers_before)
     client.close()
     return CeilingResult(
         method="redis-benchmark",
@@ -123,17 +125,15 @@ def ceiling_with_redis_benchmark(
     )
 
 
-def _pipelined_worker(job: tuple[str, int, int, int, int, int]) -> int:
-    url, sale_id, first, count, batch, user_limit = job
+def _pipelined_worker(job: tuple[str, int, int, int, int]) -> int:
+    url, sale_id, first, count, batch = job
     client = redis.Redis.from_url(url, decode_responses=True)
     done = 0
     while done < count:
         size = min(batch, count - done)
         with client.pipeline(transaction=False) as pipe:
             for n in range(first + done, first + done + size):
-                script_keys, args = purchase_call(
-                    sale_id, user=str(n), order_id=str(uuid.uuid4()), nonce=f"n{n}", user_limit=user_limit
-                )
+                script_keys, args = purchase_call(sale_id, user=str(n), order_id=str(uuid.uuid4()), nonce=f"n{n}")
                 pipe.evalsha(PURCHASE_SCRIPT.sha, len(script_keys), *script_keys, *args)
             pipe.execute()
         done += size
@@ -142,7 +142,7 @@ def _pipelined_worker(job: tuple[str, int, int, int, int, int]) -> int:
 
 
 def purchases_pipelined(
-    *, url: str, sale_id: int, first_user: int, count: int, processes: int = 2, batch: int = 64, user_limit: int = 10
+    *, url: str, sale_id: int, first_user: int, count: int, processes: int = 2, batch: int = 64
 ) -> float:
     """Run the purchase script ``count`` times for users ``first_user ...`` from ``processes``
     pipelining clients. Returns the wall time."""
@@ -151,7 +151,7 @@ def purchases_pipelined(
     client.close()
     share = -(-count // processes)
     jobs = [
-        (url, sale_id, first_user + index * share, min(share, count - index * share), batch, user_limit)
+        (url, sale_id, first_user + index * share, min(share, count - index * share), batch)
         for index in range(processes)
         if count - index * share > 0
     ]
@@ -162,9 +162,10 @@ def purchases_pipelined(
 
 
 def ceiling_with_python(*, url: str, sale_id: int, requests: int) -> CeilingResult:
-    wall = purchases_pipelined(url=url, sale_id=sale_id, first_user=1, count=requests)
     client = redis.Redis.from_url(url, decode_responses=True)
-    stats = {str(name): int(count) for name, count in client.hgetall(keys.stats_key(sale_id)).items()}
+    buyers_before = int(client.hlen(keys.buyers_key(sale_id)))
+    wall = purchases_pipelined(url=url, sale_id=sale_id, first_user=1, count=requests)
+    stats = _statuses(client, sale_id, requests=requests, buyers_before=buyers_before)
     client.close()
     return CeilingResult(
         method="python-pipelined",
@@ -190,11 +191,10 @@ class MemoryResult:
 def memory_per_buyers(*, url: str, sale_id: int, buyers: int) -> MemoryResult:
     """Redis memory a sale's buyers take: ``buyers`` wins through the purchase script (each
     spending a challenge), measured as ``used_memory`` growth, scaled to 100,000 buyers.
-    Per-user windows are left out: each lives one window (a second), so how many are still
-    there when memory is read is a matter of timing, not of buyers."""
+    (Per-user windows are counted in the web processes, not in Redis.)"""
     client = redis.Redis.from_url(url, decode_responses=True)
     before = int(client.info("memory")["used_memory"])
-    purchases_pipelined(url=url, sale_id=sale_id, first_user=1, count=buyers, user_limit=0)
+    purchases_pipelined(url=url, sale_id=sale_id, first_user=1, count=buyers)
     after = int(client.info("memory")["used_memory"])
     scale = 100_000 / buyers
     mib = 1024 * 1024
@@ -212,5 +212,5 @@ def memory_per_buyers(*, url: str, sale_id: int, buyers: int) -> MemoryResult:
             "spent_challenges": round(rest * scale / mib, 1),
         },
         note="Spent challenges live for the challenge TTL (60 s by default); the buyers hash and the order "
-        "stream stay until the sale is reset; per-user windows (one second each) are not counted.",
+        "stream stay until the sale is reset.",
     )

@@ -122,6 +122,8 @@ def purchase_answer_response(answer: PurchaseAnswer, *, sale_id: int) -> Purchas
         body["order_id"] = answer.order_id
     if answer.status is PurchaseStatus.SUCCESS:
         body["remaining_stock"] = answer.remaining_stock
+    if answer.reason:
+        body["reason"] = answer.reason
     response = PurchaseResponse(body, status=_HTTP_STATUS[answer.status])
     if answer.retry_after_seconds is not None:
         response["Retry-After"] = str(answer.retry_after_seconds)
@@ -152,6 +154,14 @@ class PurchaseApi(HotPathApi):
         order_id = serializers.UUIDField()
         remaining_stock = serializers.IntegerField()
 
+    @extend_schema_serializer(component_name="PurchaseRateLimited")
+    class RateLimitedSerializer(ErrorSerializer):
+        reason = serializers.ChoiceField(
+            choices=["bucket", "crowd", "user", "ip"],
+            help_text="What said no: the sale's token bucket, stock-aware admission (more shoppers than "
+            "units left), your account's or your address's window.",
+        )
+
     @extend_schema_serializer(component_name="PurchaseRejected")
     class RejectedSerializer(ErrorSerializer):
         order_id = serializers.UUIDField(required=False, help_text="ALREADY_PURCHASED: the order held.")
@@ -176,7 +186,10 @@ class PurchaseApi(HotPathApi):
                 RejectedSerializer, description="SOLD_OUT, ALREADY_PURCHASED, NOT_STARTED, ENDED, IN_FLIGHT"
             ),
             422: OpenApiResponse(ErrorSerializer, description="IDEMPOTENCY_KEY_REUSED"),
-            429: OpenApiResponse(ErrorSerializer, description="RATE_LIMITED (Retry-After set)"),
+            429: OpenApiResponse(
+                RateLimitedSerializer,
+                description="RATE_LIMITED (Retry-After set); reason: bucket, crowd, user or ip",
+            ),
             503: OpenApiResponse(ErrorSerializer, description="UNAVAILABLE (Retry-After set)"),
         },
         summary="Try to buy one unit",

@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any, cast
 
 from antibot import keys as antibot_keys
-from antibot.admission import NO_LIMITS, AdmissionLimits
 from core.redis_store import inventory_redis, lua_script
+from core.steps import ScriptCall, run_step
 
 from . import keys
 
 _LUA = Path(__file__).resolve().parent / "lua"
 PURCHASE_SCRIPT = lua_script(_LUA / "purchase.lua")
 RELEASE_SCRIPT = lua_script(_LUA / "release.lua")
+LEASE_SCRIPT = lua_script(_LUA / "lease.lua")
+SALE_STATE_SCRIPT = lua_script(_LUA / "sale_state.lua")
+HOLDERS_SCRIPT = lua_script(_LUA / "holders.lua")
 
 
 class ScriptStatus(StrEnum):
@@ -30,7 +33,6 @@ class ScriptStatus(StrEnum):
     ALREADY_PURCHASED = "ALREADY_PURCHASED"
     NOT_STARTED = "NOT_STARTED"
     ENDED = "ENDED"
-    RATE_LIMITED = "RATE_LIMITED"
     POW_REUSED = "POW_REUSED"
     NO_SALE = "NO_SALE"
 
@@ -46,84 +48,99 @@ class ScriptAnswer:
     kick_drain: bool
     now_ms: int
 
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> ScriptAnswer:
+        status, order_id, remaining, retry_after_ms, kick, now_ms = reply
+        return cls(ScriptStatus(status), order_id, int(remaining), int(retry_after_ms), kick == 1, int(now_ms))
 
-def purchase_script_call(
+
+def purchase_call(
     *,
     sale_id: int,
     user_id: int | str,
     order_id: str,
-    client_ip: str = "",
-    limits: AdmissionLimits = NO_LIMITS,
     challenge_nonce: str = "",
+    challenge_ttl_seconds: int = 0,
     idempotency_digest: str = "",
     idempotency_fingerprint: str = "",
     idempotency_ttl_seconds: int = 0,
     drain_kick_ms: int = 250,
-) -> tuple[list[str], list[str | int]]:
-    """The KEYS and ARGV of ``lua/purchase.lua`` for one attempt: the script's contract, in
-    one place. ``user_id`` is text only for a load generator's placeholder (the benchmark's
+) -> ScriptCall:
+    """One attempt of ``lua/purchase.lua``: the script's KEYS and ARGV contract, in one place.
+    ``user_id`` is text only for a load generator's placeholder (the benchmark's
     redis-benchmark run)."""
     meta = keys.meta_key(sale_id)
     keyspace = keys.keyspace(sale_id)
-    script_keys = [
-        meta,
-        keys.stock_key(sale_id),
-        keys.buyers_key(sale_id),
-        keys.orders_stream_key(sale_id),
-        keys.bucket_key(sale_id),
-        keys.stats_key(sale_id),
-        keys.drain_kick_key(sale_id),
-        antibot_keys.user_window_key(keyspace, user_id) if limits.user_limit else meta,
-        antibot_keys.ip_window_key(keyspace, client_ip) if limits.ip_limit and client_ip else meta,
-        antibot_keys.spent_challenge_key(keyspace, challenge_nonce) if challenge_nonce else meta,
-        antibot_keys.idempotency_record_key(keyspace, int(user_id), idempotency_digest) if idempotency_digest else meta,
-        keys.returned_buyers_key(sale_id),
-    ]
-    args: list[str | int] = [
-        user_id,
-        order_id,
-        keys.EVENTS_CHANNEL,
-        limits.user_limit,
-        limits.ip_limit if client_ip else 0,
-        limits.window_seconds,
-        limits.challenge_ttl_seconds if challenge_nonce else 0,
-        idempotency_fingerprint if idempotency_digest else "",
-        idempotency_ttl_seconds,
-        drain_kick_ms,
-    ]
-    return script_keys, args
+    spend_challenge = bool(challenge_nonce) and challenge_ttl_seconds > 0
+    return ScriptCall(
+        PURCHASE_SCRIPT,
+        (
+            meta,
+            keys.stock_key(sale_id),
+            keys.buyers_key(sale_id),
+            keys.returned_buyers_key(sale_id),
+            keys.orders_stream_key(sale_id),
+            keys.drain_kick_key(sale_id),
+            antibot_keys.spent_challenge_key(keyspace, challenge_nonce) if spend_challenge else meta,
+            antibot_keys.idempotency_record_key(keyspace, int(user_id), idempotency_digest)
+            if idempotency_digest
+            else meta,
+        ),
+        (
+            user_id,
+            order_id,
+            keys.EVENTS_CHANNEL,
+            drain_kick_ms,
+            challenge_ttl_seconds if spend_challenge else 0,
+            idempotency_fingerprint if idempotency_digest else "",
+            idempotency_ttl_seconds,
+        ),
+    )
 
 
-def purchase_run(
-    *,
-    sale_id: int,
-    user_id: int,
-    order_id: str,
-    client_ip: str = "",
-    limits: AdmissionLimits = NO_LIMITS,
-    challenge_nonce: str = "",
-    idempotency_digest: str = "",
-    idempotency_fingerprint: str = "",
-    idempotency_ttl_seconds: int = 0,
-    drain_kick_ms: int = 250,
-) -> ScriptAnswer:
-    """Run one purchase attempt (see ``lua/purchase.lua`` for the steps). One round trip."""
-    script_keys, args = purchase_script_call(
-        sale_id=sale_id,
-        user_id=user_id,
-        order_id=order_id,
-        client_ip=client_ip,
-        limits=limits,
-        challenge_nonce=challenge_nonce,
-        idempotency_digest=idempotency_digest,
-        idempotency_fingerprint=idempotency_fingerprint,
-        idempotency_ttl_seconds=idempotency_ttl_seconds,
-        drain_kick_ms=drain_kick_ms,
+def purchase_run(*, sale_id: int, user_id: int, order_id: str, **options: Any) -> ScriptAnswer:
+    """Run one purchase attempt on this process's client (see ``lua/purchase.lua`` for the
+    steps), with none of the funnel in front: one round trip."""
+    call = purchase_call(sale_id=sale_id, user_id=user_id, order_id=order_id, **options)
+    return ScriptAnswer.from_reply(run_step(inventory_redis(), call))
+
+
+def lease_call(*, sale_id: int, want: int) -> ScriptCall:
+    """Take up to ``want`` tokens of the sale's bucket (``lua/lease.lua``)."""
+    return ScriptCall(LEASE_SCRIPT, (keys.meta_key(sale_id), keys.bucket_key(sale_id)), (max(1, int(want)),))
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    granted: int  # -1: no such sale
+    retry_after_ms: int
+    now_ms: int
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> Lease:
+        granted, retry_after_ms, now_ms = reply
+        return cls(int(granted), int(retry_after_ms), int(now_ms))
+
+
+def sale_state_call(sale_id: int) -> ScriptCall:
+    """The meta, the stock and the Redis clock in one round trip (``lua/sale_state.lua``)."""
+    return ScriptCall(SALE_STATE_SCRIPT, (keys.meta_key(sale_id), keys.stock_key(sale_id)), ())
+
+
+def holders_call(sale_id: int, user_id: int | None = None) -> ScriptCall:
+    """Every holder of the sale, or the one order ``user_id`` holds (``lua/holders.lua``)."""
+    return ScriptCall(
+        HOLDERS_SCRIPT,
+        (keys.buyers_key(sale_id), keys.returned_buyers_key(sale_id)),
+        ("" if user_id is None else int(user_id),),
     )
-    status, won_order_id, remaining, retry_after_ms, kick, now_ms = PURCHASE_SCRIPT(
-        script_keys, args, client=inventory_redis()
-    )
-    return ScriptAnswer(ScriptStatus(status), won_order_id, int(remaining), int(retry_after_ms), kick == 1, int(now_ms))
+
+
+def holders_from_reply(reply: list[list[str]]) -> dict[int, str]:
+    holders: dict[int, str] = {}
+    for flat in reversed(reply):  # Returned buyers first, current buyers win.
+        holders.update({int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)})
+    return holders
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +184,7 @@ class SaleMeta:
     pow_difficulty: int
     bucket_capacity: int
     bucket_refill_per_second: int
+    crowd_factor: float = 0.0
 
     def as_hash(self) -> dict[str, str | int]:
         return {
@@ -180,6 +198,7 @@ class SaleMeta:
             "pow_difficulty": self.pow_difficulty,
             "bucket_capacity": self.bucket_capacity,
             "bucket_refill_per_second": self.bucket_refill_per_second,
+            "crowd_factor": str(self.crowd_factor),
         }
 
     @classmethod
@@ -195,6 +214,7 @@ class SaleMeta:
             pow_difficulty=int(raw["pow_difficulty"]),
             bucket_capacity=int(raw["bucket_capacity"]),
             bucket_refill_per_second=int(raw["bucket_refill_per_second"]),
+            crowd_factor=float(raw.get("crowd_factor") or 0),
         )
 
 

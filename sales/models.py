@@ -83,6 +83,16 @@ class FlashSale(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Purchase attempts admitted per second once the burst is spent.",
     )
+    crowd_factor = models.DecimalField(
+        max_digits=4,
+        decimal_places=1,
+        default=Decimal("2.0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text=(
+            "Stock-aware admission: each web process lets at most this many attempts per unit left "
+            "through to Redis per second; the rest hear 429 (reason: crowd). 0 turns it off."
+        ),
+    )
     warmed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -95,6 +105,7 @@ class FlashSale(models.Model):
             models.CheckConstraint(condition=Q(per_user_limit=1), name="flashsale_one_unit_per_buyer"),
             models.CheckConstraint(condition=Q(pow_difficulty__lte=32), name="flashsale_pow_difficulty_max_32"),
             models.CheckConstraint(condition=Q(bucket_capacity__gt=0), name="flashsale_bucket_capacity_positive"),
+            models.CheckConstraint(condition=Q(crowd_factor__gte=0), name="flashsale_crowd_factor_not_negative"),
             models.CheckConstraint(
                 condition=Q(bucket_refill_per_second__gt=0), name="flashsale_bucket_refill_positive"
             ),

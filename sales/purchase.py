@@ -1,9 +1,20 @@
 """The hot path: one purchase attempt, from the caller's identity to a typed answer.
 
-Once the sale is warm an attempt makes no SQL query and at most one Redis round trip (two
-with an Idempotency-Key, none when this process already saw the sale sell out); it never
-waits for PostgreSQL or Celery. The order of the checks follows DESIGN.md's funnel: the local
-sold-out marker, the proof of work in process, then ``purchase.lua``, atomic.
+The attempt is written once, as steps (``core.steps``): the WSGI processes drive it on a
+blocking Redis client, the TCP door on an asyncio one. In the funnel's order
+(DESIGN.md, "The purchase path"), each layer answering what it can without the next:
+
+1. the sale's meta, remembered by the process for ``FLASHSALE_META_LOCAL_SECONDS`` (one
+   call when stale, which also brings the stock and the Redis clock);
+2. the local answers (``sales.funnel``): a winner's order, the window, the sold-out marker,
+   the per-user and per-IP windows, stock-aware crowd admission;
+3. the proof of work, checked in process;
+4. a bucket token, leased from Redis in batches;
+5. ``purchase.lua``: one round trip, atomic.
+
+A winning attempt costs the script's round trip (and a lease call per batch); a "no" from
+layers 2-4 costs none once the process knows the sale. Every answer is counted
+(``sales.tally``). Nothing here waits for PostgreSQL or Celery.
 """
 
 from __future__ import annotations
@@ -18,21 +29,30 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from cachetools import TTLCache, cached
+from cachetools import TLRUCache
 from celery import current_app
 from django.conf import settings
 
 from antibot import keys as antibot_keys
-from antibot.admission import admission_limits
+from antibot.admission import NO_LIMITS, RateLimited
 from antibot.challenges import Challenge, ChallengeRefused, challenge_issue, challenge_verify
-from antibot.idempotency import IdempotentRequest, idempotency_begin, idempotency_finish, idempotency_release
+from antibot.idempotency import (
+    IdempotentRequest,
+    idempotency_begin_call,
+    idempotency_finish_call,
+    idempotency_held,
+    idempotency_release_call,
+)
 from core.errors import InvalidRequest, NotFound
+from core.events import event_listener
 from core.process_state import forgets_process_state
+from core.steps import DatabaseWork, Steps, drive
 
 from . import inventory, keys
-from .inventory import ScriptAnswer, ScriptStatus
+from .funnel import Shed, Verdict, funnel, lease_batch
+from .inventory import Lease, ScriptAnswer, ScriptStatus
 from .models import FlashSale
-from .soldout import sold_out_markers
+from .tally import tally
 from .warming import sale_meta_for, sale_warm
 
 DRAIN_TASK = "orders.tasks.drain_sale_orders"
@@ -52,14 +72,18 @@ class PurchaseStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PurchaseAnswer:
-    """The outcome of one attempt; the API turns it into the contract's answer."""
+    """The outcome of one attempt; the API turns it into the contract's answer.
+    ``reason`` names what said RATE_LIMITED: ``bucket``, ``crowd``, ``user`` or ``ip``."""
 
     status: PurchaseStatus
     order_id: str | None = None
     remaining_stock: int | None = None
     retry_after_seconds: int | None = None
     detail: str = ""
+    reason: str = ""
     kick_drain: bool = field(default=False, compare=False)
+    decided_here: bool = field(default=False, compare=False)
+    """Answered without the script, which stores its own answers under an Idempotency-Key."""
 
 
 class SaleNotFound(NotFound):
@@ -67,45 +91,101 @@ class SaleNotFound(NotFound):
 
 
 _MAX_SALE_ID = 2**63 - 1
-META_LOCAL_SECONDS = 2.0
-_meta_seen: TTLCache[int, inventory.SaleMeta] = TTLCache(maxsize=10_000, ttl=META_LOCAL_SECONDS)
+
+
+def _meta_expiry(_sale_id: int, _meta: inventory.SaleMeta, now: float) -> float:
+    return now + settings.FLASHSALE_META_LOCAL_SECONDS
+
+
+_meta_seen: TLRUCache[int, inventory.SaleMeta] = TLRUCache(maxsize=10_000, ttu=_meta_expiry)
+_meta_lock = threading.Lock()
 forgets_process_state(_meta_seen.clear)
 
 
-@cached(_meta_seen, lock=threading.Lock())
-def sale_meta_current(sale_id: int) -> inventory.SaleMeta:
-    """The sale's meta as loaded in Redis, remembered by this process for a moment.
+def _sale_updated(event: dict[str, object]) -> None:
+    """An operator moved the sale's window or plan (``warming.sale_warm`` publishes it): the
+    next attempt reads the meta afresh instead of waiting out ``FLASHSALE_META_LOCAL_SECONDS``."""
+    try:
+        sale_id = int(event["sale_id"])  # type: ignore[call-overload]
+    except (KeyError, TypeError, ValueError):
+        return
+    _forget_meta(sale_id)
+    funnel.forget_window(sale_id)
+
+
+event_listener.listen(keys.SALE_UPDATES_CHANNEL, _sale_updated)
+
+
+def sale_meta_steps(sale_id: int) -> Steps[inventory.SaleMeta]:
+    """The sale's meta as loaded in Redis, remembered by this process for
+    ``FLASHSALE_META_LOCAL_SECONDS``; each read also tells the funnel the stock and the Redis
+    clock.
 
     A sale missing from Redis is loaded from PostgreSQL if it exists: the one SQL query a
     purchase can cause, and only before beat or the admin warmed the sale.
     Raises ``SaleNotFound``.
     """
+    with _meta_lock:
+        meta = _meta_seen.get(sale_id)
+    if meta is not None:
+        return meta
     if not 0 < sale_id <= _MAX_SALE_ID:
         raise SaleNotFound()
-    meta = inventory.sale_meta(sale_id)
-    if meta is None:
-        sale = FlashSale.objects.select_related("product").filter(pk=sale_id).first()
-        if sale is None:
+    asked_at_ms = time.time() * 1000
+    raw_meta, remaining, redis_now_ms = yield inventory.sale_state_call(sale_id)
+    answered_at_ms = time.time() * 1000
+    if raw_meta:
+        meta = inventory.SaleMeta.from_hash(dict(zip(raw_meta[::2], raw_meta[1::2], strict=True)))
+    else:
+        meta = yield DatabaseWork(lambda: _warm_from_database(sale_id))
+        if meta is None:
             raise SaleNotFound()
-        sale_warm(sale=sale)
-        meta = sale_meta_for(sale)
+        remaining = -1
+    funnel.heard_state(
+        sale_id,
+        starts_at_ms=meta.starts_at_ms,
+        ends_at_ms=meta.ends_at_ms,
+        crowd_factor=meta.crowd_factor,
+        remaining=int(remaining),
+        redis_now_ms=int(redis_now_ms),
+        local_now_ms=(asked_at_ms + answered_at_ms) / 2,
+    )
+    with _meta_lock:
+        _meta_seen[sale_id] = meta
     return meta
+
+
+def _warm_from_database(sale_id: int) -> inventory.SaleMeta | None:
+    sale = FlashSale.objects.select_related("product").filter(pk=sale_id).first()
+    if sale is None:
+        return None
+    sale_warm(sale=sale)
+    return sale_meta_for(sale)
+
+
+def sale_meta_current(sale_id: int) -> inventory.SaleMeta:
+    return drive(sale_meta_steps(sale_id))
 
 
 def sale_challenge_issue(*, sale_id: int, user_id: int, client_ip: str = "") -> Challenge:
     """A proof-of-work challenge for this shopper and sale, at the sale's difficulty floor
-    (raised by the sale's challenge rate). Raises ``SaleNotFound`` and ``RateLimited``."""
+    (raised by the sale's challenge rate). A challenge request counts in the same per-user and
+    per-IP windows as purchases (in this process). Raises ``SaleNotFound`` and ``RateLimited``."""
     meta = sale_meta_current(sale_id)
+    over = funnel.count_windows(sale_id, user_id=user_id, client_ip=client_ip)
+    if over.shed is not None:
+        raise RateLimited(over.retry_after_ms, reason=over.shed.value)
     return challenge_issue(
         keyspace=keys.keyspace(sale_id),
         scope_id=sale_id,
         user_id=user_id,
         floor_difficulty=meta.pow_difficulty,
         client_ip=client_ip,
+        limits=NO_LIMITS,
     )
 
 
-def purchase_attempt(
+def purchase_steps(
     *,
     sale_id: int,
     user_id: int,
@@ -113,40 +193,44 @@ def purchase_attempt(
     challenge: str | None = None,
     solution: str | None = None,
     idempotency: IdempotentRequest | None = None,
-) -> PurchaseAnswer:
-    """Try to buy one unit of ``sale_id`` for ``user_id``. The purchase script is atomic: any
-    failure leaves nothing half-done.
+) -> Steps[PurchaseAnswer]:
+    """One attempt to buy a unit of ``sale_id`` for ``user_id``, as steps (module docstring).
 
     Raises ``SaleNotFound``, ``IdempotencyKeyReused``, and Redis connection errors (the API
-    answers 503).
+    answers 503); the purchase script is atomic, so a failure leaves nothing half-done.
     """
-    meta = sale_meta_current(sale_id)
-    record_key = (
-        antibot_keys.idempotency_record_key(keys.keyspace(sale_id), user_id, idempotency.digest)
-        if idempotency is not None
-        else ""
-    )
+    meta = yield from sale_meta_steps(sale_id)
+    tally.count(sale_id, "arrived")
+    record_key = ""
     if idempotency is not None:
-        held = idempotency_begin(record_key=record_key, request=idempotency)
+        record_key = antibot_keys.idempotency_record_key(keys.keyspace(sale_id), user_id, idempotency.digest)
+        held = idempotency_held(
+            (yield idempotency_begin_call(record_key=record_key, request=idempotency)), request=idempotency
+        )
         if held is not None:
-            return answer_from_record(held)
+            answer = answer_from_record(held)
+            tally.count(sale_id, f"answer:{answer.status}")
+            return answer
     try:
-        return _purchase(
-            meta,
-            user_id=user_id,
-            client_ip=client_ip,
-            challenge=challenge,
-            solution=solution,
-            idempotency=idempotency,
-            record_key=record_key,
+        answer = yield from _attempt(
+            meta, user_id=user_id, client_ip=client_ip, challenge=challenge, solution=solution, idempotency=idempotency
         )
     except Exception:
         if idempotency is not None:
-            idempotency_release(record_key=record_key)
+            yield idempotency_release_call(record_key=record_key)
         raise
+    tally.count(sale_id, f"answer:{answer.status}")
+    if idempotency is not None and answer.decided_here:
+        yield idempotency_finish_call(record_key=record_key, request=idempotency, record=_record(answer))
+    return answer
 
 
-def _purchase(
+def purchase_attempt(**attempt: Any) -> PurchaseAnswer:
+    """``purchase_steps`` on this process's blocking client."""
+    return drive(purchase_steps(**attempt))
+
+
+def _attempt(
     meta: inventory.SaleMeta,
     *,
     user_id: int,
@@ -154,15 +238,17 @@ def _purchase(
     challenge: str | None,
     solution: str | None,
     idempotency: IdempotentRequest | None,
-    record_key: str,
-) -> PurchaseAnswer:
+) -> Steps[PurchaseAnswer]:
     sale_id = meta.sale_id
-    if sold_out_markers.is_sold_out(sale_id):
-        return _decided_before_script(
-            PurchaseAnswer(PurchaseStatus.SOLD_OUT, detail=_DETAILS[PurchaseStatus.SOLD_OUT]),
-            idempotency=idempotency,
-            record_key=record_key,
-        )
+    local = funnel.live
+    if local:
+        if not funnel.winners_known(sale_id):
+            funnel.heard_holders(sale_id, inventory.holders_from_reply((yield inventory.holders_call(sale_id))))
+        verdict = funnel.admit(sale_id, user_id=user_id, client_ip=client_ip)
+        if verdict.shed is not None:
+            tally.count(sale_id, f"shed:{verdict.shed}")
+            return _shed_answer(verdict)
+
     nonce = ""
     if meta.pow_difficulty > 0:
         try:
@@ -174,45 +260,61 @@ def _purchase(
                 now_ms=int(time.time() * 1000),
             )
         except ChallengeRefused as refused:
-            return _decided_before_script(
-                PurchaseAnswer(PurchaseStatus.POW_INVALID, detail=refused.reason),
-                idempotency=idempotency,
-                record_key=record_key,
-            )
+            tally.count(sale_id, "shed:pow")
+            return PurchaseAnswer(PurchaseStatus.POW_INVALID, detail=refused.reason, decided_here=True)
+
+    token = funnel.take_token(sale_id)
+    if token is None:
+        lease = Lease.from_reply((yield inventory.lease_call(sale_id=sale_id, want=_lease_want(meta))))
+        if lease.granted < 0:
+            _forget_meta(sale_id)
+            raise SaleNotFound("The sale is being reloaded; try again.")
+        token = funnel.leased(sale_id, granted=lease.granted, retry_after_ms=lease.retry_after_ms)
+    if token.shed is not None:
+        if not local:  # The winners table may be stale: a winner hears their order anyway.
+            held = yield inventory.holders_call(sale_id, user_id)
+            if held:
+                token = Verdict(Shed.WINNER, order_id=held)
+        tally.count(sale_id, f"shed:{token.shed}")
+        return _shed_answer(token)
+
     order_id = str(uuid.uuid4())
-    ran = inventory.purchase_run(
-        sale_id=sale_id,
-        user_id=user_id,
-        order_id=order_id,
-        client_ip=client_ip,
-        limits=admission_limits(),
-        challenge_nonce=nonce,
-        idempotency_digest=idempotency.digest if idempotency else "",
-        idempotency_fingerprint=idempotency.fingerprint if idempotency else "",
-        idempotency_ttl_seconds=settings.ANTIBOT_IDEMPOTENCY_TTL_SECONDS,
-        drain_kick_ms=settings.FLASHSALE_DRAIN_KICK_MS,
+    tally.count(sale_id, "script")
+    ran = ScriptAnswer.from_reply(
+        (
+            yield inventory.purchase_call(
+                sale_id=sale_id,
+                user_id=user_id,
+                order_id=order_id,
+                challenge_nonce=nonce,
+                challenge_ttl_seconds=settings.ANTIBOT_CHALLENGE_TTL_SECONDS if nonce else 0,
+                idempotency_digest=idempotency.digest if idempotency else "",
+                idempotency_fingerprint=idempotency.fingerprint if idempotency else "",
+                idempotency_ttl_seconds=settings.ANTIBOT_IDEMPOTENCY_TTL_SECONDS,
+                drain_kick_ms=settings.FLASHSALE_DRAIN_KICK_MS,
+            )
+        )
     )
     if ran.status is ScriptStatus.NO_SALE:  # Reset between the meta read and the script.
-        _meta_seen.pop(sale_id, None)
+        _forget_meta(sale_id)
         raise SaleNotFound("The sale is being reloaded; try again.")
     if ran.status is ScriptStatus.ALREADY_PURCHASED and ran.order_id == order_id:
         # The connection dropped after the script ran and the client ran it again: the unit
         # held is the one this very request won.
         ran = dataclasses.replace(ran, status=ScriptStatus.SUCCESS)
-    if ran.status is ScriptStatus.SOLD_OUT or (ran.status is ScriptStatus.SUCCESS and ran.remaining == 0):
-        sold_out_markers.mark(sale_id, seen_at_ms=ran.now_ms)
+    funnel.heard_answer(
+        sale_id, status=ran.status, user_id=user_id, order_id=ran.order_id, remaining=ran.remaining, now_ms=ran.now_ms
+    )
     return answer_from_script(ran)
 
 
-def _decided_before_script(
-    answer: PurchaseAnswer, *, idempotency: IdempotentRequest | None, record_key: str
-) -> PurchaseAnswer:
-    """An answer given without the script, stored under the Idempotency-Key as the script
-    stores its own."""
-    if idempotency is not None:
-        record = {"status": answer.status.value, "detail": answer.detail}
-        idempotency_finish(record_key=record_key, request=idempotency, record=record)
-    return answer
+def _lease_want(meta: inventory.SaleMeta) -> int:
+    return lease_batch(meta.bucket_refill_per_second, meta.bucket_capacity)
+
+
+def _forget_meta(sale_id: int) -> None:
+    with _meta_lock:
+        _meta_seen.pop(sale_id, None)
 
 
 _DETAILS = {
@@ -224,21 +326,49 @@ _DETAILS = {
     PurchaseStatus.IN_FLIGHT: "A request with this Idempotency-Key is still being answered; retry shortly.",
     PurchaseStatus.POW_INVALID: "reused: this challenge was already spent.",
 }
+_REASONS = {
+    Shed.BUCKET: "Too many attempts on this sale right now",
+    Shed.CROWD: "More shoppers are trying than units are left",
+    Shed.USER: "Too many attempts from your account",
+    Shed.IP: "Too many attempts from your address",
+}
 
 
-def _rate_limited(retry_after_ms: int) -> PurchaseAnswer:
+def _rate_limited(retry_after_ms: int, reason: str) -> PurchaseAnswer:
     retry_after = max(1, math.ceil(retry_after_ms / 1000))
+    why = _REASONS.get(Shed(reason), "Too many attempts") if reason else "Too many attempts"
     return PurchaseAnswer(
         PurchaseStatus.RATE_LIMITED,
         retry_after_seconds=retry_after,
-        detail=f"Too many attempts; try again in {retry_after} s.",
+        detail=f"{why}; try again in {retry_after} s.",
+        reason=reason,
     )
+
+
+def _shed_answer(verdict: Verdict) -> PurchaseAnswer:
+    return dataclasses.replace(_answer_for(verdict), decided_here=True)
+
+
+def _answer_for(verdict: Verdict) -> PurchaseAnswer:
+    shed = verdict.shed
+    if shed is Shed.WINNER:
+        return PurchaseAnswer(
+            PurchaseStatus.ALREADY_PURCHASED,
+            order_id=verdict.order_id,
+            detail=_DETAILS[PurchaseStatus.ALREADY_PURCHASED],
+        )
+    if shed is Shed.NOT_STARTED:
+        return PurchaseAnswer(PurchaseStatus.NOT_STARTED, detail=_DETAILS[PurchaseStatus.NOT_STARTED])
+    if shed is Shed.ENDED:
+        return PurchaseAnswer(PurchaseStatus.ENDED, detail=_DETAILS[PurchaseStatus.ENDED])
+    if shed is Shed.SOLD_OUT:
+        return PurchaseAnswer(PurchaseStatus.SOLD_OUT, detail=_DETAILS[PurchaseStatus.SOLD_OUT])
+    assert shed is not None
+    return _rate_limited(verdict.retry_after_ms, shed.value)
 
 
 def answer_from_script(ran: ScriptAnswer) -> PurchaseAnswer:
     """The contract's answer to what ``purchase.lua`` decided."""
-    if ran.status is ScriptStatus.RATE_LIMITED:
-        return _rate_limited(ran.retry_after_ms)
     status = PurchaseStatus.POW_INVALID if ran.status is ScriptStatus.POW_REUSED else PurchaseStatus(ran.status)
     return PurchaseAnswer(
         status,
@@ -249,12 +379,23 @@ def answer_from_script(ran: ScriptAnswer) -> PurchaseAnswer:
     )
 
 
+def _record(answer: PurchaseAnswer) -> dict[str, Any]:
+    record: dict[str, Any] = {"status": answer.status.value, "detail": answer.detail}
+    if answer.order_id:
+        record["order_id"] = answer.order_id
+    if answer.retry_after_seconds is not None:
+        record["retry_after_ms"] = answer.retry_after_seconds * 1000
+    if answer.reason:
+        record["reason"] = answer.reason
+    return record
+
+
 def answer_from_record(record: dict[str, Any]) -> PurchaseAnswer:
-    """The answer stored under an Idempotency-Key (by the script or by ``purchase_attempt``)."""
+    """The answer stored under an Idempotency-Key (by the script or by ``purchase_steps``)."""
     raw_status = record["status"]
     status = PurchaseStatus.POW_INVALID if raw_status == ScriptStatus.POW_REUSED else PurchaseStatus(raw_status)
     if status is PurchaseStatus.RATE_LIMITED:
-        return _rate_limited(int(record.get("retry_after_ms") or 0))
+        return _rate_limited(int(record.get("retry_after_ms") or 0), str(record.get("reason") or ""))
     remaining = record.get("remaining")
     return PurchaseAnswer(
         status,

@@ -38,6 +38,7 @@ def sale_create(
     pow_difficulty: int = 0,
     bucket_capacity: int = 1000,
     bucket_refill_per_second: int = 500,
+    crowd_factor: Decimal | float = Decimal("2.0"),
 ) -> FlashSale:
     sale = FlashSale(
         product=product,
@@ -48,6 +49,7 @@ def sale_create(
         pow_difficulty=pow_difficulty,
         bucket_capacity=bucket_capacity,
         bucket_refill_per_second=bucket_refill_per_second,
+        crowd_factor=Decimal(str(crowd_factor)),
     )
     sale.full_clean()
     sale.save()

@@ -40,6 +40,7 @@ def sale_meta_for(sale: FlashSale) -> inventory.SaleMeta:
         pow_difficulty=sale.pow_difficulty,
         bucket_capacity=sale.bucket_capacity,
         bucket_refill_per_second=sale.bucket_refill_per_second,
+        crowd_factor=float(sale.crowd_factor),
     )
 
 

@@ -84,16 +84,16 @@ def own_redis(tmp_path: Path, settings: Settings) -> Iterator[LocalRedis]:
     """A Redis of this test's own, which the test may stop and start again, and whose
     command counter counts this process's calls alone. The inventory client and the
     sold-out listener follow it, and go back to the session's Redis afterwards."""
+    from core.events import event_listener
     from core.redis_store import inventory_redis
-    from sales.soldout import sold_out_markers
 
     server = LocalRedis(data_dir=tmp_path / "redis", port=free_port()).start()
     settings.REDIS_URL = server.url
     inventory_redis.cache_clear()
-    sold_out_markers.restart_listener()
+    event_listener.restart()
     yield server
     inventory_redis.cache_clear()
-    sold_out_markers.restart_listener()
+    event_listener.restart()
     server.stop()
 
 

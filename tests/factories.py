@@ -8,12 +8,10 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
-from accounts.selectors import CACHE_TTL_SECONDS, token_cache_key
 from accounts.services import token_issue
+from accounts.tokens import access_token_issue
 from sales.models import FlashSale, Product
 from sales.services import product_create, sale_create
 from sales.warming import sale_warm
@@ -66,16 +64,13 @@ def make_user(*, username: str | None = None, email: str | None = None, password
 
 
 def make_shopper(**kwargs: object) -> tuple[User, str]:
-    """A user and their API token, warmed into the cache as the token endpoint does once
-    its transaction commits (tests run inside one that never commits)."""
+    """A user and their access token."""
     user = make_user(**kwargs)  # type: ignore[arg-type]
-    token = token_issue(user=user).token
-    cache.set(token_cache_key(token), user.pk, CACHE_TTL_SECONDS)
-    return user, token
+    return user, token_issue(user=user).token
 
 
 def make_shoppers(count: int, *, prefix: str = "crowd") -> list[tuple[int, str]]:
-    """Many shoppers at once (bulk inserts), as (user id, token) pairs with warm tokens."""
+    """Many shoppers at once (bulk inserts), as (user id, access token) pairs."""
     users_model = get_user_model()
     batch = next(_sequence)
     users = users_model.objects.bulk_create(
@@ -84,9 +79,7 @@ def make_shoppers(count: int, *, prefix: str = "crowd") -> list[tuple[int, str]]
             for n in range(count)
         ]
     )
-    tokens = Token.objects.bulk_create([Token(user=user, key=Token.generate_key()) for user in users])
-    cache.set_many({token_cache_key(token.key): token.user_id for token in tokens}, CACHE_TTL_SECONDS)
-    return [(token.user_id, token.key) for token in tokens]
+    return [(user.pk, access_token_issue(user_id=user.pk).token) for user in users]
 
 
 def auth(token: str) -> dict[str, str]:

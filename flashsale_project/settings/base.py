@@ -22,7 +22,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "channels",
     "django_prometheus",
@@ -142,7 +141,7 @@ LOGOUT_REDIRECT_URL = "storefront-home"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.AccessTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
@@ -159,6 +158,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
 }
+# Access tokens (docs/accounts.md): signed here, verified in process by every web process.
+# ACCESS_TOKEN_KEYS is "<key id>:<secret>,..." (the first signs, all verify; dropping one
+# refuses its tokens); empty: one key derived from SECRET_KEY.
+ACCESS_TOKEN_KEYS = env.list("ACCESS_TOKEN_KEYS", default=[])
+ACCESS_TOKEN_LIFETIME_SECONDS = env.int("ACCESS_TOKEN_LIFETIME_SECONDS", default=3600)
 # Request bodies on this API are tiny; anything large is refused before it is read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
 
@@ -213,6 +217,12 @@ FLASHSALE_PAYMENT_WINDOW_SECONDS = env.int("FLASHSALE_PAYMENT_WINDOW_SECONDS", d
 # A win kicks a drain task at most once per this many milliseconds per sale; a drain that
 # ends inside the window runs once more when it closes (no win waits for beat).
 FLASHSALE_DRAIN_KICK_MS = env.int("FLASHSALE_DRAIN_KICK_MS", default=250)
+# A web process re-reads a sale's meta (window, plan, stock, the Redis clock) this often;
+# an operator's change is announced at once anyway.
+FLASHSALE_META_LOCAL_SECONDS = env.float("FLASHSALE_META_LOCAL_SECONDS", default=2.0)
+# Stock-aware admission counts attempts per interval of this length (the sale's crowd_factor
+# times the stock left is what each process lets through per interval).
+FLASHSALE_CROWD_INTERVAL_MS = env.int("FLASHSALE_CROWD_INTERVAL_MS", default=1000)
 # Stream entries a worker turns into orders per transaction.
 FLASHSALE_DRAIN_BATCH_SIZE = env.int("FLASHSALE_DRAIN_BATCH_SIZE", default=500)
 # Sales stay watched (reconciled, listed as active) this long after they end.

@@ -19,9 +19,10 @@ redis.call('HDEL', KEYS[3], user)
 redis.call('HSET', KEYS[4], user, order_id)
 local remaining = redis.call('INCR', KEYS[2])
 local meta = redis.call('HMGET', KEYS[1], 'product_id', 'sale_id')
--- The stock-return event: same shape as a purchase's; remaining went up.
+-- The stock-return event: same shape as a purchase's (the order id included: the buyer
+-- keeps hearing ALREADY_PURCHASED with it); remaining went up.
 redis.call('PUBLISH', ARGV[3], cjson.encode({
     product_id = tonumber(meta[1]), sale_id = tonumber(meta[2]), buyer = tonumber(user),
-    remaining = remaining, timestamp = now_ms,
+    remaining = remaining, timestamp = now_ms, order_id = order_id,
 }))
 return {'RETURNED', remaining}

@@ -8,7 +8,9 @@ import pytest
 from django.conf import settings
 
 from antibot import keys as antibot_keys
-from antibot.idempotency import IdempotentRequest, idempotency_begin
+from antibot.idempotency import IdempotentRequest, idempotency_begin_call, idempotency_held
+from core.redis_store import inventory_redis
+from core.steps import run_step
 from sales import inventory, keys
 from tests.clients import purchase
 from tests.factories import make_sale, make_shoppers
@@ -61,7 +63,8 @@ def test_a_request_still_in_flight_with_the_key_answers_409_in_flight(open_serve
     # Another request with this key has claimed it and is still being answered.
     held = IdempotentRequest.from_header("busy", method="POST", path=path, body=b"{}")
     held_key = antibot_keys.idempotency_record_key(keys.keyspace(sale.pk), user_id, held.digest)
-    assert idempotency_begin(record_key=held_key, request=held) is None
+    claim = run_step(inventory_redis(), idempotency_begin_call(record_key=held_key, request=held))
+    assert idempotency_held(claim, request=held) is None
 
     answer = purchase(open_server, sale.pk, token, key="busy")
 
@@ -97,7 +100,7 @@ def test_answers_are_kept_a_day_and_in_flight_claims_seconds(open_server: ChildP
 
     claim = IdempotentRequest.from_header("claimed", method="POST", path="/x/", body=b"{}")
     claim_key = antibot_keys.idempotency_record_key(keys.keyspace(sale.pk), user_id, claim.digest)
-    idempotency_begin(record_key=claim_key, request=claim)
+    run_step(inventory_redis(), idempotency_begin_call(record_key=claim_key, request=claim))
     claim_ttl = client.ttl(claim_key)
     assert 0 < claim_ttl <= settings.ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS
 

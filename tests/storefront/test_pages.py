@@ -7,12 +7,12 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 
 from accounts.selectors import forget_local_identities, session_hash_cache_key
 from orders.models import Order
@@ -146,7 +146,7 @@ def test_sign_up_creates_a_shopper_logs_them_in_and_returns_them_to_the_sale(cli
 
     assert page.status_code == 302
     assert page["Location"] == f"/sales/{sale.pk}/"
-    user = Token.objects.get(user__username="cleo").user  # Registered like the API does.
+    user = get_user_model().objects.get(username="cleo")
     assert cache.get(session_hash_cache_key(user.pk)) == user.get_session_auth_hash()
     assert "Log out" in client.get("/").content.decode()
 

@@ -18,7 +18,6 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from accounts.services import token_issue
 from sales.models import FlashSale, Product
 from sales.services import product_create, sale_create
 from sales.warming import sale_warm
@@ -81,7 +80,6 @@ class Command(BaseCommand):
                 else:
                     user = users.objects.create_user(username, f"{username}@example.com", password)
                 saved[username] = password
-            token_issue(user=user)
             shown[username] = saved.get(username, "")
         if password_file is not None:
             password_file.write_text(json.dumps(saved, indent=2), encoding="utf-8")

@@ -1,0 +1,74 @@
+"""Revoking access tokens before they expire: every token of a user issued before an
+instant is refused, by every process, within the time a pub/sub message takes.
+
+Redis keeps ``auth:revoked`` (user id -> "not before", Redis-clock ms) so a process that
+starts, or whose subscription comes back after an outage, loads the whole set; the
+``flashsale_auth_revocations`` channel carries each revocation to the processes listening.
+An entry matters for ``ACCESS_TOKEN_LIFETIME_SECONDS`` at most (older tokens expired anyway),
+so the hash expires that long after the last revocation.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+
+from core.events import event_listener
+from core.process_state import forgets_process_state
+from core.redis_store import inventory_redis
+
+from .tokens import TokenClaims
+
+REVOKED_KEY = "auth:revoked"
+REVOCATIONS_CHANNEL = "flashsale_auth_revocations"
+
+
+class Revocations:
+    def __init__(self) -> None:
+        self._not_before: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def refuses(self, claims: TokenClaims) -> bool:
+        """The hot path's check: one dict lookup."""
+        not_before = self._not_before.get(claims.user_id)
+        return not_before is not None and claims.issued_at_ms < not_before
+
+    def heard(self, event: dict[str, object]) -> None:
+        try:
+            user_id, not_before = int(event["user_id"]), int(event["not_before_ms"])  # type: ignore[call-overload]
+        except (KeyError, TypeError, ValueError):
+            return
+        with self._lock:
+            self._not_before[user_id] = max(not_before, self._not_before.get(user_id, 0))
+
+    def reload(self) -> None:
+        """The whole set from Redis (the subscription just went live: nothing was missed
+        from here on, and anything missed before is in the hash)."""
+        stored = inventory_redis().hgetall(REVOKED_KEY)
+        with self._lock:
+            for user, not_before in stored.items():  # type: ignore[union-attr]
+                self._not_before[int(user)] = max(int(not_before), self._not_before.get(int(user), 0))
+
+    def forget(self) -> None:
+        with self._lock:
+            self._not_before.clear()
+
+
+revocations = Revocations()
+forgets_process_state(revocations.forget)
+event_listener.listen(REVOCATIONS_CHANNEL, revocations.heard)
+event_listener.on_live(revocations.reload)
+
+
+def user_tokens_revoke(*, user_id: int) -> int:
+    """Refuse every token issued to the user until now. Returns the instant (Redis ms)."""
+    client = inventory_redis()
+    seconds, microseconds = client.time()
+    not_before_ms = int(seconds) * 1000 + int(microseconds) // 1000 + 1
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hset(REVOKED_KEY, str(user_id), not_before_ms)
+        pipe.expire(REVOKED_KEY, settings.ACCESS_TOKEN_LIFETIME_SECONDS + 60)
+        pipe.publish(REVOCATIONS_CHANNEL, f'{{"user_id": {int(user_id)}, "not_before_ms": {not_before_ms}}}')
+        pipe.execute()
+    return not_before_ms

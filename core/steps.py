@@ -1,0 +1,103 @@
+"""Hot-path code written once for a blocking and an asyncio server.
+
+A hot-path operation is a generator that yields each round trip it needs (a Lua script by
+SHA, one Redis command, or a piece of blocking database work) and gets the reply back; it
+decides everything else itself. ``drive`` runs such a generator on the process's blocking
+Redis client (the WSGI web processes), ``drive_async`` on an asyncio client (the TCP door):
+one set of rules, two transports. A failed round trip is thrown into the generator at its
+``yield``, so its ``except``/``finally`` clean-ups run (and may yield calls of their own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio as aioredis
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
+
+from .redis_store import inventory_redis
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    """A Lua script by SHA with its keys and arguments: one round trip."""
+
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandCall:
+    """One Redis command: one round trip."""
+
+    command: tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseWork:
+    """Blocking work (the ORM): called directly by ``drive``, in a thread by ``drive_async``."""
+
+    work: Callable[[], Any]
+
+
+Step = ScriptCall | CommandCall | DatabaseWork
+Steps = Generator[Step, Any, T]
+
+
+def run_step(client: redis.Redis, step: Step) -> Any:
+    if isinstance(step, ScriptCall):
+        return step.script(step.keys, step.args, client=client)
+    if isinstance(step, CommandCall):
+        return client.execute_command(*step.command)
+    return step.work()
+
+
+async def run_step_async(client: aioredis.Redis, step: Step) -> Any:
+    if isinstance(step, ScriptCall):
+        try:
+            return await client.evalsha(step.script.sha, len(step.keys), *step.keys, *step.args)  # type: ignore[no-untyped-call]
+        except NoScriptError:
+            await client.script_load(step.script.script)
+            return await client.evalsha(step.script.sha, len(step.keys), *step.keys, *step.args)  # type: ignore[no-untyped-call]
+    if isinstance(step, CommandCall):
+        return await client.execute_command(*step.command)
+    return await asyncio.to_thread(step.work)
+
+
+def drive(steps: Steps[T], client: redis.Redis | None = None) -> T:
+    """Run ``steps`` to its answer on a blocking client (the process's own by default)."""
+    client = client or inventory_redis()
+    try:
+        step = next(steps)
+        while True:
+            try:
+                reply = run_step(client, step)
+            except Exception as error:  # noqa: BLE001 - handed to the steps, which re-raise it
+                step = steps.throw(error)
+                continue
+            step = steps.send(reply)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def drive_async(steps: Steps[T], client: aioredis.Redis) -> T:
+    """Run ``steps`` to its answer on an asyncio client."""
+    try:
+        step = next(steps)
+        while True:
+            try:
+                reply = await run_step_async(client, step)
+            except Exception as error:  # noqa: BLE001 - handed to the steps, which re-raise it
+                step = steps.throw(error)
+                continue
+            step = steps.send(reply)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]

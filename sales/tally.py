@@ -1,0 +1,103 @@
+"""Every purchase answer counted, the local ones included, flushed to Redis in batches.
+
+The sale's stats hash (``keys.stats_key``) holds the funnel, per sale:
+
+- ``arrived``: attempts that reached the purchase path (identity and body checked);
+- ``shed:<reason>``: answered in the process, no script run (``funnel.Shed`` and ``pow``);
+- ``script``: attempts sent to ``purchase.lua``;
+- ``answer:<STATUS>``: every answer by the contract's status, wherever it was decided.
+
+A process adds to its own counters (a dict under a lock) and a daemon thread moves them to
+Redis once a second, one pipeline for every sale: the hot path never pays a round trip for
+counting. Counts a flush could not deliver are kept for the next one; those of a process
+that dies in between are lost (at most a second's), which the admin's panel can afford.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import threading
+from collections import Counter
+
+from redis.exceptions import RedisError
+
+from core.process_state import forgets_process_state
+from core.redis_store import inventory_redis
+
+from . import keys
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+
+
+class Tally:
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[int, str]] = Counter()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._stop = threading.Event()
+
+    def count(self, sale_id: int, *fields: str) -> None:
+        with self._lock:
+            for name in fields:
+                self._counts[(sale_id, name)] += 1
+        self._ensure_flusher()
+
+    def flush(self) -> int:
+        """Move the counts to Redis now. Returns how many fields were written."""
+        with self._lock:
+            counts, self._counts = self._counts, Counter()
+        if not counts:
+            return 0
+        try:
+            with inventory_redis().pipeline(transaction=False) as pipe:
+                for (sale_id, name), amount in counts.items():
+                    pipe.hincrby(keys.stats_key(sale_id), name, amount)
+                pipe.execute()
+        except RedisError:
+            with self._lock:
+                self._counts.update(counts)  # Next time.
+            raise
+        return len(counts)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+    def _ensure_flusher(self) -> None:
+        pid = os.getpid()
+        if self._thread is not None and self._pid == pid and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is not None and self._pid == pid and self._thread.is_alive():
+                return
+            self._pid = pid
+            self._thread = threading.Thread(target=self._run, name="answer-tally", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        outage_logged = False
+        while not self._stop.wait(FLUSH_SECONDS):
+            try:
+                self.flush()
+                outage_logged = False
+            except RedisError as error:
+                if not outage_logged:
+                    logger.warning("answer counts kept in the process, Redis did not take them: %s", error)
+                    outage_logged = True
+
+
+tally = Tally()
+"""The process's counters."""
+forgets_process_state(tally.forget)
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    with contextlib.suppress(RedisError):
+        tally.flush()

@@ -1,0 +1,157 @@
+"""The admission funnel: the answers a web process gives with no network call, and the
+winner who hears their order from every layer (sales/funnel.py, docs/funnel.md)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.test import Client, override_settings
+
+from core.events import event_listener
+from core.redis_store import inventory_redis
+from flashsale_project.localservers import LocalRedis
+from orders.drain import sale_orders_drain
+from orders.models import Order, OrderStatus
+from orders.services import order_release
+from sales import inventory
+from sales.funnel import funnel
+from sales.tally import tally
+from tests.clients import purchase
+from tests.factories import make_sale, make_shopper, make_shoppers
+from tests.polling import wait_for
+from tests.processes import ChildProcess
+
+pytestmark = pytest.mark.django_db
+# Tests that count Redis commands keep the sale's meta for their whole run.
+KEEP_META = override_settings(FLASHSALE_META_LOCAL_SECONDS=600)
+
+
+def _commands_processed() -> int:
+    return int(inventory_redis().info("stats")["total_commands_processed"])
+
+
+@KEEP_META
+def test_a_sold_out_sale_costs_no_redis_call_per_request(client: Client, own_redis: LocalRedis) -> None:
+    sale = make_sale(stock=1)
+    assert event_listener.wait_until_live()
+    winner = make_shopper()[1]
+    won = purchase(client, sale.pk, winner).json()  # The last unit.
+    tokens = [make_shopper()[1] for _ in range(50)]
+
+    before = _commands_processed()
+    answers = [purchase(client, sale.pk, token) for token in tokens]
+    again = purchase(client, sale.pk, winner)
+    after = _commands_processed()
+
+    assert {answer.json()["status"] for answer in answers} == {"SOLD_OUT"}
+    assert again.json() == {
+        "status": "ALREADY_PURCHASED",
+        "detail": "You already hold this sale's limit of one unit.",
+        "order_id": won["order_id"],
+    }
+    assert after - before == 1  # The INFO call that read `before`; nothing from 51 purchases.
+
+
+def test_a_stock_return_clears_the_marker_and_the_unit_sells_again(client: Client) -> None:
+    sale = make_sale(stock=1)
+    assert event_listener.wait_until_live()
+    winner, winner_token = make_shopper()
+    first = purchase(client, sale.pk, winner_token).json()
+    assert funnel.sold_out(sale.pk)
+    sale_orders_drain(sale_id=sale.pk)
+
+    order_release(order=Order.objects.get(sale=sale, user=winner), status=OrderStatus.CANCELLED)
+    wait_for(lambda: not funnel.sold_out(sale.pk), what="the stock-return event", timeout=10)
+
+    late, late_token = make_shopper()
+    answer = purchase(client, sale.pk, late_token)
+    assert answer.status_code == 201
+    assert inventory.sale_buyers(sale.pk) == {late.pk: answer.json()["order_id"]}
+    assert inventory.sale_counts(sale.pk).stock_consistent
+    # The buyer whose order was cancelled keeps their one purchase used, and hears its id.
+    again = purchase(client, sale.pk, winner_token).json()
+    assert (again["status"], again["order_id"]) == ("ALREADY_PURCHASED", first["order_id"])
+
+
+@KEEP_META
+def test_before_the_start_the_crowd_hears_not_started_from_the_process(client: Client, own_redis: LocalRedis) -> None:
+    sale = make_sale(starts_in=60)
+    assert event_listener.wait_until_live()
+    purchase(client, sale.pk, make_shopper()[1])  # This process reads the sale once.
+    tokens = [make_shopper()[1] for _ in range(20)]
+
+    before = _commands_processed()
+    answers = [purchase(client, sale.pk, token) for token in tokens]
+    after = _commands_processed()
+
+    assert {(answer.status_code, answer.json()["status"]) for answer in answers} == {(409, "NOT_STARTED")}
+    assert after - before == 1
+
+
+@KEEP_META
+@override_settings(FLASHSALE_CROWD_INTERVAL_MS=600_000)  # One interval for the whole test.
+def test_more_attempts_than_k_times_the_stock_left_hear_429_crowd(client: Client, own_redis: LocalRedis) -> None:
+    # Three units, k = 1: an interval lets through as many attempts as units are left.
+    sale = make_sale(stock=3, crowd_factor=1)
+    assert event_listener.wait_until_live()
+    tokens = [make_shopper()[1] for _ in range(4)]
+
+    first = purchase(client, sale.pk, tokens[0])  # 1 let through of ceil(1 x 3): a win, 2 left
+    second = purchase(client, sale.pk, tokens[1])  # 2 of ceil(1 x 2): a win, 1 left
+    before = _commands_processed()
+    third = purchase(client, sale.pk, tokens[2])  # 2 let through >= ceil(1 x 1): shed
+    after = _commands_processed()
+
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert third.status_code == 429
+    assert third.json()["status"] == "RATE_LIMITED"
+    assert third.json()["reason"] == "crowd"
+    assert int(third.headers["Retry-After"]) >= 1
+    assert after - before == 1  # No Redis call for the shed attempt.
+    assert inventory.sale_counts(sale.pk).remaining == 1  # The unit stays for the next interval.
+
+
+def test_a_crowd_factor_of_zero_turns_stock_aware_admission_off(client: Client) -> None:
+    sale = make_sale(stock=1, crowd_factor=0)
+    assert event_listener.wait_until_live()
+    answers = [purchase(client, sale.pk, make_shopper()[1]).json()["status"] for _ in range(3)]
+    assert answers == ["SUCCESS", "SOLD_OUT", "SOLD_OUT"]
+
+
+def test_every_layer_counts_its_answers_in_the_funnel(client: Client) -> None:
+    sale = make_sale(stock=1)
+    assert event_listener.wait_until_live()
+    winner = make_shopper()[1]
+    purchase(client, sale.pk, winner)
+    purchase(client, sale.pk, make_shopper()[1])
+    purchase(client, sale.pk, winner)
+
+    tally.flush()
+
+    stats = inventory.sale_stats(sale.pk)
+    assert stats["arrived"] == 3
+    assert stats["script"] == 1
+    assert stats["shed:sold_out"] + stats["shed:winner"] == 2
+    assert stats["answer:SUCCESS"] == 1
+
+
+def test_a_winner_hears_their_order_from_every_process_after_the_sale_sold_out(
+    django_db_blocker: object, web_server: ChildProcess
+) -> None:
+    # Two units, two web processes (granian workers), real HTTP.
+    sale = make_sale(stock=2)
+    (winner_id, winner), (_, other), *losers = make_shoppers(12)
+    won = purchase(web_server, sale.pk, winner)
+    assert purchase(web_server, sale.pk, other).status_code == 201  # The last unit: sold out.
+    late = [purchase(web_server, sale.pk, token) for _, token in losers]  # Markers set everywhere.
+
+    with ThreadPoolExecutor(8) as pool:
+        retries = list(pool.map(lambda _: purchase(web_server, sale.pk, winner), range(40)))
+
+    assert won.status_code == 201
+    assert {answer.json()["status"] for answer in late} == {"SOLD_OUT"}
+    assert {(answer.status_code, answer.json()["status"], answer.json()["order_id"]) for answer in retries} == {
+        (409, "ALREADY_PURCHASED", won.json()["order_id"])
+    }
+    assert inventory.sale_buyers(sale.pk)[winner_id] == won.json()["order_id"]
