@@ -34,6 +34,11 @@ class Revocations:
         not_before = self._not_before.get(claims.user_id)
         return not_before is not None and claims.issued_at_ms < not_before
 
+    def refuses_in_redis(self, claims: TokenClaims) -> bool:
+        """The same check against Redis's copy (one round trip)."""
+        stored = inventory_redis().hget(REVOKED_KEY, str(claims.user_id))
+        return stored is not None and claims.issued_at_ms < int(stored)  # type: ignore[arg-type]
+
     def heard(self, event: dict[str, object]) -> None:
         try:
             user_id, not_before = int(event["user_id"]), int(event["not_before_ms"])  # type: ignore[call-overload]

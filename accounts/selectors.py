@@ -45,7 +45,10 @@ def user_id_for_token(token: str) -> int:
     except TokenRefused as refused:
         raise Unauthenticated(str(refused)) from None
     event_listener.ensure_running()  # Revocations arrive through it.
-    if revocations.refuses(claims):
+    # While this process is not listening (starting, or Redis away) it may have missed a
+    # revocation: it asks Redis instead, one call, rather than trust what it knows.
+    revoked = revocations.refuses(claims) if event_listener.live else revocations.refuses_in_redis(claims)
+    if revoked:
         raise Unauthenticated("The token was revoked; ask for a new one.")
     return claims.user_id
 

@@ -92,3 +92,10 @@ def sale_invariants(*, sale_id: int, wins_answered: int, drain_timeout_s: float)
         drained_by_checker=report.drained,
         problems=problems,
     )
+
+
+def funnel_counts(sale_id: int, *, settle_s: float = 2.5) -> dict[str, int]:
+    """The sale's funnel as the web processes counted it (``sales.tally``): they flush once a
+    second, so this waits for the last flush first."""
+    time.sleep(settle_s)
+    return inventory.sale_stats(sale_id)

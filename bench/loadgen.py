@@ -1,7 +1,8 @@
 """The load generator: wrk (C, epoll) driving ``wrk/requests.lua``, and what it measured.
 
 wrk sends each line of a request file once (distinct users, single-use challenges) and stops
-when the file or the duration runs out, whichever comes first. Its CPU time is read from the
+when every line was sent and answered, or the duration ran out (the lines still in flight
+are then reported as ``unanswered`` errors). Its CPU time is read from the
 kernel (``wait4``) so the report can say how much of the machine the load itself took.
 """
 
@@ -121,6 +122,10 @@ def wrk_run(
     percentiles = {float(key): value for key, value in latency["percentiles"].items()}
     errors = dict(raw["errors"])
     errors.pop("status")  # Non-2xx answers: counted per status instead.
+    if lines is not None:
+        # Lines sent and never answered (the run's time ran out with them in flight): an
+        # error like a timeout, so "zero errors" means every request sent was answered.
+        errors["unanswered"] = max(0, int(raw["lines_sent"]) - int(raw["lines_answered"]))
     return LoadResult(
         connections=connections,
         requests=int(raw["requests"]),

@@ -19,7 +19,7 @@ from sales.models import FlashSale
 
 from . import data
 from .cpu import CpuMeter
-from .invariants import sale_invariants
+from .invariants import funnel_counts, sale_invariants
 from .loadgen import LoadResult, wrk_run
 from .paced import PacedResult, paced_run
 from .plan import BenchPlan
@@ -318,6 +318,9 @@ class Scenarios:
             lines=lines,
         )
         checks = self._checks(sale.pk, result.statuses.get(201, 0))
+        checks["funnel"] = funnel_counts(sale.pk)
+        checks["bucket_capacity"] = sale.bucket_capacity
+        checks["reached_redis"] = checks["funnel"].get("script", 0)
         checks["winners"] = checks["buyers"]
         checks["exactly_stock_winners"] = checks["buyers"] == plan.seed_stock and result.statuses.get(201, 0) == (
             plan.seed_stock

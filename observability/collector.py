@@ -47,6 +47,7 @@ class SaleReading:
     repairs: int
     violations_i1: int
     violations_i2: int
+    funnel: dict[str, int]
 
 
 def sales_read() -> list[SaleReading]:
@@ -83,6 +84,7 @@ def sales_read() -> list[SaleReading]:
                 repairs=int(reconcile.get("repairs", 0)),
                 violations_i1=int(reconcile.get("violations_i1", 0)),
                 violations_i2=int(reconcile.get("violations_i2", 0)),
+                funnel=inventory.sale_stats(sale_id),
             )
         )
     return readings
@@ -164,6 +166,19 @@ def _sale_families(readings: list[SaleReading]) -> Iterator[Metric]:
         "Reconciliation runs that found an invariant broken (I1: stock + buyers == total; I2: one order per buyer).",
         labels=["sale", "invariant"],
     )
+    # The funnel, counted by the web processes and flushed to Redis once a second: every
+    # attempt, where it was answered, and every answer by status (docs/funnel.md).
+    funnel = CounterMetricFamily(
+        "flash_sale_funnel",
+        "Purchase attempts by funnel stage: arrived, shed (answered in the process, by reason), "
+        "script (sent to Redis), answered (by status).",
+        labels=["sale", "stage", "detail"],
+    )
+    for reading in readings:
+        for name, count in sorted(reading.funnel.items()):
+            stage, _, detail = name.partition(":")
+            funnel.add_metric([str(reading.sale_id), "answered" if stage == "answer" else stage, detail], count)
+    yield funnel
     for reading in readings:
         sale = str(reading.sale_id)
         repairs.add_metric([sale], reading.repairs)

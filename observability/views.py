@@ -23,6 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from prometheus_client.exposition import choose_encoder
 
+import core.metrics  # noqa: F401 - registers the per-process metrics this endpoint serves
 from core.errors import Forbidden, MethodNotAllowed, error_json_response
 
 from .collector import scrape_registry

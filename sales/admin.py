@@ -38,9 +38,10 @@ class FlashSaleAdmin(admin.ModelAdmin):
         (
             "Admission and anti-bot",
             {
-                "fields": ["pow_difficulty", "bucket_capacity", "bucket_refill_per_second"],
+                "fields": ["pow_difficulty", "bucket_capacity", "bucket_refill_per_second", "crowd_factor"],
                 "description": "Proof-of-work floor in leading zero bits (0: off); token bucket burst "
-                "and refill per second. Changes reach a loaded sale within seconds.",
+                "and refill per second; stock-aware admission (attempts per unit left per second and "
+                "web process; 0: off). Changes reach a loaded sale within seconds.",
             },
         ),
         ("Live", {"fields": ["warmed_at", "live_status"]}),
@@ -86,7 +87,7 @@ class FlashSaleAdmin(admin.ModelAdmin):
             ("Orders in the stream", counts.stream_length),
             ("I1: remaining + buyers = total", f"{counts.remaining} + {counts.buyers} = {counts.total}: {verdict}"),
         ]
-        rows += [(f"Answered {status}", count) for status, count in sorted(stats.items())]
+        rows += _funnel_rows(stats)
         return format_html(
             '<table class="live-status">{}</table>',
             format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
@@ -111,3 +112,23 @@ class FlashSaleAdmin(admin.ModelAdmin):
                 continue
             state = "stock initialized" if result.stock_initialized else "live stock kept"
             self.message_user(request, f"Sale {sale.pk} warmed ({state}).", level=messages.SUCCESS)
+
+
+def _funnel_rows(stats: dict[str, int]) -> list[tuple[str, object]]:
+    """The funnel as counted by the web processes (``sales.tally``; up to a second behind):
+    arrived, answered in the process by reason, sent to Redis, and every answer by status."""
+    if not stats:
+        return [("Purchase attempts", "none yet")]
+    rows: list[tuple[str, object]] = [("Attempts arrived", stats.get("arrived", 0))]
+    rows += [
+        (f"Answered in the process: {name.removeprefix('shed:').replace('_', ' ')}", count)
+        for name, count in sorted(stats.items())
+        if name.startswith("shed:")
+    ]
+    rows.append(("Sent to Redis (purchase.lua)", stats.get("script", 0)))
+    rows += [
+        (f"Answered {name.removeprefix('answer:')}", count)
+        for name, count in sorted(stats.items())
+        if name.startswith("answer:")
+    ]
+    return rows

@@ -228,7 +228,8 @@ class Funnel:
     # --- Decisions ------------------------------------------------------------------------
 
     def admit(self, sale_id: int, *, user_id: int, client_ip: str, now: float | None = None) -> Verdict:
-        """The local checks before the proof of work, in the funnel's order. Call only when
+        """The local checks before the proof of work, in the funnel's order: a winner, the
+        window, the sold-out marker, the per-user and per-IP windows. Call only when
         ``winners_known``; otherwise every attempt goes on."""
         now = time.time() if now is None else now
         gate = self.gate(sale_id)
@@ -244,16 +245,23 @@ class Funnel:
             if gate.sold_out_at_ms is not None:
                 return Verdict(Shed.SOLD_OUT)
             over = _over_windows(gate, user_id=user_id, client_ip=client_ip, now=now)
-            if over is not None:
-                return over
-            if gate.crowd_factor > 0 and gate.remaining is not None and gate.remaining > 0:
-                interval_s = settings.FLASHSALE_CROWD_INTERVAL_MS / 1000
-                interval = int(now / interval_s)
-                if interval != gate.crowd_interval:
-                    gate.crowd_interval, gate.crowd_admitted = interval, 0
-                if gate.crowd_admitted >= math.ceil(gate.crowd_factor * gate.remaining):
-                    return Verdict(Shed.CROWD, retry_after_ms=int(((interval + 1) * interval_s - now) * 1000) + 1)
-                gate.crowd_admitted += 1
+        return over or GO_ON
+
+    def admit_crowd(self, sale_id: int, *, now: float | None = None) -> Verdict:
+        """Stock-aware admission, after the proof of work (an attempt without one never
+        counts): at most ``ceil(k x R)`` attempts per interval go on to the script."""
+        now = time.time() if now is None else now
+        gate = self.gate(sale_id)
+        with gate.lock:
+            if gate.crowd_factor <= 0 or gate.remaining is None or gate.remaining <= 0:
+                return GO_ON
+            interval_s = settings.FLASHSALE_CROWD_INTERVAL_MS / 1000
+            interval = int(now / interval_s)
+            if interval != gate.crowd_interval:
+                gate.crowd_interval, gate.crowd_admitted = interval, 0
+            if gate.crowd_admitted >= math.ceil(gate.crowd_factor * gate.remaining):
+                return Verdict(Shed.CROWD, retry_after_ms=int(((interval + 1) * interval_s - now) * 1000) + 1)
+            gate.crowd_admitted += 1
         return GO_ON
 
     def count_windows(self, sale_id: int, *, user_id: int, client_ip: str, now: float | None = None) -> Verdict:

@@ -263,6 +263,12 @@ def _attempt(
             tally.count(sale_id, "shed:pow")
             return PurchaseAnswer(PurchaseStatus.POW_INVALID, detail=refused.reason, decided_here=True)
 
+    if local:
+        crowd = funnel.admit_crowd(sale_id)
+        if crowd.shed is not None:
+            tally.count(sale_id, f"shed:{crowd.shed}")
+            return _shed_answer(crowd)
+
     token = funnel.take_token(sale_id)
     if token is None:
         lease = Lease.from_reply((yield inventory.lease_call(sale_id=sale_id, want=_lease_want(meta))))

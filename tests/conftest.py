@@ -88,10 +88,13 @@ def own_redis(tmp_path: Path, settings: Settings) -> Iterator[LocalRedis]:
     from core.redis_store import inventory_redis
 
     server = LocalRedis(data_dir=tmp_path / "redis", port=free_port()).start()
+    session_url = settings.REDIS_URL
     settings.REDIS_URL = server.url
     inventory_redis.cache_clear()
     event_listener.restart()
     yield server
+    # Back to the session's Redis before anything reconnects (the listener does at once).
+    settings.REDIS_URL = session_url
     inventory_redis.cache_clear()
     event_listener.restart()
     server.stop()

@@ -3,11 +3,13 @@
 -- wrk -t <n> -s requests.lua <url> -- <method> <path> <lines file or "-"> <count statuses: 1|0> <n>
 --
 -- A line is "<token>\t<body>": the Authorization token and the JSON body of one request
--- (either may be empty). Thread i of n takes lines i, i+n, i+2n ... and stops when it has
--- sent them all, so a run is bounded by the file as well as by wrk's --duration. Without a
--- file every request is the same (the control). done() prints one JSON line, prefixed
--- "BENCH_JSON ", with the latency percentiles (microseconds), the errors and, when counting,
--- the answers per HTTP status.
+-- (either may be empty). Thread i of n takes lines i, i+n, i+2n ... and stops once every
+-- line it sent has been answered, so a run is bounded by the file as well as by wrk's
+-- --duration, and no request is left in flight uncounted: a connection that finds no line
+-- left waits (delay()) while the others' answers come in. Without a file every request is
+-- the same (the control). done() prints one JSON line, prefixed "BENCH_JSON ", with the
+-- latency percentiles (microseconds), the errors, the lines sent and answered, and, when
+-- counting, the answers per HTTP status.
 
 local threads = {}
 local next_thread_id = 0
@@ -20,10 +22,13 @@ end
 
 local requests = {}
 local cursor = 0
+local reserved = 0
 local total = 0
 local last_request = nil
 statuses = {}
 exhausted = 0
+sent = 0
+answered = 0
 
 local function read_requests(method, path, file_name, thread_total)
     local index = 0
@@ -50,32 +55,56 @@ function init(args)
         last_request = wrk.format(method, path, { ["Content-Type"] = "application/json" }, "")
     end
     if count_statuses ~= "1" then
-        response = nil
+        -- Counting per status costs the control a little; the lines still need counting.
+        response = function()
+            answered = answered + 1
+            finish_when_answered()
+        end
+        if total < 0 then
+            response = nil
+            delay = nil
+        end
     end
+    if total < 0 then
+        delay = nil
+    end
+end
+
+-- Before each request wrk asks how long to wait: a line is reserved here for the request
+-- that follows (other connections may write in between, so request() can never find the
+-- file spent), and a connection that finds no line left waits for the rest of the run.
+function delay()
+    if total < 0 or reserved < total then
+        reserved = reserved + 1
+        return 0
+    end
+    return 3600000
 end
 
 function request()
     if total < 0 then
         return last_request
     end
-    if cursor >= total then
-        -- Every line was sent: stop this thread, and tell the runner, which interrupts wrk
-        -- (SIGINT) once every thread is done, so the run's duration ends here too. The request
-        -- returned here is written but never read (wrk leaves the loop first): not counted.
-        if exhausted == 0 then
-            exhausted = 1
-            io.write("BENCH_EXHAUSTED\n")
-            io.flush()
-        end
-        wrk.thread:stop()
-        return requests[total]
-    end
     cursor = cursor + 1
+    sent = cursor
     return requests[cursor]
+end
+
+local function finish_when_answered()
+    if total >= 0 and exhausted == 0 and answered >= total then
+        -- Every line was sent and answered: stop this thread and tell the runner, which
+        -- interrupts wrk (SIGINT) once every thread is done, so the run's duration ends here.
+        exhausted = 1
+        io.write("BENCH_EXHAUSTED\n")
+        io.flush()
+        wrk.thread:stop()
+    end
 end
 
 function response(status, headers, body)
     statuses[status] = (statuses[status] or 0) + 1
+    answered = answered + 1
+    finish_when_answered()
 end
 
 local function json_number_map(map)
@@ -89,7 +118,10 @@ end
 function done(summary, latency, _)
     local merged = {}
     local threads_exhausted = 0
+    local lines_sent, lines_answered = 0, 0
     for _, thread in ipairs(threads) do
+        lines_sent = lines_sent + (thread:get("sent") or 0)
+        lines_answered = lines_answered + (thread:get("answered") or 0)
         for status, count in pairs(thread:get("statuses") or {}) do
             merged[status] = (merged[status] or 0) + count
         end
@@ -103,11 +135,11 @@ function done(summary, latency, _)
         'BENCH_JSON {"requests": %d, "duration_us": %d, "bytes": %d, '
             .. '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, '
             .. '"latency_us": {"min": %d, "max": %d, "mean": %.1f, "stdev": %.1f, "percentiles": {%s}}, '
-            .. '"statuses": %s, "threads_exhausted": %d}\n',
+            .. '"statuses": %s, "threads_exhausted": %d, "lines_sent": %d, "lines_answered": %d}\n',
         summary.requests, summary.duration, summary.bytes,
         summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.status,
         summary.errors.timeout,
         latency.min, latency.max, latency.mean, latency.stdev, table.concat(percentiles, ", "),
-        json_number_map(merged), threads_exhausted
+        json_number_map(merged), threads_exhausted, lines_sent, lines_answered
     ))
 end

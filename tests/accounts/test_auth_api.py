@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from accounts.tokens import access_token_verify
 from tests.factories import auth, make_shopper, make_user
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,7 @@ def test_register_answers_201_with_a_working_token(client: Client) -> None:
 
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "username", "token"}
+    assert set(body) == {"id", "username", "token", "expires_at"}
     assert body["username"] == "ada"
     orders = client.get("/api/orders/", headers=auth(body["token"]))
     assert orders.status_code == 200
@@ -52,8 +53,8 @@ def test_register_refuses_a_taken_username(client: Client) -> None:
     assert response.json()["errors"]["username"] == ["That username is taken."]
 
 
-def test_token_answers_the_same_token_for_good_credentials_and_400_otherwise(client: Client) -> None:
-    user, token = make_shopper(password="correct-horse-42")
+def test_token_answers_a_working_token_for_good_credentials_and_400_otherwise(client: Client) -> None:
+    user, _ = make_shopper(password="correct-horse-42")
     good = client.post(
         "/api/auth/token/", {"username": user.username, "password": "correct-horse-42"}, content_type="application/json"
     )
@@ -63,7 +64,8 @@ def test_token_answers_the_same_token_for_good_credentials_and_400_otherwise(cli
     malformed = client.post("/api/auth/token/", "{", content_type="application/json")
 
     assert good.status_code == 200
-    assert good.json() == {"token": token}
+    assert set(good.json()) == {"token", "expires_at"}
+    assert access_token_verify(good.json()["token"]).user_id == user.pk
     assert bad.status_code == 400
     assert bad.json() == {"status": "INVALID_REQUEST", "detail": "Unknown username or wrong password."}
     assert malformed.status_code == 400

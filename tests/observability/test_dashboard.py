@@ -160,6 +160,8 @@ def test_every_query_names_a_metric_the_live_server_exposes(
     purchase = httpx.post(f"{metrics_server.url}/api/sales/{sale.pk}/purchase/", json={}, headers=auth(token))
     assert purchase.status_code == 201
     assert httpx.get(f"{metrics_server.url}/api/sales/").status_code == 200
+    for _ in range(2):  # A sale's page reads the sale through the cache: a miss, then a hit.
+        assert httpx.get(f"{metrics_server.url}/api/sales/{sale.pk}/").status_code == 200
 
     # When Prometheus would scrape it
     exposed = metrics_server.scrape().sample_names()

@@ -12,6 +12,7 @@ from django.test import Client, override_settings
 from antibot.proof_of_work import solve
 from sales import inventory
 from sales.purchase import sale_challenge_issue
+from sales.tally import tally
 from tests.factories import auth, make_sale, make_shopper
 
 pytestmark = pytest.mark.django_db
@@ -44,12 +45,12 @@ def test_proof_of_work_limits_bucket_and_idempotency_together_make_no_sql_query(
     assert answer.status_code == 201
 
 
-def test_the_admin_edits_difficulty_and_bucket_and_the_loaded_sale_follows(client: Client) -> None:
+def test_the_admin_edits_difficulty_bucket_and_crowd_factor_and_the_loaded_sale_follows(client: Client) -> None:
     admin = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-boss-12345")
     client.force_login(admin)
     sale = make_sale(stock=5)
     form = client.get(f"/admin/sales/flashsale/{sale.pk}/change/").content.decode()
-    for field in ("pow_difficulty", "bucket_capacity", "bucket_refill_per_second"):
+    for field in ("pow_difficulty", "bucket_capacity", "bucket_refill_per_second", "crowd_factor"):
         assert f'name="{field}"' in form
 
     response = client.post(
@@ -65,6 +66,7 @@ def test_the_admin_edits_difficulty_and_bucket_and_the_loaded_sale_follows(clien
             "pow_difficulty": 14,
             "bucket_capacity": 300,
             "bucket_refill_per_second": 40,
+            "crowd_factor": "1.5",
         },
     )
 
@@ -72,6 +74,7 @@ def test_the_admin_edits_difficulty_and_bucket_and_the_loaded_sale_follows(clien
     meta = inventory.sale_meta(sale.pk)
     assert meta is not None
     assert (meta.pow_difficulty, meta.bucket_capacity, meta.bucket_refill_per_second) == (14, 300, 40)
+    assert meta.crowd_factor == 1.5
 
 
 def test_the_admin_live_panel_counts_answers_per_reason(client: Client) -> None:
@@ -81,8 +84,12 @@ def test_the_admin_live_panel_counts_answers_per_reason(client: Client) -> None:
     for token in (winner, winner):
         client.post(f"/api/sales/{sale.pk}/purchase/", "{}", content_type="application/json", headers=auth(token))
     client.force_login(admin)
+    tally.flush()  # The web processes flush their counts once a second.
 
     page = client.get(f"/admin/sales/flashsale/{sale.pk}/change/").content.decode()
 
+    assert "<th>Attempts arrived</th><td>2</td>" in page
+    assert "<th>Sent to Redis (purchase.lua)</th><td>1</td>" in page
     assert "<th>Answered SUCCESS</th><td>1</td>" in page
+    assert "<th>Answered ALREADY_PURCHASED</th><td>1</td>" in page
     assert "<th>Remaining stock</th><td>0</td>" in page

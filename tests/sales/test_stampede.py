@@ -66,10 +66,18 @@ def test_a_stampede_sells_exactly_the_stock_and_every_win_becomes_one_order_and_
     # When they all press Buy through the real server
     results = asyncio.run(_attempts(web_server.url, sale.pk, first_tries + second_tries))
 
-    # Then exactly ten won and everybody else heard "sold out"
+    # Then exactly ten won; every winner's second try heard their order; everybody else heard
+    # "sold out", or "too many of you for what is left" (stock-aware admission) while units were
     statuses = Counter((status, body["status"]) for _, status, body in results)
-    assert statuses == {(201, "SUCCESS"): 10, (409, "SOLD_OUT"): 1990}
+    assert statuses[(201, "SUCCESS")] == 10
+    assert statuses[(409, "ALREADY_PURCHASED")] == 10
+    assert set(statuses) <= {(201, "SUCCESS"), (409, "ALREADY_PURCHASED"), (409, "SOLD_OUT"), (429, "RATE_LIMITED")}
+    assert {body.get("reason") for _, status, body in results if status == 429} <= {"crowd"}
+    assert sum(statuses.values()) == 2000
     wins = {body["order_id"]: token for token, status, body in results if status == 201}
+    for token, _, body in results:
+        if body["status"] == "ALREADY_PURCHASED":
+            assert wins[body["order_id"]] == token
     assert len(wins) == 10
     assert len(set(wins.values())) == 10
     counts = inventory.sale_counts(sale.pk)
@@ -106,7 +114,8 @@ def test_shoppers_who_keep_retrying_still_get_one_unit_each(
     assert len(wins) == 10
     assert len({token for token, _ in wins}) == 10
     others = Counter(body["status"] for _, status, body in results if status != 201)
-    assert set(others) <= {"SOLD_OUT", "ALREADY_PURCHASED"}
+    assert set(others) <= {"SOLD_OUT", "ALREADY_PURCHASED", "RATE_LIMITED"}
+    assert {body.get("reason") for _, status, body in results if status == 429} <= {"crowd"}
     assert sum(others.values()) == 2090
     for token, _, body in results:
         if body["status"] == "ALREADY_PURCHASED":

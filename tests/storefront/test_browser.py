@@ -300,20 +300,19 @@ def limited_web(storefront_stack: Stack, collected_static: Any) -> Iterator[Chil
 
 
 def test_a_rate_limited_purchase_says_when_to_try_again(page: Page, limited_web: ChildProcess) -> None:
-    # Given a shopper who just bought, on a server allowing one call per 30 s
+    # Given a shopper on a server allowing one call per 30 s, and a sale asking for proof of
+    # work: pressing Buy fetches a challenge (the one call), then sends the purchase
     make_user(username="gil")
-    sale = make_sale(stock=5)
+    sale = make_sale(stock=5, pow_difficulty=4)
     page.goto(f"{limited_web.url}/accounts/login/")
     page.get_by_label("Username").fill("gil")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.goto(f"{limited_web.url}/sales/{sale.pk}/")
     button = page.locator("[data-buy]")
-    button.click()
     result = page.locator("[data-result]")
-    expect(result).to_contain_text("Order confirmed")
 
-    # When they press Buy again at once
+    # When they press Buy
     button.click()
 
     # Then the page tells them how long to wait, and Buy waits with them
