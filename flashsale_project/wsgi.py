@@ -7,3 +7,9 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale_project.settings.production")
 
 application = get_wsgi_application()
+
+from core.events import event_listener  # noqa: E402 - the settings are set up by now
+
+# The process's one event subscription (winners, sold-out markers, revocations) starts with
+# it, so the first requests find it live instead of asking Redis.
+event_listener.ensure_running()

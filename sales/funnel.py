@@ -16,9 +16,11 @@ Each process keeps a ``SaleGate`` per sale it serves:
   the sale's ``crowd_factor``), the rest hear 429 ``reason: "crowd"``;
 - bucket tokens, leased from Redis in batches (``lua/lease.lua``) and handed out here.
 
-Local answers are given only while the process's event subscription is live (a process
-that cannot hear stock come back, or a win, must not answer for Redis); otherwise every
-attempt goes on to the script, which decides everything but the bucket.
+The answers that rest on what the events keep current (the winners table, the sold-out
+marker, the stock behind crowd admission) are given only while the process's event
+subscription is live: a process that cannot hear a win or a unit coming back must not
+answer for Redis. While it is not live, the window and the per-user and per-IP windows
+still answer here, after one call to Redis asks whether the shopper already holds a unit.
 
 How far local admission can exceed the sale's rate (docs/funnel.md): tokens all come from
 the one bucket in Redis, so over any interval T the sale admits at most
@@ -227,14 +229,17 @@ class Funnel:
 
     # --- Decisions ------------------------------------------------------------------------
 
-    def admit(self, sale_id: int, *, user_id: int, client_ip: str, now: float | None = None) -> Verdict:
+    def admit(
+        self, sale_id: int, *, user_id: int, client_ip: str, winners_known: bool = True, now: float | None = None
+    ) -> Verdict:
         """The local checks before the proof of work, in the funnel's order: a winner, the
-        window, the sold-out marker, the per-user and per-IP windows. Call only when
-        ``winners_known``; otherwise every attempt goes on."""
+        window, the sold-out marker, the per-user and per-IP windows. With ``winners_known``
+        False (the subscription is not live) the winner is not looked up here: the caller
+        asks Redis before it answers anything but GO_ON."""
         now = time.time() if now is None else now
         gate = self.gate(sale_id)
         with gate.lock:
-            held = gate.winners.get(user_id)
+            held = gate.winners.get(user_id) if winners_known else None
             if held is not None:
                 return Verdict(Shed.WINNER, order_id=held)
             redis_now_ms = now * 1000 + gate.clock_offset_ms

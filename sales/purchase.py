@@ -241,13 +241,16 @@ def _attempt(
 ) -> Steps[PurchaseAnswer]:
     sale_id = meta.sale_id
     local = funnel.live
-    if local:
-        if not funnel.winners_known(sale_id):
-            funnel.heard_holders(sale_id, inventory.holders_from_reply((yield inventory.holders_call(sale_id))))
-        verdict = funnel.admit(sale_id, user_id=user_id, client_ip=client_ip)
-        if verdict.shed is not None:
-            tally.count(sale_id, f"shed:{verdict.shed}")
-            return _shed_answer(verdict)
+    if local and not funnel.winners_known(sale_id):
+        funnel.heard_holders(sale_id, inventory.holders_from_reply((yield inventory.holders_call(sale_id))))
+    verdict = funnel.admit(sale_id, user_id=user_id, client_ip=client_ip, winners_known=local)
+    if verdict.shed is not None:
+        if not local:  # The winners table may be stale: a winner hears their order anyway.
+            held = yield inventory.holders_call(sale_id, user_id)
+            if held:
+                verdict = Verdict(Shed.WINNER, order_id=held)
+        tally.count(sale_id, f"shed:{verdict.shed}")
+        return _shed_answer(verdict)
 
     nonce = ""
     if meta.pow_difficulty > 0:
