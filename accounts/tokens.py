@@ -72,8 +72,17 @@ def _keys() -> tuple[tuple[str, bytes], ...]:
     return _signing_keys(tuple(settings.ACCESS_TOKEN_KEYS), settings.SECRET_KEY)
 
 
+def _keys_by_id() -> dict[str, bytes]:
+    return _verifying_keys(_keys())
+
+
+@functools.cache
+def _verifying_keys(keys: tuple[tuple[str, bytes], ...]) -> dict[str, bytes]:
+    return dict(keys)
+
+
 def _signature(key: bytes, payload: str) -> str:
-    digest = hmac.new(key, payload.encode("ascii"), hashlib.sha256).digest()
+    digest = hmac.digest(key, payload.encode("ascii"), "sha256")
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
@@ -96,10 +105,10 @@ def access_token_verify(token: str, *, now: float | None = None) -> TokenClaims:
     if len(parts) != 6 or parts[0] != TOKEN_VERSION:
         raise TokenRefused("The token is not valid.")
     _, key_id, user, issued, expires, signature = parts
-    key = next((secret for kid, secret in _keys() if kid == key_id), None)
+    key = _keys_by_id().get(key_id)
     if key is None:
         raise TokenRefused("The token was signed with a retired key; ask for a new one.")
-    if not hmac.compare_digest(signature, _signature(key, token.rpartition(".")[0])):
+    if not hmac.compare_digest(signature, _signature(key, token[: -len(signature) - 1])):
         raise TokenRefused("The token is not valid.")
     # Signed by us, so the numbers are ours; still, a malformed one is refused, not a crash.
     if not (user.isdigit() and issued.isdigit() and expires.isdigit()):

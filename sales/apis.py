@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -92,8 +94,8 @@ class SaleDetailApi(APIView):
         return Response(self.OutputSerializer(view).data)
 
 
-class PurchaseResponse(JsonResponse):
-    """A purchase answer that can run a callback once the server has sent it (PEP 3333
+class PurchaseResponse(HttpResponse):
+    """A purchase answer (JSON) that can run a callback once the server has sent it (PEP 3333
     servers call ``close()`` after the last byte), so the shopper never waits for it."""
 
     after_send: Callable[[], None] | None = None
@@ -116,15 +118,35 @@ _HTTP_STATUS = {
 }
 
 
-def purchase_answer_response(answer: PurchaseAnswer, *, sale_id: int) -> PurchaseResponse:
-    body: dict[str, Any] = {"status": answer.status.value, "detail": answer.detail}
-    if answer.status in (PurchaseStatus.SUCCESS, PurchaseStatus.ALREADY_PURCHASED):
-        body["order_id"] = answer.order_id
+@functools.lru_cache(maxsize=256)
+def _encoded(status: PurchaseStatus, detail: str, reason: str) -> bytes:
+    """The body of an answer that carries nothing of its own request (most of a crowd's "no"
+    answers): encoded once per process."""
+    body = {"status": status.value, "detail": detail}
+    if reason:
+        body["reason"] = reason
+    return json.dumps(body).encode()
+
+
+def _answer_body(answer: PurchaseAnswer) -> bytes:
     if answer.status is PurchaseStatus.SUCCESS:
-        body["remaining_stock"] = answer.remaining_stock
-    if answer.reason:
-        body["reason"] = answer.reason
-    response = PurchaseResponse(body, status=_HTTP_STATUS[answer.status])
+        body: dict[str, Any] = {
+            "status": answer.status.value,
+            "detail": answer.detail,
+            "order_id": answer.order_id,
+            "remaining_stock": answer.remaining_stock,
+        }
+    elif answer.status is PurchaseStatus.ALREADY_PURCHASED:
+        body = {"status": answer.status.value, "detail": answer.detail, "order_id": answer.order_id}
+    else:
+        return _encoded(answer.status, answer.detail, answer.reason)
+    return json.dumps(body).encode()
+
+
+def purchase_answer_response(answer: PurchaseAnswer, *, sale_id: int) -> PurchaseResponse:
+    response = PurchaseResponse(
+        _answer_body(answer), status=_HTTP_STATUS[answer.status], content_type="application/json"
+    )
     if answer.retry_after_seconds is not None:
         response["Retry-After"] = str(answer.retry_after_seconds)
     if answer.kick_drain:

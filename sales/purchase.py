@@ -343,7 +343,7 @@ _REASONS = {
 }
 
 
-def _rate_limited(retry_after_ms: int, reason: str) -> PurchaseAnswer:
+def _rate_limited(retry_after_ms: int, reason: str, *, decided_here: bool = False) -> PurchaseAnswer:
     retry_after = max(1, math.ceil(retry_after_ms / 1000))
     why = _REASONS.get(Shed(reason), "Too many attempts") if reason else "Too many attempts"
     return PurchaseAnswer(
@@ -351,29 +351,37 @@ def _rate_limited(retry_after_ms: int, reason: str) -> PurchaseAnswer:
         retry_after_seconds=retry_after,
         detail=f"{why}; try again in {retry_after} s.",
         reason=reason,
+        decided_here=decided_here,
     )
 
 
+# The local answers that carry nothing of their own request, made once.
+_LOCAL_ANSWERS = {
+    shed: PurchaseAnswer(status, detail=_DETAILS[status], decided_here=True)
+    for shed, status in (
+        (Shed.NOT_STARTED, PurchaseStatus.NOT_STARTED),
+        (Shed.ENDED, PurchaseStatus.ENDED),
+        (Shed.SOLD_OUT, PurchaseStatus.SOLD_OUT),
+    )
+}
+
+
 def _shed_answer(verdict: Verdict) -> PurchaseAnswer:
-    return dataclasses.replace(_answer_for(verdict), decided_here=True)
-
-
-def _answer_for(verdict: Verdict) -> PurchaseAnswer:
+    """The contract's answer to a local "no" (``decided_here``: stored under an
+    Idempotency-Key by ``purchase_steps``, the script not having run)."""
     shed = verdict.shed
+    assert shed is not None
     if shed is Shed.WINNER:
         return PurchaseAnswer(
             PurchaseStatus.ALREADY_PURCHASED,
             order_id=verdict.order_id,
             detail=_DETAILS[PurchaseStatus.ALREADY_PURCHASED],
+            decided_here=True,
         )
-    if shed is Shed.NOT_STARTED:
-        return PurchaseAnswer(PurchaseStatus.NOT_STARTED, detail=_DETAILS[PurchaseStatus.NOT_STARTED])
-    if shed is Shed.ENDED:
-        return PurchaseAnswer(PurchaseStatus.ENDED, detail=_DETAILS[PurchaseStatus.ENDED])
-    if shed is Shed.SOLD_OUT:
-        return PurchaseAnswer(PurchaseStatus.SOLD_OUT, detail=_DETAILS[PurchaseStatus.SOLD_OUT])
-    assert shed is not None
-    return _rate_limited(verdict.retry_after_ms, shed.value)
+    constant = _LOCAL_ANSWERS.get(shed)
+    if constant is not None:
+        return constant
+    return _rate_limited(verdict.retry_after_ms, shed.value, decided_here=True)
 
 
 def answer_from_script(ran: ScriptAnswer) -> PurchaseAnswer:
