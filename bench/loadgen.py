@@ -80,6 +80,7 @@ class LoadResult(RunTotals):
     lines_exhausted: bool
     loadgen_cpu_s: float
     wall_s: float
+    in_flight_at_end: int = 0
     raw: dict[str, object] = field(default_factory=dict, repr=False)
 
 
@@ -122,10 +123,13 @@ def wrk_run(
     percentiles = {float(key): value for key, value in latency["percentiles"].items()}
     errors = dict(raw["errors"])
     errors.pop("status")  # Non-2xx answers: counted per status instead.
-    if lines is not None:
-        # Lines sent and never answered (the run's time ran out with them in flight): an
-        # error like a timeout, so "zero errors" means every request sent was answered.
-        errors["unanswered"] = max(0, int(raw["lines_sent"]) - int(raw["lines_answered"]))
+    in_flight = max(0, int(raw["lines_sent"]) - int(raw["lines_answered"])) if lines is not None else 0
+    if lines is not None and int(raw["lines_sent"]) == int(raw["lines_total"]):
+        # Every line was sent, so every one must be answered: one that was not (the run's
+        # time ran out, a timeout) is an error, and "zero errors" means all were answered.
+        # A run that ended by its duration with lines left leaves its last requests in
+        # flight by design (closed loop): reported, not an error.
+        errors["unanswered"] = in_flight
     return LoadResult(
         connections=connections,
         requests=int(raw["requests"]),
@@ -142,6 +146,7 @@ def wrk_run(
         statuses={int(key): int(value) for key, value in raw["statuses"].items()},
         socket_errors={key: int(value) for key, value in errors.items()},
         lines_exhausted=bool(raw["threads_exhausted"]),
+        in_flight_at_end=in_flight,
         loadgen_cpu_s=run.cpu_s,
         wall_s=run.wall_s,
         raw=raw,

@@ -330,7 +330,7 @@ class Scenarios:
             "seed",
             result,
             cores,
-            expected={201, 409},
+            expected={201, 409, 429},
             checks=checks,
             notes=[
                 f"stock {plan.seed_stock}, {total} requests from {plan.seed_users} users "

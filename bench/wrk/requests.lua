@@ -23,7 +23,7 @@ end
 local requests = {}
 local cursor = 0
 local reserved = 0
-local total = 0
+total = 0
 local last_request = nil
 statuses = {}
 exhausted = 0
@@ -85,6 +85,11 @@ function request()
     if total < 0 then
         return last_request
     end
+    if cursor >= reserved then
+        -- Not preceded by delay(): wrk's one call per thread at start-up to check that the
+        -- request parses (script_verify_request). Nothing is sent; no line is used.
+        return requests[1]
+    end
     cursor = cursor + 1
     sent = cursor
     return requests[cursor]
@@ -118,9 +123,10 @@ end
 function done(summary, latency, _)
     local merged = {}
     local threads_exhausted = 0
-    local lines_sent, lines_answered = 0, 0
+    local lines_sent, lines_answered, lines_total = 0, 0, 0
     for _, thread in ipairs(threads) do
         lines_sent = lines_sent + (thread:get("sent") or 0)
+        lines_total = lines_total + math.max(0, thread:get("total") or 0)
         lines_answered = lines_answered + (thread:get("answered") or 0)
         for status, count in pairs(thread:get("statuses") or {}) do
             merged[status] = (merged[status] or 0) + count
@@ -135,11 +141,12 @@ function done(summary, latency, _)
         'BENCH_JSON {"requests": %d, "duration_us": %d, "bytes": %d, '
             .. '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, '
             .. '"latency_us": {"min": %d, "max": %d, "mean": %.1f, "stdev": %.1f, "percentiles": {%s}}, '
-            .. '"statuses": %s, "threads_exhausted": %d, "lines_sent": %d, "lines_answered": %d}\n',
+            .. '"statuses": %s, "threads_exhausted": %d, "lines_sent": %d, "lines_answered": %d, '
+            .. '"lines_total": %d}\n',
         summary.requests, summary.duration, summary.bytes,
         summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.status,
         summary.errors.timeout,
         latency.min, latency.max, latency.mean, latency.stdev, table.concat(percentiles, ", "),
-        json_number_map(merged), threads_exhausted, lines_sent, lines_answered
+        json_number_map(merged), threads_exhausted, lines_sent, lines_answered, lines_total
     ))
 end
