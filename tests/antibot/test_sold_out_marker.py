@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from antibot.soldout import sold_out_markers
-from flashsale_project.localservers import LocalRedis
+from devstack.localservers import LocalRedis
 from flashsale_project.redis_store import inventory_redis
 from orders.models import Order, OrderStatus
 from orders.services import order_release, orders_expire_unpaid, sale_orders_drain

@@ -18,7 +18,7 @@ import psutil
 import pytest
 from celery import Celery
 
-from flashsale_project.localservers import free_port
+from devstack.localservers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STRIPPED = ("REDIS_URL", "DATABASE_URL", "DJANGO_SETTINGS_MODULE", "EMAIL_FILE_PATH", "PROMETHEUS_MULTIPROC_DIR")

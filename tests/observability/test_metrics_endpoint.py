@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from flashsale_project.localservers import free_port
+from devstack.localservers import free_port
 from flashsale_project.redis_store import inventory_redis
 from orders.models import Order
 from orders.services import sale_reconcile

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from flashsale_project.localservers import LocalRedis
+from devstack.localservers import LocalRedis
 from sales import inventory
 from sales.services import _meta_seen
 from tests.factories import auth, make_sale, make_shopper
