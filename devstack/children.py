@@ -61,18 +61,20 @@ def start_child(
 
 
 def stop_group(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-    """Signal ``process``'s whole group, wait for it, SIGKILL the group after ``timeout``.
+    """Stop ``process`` and its process group.
 
-    The group goes even when its leader has already exited: worker processes a server
-    forked (granian's, Celery's pool) must not outlive it holding its port or its pipe.
+    ``sig`` goes to the leader alone, as a container runtime sends it to PID 1: a Celery
+    worker then shuts down warm, letting its pool finish the tasks in hand; granian and
+    uvicorn close their workers themselves. After ``timeout``, or at once when the leader
+    has already exited, SIGKILL takes whatever is left of the group: processes a server
+    forked (granian's workers, Celery's pool) must not outlive it holding its port or pipe.
+    SIGKILL as ``sig`` goes to the whole group at once.
     """
-    try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        process.poll()
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout)
+    if sig != signal.SIGKILL and process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -103,9 +105,7 @@ class Child:
             return "(no log)"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-        """Stop the child and everything it started (its process group)."""
-        if self.process.returncode is not None:
-            return
+        """Stop the child and everything it started (its process group; see ``stop_group``)."""
         stop_group(self.process, sig=sig, timeout=timeout)
 
     def kill(self) -> None:

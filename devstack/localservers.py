@@ -105,6 +105,12 @@ class LocalRedis:
         _stop(self.process, signal.SIGTERM, timeout=timeout)
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no fsync, clients see their connections reset. ``start()``
+        brings it back from its append-only file."""
+        _stop(self.process, signal.SIGKILL, timeout=15.0)
+        self.process = None
+
 
 @dataclass
 class LocalPostgres:

@@ -9,7 +9,6 @@ This module imports nothing from Django.
 
 from __future__ import annotations
 
-import functools
 import socket
 import urllib.error
 import urllib.parse
@@ -17,6 +16,7 @@ import urllib.request
 
 from celery import Celery
 from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 BEAT_STARTED = "beat: Starting..."
 """The line Celery beat logs once its scheduler is set up (after the broker's transport loaded)."""
@@ -37,18 +37,15 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-@functools.cache
-def _control_app(broker_url: str) -> Celery:
-    # A bare app: pinging needs only the broker, not the project's settings.
-    return Celery("devstack-probe", broker=broker_url)
-
-
 def celery_answers(broker_url: str, node: str, *, timeout: float = 1.0) -> bool:
     """The worker ``node`` answered a ping through ``broker_url`` within ``timeout``."""
-    try:
-        replies = _control_app(broker_url).control.ping(destination=[node], timeout=timeout) or []
-    except (OperationalError, OSError):
-        return False
+    # A bare app, and a fresh one each time: pinging needs only the broker, and a connection
+    # kept from before a broker restart would be dead.
+    with Celery("devstack-probe", broker=broker_url) as app:
+        try:
+            replies = app.control.ping(destination=[node], timeout=timeout) or []
+        except (OperationalError, RedisError, OSError):
+            return False
     return any(node in reply for reply in replies)
 
 

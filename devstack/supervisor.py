@@ -209,8 +209,9 @@ class Supervisor:
         self._stop.set()
         stopping = [self.running[p.name] for p in reversed(self.programs) if p.name in self.running]
         for running in stopping:  # All at once: a worker's warm shutdown need not hold up the rest.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(running.process.pid, signal.SIGTERM)
+            if running.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    running.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
         for running in stopping:
             stop_group(running.process, timeout=max(deadline - time.monotonic(), 0.1))
