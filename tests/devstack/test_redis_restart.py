@@ -18,6 +18,7 @@ import pytest
 import redis
 from celery import Celery
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from antibot.soldout import sold_out_markers
 from devstack.localservers import LocalRedis, free_port
@@ -138,7 +139,7 @@ def test_the_live_hub_subscribes_again_after_redis_restarts(own_redis: LocalRedi
     ws: Child = start("ws", TEST_SHAPE.but(ws_port=port), env, port=port)
     try:
         wait_for_http(ws, "/healthz")
-        with connect(f"ws://127.0.0.1:{port}/ws/sales/{sale.pk}/", origin="http://127.0.0.1") as socket:
+        with connect(f"ws://127.0.0.1:{port}/ws/sales/{sale.pk}/", origin=Origin("http://127.0.0.1")) as socket:
             assert _next_of(socket, "hello")["remaining_stock"] == 5
             time.sleep(1.5)  # The append-only file is fsynced every second: the sale survives the crash.
 
