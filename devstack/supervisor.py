@@ -142,7 +142,7 @@ class Supervisor:
                 if code is not None:
                     self._drain(running)
                     raise StartupFailure(name, f"exited during start-up ({describe_exit(code)})", running.tail)
-                if running.is_ready():
+                if self._ready_at_start_up(running):
                     pending.remove(name)
             if pending and time.monotonic() > deadline:
                 name = pending[0]
@@ -151,6 +151,19 @@ class Supervisor:
                     name, f"was not up after {timeout:.0f} s (it never {program.ready_means})", self.running[name].tail
                 )
             self._stop.wait(0.2)
+
+    def _ready_at_start_up(self, running: _Running) -> bool:
+        """The probe's answer; a probe that cannot even ask (say, the broker's transport does
+        not import) fails the start-up, blaming the program's own exit when it follows."""
+        try:
+            return running.is_ready()
+        except Exception as error:
+            name = running.program.name
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = running.process.wait(timeout=10)
+                self._drain(running)
+                raise StartupFailure(name, f"exited during start-up ({describe_exit(code)})", running.tail) from error
+            raise StartupFailure(name, f"could not be checked ({error!r})", running.tail) from error
 
     # --- Running ------------------------------------------------------------------------
 
@@ -187,8 +200,12 @@ class Supervisor:
     def _watch_comeback(self, running: _Running) -> None:
         def watch() -> None:
             while not self._stop.is_set() and running.process.poll() is None:
-                if running.is_ready():
-                    self.say(f"{running.program.name} is up again (it {running.program.ready_means}).")
+                try:
+                    if running.is_ready():
+                        self.say(f"{running.program.name} is up again (it {running.program.ready_means}).")
+                        return
+                except Exception as error:  # noqa: BLE001 - said, not raised: the supervisor goes on
+                    self.say(f"{running.program.name} could not be checked ({error!r})")
                     return
                 self._stop.wait(0.5)
 
