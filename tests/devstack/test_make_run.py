@@ -16,22 +16,30 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
-import psycopg
 import pytest
 
-from antibot.proof_of_work import solve
 from devstack.localservers import free_port
 from tests.polling import wait_for
 
-from .console import Console, newcomer_env, still_running
+from .console import Console, demo_purchase, newcomer_env, order_rows, stack_programs, still_running
 
 ROOT = Path(__file__).resolve().parents[2]
 UP_FOR = 10.0  # seconds every process must have stayed up
+# Every module the deployed code is made of, imported in the checkout's virtualenv (the
+# settings modules are the environment's business; __main__ modules would run).
+IMPORT_EVERYTHING = """
+import importlib, pkgutil, django
+django.setup()
+for package in ("accounts", "antibot", "devstack", "flashsale_project", "naive_shop", "orders", "sales"):
+    for found in pkgutil.walk_packages(importlib.import_module(package).__path__, package + "."):
+        if not (found.name.endswith("__main__") or found.name.startswith("flashsale_project.settings.")):
+            importlib.import_module(found.name)
+print("imported")
+"""
 
 
 def fresh_checkout(destination: Path) -> Path:
@@ -51,37 +59,8 @@ def fresh_checkout(destination: Path) -> Path:
 
 
 @pytest.fixture
-def checkout(tmp_path: Path) -> Iterator[Path]:
-    tmp_path.chmod(0o755)  # PostgreSQL runs as another user when we are root.
-    yield fresh_checkout(tmp_path / "flashsale")
-
-
-def _role(cmdline: list[str]) -> str | None:
-    """web, ws, worker or beat, from a command line of devstack/procfile.py."""
-    if cmdline[1:2] != ["-m"] or len(cmdline) < 3:
-        return None
-    if cmdline[2] == "celery":
-        return cmdline[5]
-    return {"granian": "web", "uvicorn": "ws"}.get(cmdline[2])
-
-
-def _processes(console: Console) -> dict[str, psutil.Process]:
-    """The launcher's four programs, by what they run."""
-    [launcher] = [p for p in psutil.Process(console.process.pid).children() if "devstack" in p.cmdline()]
-    return {role: child for child in launcher.children() if (role := _role(child.cmdline()))}
-
-
-def _buy(base: str, password: str, sale_id: int) -> str:
-    """The demo shopper buys the demo sale through the API, proof of work solved in Python."""
-    with httpx.Client(base_url=base, timeout=30) as client:
-        token = client.post("/api/auth/token/", json={"username": "shopper", "password": password}).json()["token"]
-        client.headers["Authorization"] = f"Token {token}"
-        challenge = client.post(f"/api/sales/{sale_id}/challenge/").json()
-        body = {"challenge": challenge["challenge"], "solution": solve(challenge["challenge"], challenge["difficulty"])}
-        answer = client.post(f"/api/sales/{sale_id}/purchase/", json=body)
-    assert answer.status_code == 201, answer.text
-    order_id: str = answer.json()["order_id"]
-    return order_id
+def checkout(scratch: Path) -> Path:
+    return fresh_checkout(scratch / "flashsale")
 
 
 def _admin_login(base: str, username: str, password: str) -> httpx.Response:
@@ -99,17 +78,10 @@ def _admin_login(base: str, username: str, password: str) -> httpx.Response:
         return browser.get("/admin/")
 
 
-def _order_rows(database_url: str, order_id: str) -> int:
-    with psycopg.connect(database_url) as connection:
-        row = connection.execute("SELECT count(*) FROM orders_order WHERE id = %s", [order_id]).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def test_make_run_on_a_fresh_checkout_serves_a_purchase_end_to_end_and_ctrl_c_stops_all_of_it(
-    checkout: Path, tmp_path: Path
+    checkout: Path, scratch: Path
 ) -> None:
-    run_dir = tmp_path / "run"
+    run_dir = scratch / "run"
     web_port, ws_port = free_port(), free_port()
     python = getattr(sys, "_base_executable", sys.executable)  # Not this suite's virtualenv.
     args = f"--web-port {web_port} --ws-port {ws_port} --web-workers 1 --sale-starts-in 0"
@@ -129,11 +101,11 @@ def test_make_run_on_a_fresh_checkout_serves_a_purchase_end_to_end_and_ctrl_c_st
         assert "pytest" not in installed  # requirements.txt alone, not the development set
 
         # Then every process stays up (the same process, never restarted) for UP_FOR seconds
-        programs = _processes(console)
+        programs = stack_programs(console)
         assert set(programs) == {"web", "ws", "worker", "beat"}, console.text()
         time.sleep(max(0.0, max(p.create_time() for p in programs.values()) + UP_FOR - time.time()))
         assert [name for name, p in programs.items() if not p.is_running()] == [], console.text()
-        assert programs == _processes(console)
+        assert programs == stack_programs(console)
         assert not any("exited" in line for line in console.lines if line.startswith("[make run]")), console.text()
 
         # And it serves: the storefront, the admin, and a purchase that becomes an order row and an email
@@ -141,15 +113,29 @@ def test_make_run_on_a_fresh_checkout_serves_a_purchase_end_to_end_and_ctrl_c_st
         assert home.status_code == 200
         assert "Aurora X1 smartphone" in home.text
         assert "Site administration" in _admin_login(url.rstrip("/"), "admin", admin_password).text
-        order_id = _buy(url.rstrip("/"), shopper_password, sale_id)
+        order_id = demo_purchase(url.rstrip("/"), shopper_password, sale_id)
         stack_env = dict(line.split("=", 1) for line in (run_dir / "stack.env").read_text().splitlines())
-        wait_for(lambda: _order_rows(stack_env["DATABASE_URL"], order_id) == 1, what="the order row", timeout=120)
+        wait_for(lambda: order_rows(stack_env["DATABASE_URL"], order_id) == 1, what="the order row", timeout=120)
         mail = run_dir / "mail"
         wait_for(
             lambda: any(order_id in path.read_text(errors="replace") for path in mail.iterdir()),
             what="the confirmation email",
             timeout=120,
         )
+        # And the rest of the runtime's import paths work in that virtualenv: the operator's
+        # command against the running stack, every module of the deployed code.
+        venv_python = str(checkout / ".venv" / "bin" / "python")
+        operator_env = newcomer_env(run_dir, DJANGO_SETTINGS_MODULE="flashsale_project.settings.local", **stack_env)
+        status = subprocess.run(
+            [venv_python, "manage.py", "flashsale", "status", str(sale_id), "--json"],
+            cwd=checkout, env=operator_env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stdout + status.stderr
+        everything = subprocess.run(
+            [venv_python, "-c", IMPORT_EVERYTHING],
+            cwd=checkout, env=operator_env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert everything.stdout.strip() == "imported", everything.stdout + everything.stderr
         stack = console.descendants()
         names = " ".join(" ".join(p.cmdline()) for p in stack)
         for program in ("redis-server", "postgres", "granian", "uvicorn", "celery"):
