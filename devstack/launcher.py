@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from prometheus_client import multiprocess
+
 from devstack import probes
 from devstack.localservers import LocalPostgres, LocalRedis, LocalServerError, free_port
 from devstack.procfile import Shape, command, node_name
@@ -77,6 +79,17 @@ def programs(shape: Shape, *, env: dict[str, str]) -> list[Program]:
         ),
         Program("beat", command("beat", shape), ready_line=probes.BEAT_STARTED, ready_means="said it started"),
     ]
+
+
+def forget_dead_processes(metrics_dir: Path) -> None:
+    """prometheus_client's multiprocess mode sums "live" gauges (open WebSockets) over the
+    files of every process that wrote one; a process that was killed never removed its own."""
+    for path in metrics_dir.glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(metrics_dir))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +167,9 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
         static_root=ROOT / "staticfiles",
         beat_schedule=RUN_DIR / "celerybeat-schedule",
     )
-    supervisor = Supervisor(programs(shape, env=env), env=env, cwd=ROOT, say=_say)
+    supervisor = Supervisor(
+        programs(shape, env=env), env=env, cwd=ROOT, say=_say, after_exit=lambda: forget_dead_processes(metrics_dir)
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         supervisor.stop()

@@ -98,6 +98,7 @@ class Supervisor:
         backoff_max: float = 30.0,
         stable_after: float = 30.0,
         stop_timeout: float = 20.0,
+        after_exit: Callable[[], None] | None = None,
     ) -> None:
         self.programs = list(programs)
         self.env = dict(env)
@@ -112,6 +113,8 @@ class Supervisor:
         self.backoff_max = backoff_max
         self.stable_after = stable_after
         self.stop_timeout = stop_timeout
+        # Called once a program that exited is gone with its whole group, before its restart.
+        self.after_exit = after_exit
         self.running: dict[str, _Running] = {}
         self.restarts: collections.Counter[str] = collections.Counter()
         self._failures: collections.Counter[str] = collections.Counter()
@@ -189,6 +192,8 @@ class Supervisor:
         # What it forked (granian's workers, Celery's pool) goes with it.
         stop_group(running.process, timeout=5.0)
         self._drain(running)
+        if self.after_exit is not None:
+            self.after_exit()
         running.exit_code = code
         running.restart_at = now + delay
         self.say(

@@ -58,6 +58,8 @@ def test_after_ready_a_dead_process_is_restarted_while_the_others_keep_serving(r
         sale_id = int(console.wait_for(r"\[demo\] sale page: /sales/(\d+)/", timeout=5).group(1))
         before = stack_programs(console)
         said = len(console.lines)
+        ws_gauges = f"gauge_live*_{before['ws'].pid}.db"  # its open-sockets gauge in /metrics
+        assert list((run_dir / "prometheus").glob(ws_gauges)) != []
 
         # When the worker's main process and the ws process are SIGKILLed
         for name in ("worker", "ws"):
@@ -74,6 +76,8 @@ def test_after_ready_a_dead_process_is_restarted_while_the_others_keep_serving(r
         assert after["beat"].pid == before["beat"].pid
         assert after["worker"].pid != before["worker"].pid and after["ws"].pid != before["ws"].pid
         assert httpx.get(f"http://127.0.0.1:{ws_port}/healthz", timeout=10).status_code == 200
+        # The killed ws process's gauge no longer counts.
+        assert list((run_dir / "prometheus").glob(ws_gauges)) == []
 
         # And the restarted worker turns a purchase into an order
         order_id = demo_purchase(f"http://127.0.0.1:{web_port}", shopper_password, sale_id)
