@@ -15,7 +15,8 @@ RUN SECRET_KEY=build-only python manage.py collectstatic --noinput --verbosity 0
 USER flashsale
 
 EXPOSE 8000 8001
-CMD ["granian", "--interface", "wsgi", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", \
-     "--blocking-threads", "8", "--backpressure", "2048", \
-     "--static-path-route", "/static", "--static-path-mount", "/app/staticfiles", \
-     "flashsale_project.wsgi:application"]
+# The server's command line is written once, in devstack/procfile.py; the environment picks
+# the shape (docs/development.md). docker-compose.yml runs the other processes the same way.
+ENV LISTEN_HOST=0.0.0.0 \
+    STATIC_ROOT=/app/staticfiles
+CMD ["python", "-m", "devstack.proc", "web"]

@@ -1,18 +1,25 @@
-# The commands a user types (README). Everything runs from .venv, created on first use.
+# The commands a user types (README, docs/development.md). Everything runs from .venv,
+# created on first use; `make test` and the benchmarks first install the Debian programs
+# they run (`make deps`).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
+# program:package pairs `make deps` checks: chromium (browser tests), promtool (alert rule
+# tests; Debian's prometheus), wrk and redis-benchmark / redis-cli (the benchmark; redis-tools),
+# git (the make-run test clones the checkout).
+DEPS ?= chromium:chromium promtool:prometheus wrk:wrk redis-benchmark:redis-tools redis-cli:redis-tools git:git
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format bench bench-quick clean
+.PHONY: help run deps test lint format bench bench-quick clean
 
 help:
-	@echo "make run          the whole stack on this machine (Ctrl-C stops it)"
-	@echo "make test         the test suite against real servers"
+	@echo "make run          the whole stack on this machine (Ctrl-C stops it); installs requirements.txt into .venv"
+	@echo "make test         the test suite against real servers; installs requirements-dev.txt and 'make deps'"
 	@echo "make lint         ruff (lint + format check), mypy and the import contracts"
 	@echo "make bench        the load benchmark (ARGS=--quick for a smoke run)"
 	@echo "make bench-quick  the benchmark's smoke run (under a minute)"
+	@echo "make deps         the Debian programs the tests and benchmarks run (apt-get, as root or with sudo)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +34,12 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	@touch $(VENV)/.runtime $@
 
 run: $(VENV)/.runtime
-	$(BIN)/python -m flashsale_project.launcher $(ARGS)
+	$(BIN)/python -m devstack $(ARGS)
 
-test: $(VENV)/.dev
+deps:
+	@$(PYTHON) -m devstack.deps $(DEPS)
+
+test: deps $(VENV)/.dev
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(VENV)/.dev
@@ -42,10 +52,10 @@ format: $(VENV)/.dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(VENV)/.dev
+bench: deps $(VENV)/.dev
 	$(BIN)/python -m bench $(ARGS)
 
-bench-quick: $(VENV)/.dev
+bench-quick: deps $(VENV)/.dev
 	$(BIN)/python -m bench --quick $(ARGS)
 
 clean:

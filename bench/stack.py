@@ -9,82 +9,43 @@ scenario, uvicorn serving the ASGI app. Every child dies with the benchmark
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flashsale_project.localservers import LocalPostgres, LocalRedis, free_port
+from devstack import probes
+from devstack.children import Child, ChildError, spawn
+from devstack.localservers import LocalPostgres, LocalRedis, free_port
+from devstack.procfile import Shape, command
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 SETTINGS_MODULE = "bench.settings"
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    os.setpgrp()
+_SHIPPED = Shape()
 
 
 @dataclass(frozen=True)
 class WebConfig:
-    """How granian serves the WSGI app (README, "Benchmark": how these were chosen)."""
+    """How granian serves the WSGI app (docs: "Benchmark", how these were chosen); the
+    defaults are what make run and the containers run (devstack/procfile.py)."""
 
-    workers: int = 2
-    blocking_threads: int = 8
+    workers: int = _SHIPPED.web_workers
+    blocking_threads: int = _SHIPPED.web_threads
     # What a worker takes on at once, and in effect the connections it serves: past it granian
     # leaves connections waiting, and wrk never times them. 64 per worker served 128 of 1,000
     # connections (Little's law) while wrk reported a 20 ms p99; 512 (granian's default with
     # two workers) left a few of 1,000 open-loop connections stuck for seconds whenever one
     # worker got more than 512 of them. At 2,048 every connection is served.
-    backpressure: int = 2048
+    backpressure: int = _SHIPPED.web_backpressure
 
     def describe(self) -> str:
         return (
             f"granian WSGI, {self.workers} workers x {self.blocking_threads} blocking threads,"
             f" backpressure {self.backpressure}"
         )
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    port: int = 0
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 class StackError(RuntimeError):
@@ -138,36 +99,30 @@ class BenchStack:
         }
         return self.env
 
-    def _spawn(self, name: str, command: list[str], *, port: int = 0, env: dict[str, str] | None = None) -> Child:
-        log = self.work_dir / f"{name}.log"
-        child_env = {**os.environ, **self.env, **(env or {})}
-        with log.open("wb") as log_file:
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=child_env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - the runner starts no threads before this
-            )
-        return Child(name=name, process=process, log=log, port=port)
+    def _start(self, name: str, shape: Shape, *, port: int = 0, nice: bool = False) -> Child:
+        argv = command(name, shape)
+        if nice:
+            argv = ["nice", "-n", "19", *argv]
+        env = {**os.environ, **self.env}
+        return spawn(name, argv, env=env, cwd=ROOT, log=self.work_dir / f"{name}.log", port=port)
+
+    def _wait(self, child: Child, ready: Callable[[], bool], *, what: str) -> None:
+        try:
+            child.wait_until(ready, what=what, timeout=60.0)
+        except ChildError as error:
+            raise StackError(str(error)) from None
 
     def start_web(self) -> Child:
         config = self.web_config
         port = free_port()
-        command = [
-            str(BIN / "granian"),
-            "--interface", "wsgi",
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--workers", str(config.workers),
-            "--blocking-threads", str(config.blocking_threads),
-            "--backpressure", str(config.backpressure),
-            "--log-level", "warning",
-            "flashsale_project.wsgi:application",
-        ]  # fmt: skip
-        self.web = self._spawn("web", command, port=port)
-        _wait_for_http(self.web, "/bench/control/")
+        shape = _SHIPPED.but(
+            web_port=port,
+            web_workers=config.workers,
+            web_threads=config.blocking_threads,
+            web_backpressure=config.backpressure,
+        )
+        self.web = self._start("web", shape, port=port)
+        self._wait(self.web, lambda: probes.http_ok(f"{self.web_url}/bench/control/"), what="answer /bench/control/")
         return self.web
 
     def start_worker(self) -> Child:
@@ -175,23 +130,22 @@ class BenchStack:
         drains orders in the time the web side leaves idle, as a worker on its own machine
         would, instead of taking CPU from the requests being measured."""
         node = f"bench-{os.getpid()}@127.0.0.1"
-        command = [
-            "nice", "-n", "19",
-            str(BIN / "celery"), "-A", "flashsale_project", "worker",
-            "--pool", "solo", "--loglevel", "WARNING", "-n", node, "--without-mingle", "--without-gossip",
-        ]  # fmt: skip
-        self.worker = self._spawn("worker", command)
-        _wait_for_worker(self.worker, node)
+        shape = _SHIPPED.but(
+            worker_node=node,
+            worker_pool="solo",
+            worker_concurrency=1,
+            worker_cluster_events=False,
+            celery_log_level="WARNING",
+        )
+        self.worker = self._start("worker", shape, nice=True)
+        broker = probes.broker_url(self.env)
+        self._wait(self.worker, lambda: probes.celery_answers(broker, node, timeout=0.5), what="answer a ping")
         return self.worker
 
     def start_ws(self) -> Child:
         port = free_port()
-        command = [
-            str(BIN / "uvicorn"), "flashsale_project.asgi:application",
-            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-        self.ws = self._spawn("ws", command, port=port)
-        _wait_for_port(self.ws)
+        self.ws = self._start("ws", _SHIPPED.but(ws_port=port), port=port)
+        self._wait(self.ws, lambda: probes.port_open(port), what=f"listen on {port}")
         return self.ws
 
     def stop(self) -> None:
@@ -204,46 +158,3 @@ class BenchStack:
             self.redis.stop()
         if not self.keep_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
-
-
-def _wait_for_http(child: Child, path: str, *, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.process.poll() is not None:
-            raise StackError(f"{child.name} exited with {child.process.returncode}:\n{child.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{child.port}{path}", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise StackError(f"{child.name} did not answer {path} in {timeout:.0f} s:\n{child.log_tail()}")
-
-
-def _wait_for_port(child: Child, *, timeout: float = 60.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.process.poll() is not None:
-            raise StackError(f"{child.name} exited with {child.process.returncode}:\n{child.log_tail()}")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", child.port)) == 0:
-                return
-        time.sleep(0.1)
-    raise StackError(f"{child.name} did not listen on {child.port} in {timeout:.0f} s:\n{child.log_tail()}")
-
-
-def _wait_for_worker(child: Child, node: str, *, timeout: float = 60.0) -> None:
-    from flashsale_project.celery import app
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.process.poll() is not None:
-            raise StackError(f"worker exited with {child.process.returncode}:\n{child.log_tail()}")
-        replies = app.control.ping(destination=[node], timeout=0.5) or []
-        if any(node in reply for reply in replies):
-            return
-    raise StackError(f"worker {node} did not answer a ping in {timeout:.0f} s:\n{child.log_tail()}")

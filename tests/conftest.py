@@ -22,7 +22,7 @@ TEST_SETTINGS = "flashsale_project.settings.test"
 # Before anything imports the project (its Celery module defaults to the local settings).
 os.environ["DJANGO_SETTINGS_MODULE"] = TEST_SETTINGS
 
-from flashsale_project.localservers import LocalPostgres, LocalRedis, free_port  # noqa: E402
+from devstack.localservers import LocalPostgres, LocalRedis, free_port  # noqa: E402
 from tests.processes import celery_worker, web_server  # noqa: E402, F401 - fixtures
 
 _started: list[LocalRedis | LocalPostgres] = []

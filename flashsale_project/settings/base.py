@@ -292,3 +292,13 @@ if METRICS_HTTP_MIDDLEWARE:
         *MIDDLEWARE,
         "django_prometheus.middleware.PrometheusAfterMiddleware",
     ]
+
+# --- From the processes branch (one block, for the settings owner to fold in) ---------------
+# /api/docs/ (Swagger UI) with its JavaScript and CSS served by this server from the
+# drf-spectacular-sidecar wheel (collectstatic picks them up), never from a CDN.
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+SPECTACULAR_SETTINGS |= {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}

@@ -16,7 +16,7 @@ from accounts.tokens import TokenRefused, access_token_issue, access_token_verif
 from core.errors import Unauthenticated
 from core.events import event_listener
 from core.redis_store import inventory_redis
-from flashsale_project.localservers import LocalRedis
+from devstack.localservers import LocalRedis
 from tests.clients import purchase
 from tests.factories import auth, make_sale, make_shopper, make_shoppers
 from tests.polling import wait_for

@@ -9,7 +9,7 @@ from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from core.redis_store import inventory_redis
-from flashsale_project.localservers import free_port
+from devstack.localservers import free_port
 from orders.models import Order
 from orders.reconciliation import sale_reconcile
 from sales import keys

@@ -10,7 +10,7 @@ from django.test import Client, override_settings
 
 from core.events import event_listener
 from core.redis_store import inventory_redis
-from flashsale_project.localservers import LocalRedis
+from devstack.localservers import LocalRedis
 from orders.drain import sale_orders_drain
 from orders.models import Order, OrderStatus
 from orders.services import order_release

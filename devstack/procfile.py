@@ -1,0 +1,146 @@
+"""The stack's four long-running processes, written once: web, ws, worker and beat.
+
+``make run`` (``devstack.launcher``), the tests (``tests/processes.py``), the benchmark
+(``bench/stack.py``) and the containers (``python -m devstack.proc <name>`` in the
+Dockerfile and docker-compose.yml) all take their command lines from ``command()``, so the
+server the suite tests and the benchmark measures is the one that ships. Each caller only
+chooses a ``Shape``: where the processes listen and how big they are.
+
+This module imports nothing from Django: it runs before settings exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+WSGI_APP = "flashsale_project.wsgi:application"
+ASGI_APP = "flashsale_project.asgi:application"
+CELERY_APP = "flashsale_project"
+NAMES = ("web", "ws", "worker", "beat")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Addresses and sizes of the processes. The defaults are production's shape."""
+
+    host: str = "127.0.0.1"
+    web_port: int = 8000
+    ws_port: int = 8001
+    # granian: the shape `make bench` measured best on two cores (docs/benchmark.md, "The
+    # server's shape"): eight threads a worker overlap Redis round trips; a backpressure above
+    # the connections a worker may hold keeps none waiting seconds for a turn.
+    web_workers: int = 2
+    web_threads: int = 8
+    web_backpressure: int = 2048
+    # A collectstatic output that granian serves under /static/ (None: no static files).
+    static_root: Path | None = None
+    server_log_level: str = "warning"
+    # Celery. %h is the host name, as Celery expands it.
+    worker_node: str = "worker@%h"
+    worker_pool: str = "prefork"
+    worker_concurrency: int = 2
+    worker_queues: tuple[str, ...] = ()
+    # mingle and gossip: worth it for a long-lived worker among others, not for one a test
+    # starts and throws away.
+    worker_cluster_events: bool = True
+    celery_log_level: str = "INFO"
+    beat_schedule: Path = Path("celerybeat-schedule")
+    python: str = sys.executable
+
+    def but(self, **changes: object) -> Shape:
+        """This shape with some fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Shape:
+        """The shape a container asks for through its environment (docs/development.md)."""
+        environ = os.environ if environ is None else environ
+        default = cls()
+
+        def number(name: str, fallback: int) -> int:
+            return int(environ.get(name) or fallback)
+
+        static_root = environ.get("STATIC_ROOT")
+        return cls(
+            host=environ.get("LISTEN_HOST") or default.host,
+            web_port=number("WEB_PORT", default.web_port),
+            ws_port=number("WS_PORT", default.ws_port),
+            web_workers=number("WEB_WORKERS", default.web_workers),
+            web_threads=number("WEB_THREADS", default.web_threads),
+            web_backpressure=number("WEB_BACKPRESSURE", default.web_backpressure),
+            static_root=Path(static_root) if static_root else None,
+            worker_node=environ.get("WORKER_NODE") or default.worker_node,
+            worker_concurrency=number("WORKER_CONCURRENCY", default.worker_concurrency),
+            beat_schedule=Path(environ.get("BEAT_SCHEDULE") or default.beat_schedule),
+        )
+
+
+def web(shape: Shape) -> list[str]:
+    """granian serving the WSGI app: storefront, REST API, admin, /metrics, /healthz."""
+    argv = [
+        shape.python, "-m", "granian", "--interface", "wsgi",
+        "--host", shape.host, "--port", str(shape.web_port),
+        "--workers", str(shape.web_workers),
+        "--blocking-threads", str(shape.web_threads),
+        "--backpressure", str(shape.web_backpressure),
+        "--log-level", shape.server_log_level,
+    ]  # fmt: skip
+    if shape.static_root is not None:
+        argv += ["--static-path-route", "/static", "--static-path-mount", str(shape.static_root)]
+    return [*argv, WSGI_APP]
+
+
+def ws(shape: Shape) -> list[str]:
+    """uvicorn serving the ASGI app: the /ws/sales/<id>/ WebSockets."""
+    return [
+        shape.python, "-m", "uvicorn", ASGI_APP,
+        "--host", shape.host, "--port", str(shape.ws_port),
+        "--no-access-log", "--log-level", shape.server_log_level,
+    ]  # fmt: skip
+
+
+def worker(shape: Shape) -> list[str]:
+    """The Celery worker: won orders into PostgreSQL, confirmation emails."""
+    argv = [
+        shape.python, "-m", "celery", "-A", CELERY_APP, "worker",
+        "--loglevel", shape.celery_log_level,
+        "-n", shape.worker_node,
+        "--pool", shape.worker_pool,
+        "--concurrency", str(shape.worker_concurrency),
+    ]  # fmt: skip
+    if shape.worker_queues:
+        argv += ["-Q", ",".join(shape.worker_queues)]
+    if not shape.worker_cluster_events:
+        argv += ["--without-mingle", "--without-gossip"]
+    return argv
+
+
+def beat(shape: Shape) -> list[str]:
+    """Celery beat: warms upcoming sales, drains, reclaims and reconciles on a schedule."""
+    return [
+        shape.python, "-m", "celery", "-A", CELERY_APP, "beat",
+        "--loglevel", shape.celery_log_level,
+        "--schedule", str(shape.beat_schedule),
+    ]  # fmt: skip
+
+
+COMMANDS: dict[str, Callable[[Shape], list[str]]] = {"web": web, "ws": ws, "worker": worker, "beat": beat}
+
+
+def command(name: str, shape: Shape) -> list[str]:
+    """The command line of process ``name`` (one of ``NAMES``) in ``shape``."""
+    try:
+        build = COMMANDS[name]
+    except KeyError:
+        raise ValueError(f"no process named {name!r}; the processes are {', '.join(NAMES)}") from None
+    return build(shape)
+
+
+def node_name(shape: Shape, hostname: str) -> str:
+    """The worker's node name as Celery expands it (``%h`` is the host name)."""
+    return shape.worker_node.replace("%h", hostname)
