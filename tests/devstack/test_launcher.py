@@ -42,7 +42,7 @@ def test_a_process_that_cannot_start_ends_the_run_named_with_its_last_lines(run_
     tail = console.lines[console.lines.index("[make run] web exited during start-up (exit code 2). Its last lines:") :]
     assert any("--workers" in line and line.startswith("    ") for line in tail), console.text()
     assert "[make run] start-up failed: web exited during start-up (exit code 2)." in console.lines
-    assert not any("ready." in line for line in console.lines)
+    assert "[make run] ready." not in console.lines
     assert console.lines[-1] == "[make run] stopped."
     time.sleep(0.5)
     assert still_running(list(console.seen.values())) == []

@@ -34,7 +34,10 @@ UP_FOR = 10.0  # seconds every process must have stayed up
 IMPORT_EVERYTHING = """
 import importlib, pkgutil, django
 django.setup()
-for package in ("accounts", "antibot", "devstack", "flashsale_project", "naive_shop", "orders", "sales"):
+for package in (
+    "accounts", "antibot", "core", "devstack", "flashsale_project", "observability", "operations", "orders", "sales",
+    "storefront",
+):
     for found in pkgutil.walk_packages(importlib.import_module(package).__path__, package + "."):
         if not (found.name.endswith("__main__") or found.name.startswith("flashsale_project.settings.")):
             importlib.import_module(found.name)
