@@ -9,12 +9,22 @@ from their serializers like any other.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import ResolverMatch, URLPattern
 from rest_framework.views import APIView
 
 from .errors import MethodNotAllowed, error_json_response
+
+logger = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+WSGIApplication = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class HotPathApi(APIView):
@@ -28,3 +38,51 @@ class HotPathApi(APIView):
             response["Allow"] = "POST"
             return response
         return self.post(request, **kwargs)  # type: ignore[attr-defined, no-any-return]
+
+
+class HotPathRouter:
+    """WSGI middleware in front of Django: a token-authenticated POST to a hot-path endpoint
+    goes straight to its view, skipping Django's middleware chain and URL resolver.
+
+    In a stampede almost every request is such a POST, and the chain (sessions, messages,
+    CSRF, host validation, the clickjacking header, the resolver's nested patterns) costs as
+    much as the purchase itself; none of it concerns a JSON answer to a bearer of a token.
+    Everything else, a shopper's session-cookie purchase included, goes through Django as
+    usual. The views are the same either way, so the answers are identical (a test compares
+    them); the response's ``close()`` still sends ``request_finished``, which recycles
+    database connections as Django's handler does.
+
+    Requests not taken: those without an Authorization header, non-POSTs, other paths, and
+    all of them when ``SECURE_SSL_REDIRECT`` is on and the request is not secure (Django's
+    redirect applies).
+    """
+
+    def __init__(self, app: WSGIApplication, patterns: Sequence[URLPattern]) -> None:
+        self.app = app
+        self.patterns = tuple(patterns)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "POST" and environ.get("HTTP_AUTHORIZATION"):
+            path = environ.get("PATH_INFO", "")
+            for pattern in self.patterns:
+                match = pattern.resolve(path[1:])
+                if match is not None:
+                    if settings.SECURE_SSL_REDIRECT and environ.get("wsgi.url_scheme") != "https":
+                        break
+                    return self._serve(match, environ, start_response)
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def _serve(match: ResolverMatch, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        request = WSGIRequest(environ)
+        try:
+            response = match.func(request, *match.args, **match.kwargs)
+        except Exception:
+            logger.exception("hot path %s failed", request.path)
+            response = JsonResponse(
+                {"status": "SERVER_ERROR", "detail": "The server failed to answer; the error was logged."},
+                status=500,
+            )
+        status = f"{response.status_code} {response.reason_phrase}"
+        start_response(status, [*response.items()])
+        return response

@@ -10,10 +10,12 @@ from sales.apis import ChallengeApi, PurchaseApi
 # Django tries patterns in order and a stampede is all challenges and purchases: they come
 # first, as one flat pattern each, instead of five nested resolvers down (~80 us a request
 # under cProfile).
-urlpatterns: list[URLPattern | URLResolver] = [
+hot_path_urlpatterns: list[URLPattern] = [
     path("api/sales/<int:sale_id>/purchase/", PurchaseApi.as_view(), name="api-purchase"),
     path("api/sales/<int:sale_id>/challenge/", ChallengeApi.as_view(), name="api-challenge"),
 ]
+"""Also served ahead of Django's middleware for token bearers (``core.hot_path.HotPathRouter``)."""
+urlpatterns: list[URLPattern | URLResolver] = [*hot_path_urlpatterns]
 if settings.FLASHSALE_BENCH_ENDPOINTS:
     # The benchmark's baselines get the same early place, so the comparison stays fair.
     urlpatterns.append(path("bench/", include("naive_shop.urls")))

@@ -6,9 +6,14 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale_project.settings.production")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
 
 from core.events import event_listener  # noqa: E402 - the settings are set up by now
+from core.hot_path import HotPathRouter  # noqa: E402
+from flashsale_project.urls import hot_path_urlpatterns  # noqa: E402
+
+# A token bearer's purchase and challenge skip Django's middleware (core/hot_path.py).
+application = HotPathRouter(django_application, hot_path_urlpatterns)
 
 # The process's one event subscription (winners, sold-out markers, revocations) starts with
 # it, so the first requests find it live instead of asking Redis.

@@ -1,0 +1,88 @@
+"""The hot-path router answers a token bearer's purchase exactly as Django's full stack does,
+without the middleware chain; everything else still goes through Django."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from flashsale_project.wsgi import application, django_application
+from tests.factories import make_sale, make_shopper
+
+pytestmark = pytest.mark.django_db
+
+
+def _call(app: Any, path: str, *, token: str | None = None, method: str = "POST", body: bytes = b"{}") -> tuple:
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json",
+        "REMOTE_ADDR": "127.0.0.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }
+    if token is not None:
+        environ["HTTP_AUTHORIZATION"] = f"Token {token}"
+    started: list[Any] = []
+    answer = application if app is None else app
+    result = answer(environ, lambda status, headers: started.append((status, headers)))
+    payload = b"".join(result)
+    result.close()  # type: ignore[attr-defined]
+    status, headers = started[0]
+    return status, dict(headers), payload
+
+
+@pytest.mark.parametrize("stock", [3, 1])
+def test_the_router_answers_as_the_full_stack_does(stock: int) -> None:
+    sale = make_sale(stock=stock)
+    path = f"/api/sales/{sale.pk}/purchase/"
+    _, first = make_shopper()
+    _, second = make_shopper()
+
+    routed = _call(application, path, token=first)
+    through_django = _call(django_application, path, token=second)
+    again_routed = _call(application, path, token=first)
+    again_django = _call(django_application, path, token=first)
+
+    assert routed[0] == "201 Created"
+    assert json.loads(routed[2])["status"] == "SUCCESS"
+    assert through_django[0] == ("201 Created" if stock > 1 else "409 Conflict")
+    assert again_routed[0] == again_django[0] == "409 Conflict"
+    assert json.loads(again_routed[2]) == json.loads(again_django[2])
+    assert again_routed[1]["Content-Type"] == again_django[1]["Content-Type"] == "application/json"
+
+
+def test_the_router_leaves_everything_else_to_django() -> None:
+    sale = make_sale()
+    _, token = make_shopper()
+
+    no_token = _call(application, f"/api/sales/{sale.pk}/purchase/")
+    a_get = _call(application, f"/api/sales/{sale.pk}/purchase/", token=token, method="GET")
+    elsewhere = _call(application, f"/api/sales/{sale.pk}/", token=token, method="GET")
+
+    # Django's stack sets the clickjacking header; the router never does.
+    assert no_token[0] == "401 Unauthorized"
+    assert "X-Frame-Options" in no_token[1]
+    assert a_get[0] == "405 Method Not Allowed"
+    assert "X-Frame-Options" in a_get[1]
+    assert elsewhere[0] == "200 OK"
+
+
+def test_with_an_https_redirect_a_plain_request_is_left_to_django() -> None:
+    sale = make_sale()
+    _, token = make_shopper()
+    with override_settings(SECURE_SSL_REDIRECT=True):
+        plain = _call(application, f"/api/sales/{sale.pk}/purchase/", token=token)
+    # Django's stack answered (its middleware, built at start-up, decides the redirect).
+    assert "X-Frame-Options" in plain[1]
