@@ -38,7 +38,6 @@ class EventListener:
         self._lock = threading.Lock()
         self._live = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = 0
         self._generation = 0  # A thread whose generation is stale stops.
         self.messages_heard = 0
 
@@ -60,19 +59,23 @@ class EventListener:
         return self._live.is_set()
 
     def ensure_running(self) -> None:
-        pid = os.getpid()
-        thread = self._thread
-        if thread is not None and thread.is_alive() and self._pid == pid:
+        """Start the subscription's thread unless it runs (one check of an attribute)."""
+        if self._thread is not None:
             return
         with self._lock:
-            if self._thread is not None and self._thread.is_alive() and self._pid == pid:
+            if self._thread is not None:
                 return
             self._live.clear()
-            self._pid = pid
             self._thread = threading.Thread(
                 target=self._run, args=(self._generation,), name="event-listener", daemon=True
             )
             self._thread.start()
+
+    def forked(self) -> None:
+        """In a forked child: the parent's thread did not come along; the next use starts one."""
+        self._thread = None
+        self._lock = threading.Lock()
+        self._live = threading.Event()
 
     def wait_until_live(self, timeout: float = 5.0) -> bool:
         self.ensure_running()
@@ -167,3 +170,4 @@ class EventListener:
 
 event_listener = EventListener()
 """The process's one subscription."""
+os.register_at_fork(after_in_child=event_listener.forked)

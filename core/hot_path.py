@@ -83,6 +83,7 @@ class HotPathRouter:
                 {"status": "SERVER_ERROR", "detail": "The server failed to answer; the error was logged."},
                 status=500,
             )
-        status = f"{response.status_code} {response.reason_phrase}"
-        start_response(status, [*response.items()])
+        # As Django's CommonMiddleware would: a length, so the server need not chunk.
+        response.headers["Content-Length"] = str(len(response.content))
+        start_response(f"{response.status_code} {response.reason_phrase}", [*response.items()])
         return response

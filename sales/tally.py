@@ -39,14 +39,14 @@ class Tally:
         self._counts: Counter[tuple[int, str]] = Counter()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = 0
         self._stop = threading.Event()
 
     def count(self, sale_id: int, *fields: str) -> None:
         with self._lock:
             for name in fields:
                 self._counts[(sale_id, name)] += 1
-        self._ensure_flusher()
+        if self._thread is None:
+            self._start_flusher()
 
     def flush(self) -> int:
         """Move the counts to Redis now. Returns how many fields were written."""
@@ -69,16 +69,18 @@ class Tally:
         with self._lock:
             self._counts.clear()
 
-    def _ensure_flusher(self) -> None:
-        pid = os.getpid()
-        if self._thread is not None and self._pid == pid and self._thread.is_alive():
-            return
+    def _start_flusher(self) -> None:
         with self._lock:
-            if self._thread is not None and self._pid == pid and self._thread.is_alive():
-                return
-            self._pid = pid
-            self._thread = threading.Thread(target=self._run, name="answer-tally", daemon=True)
-            self._thread.start()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="answer-tally", daemon=True)
+                self._thread.start()
+
+    def forked(self) -> None:
+        """In a forked child: the parent's flusher thread did not come along, nor may its
+        counts be flushed twice."""
+        self._thread = None
+        self._lock = threading.Lock()
+        self._counts = Counter()
 
     def _run(self) -> None:
         outage_logged = False
@@ -95,6 +97,7 @@ class Tally:
 tally = Tally()
 """The process's counters."""
 forgets_process_state(tally.forget)
+os.register_at_fork(after_in_child=tally.forked)
 
 
 @atexit.register

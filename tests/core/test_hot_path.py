@@ -61,6 +61,8 @@ def test_the_router_answers_as_the_full_stack_does(stock: int) -> None:
     assert again_routed[0] == again_django[0] == "409 Conflict"
     assert json.loads(again_routed[2]) == json.loads(again_django[2])
     assert again_routed[1]["Content-Type"] == again_django[1]["Content-Type"] == "application/json"
+    assert again_routed[1]["Content-Length"] == str(len(again_routed[2]))
+    assert again_routed[1]["Content-Length"] == again_django[1]["Content-Length"]
 
 
 def test_the_router_leaves_everything_else_to_django() -> None:
