@@ -57,6 +57,40 @@ class WebConfig:
         )
 
 
+WS_SERVER = "uvicorn-listener"
+"""The ws server ``make run`` and compose run (docs/websockets.md: how it was chosen)."""
+WS_PROTOCOL = "sales.ws_protocol:ListenerProtocol"
+# uvicorn's options for the ws process, here and in make run, compose and the tests: the
+# trimmed protocol; no per-message deflate (a compressor per socket, for messages of a few
+# dozen bytes); clients send nothing, so a message over 4 KiB is refused; a backlog for a
+# crowd reconnecting at once.
+WS_UVICORN_OPTIONS = ("--ws", WS_PROTOCOL, "--ws-per-message-deflate", "false", "--ws-max-size", "4096")
+
+
+def ws_command(server: str, port: int) -> list[str]:
+    """The command line of each ASGI server scenario 9 can measure, serving the ws app on
+    ``port``. Every one serves the same app, ``flashsale_project.asgi:application``."""
+    app = "flashsale_project.asgi:application"
+    uvicorn = [
+        str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port),
+        "--no-access-log", "--log-level", "warning", "--backlog", "4096",
+    ]  # fmt: skip
+    commands = {
+        "uvicorn-listener": [*uvicorn, *WS_UVICORN_OPTIONS],
+        "uvicorn-websockets": [*uvicorn, "--ws", "websockets"],
+        "uvicorn-websockets-sansio": [*uvicorn, "--ws", "websockets-sansio"],
+        "uvicorn-wsproto": [*uvicorn, "--ws", "wsproto"],
+        "granian": [
+            str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--backlog", "4096", "--backpressure", "30000", "--log-level", "warning", app,
+        ],
+        "daphne": [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "-v", "0", app],
+    }  # fmt: skip
+    if server not in commands:
+        raise StackError(f"unknown ws server {server!r}; one of {', '.join(commands)}")
+    return commands[server]
+
+
 @dataclass
 class Child:
     name: str
@@ -184,13 +218,9 @@ class BenchStack:
         _wait_for_worker(self.worker, node)
         return self.worker
 
-    def start_ws(self) -> Child:
+    def start_ws(self, server: str = WS_SERVER, *, env: dict[str, str] | None = None) -> Child:
         port = free_port()
-        command = [
-            str(BIN / "uvicorn"), "flashsale_project.asgi:application",
-            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-        self.ws = self._spawn("ws", command, port=port)
+        self.ws = self._spawn("ws", ws_command(server, port), port=port, env=env)
         _wait_for_port(self.ws)
         return self.ws
 

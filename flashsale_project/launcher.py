@@ -82,6 +82,10 @@ def process_commands(*, web_port: int, ws_port: int, web_workers: int, python: s
         "ws": (
             f"exec {bin_dir / 'uvicorn'} flashsale_project.asgi:application --host 127.0.0.1"
             f" --port {ws_port} --no-access-log --log-level warning"
+            # docs/websockets.md: the trimmed protocol, no per-socket compressor, clients
+            # send nothing, a backlog for a crowd reconnecting at once.
+            " --ws sales.ws_protocol:ListenerProtocol --ws-per-message-deflate false --ws-max-size 4096"
+            " --backlog 4096"
         ),
         "worker": f"exec {bin_dir / 'celery'} -A flashsale_project worker --loglevel INFO --concurrency 2 -n worker@%h",
         "beat": (

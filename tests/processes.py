@@ -138,6 +138,8 @@ def start_ws(*, env: dict[str, str] | None = None) -> ChildProcess:
     command = [
         str(BIN / "uvicorn"), "flashsale_project.asgi:application",
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
+        "--ws", "sales.ws_protocol:ListenerProtocol", "--ws-per-message-deflate", "false",
+        "--ws-max-size", "4096", "--backlog", "4096",
     ]  # fmt: skip
     child = spawn("ws", command, child_env(**(env or {})), port=port)
     wait_for_http(child, "/healthz")

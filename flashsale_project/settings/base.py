@@ -279,3 +279,17 @@ if METRICS_HTTP_MIDDLEWARE:
         *MIDDLEWARE,
         "django_prometheus.middleware.PrometheusAfterMiddleware",
     ]
+
+# --- Storefront WebSockets, the ws process (docs/websockets.md) -----------------------------
+# Sockets one ws process takes; 0: as many as its open-file limit allows (the process raises
+# its soft limit to the hard limit at start and logs the number). Past it, a socket is closed
+# with 1013 (try again later), as is one more from an address already holding
+# WS_MAX_CONNECTIONS_PER_IP (0: no per-address cap; the address is the TCP peer's, so behind a
+# proxy set 0 and cap at the proxy).
+WS_MAX_CONNECTIONS = env_int("WS_MAX_CONNECTIONS", 0)
+WS_MAX_CONNECTIONS_PER_IP = env_int("WS_MAX_CONNECTIONS_PER_IP", 64)
+# A socket whose client stops reading: the kernel keeps at most this much unsent for it, the
+# process at most this much more; beyond that, or when its bytes wait longer than
+# WS_SEND_TIMEOUT_SECONDS, the socket is cut off.
+WS_SEND_BUFFER_BYTES = env_int("WS_SEND_BUFFER_BYTES", 32768)
+WS_SEND_TIMEOUT_SECONDS = env_float("WS_SEND_TIMEOUT_SECONDS", 10.0)
