@@ -432,7 +432,8 @@ class LiveHub:
         self.connections = 0
         self.by_address: dict[str, int] = {}
         self.refused = 0
-        self.slow_dropped = 0
+        self.cut_full = 0
+        self.cut_late = 0
         self._backlog: dict[LiveSocket, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._loading: dict[int, asyncio.Future[SaleRoom | None]] = {}
@@ -483,6 +484,7 @@ class LiveHub:
     def backlogged(self, listener: LiveSocket) -> None:
         """``listener`` has bytes it could not send yet: watch it until they are gone."""
         if listener.unsent_bytes() > self.send_buffer_bytes:
+            self.cut_full += 1
             self.drop(listener)
             return
         self._backlog.setdefault(listener, time.monotonic())
@@ -491,7 +493,6 @@ class LiveHub:
         """Stop writing to a socket that does not read and cut it off."""
         listener.drop()
         self._backlog.pop(listener, None)
-        self.slow_dropped += 1
         for room in self.rooms.values():
             room.leave(listener)
 
@@ -503,17 +504,19 @@ class LiveHub:
                 if not listener.unsent_bytes():
                     del self._backlog[listener]
                 elif now - since > self.send_timeout:
+                    self.cut_late += 1
                     self.drop(listener)
-            if self.refused or self.slow_dropped:
+            if self.refused or self.cut_full or self.cut_late:
                 logger.warning(
-                    "ws: refused %d sockets over a cap, dropped %d that did not read for %.0f s (holding %d of %d)",
+                    "ws: refused %d sockets over a cap; cut off %d readers over WS_SEND_BUFFER_BYTES unsent and %d"
+                    " whose bytes waited over WS_SEND_TIMEOUT_SECONDS (holding %d of %d)",
                     self.refused,
-                    self.slow_dropped,
-                    self.send_timeout,
+                    self.cut_full,
+                    self.cut_late,
                     self.connections,
                     self.capacity,
                 )
-                self.refused = self.slow_dropped = 0
+                self.refused = self.cut_full = self.cut_late = 0
 
     # --- Rooms --------------------------------------------------------------------------
 
