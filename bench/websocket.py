@@ -17,6 +17,7 @@ against each ASGI server (the comparison in docs/websockets.md) on a stack of it
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from .plan import BenchPlan
@@ -322,7 +324,8 @@ def websocket_scenario(*, stack: BenchStack, plan: BenchPlan, log: Callable[[str
 
 
 def compare(servers: Sequence[str], steps: Sequence[int], log: Callable[[str], None]) -> dict[str, Any]:
-    """The same steps against each ASGI server, each on a fresh ws process of one stack."""
+    """The same steps against each ASGI server, each on a fresh ws process of one stack:
+    per server, one list of step results per pass."""
     import django
     from django.core.management import call_command
 
@@ -340,7 +343,9 @@ def compare(servers: Sequence[str], steps: Sequence[int], log: Callable[[str], N
                 log(f"  did not start: {error}")
                 continue
             try:
-                table[server] = [asdict(result) for result in steps_run(ws=ws, steps=steps, log=log)]
+                table.setdefault(server, []).append(
+                    [asdict(result) for result in steps_run(ws=ws, steps=steps, log=log)]
+                )
             finally:
                 ws.stop()
     finally:
@@ -353,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.websocket", description="scenario 9 against ASGI servers")
     parser.add_argument("--servers", default=WS_SERVER, help="comma-separated, e.g. uvicorn-websockets,granian")
     parser.add_argument("--steps", default="1000,5000,10000", help="sockets per step, e.g. 1000,5000,10000")
+    parser.add_argument("--passes", type=int, default=1, help="run every server this many times, in turn")
+    parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     began = time.monotonic()
 
@@ -360,8 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[ws {time.monotonic() - began:6.1f}s] {message}", flush=True)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
-    result = compare(args.servers.split(","), [int(step) for step in args.steps.split(",")], say)
+    servers = args.servers.split(",") * args.passes
+    result = compare(servers, [int(step) for step in args.steps.split(",")], say)
     say(f"load average at start {result['load_average_at_start']}, at end {result['load_average_at_end']}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
