@@ -166,7 +166,8 @@ def _move_start(sale: Any, *, seconds_from_now: float) -> float:
     sale.starts_at = timezone.now() + timedelta(seconds=seconds_from_now)
     sale.ends_at = sale.starts_at + duration
     sale_update(sale=sale)
-    return float(sale.starts_at.timestamp())
+    # The instant Redis holds (whole milliseconds), by which purchase.lua and the ws process judge.
+    return int(sale.starts_at.timestamp() * 1000) / 1000
 
 
 def _spread(total: int, parts: int) -> list[int]:
