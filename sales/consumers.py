@@ -9,7 +9,8 @@ message; what a client sends is read and ignored.
 A page from another site is refused before the handshake (HTTP 403, as Channels' origin
 check did). Every other refusal is a WebSocket close after the handshake, never an HTTP
 error, so a page sees its code: ``4404`` for a path that names no sale, ``1013`` (try again later) when the process
-is full, the client's address holds ``WS_MAX_CONNECTIONS_PER_IP`` sockets, or Redis is away.
+is full, the client's address holds ``WS_MAX_CONNECTIONS_PER_IP`` sockets, or Redis (or, for
+a sale not loaded into Redis yet, PostgreSQL) is away.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator
+from django.db import DatabaseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -90,9 +92,10 @@ async def sale_socket(scope: Scope, receive: Receive, send: Send) -> None:
         listener = hub.socket_for(send)
         try:
             joined = await hub.join(sale_id, listener)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
-            # The page polls the REST API meanwhile and reconnects with backoff.
-            logger.warning("sale %s socket refused: Redis unavailable (%s)", sale_id, error)
+        except (RedisConnectionError, RedisTimeoutError, OSError, DatabaseError) as error:
+            # A sale not in Redis yet is read from PostgreSQL. The page polls the REST API
+            # meanwhile and reconnects with backoff.
+            logger.warning("sale %s socket refused: Redis or PostgreSQL unavailable (%s)", sale_id, error)
             await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
             return
         if not joined:

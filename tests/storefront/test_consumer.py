@@ -19,8 +19,9 @@ from django.conf import settings
 from prometheus_client import REGISTRY
 
 from flashsale_project.asgi import application
+from flashsale_project.localservers import LocalRedis
 from sales import inventory
-from sales.consumers import NO_SUCH_SALE
+from sales.consumers import NO_SUCH_SALE, TRY_AGAIN_LATER
 from sales.live import CLIENT_NAME, STOCK_INTERVAL_SECONDS, Outgoing, live_hub
 from sales.models import FlashSale
 from sales.services import purchase_attempt, sale_update
@@ -355,6 +356,19 @@ def test_an_unknown_sale_closes_the_socket_with_4404() -> None:
     async def scenario() -> None:
         socket = await connected(987_654_321)
         assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": NO_SUCH_SALE}
+
+    live(scenario)
+
+
+def test_while_redis_is_away_a_socket_is_closed_with_1013_not_an_error(own_redis: LocalRedis) -> None:
+    # Given a sale, and Redis gone
+    sale = make_sale()
+    own_redis.stop()
+
+    async def scenario() -> None:
+        # When a page connects, it is told to come back later (it polls meanwhile)
+        socket = await connected(sale.pk)
+        assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": TRY_AGAIN_LATER}
 
     live(scenario)
 
