@@ -1,7 +1,8 @@
 """``make bench``: the load benchmark of issue 7, on this machine, side by side in one run.
 
 Starts its own stack (Redis, PostgreSQL, granian with several workers, a Celery worker, and
-uvicorn for the WebSocket scenario) on free loopback ports with data in a scratch directory,
+uvicorn for the WebSocket scenario, which opens sockets in steps up to the ws process's
+open-file limit) on free loopback ports with data in a scratch directory,
 drives it with wrk, checks the invariants after every run, and prints a table; the raw numbers
 go to ``bench/results/<timestamp>.json`` with a PNG chart next to it. ``--quick`` is the smoke
 run CI makes (under a minute, no thresholds). Every run is bounded in time and in requests,
@@ -229,9 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
 
     from .report import chart_write, results_write, table, targets
+    from .websocket import targets as websocket_targets
 
     runs = document["runs"]
-    document["targets"] = targets(runs, document["redis_ceiling"])
+    document["targets"] = targets(runs, document["redis_ceiling"]) + websocket_targets(document.get("websocket"))
     document["finished_at"] = datetime.now(UTC).isoformat()
     document["wall_s"] = round(time.monotonic() - began, 1)
     results_path = args.results_dir / f"{stamp}.json"

@@ -21,7 +21,6 @@ class BenchPlan:
     seed_connections: int
     ceiling_requests: int
     memory_buyers: int
-    ws_connections: int
     drain_timeout_s: float
 
     @classmethod
@@ -38,7 +37,6 @@ class BenchPlan:
             seed_connections=1000,
             ceiling_requests=300_000,
             memory_buyers=100_000,
-            ws_connections=1000,
             drain_timeout_s=120.0,
         )
 
@@ -56,6 +54,5 @@ class BenchPlan:
             seed_connections=100,
             ceiling_requests=20_000,
             memory_buyers=10_000,
-            ws_connections=100,
             drain_timeout_s=30.0,
         )

@@ -182,6 +182,22 @@ def table(document: dict[str, Any]) -> str:
     websocket = document.get("websocket")
     if websocket:
         lines.append(f"9 WebSocket: {websocket.get('summary', 'not measured')}")
+        for step in websocket.get("steps", []):
+            timing = (
+                f"first {step['first_ms']:.0f} / p50 {step['p50_ms']:.0f} / last {step['last_ms']:.0f} ms"
+                if step["last_ms"] is not None
+                else "none heard"
+            )
+            server = (
+                f"; written from {step['server_late_ms']:.0f} ms, in {step['server_write_ms']:.0f} ms"
+                if step.get("server_write_ms") is not None
+                else ""
+            )
+            lines.append(
+                f"  {step['sockets_held']:>6,} of {step['sockets_asked']:>6,} sockets, "
+                f"{step['bytes_per_socket'] / 1000:5.1f} KB each; sale_started heard by {step['heard']:,}: "
+                f"{timing}{server}"
+            )
     hook = document.get("hook_cost")
     if hook:
         lines.append(

@@ -20,7 +20,7 @@ from pathlib import Path
 from devstack import probes
 from devstack.children import Child, ChildError, spawn
 from devstack.localservers import LocalPostgres, LocalRedis, free_port
-from devstack.procfile import Shape, command
+from devstack.procfile import ASGI_APP, Shape, command
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_MODULE = "bench.settings"
@@ -46,6 +46,36 @@ class WebConfig:
             f"granian WSGI, {self.workers} workers x {self.blocking_threads} blocking threads,"
             f" backpressure {self.backpressure}"
         )
+
+
+WS_SERVER = "uvicorn-listener"
+"""The ws server ``make run`` and compose run (docs/websockets.md: how it was chosen)."""
+
+
+def ws_command(server: str, port: int) -> list[str]:
+    """The command line of each ASGI server the WebSocket comparison can measure, serving the
+    ws app on ``port``: the shipped one as devstack writes it, and the alternatives it was
+    chosen against (only the comparison runs those)."""
+    if server == WS_SERVER:
+        return command("ws", _SHIPPED.but(ws_port=port))
+    python = _SHIPPED.python
+    uvicorn = [
+        python, "-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1", "--port", str(port),
+        "--no-access-log", "--log-level", "warning", "--backlog", "4096",
+    ]  # fmt: skip
+    alternatives = {
+        "uvicorn-websockets": [*uvicorn, "--ws", "websockets"],
+        "uvicorn-websockets-sansio": [*uvicorn, "--ws", "websockets-sansio"],
+        "uvicorn-wsproto": [*uvicorn, "--ws", "wsproto"],
+        "granian": [
+            python, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--backlog", "4096", "--backpressure", "30000", "--log-level", "warning", ASGI_APP,
+        ],
+        "daphne": [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", ASGI_APP],
+    }  # fmt: skip
+    if server not in alternatives:
+        raise StackError(f"unknown ws server {server!r}; one of {', '.join([WS_SERVER, *alternatives])}")
+    return alternatives[server]
 
 
 class StackError(RuntimeError):
@@ -142,9 +172,17 @@ class BenchStack:
         self._wait(self.worker, lambda: probes.celery_answers(broker, node, timeout=0.5), what="answer a ping")
         return self.worker
 
-    def start_ws(self) -> Child:
+    def start_ws(self, server: str = WS_SERVER, *, env: dict[str, str] | None = None) -> Child:
+        """The ws process (``server``: the shipped one, or an alternative for the comparison)."""
         port = free_port()
-        self.ws = self._start("ws", _SHIPPED.but(ws_port=port), port=port)
+        self.ws = spawn(
+            "ws",
+            ws_command(server, port),
+            env={**os.environ, **self.env, **(env or {})},
+            cwd=ROOT,
+            log=self.work_dir / "ws.log",
+            port=port,
+        )
         self._wait(self.ws, lambda: probes.port_open(port), what=f"listen on {port}")
         return self.ws
 

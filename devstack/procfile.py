@@ -96,12 +96,24 @@ def web(shape: Shape) -> list[str]:
 
 
 def ws(shape: Shape) -> list[str]:
-    """uvicorn serving the ASGI app: the /ws/sales/<id>/ WebSockets."""
+    """uvicorn serving the ASGI app: the /ws/sales/<id>/ WebSockets (docs/websockets.md: the
+    trimmed protocol, no per-socket compressor, clients send nothing, a backlog for a crowd
+    reconnecting at once)."""
     return [
         shape.python, "-m", "uvicorn", ASGI_APP,
         "--host", shape.host, "--port", str(shape.ws_port),
         "--no-access-log", "--log-level", shape.server_log_level,
+        *WS_UVICORN_OPTIONS,
     ]  # fmt: skip
+
+
+WS_UVICORN_OPTIONS = (
+    "--ws", "sales.ws_protocol:ListenerProtocol",
+    "--ws-per-message-deflate", "false",
+    "--ws-max-size", "4096",
+    "--backlog", "4096",
+)  # fmt: skip
+"""How the ws process runs uvicorn; the benchmark's server comparison reuses it."""
 
 
 def worker(shape: Shape) -> list[str]:

@@ -12,14 +12,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale_project.settings.prod
 
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from sales.routing import websocket_urlpatterns  # noqa: E402
+from sales.live import ws_process_prepare  # noqa: E402
+from sales.routing import websocket_application  # noqa: E402
+
+# One socket is one open file: the process takes what the hard limit allows (docs/websockets.md).
+ws_process_prepare()
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        # Checks the page's Origin against ALLOWED_HOSTS itself (sales.consumers).
+        "websocket": websocket_application,
     }
 )

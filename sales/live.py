@@ -2,15 +2,21 @@
 
 Fan-out: one Redis pub/sub subscription per server process, not one per connection, and no
 channel-layer groups. A process keeps one ``SaleRoom`` per sale that has open sockets; the
-room serializes each message once and writes the same text to every socket it holds.
+room encodes each message once, as text and as a finished WebSocket frame, and hands the same
+bytes to every socket it holds (docs/websockets.md has the measurements behind this).
 
 - ``LiveHub._listen``: one asyncio task, one connection subscribed to ``flashsale_events``
   (stock) and ``flashsale_sale_updates`` (window or plan changed), for the whole process.
 - ``SaleRoom._tick``: one task per sale with listeners: ``countdown`` each second before the
   start, ``sale_started`` at the start second, ``sale_ended`` at the end, by the Redis clock
   (the clock ``purchase.lua`` judges the window by), estimated once a minute.
-- ``SaleRoom._deliver``: one task per sale that writes every message, in order, to every
-  socket; a socket gets its ``hello`` in the same queue, so nothing reaches it before that.
+- ``SaleRoom.broadcast``: pushes one message to every socket without waiting for any of
+  them. A socket is a ``FrameSocket`` where the server lets the room write the frame to the
+  connection's transport itself (uvicorn), else an ``AsgiSocket`` (one ASGI ``send`` per
+  socket, queued). A socket gets its ``hello`` when it joins, before any broadcast.
+- ``LiveHub._sweep``: once a second, drops sockets whose unsent bytes waited longer than
+  ``WS_SEND_TIMEOUT_SECONDS``; a socket with more than ``WS_SEND_BUFFER_BYTES`` unsent is
+  dropped at once. A reader that stops reading costs at most that, then nothing.
 
 Why not channels-redis groups (measured on this machine, one process, a 2,000-member group):
 a ``group_send`` took ~97 ms (it reads all 2,000 member names from Redis and ships them in
@@ -32,12 +38,16 @@ import json
 import logging
 import math
 import os
+import resource
+import socket
+import struct
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
@@ -56,7 +66,186 @@ CLOCK_REFRESH_SECONDS = 60.0
 CLIENT_NAME = "flashsale-live"
 """The Redis client name of a process's subscription (``CLIENT LIST`` shows one per process)."""
 
-SendText = Callable[[str], Awaitable[None]]
+SWEEP_SECONDS = 1.0
+SLOW_READER = 1013
+"""Close code for a socket cut off for not reading (where the server lets a close through)."""
+FILES_KEPT = 100
+"""Open files a ws process keeps for itself (Redis, PostgreSQL, logs, the listening socket)."""
+
+AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def sockets_allowed(open_file_limit: int) -> int:
+    """How many sockets a process with ``open_file_limit`` can hold."""
+    return max(0, open_file_limit - FILES_KEPT)
+
+
+def open_file_limit_raise() -> tuple[int, int]:
+    """Raise this process's open-file soft limit to its hard limit (one socket is one open
+    file); return (before, after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return soft, hard
+    return soft, soft
+
+
+def sockets_capacity() -> int:
+    """The sockets this process takes: ``WS_MAX_CONNECTIONS`` (0: no cap of its own), never
+    more than its open-file limit allows."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    allowed = sockets_allowed(soft) if soft != resource.RLIM_INFINITY else 1_000_000
+    configured = settings.WS_MAX_CONNECTIONS
+    return min(configured, allowed) if configured > 0 else allowed
+
+
+def ws_process_prepare() -> None:
+    """At the start of a ws process: take every open file the hard limit allows, and say
+    how many sockets that makes room for."""
+    before, after = open_file_limit_raise()
+    logger.info(
+        "ws process %d: open-file limit %d (was %d): room for %d sockets"
+        " (WS_MAX_CONNECTIONS=%d, WS_MAX_CONNECTIONS_PER_IP=%d; 0 is no cap)",
+        os.getpid(),
+        after,
+        before,
+        sockets_capacity(),
+        settings.WS_MAX_CONNECTIONS,
+        settings.WS_MAX_CONNECTIONS_PER_IP,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One broadcast, encoded once: the JSON text and the WebSocket frame that carries it
+    (server to client: unmasked, one final text frame; RFC 6455 section 5.2)."""
+
+    text: str
+    frame: bytes
+
+    @classmethod
+    def of(cls, text: str) -> Outgoing:
+        payload = text.encode()
+        size = len(payload)
+        if size < 126:
+            header = bytes((0x81, size))
+        elif size < 65536:
+            header = struct.pack("!BBH", 0x81, 126, size)
+        else:
+            header = struct.pack("!BBQ", 0x81, 127, size)
+        return cls(text=text, frame=header + payload)
+
+
+class LiveSocket(Protocol):
+    """What a room holds for each socket: ``push`` never waits."""
+
+    def push(self, message: Outgoing) -> None: ...
+
+    def unsent_bytes(self) -> int: ...
+
+    def drop(self) -> None: ...
+
+
+class FrameSocket:
+    """A socket whose server lets the room write finished frames to the connection's
+    transport: uvicorn's ``websockets-sansio`` and ``wsproto`` protocols, whose ASGI ``send``
+    is a method of the connection's ``asyncio.Protocol`` (``transport``, ``close_sent``).
+    One ``transport.write`` per socket, no coroutine, no per-socket encoding.
+
+    The handshake and the close still go through ASGI ``send``, so the server's protocol
+    state stays its own; data frames are all a server may add between them.
+    """
+
+    __slots__ = ("connection", "hub", "transport")
+
+    def __init__(self, hub: LiveHub, connection: Any, transport: asyncio.WriteTransport) -> None:
+        self.hub = hub
+        self.connection = connection
+        self.transport = transport
+        # Bounded in the kernel as well: a reader that stops reading fills this much, then
+        # the process's buffer, which the hub watches.
+        raw = transport.get_extra_info("socket")
+        if raw is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, hub.send_buffer_bytes)
+
+    @classmethod
+    def for_send(cls, hub: LiveHub, send: AsgiSend) -> FrameSocket | None:
+        connection = getattr(send, "__self__", None)
+        transport = getattr(connection, "transport", None)
+        if transport is None or not isinstance(getattr(connection, "close_sent", None), bool):
+            return None
+        if not all(hasattr(transport, name) for name in ("write", "get_write_buffer_size", "is_closing", "abort")):
+            return None
+        return cls(hub, connection, transport)
+
+    def push(self, message: Outgoing) -> None:
+        transport = self.transport
+        if self.connection.close_sent or transport.is_closing():
+            return  # Closing: its disconnect is on the way and takes it out of the room.
+        transport.write(message.frame)
+        if transport.get_write_buffer_size():
+            self.hub.backlogged(self)
+
+    def unsent_bytes(self) -> int:
+        return int(self.transport.get_write_buffer_size())
+
+    def drop(self) -> None:
+        # Abort, not close: a close frame would queue behind what the reader never took.
+        self.transport.abort()
+
+
+class AsgiSocket:
+    """Any other server: one ASGI ``send`` per message, from a task that exists only
+    while the socket has messages waiting; at most ``WS_SEND_BUFFER_BYTES`` of them."""
+
+    __slots__ = ("dropped", "hub", "send", "waiting", "waiting_bytes", "writer")
+
+    def __init__(self, hub: LiveHub, send: AsgiSend) -> None:
+        self.hub = hub
+        self.send = send
+        self.waiting: deque[Outgoing] = deque()
+        self.waiting_bytes = 0
+        self.writer: asyncio.Task[None] | None = None
+        self.dropped = False
+
+    def push(self, message: Outgoing) -> None:
+        if self.dropped:
+            return
+        self.waiting.append(message)
+        self.waiting_bytes += len(message.frame)
+        if self.writer is None:
+            self.writer = asyncio.create_task(self._write())
+        self.hub.backlogged(self)
+
+    async def _write(self) -> None:
+        try:
+            while self.waiting:
+                message = self.waiting[0]
+                await self.send({"type": "websocket.send", "text": message.text})
+                self.waiting.popleft()
+                self.waiting_bytes -= len(message.frame)
+        except Exception:  # noqa: BLE001 - a client that went away must not stop the others
+            self.waiting.clear()
+            self.waiting_bytes = 0
+        finally:
+            self.writer = None
+
+    def unsent_bytes(self) -> int:
+        return self.waiting_bytes
+
+    def drop(self) -> None:
+        self.dropped = True
+        self.waiting.clear()
+        self.waiting_bytes = 0
+        if self.writer is not None:
+            self.writer.cancel()
+        self.writer = asyncio.create_task(self._close())
+
+    async def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.hub.send_timeout):
+                await self.send({"type": "websocket.close", "code": SLOW_READER})
 
 
 def _message(kind: str, **fields: Any) -> str:
@@ -82,7 +271,8 @@ class SaleWindow:
 class SaleRoom:
     """The sockets of one process watching one sale, and the sale's live state.
 
-    Only the room's own tasks write to its sockets, one message at a time in order.
+    Every write to a socket happens synchronously in the room's methods, so messages reach
+    each socket in the order the room made them, ``hello`` first.
     """
 
     def __init__(self, hub: LiveHub, sale_id: int, window: SaleWindow, remaining: int) -> None:
@@ -90,30 +280,25 @@ class SaleRoom:
         self.sale_id = sale_id
         self.window = window
         self.remaining = remaining
-        self.listeners: dict[object, SendText] = {}
-        self._joining: dict[object, SendText] = {}
-        # Items: a broadcast text, or (listener, None) meaning "send its hello, then add it".
-        self._outbox: asyncio.Queue[str | tuple[object, None]] = asyncio.Queue()
+        # A dict keeps the order sockets joined in and removes one in O(1).
+        self.listeners: dict[LiveSocket, None] = {}
         self._stock_sent_at = 0.0
         self._stock_flush: asyncio.TimerHandle | None = None
         self._sold_out_sent = remaining <= 0
-        self._deliverer = asyncio.create_task(self._deliver(), name=f"sale-{sale_id}-deliver")
         self._ticker = asyncio.create_task(self._tick(), name=f"sale-{sale_id}-tick")
 
     @property
     def size(self) -> int:
-        return len(self.listeners) + len(self._joining)
+        return len(self.listeners)
 
-    def join(self, listener: object, send: SendText) -> None:
-        self._joining[listener] = send
-        self._outbox.put_nowait((listener, None))
+    def join(self, listener: LiveSocket) -> None:
+        listener.push(Outgoing.of(self.hello()))
+        self.listeners[listener] = None
 
-    def leave(self, listener: object) -> None:
+    def leave(self, listener: LiveSocket) -> None:
         self.listeners.pop(listener, None)
-        self._joining.pop(listener, None)
 
     def close(self) -> None:
-        self._deliverer.cancel()
         self._ticker.cancel()
         if self._stock_flush is not None:
             self._stock_flush.cancel()
@@ -130,7 +315,9 @@ class SaleRoom:
         )
 
     def broadcast(self, text: str) -> None:
-        self._outbox.put_nowait(text)
+        message = Outgoing.of(text)
+        for listener in tuple(self.listeners):
+            listener.push(message)
 
     # --- What the hub heard -------------------------------------------------------------
 
@@ -191,43 +378,31 @@ class SaleRoom:
                     counted_down = True
                 # Wake on the next whole second before the start, a millisecond late rather
                 # than early: ``sale_started`` must never precede the Redis clock's start.
-                await asyncio.sleep((left_ms - (seconds - 1) * 1000 + 1) / 1000)
+                # The clock is read again: writing the countdown to every socket takes time.
+                next_second_ms = window.starts_at_ms - (seconds - 1) * 1000 + 1
+                await asyncio.sleep(max(0, next_second_ms - self.hub.now_ms()) / 1000)
                 continue
             if now < window.ends_at_ms:
                 watched_open = True
                 if counted_down:
                     counted_down = False
+                    late_ms = self.hub.now_ms() - window.starts_at_ms
+                    began = time.perf_counter()
                     self.broadcast(_message("sale_started"))
+                    # The benchmark reads this line (bench/websocket.py): the server's share.
+                    logger.info(
+                        "sale %d started: sale_started written to %d sockets in %.1f ms, from %d ms after the start",
+                        self.sale_id,
+                        len(self.listeners),
+                        (time.perf_counter() - began) * 1000,
+                        late_ms,
+                    )
                 await asyncio.sleep((window.ends_at_ms - now + 1) / 1000)
                 continue
             # Sockets that arrive after the end learn it from their hello.
             if watched_open:
                 self.broadcast(_message("sale_ended"))
             return
-
-    async def _deliver(self) -> None:
-        while True:
-            item = await self._outbox.get()
-            if isinstance(item, tuple):
-                listener = item[0]
-                send = self._joining.pop(listener, None)
-                if send is not None and await self._send(listener, send, self.hello()):
-                    self.listeners[listener] = send
-                continue
-            # Sequential writes: a write only waits when a client's socket buffer is full,
-            # which a few small messages a second never fill. Measured with 2,000 clients
-            # (tests/storefront/test_fanout.py): the last got ``sale_started`` 55-80 ms after
-            # the start; with one task per client per message (gather), 60-157 ms.
-            for listener, send in tuple(self.listeners.items()):
-                await self._send(listener, send, item)
-
-    async def _send(self, listener: object, send: SendText, text: str) -> bool:
-        try:
-            await send(text)
-        except Exception:  # noqa: BLE001 - a client that went away must not stop the others
-            self.leave(listener)
-            return False
-        return True
 
 
 async def _sale_window_from_database(sale_id: int) -> SaleWindow | None:
@@ -249,6 +424,17 @@ class LiveHub:
         self.redis_url = redis_url
         self.rooms: dict[int, SaleRoom] = {}
         self.listening = asyncio.Event()
+        self.capacity = sockets_capacity()
+        self.per_address = settings.WS_MAX_CONNECTIONS_PER_IP
+        self.send_buffer_bytes = settings.WS_SEND_BUFFER_BYTES
+        self.send_timeout = settings.WS_SEND_TIMEOUT_SECONDS
+        self.connections = 0
+        self.by_address: dict[str, int] = {}
+        self.refused = 0
+        self.cut_full = 0
+        self.cut_late = 0
+        self._backlog: dict[LiveSocket, float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         self._loading: dict[int, asyncio.Future[SaleRoom | None]] = {}
         self._clock_offset_ms = 0.0
         self._clock_read_at = -math.inf
@@ -265,11 +451,81 @@ class LiveHub:
         """The Redis clock, estimated from this host's clock and the last measured offset."""
         return int(time.time() * 1000 + self._clock_offset_ms)
 
-    async def join(self, sale_id: int, listener: object, send: SendText) -> bool:
-        """Watch ``sale_id``: ``send`` gets ``hello``, then every message of the sale.
+    # --- Admission: what one process takes ------------------------------------------------
+
+    def admit(self, address: str) -> str | None:
+        """Count a new socket from ``address`` in, or say why not (the socket is then closed
+        with ``1013``, try again later). Every admitted socket is ``release``d once."""
+        if self.connections >= self.capacity:
+            self.refused += 1
+            return "this server holds all the sockets it can"
+        if self.per_address and self.by_address.get(address, 0) >= self.per_address:
+            self.refused += 1
+            return "too many sockets from this address"
+        self.connections += 1
+        self.by_address[address] = self.by_address.get(address, 0) + 1
+        return None
+
+    def release(self, address: str) -> None:
+        self.connections -= 1
+        left = self.by_address.get(address, 0) - 1
+        if left > 0:
+            self.by_address[address] = left
+        else:
+            self.by_address.pop(address, None)
+
+    def socket_for(self, send: AsgiSend) -> LiveSocket:
+        """The fastest way this server offers to write to the socket behind ``send``."""
+        return FrameSocket.for_send(self, send) or AsgiSocket(self, send)
+
+    # --- Slow readers -------------------------------------------------------------------
+
+    def backlogged(self, listener: LiveSocket) -> None:
+        """``listener`` has bytes it could not send yet: watch it until they are gone."""
+        if listener.unsent_bytes() > self.send_buffer_bytes:
+            self.cut_full += 1
+            self.drop(listener)
+            return
+        self._backlog.setdefault(listener, time.monotonic())
+
+    def drop(self, listener: LiveSocket) -> None:
+        """Stop writing to a socket that does not read and cut it off."""
+        listener.drop()
+        self._backlog.pop(listener, None)
+        for room in self.rooms.values():
+            room.leave(listener)
+
+    async def _sweep(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(SWEEP_SECONDS)
+            now = time.monotonic()
+            for listener, since in tuple(self._backlog.items()):
+                if not listener.unsent_bytes():
+                    del self._backlog[listener]
+                elif now - since > self.send_timeout:
+                    self.cut_late += 1
+                    self.drop(listener)
+            if self.refused or self.cut_full or self.cut_late:
+                logger.warning(
+                    "ws: refused %d sockets over a cap; cut off %d readers over WS_SEND_BUFFER_BYTES unsent and %d"
+                    " whose bytes waited over WS_SEND_TIMEOUT_SECONDS (holding %d of %d)",
+                    self.refused,
+                    self.cut_full,
+                    self.cut_late,
+                    self.connections,
+                    self.capacity,
+                )
+                self.refused = self.cut_full = self.cut_late = 0
+
+    # --- Rooms --------------------------------------------------------------------------
+
+    async def join(self, sale_id: int, listener: LiveSocket) -> bool:
+        """Watch ``sale_id``: ``listener`` gets ``hello``, then every message of the sale.
         Returns False when there is no such sale."""
         if self._listener is None or self._listener.done():
             self._listener = asyncio.create_task(self._listen(), name="live-hub-listen")
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="live-hub-sweep")
         while True:
             room = self.rooms.get(sale_id)
             if room is None:
@@ -278,10 +534,11 @@ class LiveHub:
                     return False
                 if self.rooms.get(sale_id) is not room:
                     continue  # Its last socket left while this one waited for the read.
-            room.join(listener, send)
+            room.join(listener)
             return True
 
-    def leave(self, sale_id: int, listener: object) -> None:
+    def leave(self, sale_id: int, listener: LiveSocket) -> None:
+        self._backlog.pop(listener, None)
         room = self.rooms.get(sale_id)
         if room is None:
             return
@@ -299,6 +556,8 @@ class LiveHub:
         for room in self.rooms.values():
             room.close()
         self.rooms.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         listener = self._listener
         # Python 3.11's ``wait_for`` (inside redis-py) can swallow a cancellation that
         # lands as its inner call completes; ask again until the task is really done.

@@ -1,7 +1,6 @@
-from django.urls import URLPattern, path
+"""The ws process's one WebSocket route, ``/ws/sales/<id>/``: a plain ASGI application
+(``sales.consumers``) that answers every other path with a close, not an HTTP error."""
 
-from .consumers import SaleLiveConsumer
+from .consumers import sale_socket
 
-websocket_urlpatterns: list[URLPattern] = [
-    path("ws/sales/<int:sale_id>/", SaleLiveConsumer.as_asgi()),
-]
+websocket_application = sale_socket

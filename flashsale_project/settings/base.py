@@ -293,7 +293,7 @@ if METRICS_HTTP_MIDDLEWARE:
         "django_prometheus.middleware.PrometheusAfterMiddleware",
     ]
 
-# --- From the processes branch (one block, for the settings owner to fold in) ---------------
+# --- API docs ---------------------------------------------------------------------------------
 # /api/docs/ (Swagger UI) with its JavaScript and CSS served by this server from the
 # drf-spectacular-sidecar wheel (collectstatic picks them up), never from a CDN.
 INSTALLED_APPS += ["drf_spectacular_sidecar"]
@@ -302,3 +302,17 @@ SPECTACULAR_SETTINGS |= {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Storefront WebSockets, the ws process (docs/websockets.md) -----------------------------
+# Sockets one ws process takes; 0: as many as its open-file limit allows (the process raises
+# its soft limit to the hard limit at start and logs the number). Past it, a socket is closed
+# with 1013 (try again later), as is one more from an address already holding
+# WS_MAX_CONNECTIONS_PER_IP (0: no per-address cap; the address is the TCP peer's, so behind a
+# proxy set 0 and cap at the proxy).
+WS_MAX_CONNECTIONS = env.int("WS_MAX_CONNECTIONS", default=0)
+WS_MAX_CONNECTIONS_PER_IP = env.int("WS_MAX_CONNECTIONS_PER_IP", default=64)
+# A socket whose client stops reading: the kernel keeps at most this much unsent for it, the
+# process at most this much more; beyond that, or when its bytes wait longer than
+# WS_SEND_TIMEOUT_SECONDS, the socket is cut off.
+WS_SEND_BUFFER_BYTES = env.int("WS_SEND_BUFFER_BYTES", default=32768)
+WS_SEND_TIMEOUT_SECONDS = env.float("WS_SEND_TIMEOUT_SECONDS", default=10.0)

@@ -2,7 +2,9 @@
 //
 // Time: the page keeps the offset between the server's clock and its own (from `hello`,
 // or from a poll while the socket is down) and judges the start and the end by the
-// corrected clock, so the button enables at the start without a reload, socket or not.
+// corrected clock, so the button enables at the start without a reload, socket or not:
+// it does not wait for `sale_started`, which only confirms (a ws process fanning out to
+// thousands of sockets, or one that is down, must not delay anyone's Buy).
 import { SaleFeed } from "./live-feed.js";
 import { ChallengeSolver, purchase } from "./purchase.js";
 
@@ -39,6 +41,8 @@ class SalePage {
     this.serverStatus = config.status;
     this.serverCountdown = null;
     this.busy = false;
+    this.startTimer = null;
+    this.startTimerAt = null;
     this.cooldownUntil = 0;
     this.result = null;
     this.solver = new ChallengeSolver();
@@ -119,8 +123,27 @@ class SalePage {
     return Math.ceil((this.startsAt - this.now()) / 1000);
   }
 
+  // A render exactly at the start by the corrected clock, not up to a tick later.
+  armStart() {
+    if (this.startTimerAt === this.startsAt) return;
+    if (this.startTimer !== null) clearTimeout(this.startTimer);
+    this.startTimerAt = this.startsAt;
+    const wait = this.startsAt - this.now();
+    // Timers drift over long waits; the tick re-arms it as the start comes near.
+    if (wait > 60000) {
+      this.startTimerAt = null;
+      return;
+    }
+    this.startTimer = setTimeout(() => {
+      this.startTimer = null;
+      this.startTimerAt = null;
+      this.render();
+    }, Math.max(0, wait + 1));
+  }
+
   render() {
     const phase = this.phase();
+    if (phase === "scheduled") this.armStart();
     this.root.dataset.state = phase;
     this.el.stock.textContent = String(Math.max(0, this.remaining));
     if (phase === "scheduled") {

@@ -70,5 +70,11 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     assert document["memory"]["per_100k_buyers_mib"] > 0
     assert {check["target"].split(" ")[0] for check in document["targets"]} >= {"winning", "sold-out", "rate-limited"}
     assert seed["checks"]["reached_redis"] >= 10  # Counted by the funnel: at least the wins.
-    assert "websocket" in document
+    # Scenario 9: every step's sockets were held and every one heard the start.
+    steps = document["websocket"]["steps"]
+    assert [step["sockets_asked"] for step in steps] == [100, 300]
+    for step in steps:
+        assert step["sockets_held"] == step["heard"] == step["sockets_asked"], step
+        assert step["bytes_per_socket"] > 0
+    assert [check["met"] for check in document["targets"] if check["target"].startswith("ws ")] == [None] * 3
     assert "targets (issue 12" in result.stdout

@@ -38,7 +38,7 @@ def _call(app: Any, path: str, *, token: str | None = None, method: str = "POST"
     answer = application if app is None else app
     result = answer(environ, lambda status, headers: started.append((status, headers)))
     payload = b"".join(result)
-    result.close()  # type: ignore[attr-defined]
+    result.close()  # type: ignore[union-attr]
     status, headers = started[0]
     return status, dict(headers), payload
 

@@ -8,7 +8,9 @@ Nothing here waits a fixed time: each step waits (generously) for the state it n
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -22,7 +24,7 @@ from antibot.proof_of_work import solve
 from sales.models import FlashSale
 from sales.services import sale_update
 from tests.factories import auth, make_sale, make_shopper, make_user
-from tests.processes import ChildProcess, start_web
+from tests.processes import OPEN_ADMISSION, ROOT, ChildProcess, start_web, start_ws
 
 from .conftest import Stack, screenshot
 
@@ -352,3 +354,71 @@ def test_the_browsers_proof_of_work_follows_the_python_rule(page: Page) -> None:
     )
     assert got["hashes"] == [hashlib.sha256(text.encode()).hexdigest() for text in texts]
     assert got["solutions"] == [solve(challenge, difficulty) for difficulty in (4, 8, 12)]
+
+
+@pytest.fixture
+def stack_with_its_own_ws(collected_static: Any, celery_worker: ChildProcess) -> Iterator[Stack]:
+    """granian and a ws process of this test's own, which the test stops."""
+    ws = start_ws(env=OPEN_ADMISSION)
+    web = start_web(
+        env={**OPEN_ADMISSION, "FLASHSALE_WS_URL": f"ws://127.0.0.1:{ws.port}"}, static_root=collected_static
+    )
+    yield Stack(web=web, ws=ws)
+    web.stop()
+    ws.stop()
+
+
+BUY_TURNED_ON_AT = """() => {
+    const button = document.querySelector("[data-buy]");
+    new MutationObserver(() => {
+        if (!button.disabled && window.buyTurnedOnAt === undefined) window.buyTurnedOnAt = Date.now();
+    }).observe(button, {attributes: true});
+}"""
+
+
+def test_buy_turns_on_at_the_start_by_the_pages_clock_with_the_ws_process_gone(
+    browser: Browser, stack_with_its_own_ws: Stack
+) -> None:
+    # Given a shopper on the page of a sale opening in an hour, its socket live
+    stack = stack_with_its_own_ws
+    make_user(username="hal")
+    sale = make_sale(stock=5, starts_in=3600, pow_difficulty=8)
+    context = browser.new_context(base_url=stack.url, viewport={"width": 1100, "height": 760})
+    context.set_default_timeout(SLOW)
+    page = context.new_page()
+    received: list[str] = []
+    page.on("websocket", lambda socket: socket.on("framereceived", lambda payload: received.append(str(payload))))
+    log_in(page, "hal")
+    open_sale(page, sale)
+    page.evaluate(BUY_TURNED_ON_AT)
+    # From here the REST API's sale polls fail: only the page's own clock can turn Buy on
+    page.route(re.compile(r"/api/sales/\d+/$"), lambda route: route.abort())
+    button = page.locator("[data-buy]")
+
+    # When the operator moves the start to a few seconds from now, the page hears it
+    move_start(sale, seconds_from_now=8)
+    starts_at_ms = sale.starts_at.timestamp() * 1000
+    expect(page.locator("[data-countdown]")).to_have_text(re.compile(r"^00:0[1-8]$"), timeout=SLOW)
+    # And the ws process goes away before the start
+    stack.ws.stop()
+    stopped_at_ms = time.time() * 1000
+    expect(page.locator("[data-connection]")).to_contain_text("Reconnecting", timeout=SLOW)
+    expect(button).to_be_disabled()
+    assert stopped_at_ms < starts_at_ms, "the machine was too slow to stop the ws process before the start"
+
+    # Then Buy turns on at the start, not before, with no sale_started ever received
+    expect(button).to_be_enabled(timeout=SLOW)
+    turned_on_at_ms = page.evaluate("window.buyTurnedOnAt")
+    assert turned_on_at_ms >= starts_at_ms
+    assert not any("sale_started" in payload for payload in received)
+    assert any('"hello"' in payload for payload in received)
+    expect(page.locator("[data-status]")).to_have_text("On sale now")
+    screenshot(page, "15-live-without-the-ws-process")
+
+    # And buying works without the socket
+    button.click()
+    expect(page.locator("[data-result]")).to_contain_text("Order confirmed", timeout=SLOW)
+    figures = ROOT / "artifacts" / "storefront" / "buy-without-ws.json"
+    figures.parent.mkdir(parents=True, exist_ok=True)
+    figures.write_text(json.dumps({"buy_on_after_start_ms": turned_on_at_ms - starts_at_ms}) + "\n")
+    context.close()

@@ -3,7 +3,10 @@ every message of the contract (DESIGN.md, "WebSocket contract")."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -13,12 +16,13 @@ import redis
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from flashsale_project.localservers import LocalRedis
 from prometheus_client import REGISTRY
 
 from flashsale_project.asgi import application
 from sales import inventory
-from sales.consumers import NO_SUCH_SALE
-from sales.live import CLIENT_NAME, live_hub
+from sales.consumers import NO_SUCH_SALE, TRY_AGAIN_LATER
+from sales.live import CLIENT_NAME, STOCK_INTERVAL_SECONDS, Outgoing, live_hub
 from sales.models import FlashSale
 from sales.purchase import purchase_attempt
 from sales.services import sale_update
@@ -170,6 +174,96 @@ def test_a_burst_of_sales_ends_on_the_true_count() -> None:
     live(scenario)
 
 
+class RecordingPage:
+    """A socket of the room that keeps what it was sent (the room's side of the contract,
+    without a server in between)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def push(self, message: Outgoing) -> None:
+        self.messages.append(json.loads(message.text))
+
+    def unsent_bytes(self) -> int:
+        return 0
+
+    def drop(self) -> None:
+        raise AssertionError("a page that reads everything is never dropped")
+
+
+def test_stock_is_coalesced_to_the_latest_count_and_zero_goes_out_at_once() -> None:
+    # Given a page watching a live sale with 50 units
+    sale = make_sale(stock=50)
+
+    async def scenario() -> None:
+        hub = live_hub()
+        page = RecordingPage()
+        assert await hub.join(sale.pk, page)
+        room = hub.rooms[sale.pk]
+        # Subscribed: the hub's read-back of the sale from Redis is behind it.
+        await subscribed()
+        assert [message["type"] for message in page.messages] == ["hello"]
+
+        # When 40 purchases are heard at once
+        for remaining in range(49, 9, -1):
+            room.stock_heard(remaining)
+        # Then the first goes out at once and the other 39 wait for the interval's end
+        assert page.messages[1:] == [{"type": "stock", "remaining_stock": 49}]
+        while len(page.messages) < 3:
+            await asyncio.sleep(0.05)
+        # And then one message carries the latest count
+        assert page.messages[2:] == [{"type": "stock", "remaining_stock": 10}]
+
+        # When the last ten go inside the next interval
+        for remaining in range(9, -1, -1):
+            room.stock_heard(remaining)
+        # Then zero and sold_out go out at once, without waiting for the interval
+        assert page.messages[3:] == [{"type": "stock", "remaining_stock": 0}, {"type": "sold_out"}]
+        await asyncio.sleep(2 * STOCK_INTERVAL_SECONDS)
+        assert len(page.messages) == 5  # Nothing was left waiting.
+        hub.leave(sale.pk, page)
+
+    live(scenario)
+
+
+def test_a_stampede_of_purchase_events_reaches_a_socket_a_few_times_a_second_not_once_each() -> None:
+    # Given a page watching a live sale
+    sale = make_sale(stock=1000)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        await socket.receive_json_from(timeout=WAIT)
+        await subscribed()
+        # When 600 purchases are published as fast as Redis takes them (purchase.lua's events)
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        pipe = client.pipeline(transaction=False)
+        for remaining in range(999, 399, -1):
+            event = {
+                "product_id": sale.product_id,
+                "sale_id": sale.pk,
+                "buyer": 1,
+                "remaining": remaining,
+                "timestamp": 1,
+            }
+            pipe.publish(inventory.keys.EVENTS_CHANNEL, json.dumps(event))
+        began = time.monotonic()
+        await sync_to_async(pipe.execute)()
+        # Then the page hears the counts going down to the last one
+        counts: list[int] = []
+        while not counts or counts[-1] != 400:
+            message = await socket.receive_json_from(timeout=WAIT)
+            assert message["type"] == "stock"
+            counts.append(message["remaining_stock"])
+        took = time.monotonic() - began
+        # In at most one message per interval (plus the first at once), never one per purchase
+        assert counts == sorted(counts, reverse=True)
+        assert len(counts) <= 2 + math.ceil(took / STOCK_INTERVAL_SECONDS), (len(counts), took)
+        assert await socket.receive_nothing(timeout=2 * STOCK_INTERVAL_SECONDS)
+        await socket.disconnect()
+
+    live(scenario)
+
+
 def test_sold_out_when_the_last_unit_goes() -> None:
     sale = make_sale(stock=1)
 
@@ -263,6 +357,19 @@ def test_an_unknown_sale_closes_the_socket_with_4404() -> None:
     async def scenario() -> None:
         socket = await connected(987_654_321)
         assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": NO_SUCH_SALE}
+
+    live(scenario)
+
+
+def test_while_redis_is_away_a_socket_is_closed_with_1013_not_an_error(own_redis: LocalRedis) -> None:
+    # Given a sale, and Redis gone
+    sale = make_sale()
+    own_redis.stop()
+
+    async def scenario() -> None:
+        # When a page connects, it is told to come back later (it polls meanwhile)
+        socket = await connected(sale.pk)
+        assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": TRY_AGAIN_LATER}
 
     live(scenario)
 

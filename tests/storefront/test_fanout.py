@@ -36,7 +36,7 @@ FIGURES = ROOT / "artifacts" / "storefront" / "fanout.json"
 @pytest.fixture
 def lone_ws_server(transactional_db: None) -> Any:
     """A ws process of its own: the subscription count below is this process's alone."""
-    child = start_ws(env=OPEN_ADMISSION)
+    child = start_ws(env={**OPEN_ADMISSION, "WS_MAX_CONNECTIONS_PER_IP": "0"})
     yield child
     child.stop()
 
