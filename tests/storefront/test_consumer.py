@@ -16,7 +16,7 @@ import redis
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from flashsale_project.localservers import LocalRedis
+from devstack.localservers import LocalRedis
 from prometheus_client import REGISTRY
 
 from flashsale_project.asgi import application
