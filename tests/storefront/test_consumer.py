@@ -16,9 +16,9 @@ import redis
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from devstack.localservers import LocalRedis
 from prometheus_client import REGISTRY
 
+from devstack.localservers import LocalRedis
 from flashsale_project.asgi import application
 from sales import inventory
 from sales.consumers import NO_SUCH_SALE, TRY_AGAIN_LATER
