@@ -20,7 +20,7 @@ from pathlib import Path
 from devstack import probes
 from devstack.children import Child, ChildError, spawn
 from devstack.localservers import LocalPostgres, LocalRedis, free_port
-from devstack.procfile import ASGI_APP, Shape, command
+from devstack.procfile import Shape, command, ws_alternatives
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_MODULE = "bench.settings"
@@ -54,25 +54,11 @@ WS_SERVER = "uvicorn-listener"
 
 def ws_command(server: str, port: int) -> list[str]:
     """The command line of each ASGI server the WebSocket comparison can measure, serving the
-    ws app on ``port``: the shipped one as devstack writes it, and the alternatives it was
-    chosen against (only the comparison runs those)."""
+    ws app on ``port``: the shipped one, or one it was chosen against (devstack writes both)."""
+    shape = _SHIPPED.but(ws_port=port)
     if server == WS_SERVER:
-        return command("ws", _SHIPPED.but(ws_port=port))
-    python = _SHIPPED.python
-    uvicorn = [
-        python, "-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1", "--port", str(port),
-        "--no-access-log", "--log-level", "warning", "--backlog", "4096",
-    ]  # fmt: skip
-    alternatives = {
-        "uvicorn-websockets": [*uvicorn, "--ws", "websockets"],
-        "uvicorn-websockets-sansio": [*uvicorn, "--ws", "websockets-sansio"],
-        "uvicorn-wsproto": [*uvicorn, "--ws", "wsproto"],
-        "granian": [
-            python, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--backlog", "4096", "--backpressure", "30000", "--log-level", "warning", ASGI_APP,
-        ],
-        "daphne": [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", ASGI_APP],
-    }  # fmt: skip
+        return command("ws", shape)
+    alternatives = ws_alternatives(shape)
     if server not in alternatives:
         raise StackError(f"unknown ws server {server!r}; one of {', '.join([WS_SERVER, *alternatives])}")
     return alternatives[server]

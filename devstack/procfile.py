@@ -113,7 +113,27 @@ WS_UVICORN_OPTIONS = (
     "--ws-max-size", "4096",
     "--backlog", "4096",
 )  # fmt: skip
-"""How the ws process runs uvicorn; the benchmark's server comparison reuses it."""
+"""How the ws process runs uvicorn."""
+
+
+def ws_alternatives(shape: Shape) -> dict[str, list[str]]:
+    """The ASGI servers the shipped ws line was chosen against (docs/websockets.md), serving
+    the same app on ``shape.ws_port``; only the benchmark's server comparison runs them."""
+    uvicorn = [
+        shape.python, "-m", "uvicorn", ASGI_APP, "--host", shape.host, "--port", str(shape.ws_port),
+        "--no-access-log", "--log-level", shape.server_log_level, "--backlog", "4096",
+    ]  # fmt: skip
+    return {
+        "uvicorn-websockets": [*uvicorn, "--ws", "websockets"],
+        "uvicorn-websockets-sansio": [*uvicorn, "--ws", "websockets-sansio"],
+        "uvicorn-wsproto": [*uvicorn, "--ws", "wsproto"],
+        "granian": [
+            shape.python, "-m", "granian", "--interface", "asgi", "--host", shape.host,
+            "--port", str(shape.ws_port), "--workers", "1", "--backlog", "4096", "--backpressure", "30000",
+            "--log-level", shape.server_log_level, ASGI_APP,
+        ],
+        "daphne": [shape.python, "-m", "daphne", "-b", shape.host, "-p", str(shape.ws_port), "-v", "0", ASGI_APP],
+    }  # fmt: skip
 
 
 def worker(shape: Shape) -> list[str]:
