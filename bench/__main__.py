@@ -43,6 +43,17 @@ def _connections(raw: str) -> tuple[int, ...]:
     return levels
 
 
+SCENARIO_NAMES = ("ceiling", "winning", "sold_out", "rate_limited", "naive", "seed", "websocket")
+
+
+def _scenarios(raw: str) -> frozenset[str]:
+    names = frozenset(part.strip() for part in raw.split(",") if part.strip())
+    unknown = names - set(SCENARIO_NAMES)
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"scenarios are {', '.join(SCENARIO_NAMES)}; not {', '.join(sorted(unknown))}")
+    return names
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: short runs, small data (CI)")
@@ -54,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--backpressure", type=int, default=defaults.backpressure, help="per worker")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (server logs)")
+    parser.add_argument(
+        "--only",
+        type=_scenarios,
+        default=None,
+        help=f"run these scenarios only (and the control), comma-separated: {', '.join(SCENARIO_NAMES)}",
+    )
     return parser
 
 
@@ -171,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         django.setup()
         call_command("migrate", "--noinput", verbosity=0)
         document["versions"] = _versions(stack)
-        _say("scenario 6: the Redis ceiling, and scenario 7's memory per buyer ...")
-        document["redis_ceiling"], document["memory"] = _ceiling_and_memory(stack, plan)
+        only = args.only or frozenset(SCENARIO_NAMES)
+        document["redis_ceiling"], document["memory"] = [], {}
+        if "ceiling" in only:
+            _say("scenario 6: the Redis ceiling, and scenario 7's memory per buyer ...")
+            document["redis_ceiling"], document["memory"] = _ceiling_and_memory(stack, plan)
 
         _say(f"starting {web_config.describe()}, and a Celery worker ...")
         stack.start_worker()
@@ -210,17 +230,21 @@ def main(argv: list[str] | None = None) -> int:
             ("rate_limited", "scenario 4: rate-limited path"),
             ("naive", "scenario 5: naive shop"),
         ):
+            if name not in only:
+                continue
             _say(title)
             for connections in plan.connections:
                 getattr(scenarios, name)(connections)
             if name != "naive":
                 scenarios.paced(name, top)
-        _say("scenario 8: the seed's stampede")
-        scenarios.seed()
+        if "seed" in only:
+            _say("scenario 8: the seed's stampede")
+            scenarios.seed()
         from .websocket import websocket_scenario
 
-        _say("scenario 9: WebSocket")
-        document["websocket"] = websocket_scenario(stack=stack, plan=plan, log=_say)
+        if "websocket" in only:
+            _say("scenario 9: WebSocket")
+            document["websocket"] = websocket_scenario(stack=stack, plan=plan, log=_say)
         document["runs"] = scenarios.runs
     except (StackError, OSError, RuntimeError) as error:
         _say(f"the benchmark could not run: {error}")

@@ -90,9 +90,6 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=redis_db_url(REDIS_URL,
 CACHE_URL = env.str("CACHE_URL", default=redis_db_url(REDIS_URL, 2))
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=1.0)
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=200)
-# A web process's request threads share their hot-path round trips to Redis: calls made while
-# one is under way go together in one pipeline (core/steps.py). Off: one round trip each.
-REDIS_SHARED_ROUND_TRIPS = env.bool("REDIS_SHARED_ROUND_TRIPS", default=True)
 
 CACHES = {
     "default": {
