@@ -245,12 +245,7 @@ def _attempt(
         funnel.heard_holders(sale_id, inventory.holders_from_reply((yield inventory.holders_call(sale_id))))
     verdict = funnel.admit(sale_id, user_id=user_id, client_ip=client_ip, winners_known=local)
     if verdict.shed is not None:
-        if not local:  # The winners table may be stale: a winner hears their order anyway.
-            held = yield inventory.holders_call(sale_id, user_id)
-            if held:
-                verdict = Verdict(Shed.WINNER, order_id=held)
-        tally.count(sale_id, f"shed:{verdict.shed}")
-        return _shed_answer(verdict)
+        return (yield from _local_no(sale_id, verdict, user_id=user_id, winners_known=local))
 
     nonce = ""
     if meta.pow_difficulty > 0:
@@ -269,8 +264,7 @@ def _attempt(
     if local:
         crowd = funnel.admit_crowd(sale_id)
         if crowd.shed is not None:
-            tally.count(sale_id, f"shed:{crowd.shed}")
-            return _shed_answer(crowd)
+            return (yield from _local_no(sale_id, crowd, user_id=user_id, winners_known=True))
 
     token = funnel.take_token(sale_id)
     if token is None:
@@ -280,12 +274,7 @@ def _attempt(
             raise SaleNotFound("The sale is being reloaded; try again.")
         token = funnel.leased(sale_id, granted=lease.granted, retry_after_ms=lease.retry_after_ms)
     if token.shed is not None:
-        if not local:  # The winners table may be stale: a winner hears their order anyway.
-            held = yield inventory.holders_call(sale_id, user_id)
-            if held:
-                token = Verdict(Shed.WINNER, order_id=held)
-        tally.count(sale_id, f"shed:{token.shed}")
-        return _shed_answer(token)
+        return (yield from _local_no(sale_id, token, user_id=user_id, winners_known=local))
 
     order_id = str(uuid.uuid4())
     tally.count(sale_id, "script")
@@ -315,6 +304,17 @@ def _attempt(
         sale_id, status=ran.status, user_id=user_id, order_id=ran.order_id, remaining=ran.remaining, now_ms=ran.now_ms
     )
     return answer_from_script(ran)
+
+
+def _local_no(sale_id: int, verdict: Verdict, *, user_id: int, winners_known: bool) -> Steps[PurchaseAnswer]:
+    """A "no" given in the process, counted. Without a trusted winners table (the
+    subscription is not live) Redis is asked first: a winner hears their order anyway."""
+    if not winners_known and verdict.shed is not Shed.WINNER:
+        held = yield inventory.holders_call(sale_id, user_id)
+        if held:
+            verdict = Verdict(Shed.WINNER, order_id=held)
+    tally.count(sale_id, f"shed:{verdict.shed}")
+    return _shed_answer(verdict)
 
 
 def _lease_want(meta: inventory.SaleMeta) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from accounts.services import token_issue
 from accounts.tokens import access_token_issue
+from sales import inventory
 from sales.models import FlashSale, Product
 from sales.services import product_create, sale_create
 from sales.warming import sale_warm
@@ -84,3 +86,14 @@ def make_shoppers(count: int, *, prefix: str = "crowd") -> list[tuple[int, str]]
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Token {token}"}
+
+
+def make_wins(sale_id: int, user_ids: list[int]) -> dict[int, str]:
+    """Win one unit per user through the purchase script alone, no funnel in front (for
+    tests about what happens to wins); returns user -> order id."""
+    won = {}
+    for user_id in user_ids:
+        answer = inventory.purchase_run(sale_id=sale_id, user_id=user_id, order_id=str(uuid.uuid4()))
+        assert answer.status == "SUCCESS", answer
+        won[user_id] = answer.order_id
+    return won

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,10 +25,10 @@ from core.events import event_listener
 from devstack.localservers import LocalRedis, free_port
 from devstack.probes import BEAT_STARTED, celery_answers, redis_db_url
 from orders.models import Order
-from sales import inventory, keys
+from sales import keys
 from sales.funnel import funnel
 from sales.purchase import purchase_attempt
-from tests.factories import make_sale, make_shoppers
+from tests.factories import make_sale, make_shoppers, make_wins
 from tests.polling import wait_for
 from tests.processes import OPEN_ADMISSION, TEST_SHAPE, Child, child_env, start, start_worker, wait_for_http
 
@@ -42,16 +41,6 @@ def broker(tmp_path: Path) -> Iterator[LocalRedis]:
     server = LocalRedis(data_dir=tmp_path / "broker", port=free_port()).start()
     yield server
     server.stop()
-
-
-def _win(sale_id: int, user_ids: list[int]) -> dict[int, str]:
-    won = {}
-    for user_id in user_ids:
-        # The script alone, no funnel in front: this test is about what happens to wins.
-        answer = inventory.purchase_run(sale_id=sale_id, user_id=user_id, order_id=str(uuid.uuid4()))
-        assert answer.status == "SUCCESS", answer
-        won[user_id] = answer.order_id
-    return won
 
 
 def _orders(sale_id: int) -> dict[int, str]:
@@ -69,7 +58,7 @@ def test_the_worker_survives_its_broker_being_killed_mid_task_and_drains_afterwa
     queue = "broker-restart"
     sale = make_sale(stock=3001, bucket_capacity=5000)
     crowd = [user_id for user_id, _ in make_shoppers(3001)]
-    won = _win(sale.pk, crowd[:3000])
+    won = make_wins(sale.pk, crowd[:3000])
     worker = start_worker(
         name="broker-blip", queue=queue, pool="prefork", CELERY_BROKER_URL=broker_url, FLASHSALE_DRAIN_BATCH_SIZE="2"
     )
@@ -86,7 +75,7 @@ def test_the_worker_survives_its_broker_being_killed_mid_task_and_drains_afterwa
         # Then the same worker process answers on the broker again and drains a win made after
         node = worker.env["NODE"]
         worker.wait_until(lambda: celery_answers(broker_url, node, timeout=0.5), what="answer a ping", timeout=90)
-        won |= _win(sale.pk, crowd[3000:])
+        won |= make_wins(sale.pk, crowd[3000:])
         tasks.close()  # This process's connections died with the broker.
         tasks = Celery("broker-restart-test", broker=broker_url)
         tasks.send_task(DRAIN_TASK, args=(sale.pk,), queue=queue)

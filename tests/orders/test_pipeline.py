@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import httpx
 import pytest
@@ -16,20 +15,9 @@ from orders.services import order_confirmations_send
 from orders.tasks import drain_sale_orders, reconcile_sales
 from sales import inventory, keys
 from sales.purchase import purchase_attempt
-from tests.factories import auth, make_sale, make_shoppers, make_user
+from tests.factories import auth, make_sale, make_shoppers, make_user, make_wins
 from tests.polling import wait_for
 from tests.processes import ChildProcess, start_web, start_worker
-
-
-def _buy(sale_id: int, user_ids: list[int]) -> dict[int, str]:
-    """Win one unit per user through the real purchase script (no funnel in front: these
-    tests are about what happens to wins); returns user -> order id."""
-    won = {}
-    for user_id in user_ids:
-        answer = inventory.purchase_run(sale_id=sale_id, user_id=user_id, order_id=str(uuid.uuid4()))
-        assert answer.status == "SUCCESS", answer
-        won[user_id] = answer.order_id
-    return won
 
 
 def _orders(sale_id: int) -> dict[int, str]:
@@ -47,7 +35,7 @@ def _pending(sale_id: int) -> int:
 @pytest.mark.django_db
 def test_draining_turns_each_stream_entry_into_one_order_with_the_same_id() -> None:
     sale = make_sale(stock=5)
-    won = _buy(sale.pk, [user_id for user_id, _ in make_shoppers(3)])
+    won = make_wins(sale.pk, [user_id for user_id, _ in make_shoppers(3)])
 
     result = sale_orders_drain(sale_id=sale.pk)
 
@@ -65,7 +53,7 @@ def test_entries_a_worker_took_and_committed_but_never_acknowledged_end_as_the_s
     # Given a worker ("ghost") that read three entries, committed their orders, then died
     # before XACK: the entries are still pending under its name.
     sale = make_sale(stock=5)
-    won = _buy(sale.pk, [user_id for user_id, _ in make_shoppers(3)])
+    won = make_wins(sale.pk, [user_id for user_id, _ in make_shoppers(3)])
     client = inventory.inventory_redis()
     stream = keys.orders_stream_key(sale.pk)
     client.xgroup_create(stream, keys.ORDERS_GROUP, id="0")
@@ -88,7 +76,7 @@ def test_entries_a_worker_took_and_committed_but_never_acknowledged_end_as_the_s
 @pytest.mark.django_db
 def test_an_entry_that_cannot_become_an_order_goes_to_the_dead_letter_stream_and_the_rest_go_through() -> None:
     sale = make_sale(stock=5)
-    won = _buy(sale.pk, [user_id for user_id, _ in make_shoppers(2)])
+    won = make_wins(sale.pk, [user_id for user_id, _ in make_shoppers(2)])
     # A buyer whose account no longer exists in PostgreSQL (foreign key fails).
     orphan = purchase_attempt(sale_id=sale.pk, user_id=987_654_321)
     assert orphan.status == "SUCCESS"
@@ -106,7 +94,7 @@ def test_an_entry_that_cannot_become_an_order_goes_to_the_dead_letter_stream_and
 def test_a_confirmation_email_names_the_product_the_price_and_the_order_and_goes_out_once(mailoutbox: list) -> None:
     sale = make_sale(stock=5)
     user = make_user(email="buyer@example.com")
-    won = _buy(sale.pk, [user.pk])
+    won = make_wins(sale.pk, [user.pk])
     sale_orders_drain(sale_id=sale.pk)
     order_id = won[user.pk]
 
@@ -126,7 +114,7 @@ def test_a_confirmation_email_names_the_product_the_price_and_the_order_and_goes
 def test_a_buyer_without_an_email_address_is_marked_confirmed_without_a_message(mailoutbox: list) -> None:
     sale = make_sale(stock=5)
     user = make_user(email="")
-    won = _buy(sale.pk, [user.pk])
+    won = make_wins(sale.pk, [user.pk])
     sale_orders_drain(sale_id=sale.pk)
 
     assert order_confirmations_send(order_ids=[won[user.pk]]) == 0
@@ -138,7 +126,7 @@ def test_a_buyer_without_an_email_address_is_marked_confirmed_without_a_message(
 def test_a_worker_killed_mid_drain_leaves_exactly_one_order_per_buyer_once_another_worker_takes_over() -> None:
     # Given 2,000 won units waiting in the stream
     sale = make_sale(stock=2000, bucket_capacity=5000)
-    won = _buy(sale.pk, [user_id for user_id, _ in make_shoppers(2000)])
+    won = make_wins(sale.pk, [user_id for user_id, _ in make_shoppers(2000)])
     settings_for_test = {"FLASHSALE_CLAIM_IDLE_MS": "1000", "FLASHSALE_DRAIN_BATCH_SIZE": "5"}
     # A queue of this test's own: only its two workers may drain this sale.
     queue = f"crash-test-{sale.pk}"
@@ -169,7 +157,7 @@ def test_a_worker_killed_mid_drain_leaves_exactly_one_order_per_buyer_once_anoth
 @pytest.mark.django_db(transaction=True)
 def test_reconciliation_by_the_worker_recreates_a_deleted_order(celery_worker: ChildProcess) -> None:
     sale = make_sale(stock=5)
-    won = _buy(sale.pk, [user_id for user_id, _ in make_shoppers(4)])
+    won = make_wins(sale.pk, [user_id for user_id, _ in make_shoppers(4)])
     sale_orders_drain(sale_id=sale.pk)
     lost_user, lost_order = next(iter(won.items()))
     Order.objects.filter(id=lost_order).delete()
@@ -185,7 +173,7 @@ def test_reconciliation_by_the_worker_recreates_a_deleted_order(celery_worker: C
 @pytest.mark.django_db
 def test_reconciliation_reports_a_tampered_stock_counter_and_leaves_it_for_a_person() -> None:
     sale = make_sale(stock=10)
-    _buy(sale.pk, [user_id for user_id, _ in make_shoppers(3)])
+    make_wins(sale.pk, [user_id for user_id, _ in make_shoppers(3)])
     inventory.inventory_redis().set(keys.stock_key(sale.pk), 9)  # 9 + 3 buyers != 10
 
     report = sale_reconcile(sale_id=sale.pk)
@@ -200,7 +188,7 @@ def test_reconciliation_reports_a_tampered_stock_counter_and_leaves_it_for_a_per
 @pytest.mark.django_db
 def test_reconciliation_reports_an_order_postgresql_has_and_redis_does_not() -> None:
     sale = make_sale(stock=10)
-    won = _buy(sale.pk, [user_id for user_id, _ in make_shoppers(2)])
+    won = make_wins(sale.pk, [user_id for user_id, _ in make_shoppers(2)])
     sale_orders_drain(sale_id=sale.pk)
     stranger = make_user()
     Order.objects.create(sale=sale, user=stranger, unit_price=sale.price, created_at=timezone.now())
