@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.processes import OPEN_ADMISSION, ROOT, ChildProcess, start_web, start_ws
 
@@ -87,3 +87,19 @@ def screenshot(page: object, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
     return path
+
+
+SLOW = 30_000  # ms: the machine is shared; a state may take a while to arrive.
+
+
+@pytest.fixture
+def page(browser: Browser, storefront_stack: Stack) -> Iterator[Page]:
+    """A browser tab on the live stack; any JavaScript error on it fails the test."""
+    context = browser.new_context(base_url=storefront_stack.url, viewport={"width": 1100, "height": 760})
+    context.set_default_timeout(SLOW)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], "JavaScript errors on the page"

@@ -3,27 +3,11 @@ drf-spectacular-sidecar wheel), reached from the storefront's footer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.test import Client
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from .conftest import Stack, screenshot
-
-SLOW = 30_000  # ms: the machine is shared.
-
-
-@pytest.fixture
-def page(browser: Browser, storefront_stack: Stack) -> Iterator[Page]:
-    context = browser.new_context(base_url=storefront_stack.url, viewport={"width": 1100, "height": 900})
-    context.set_default_timeout(SLOW)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], "JavaScript errors on the page"
 
 
 @pytest.mark.browser

@@ -26,25 +26,12 @@ from sales.services import sale_update
 from tests.factories import auth, make_sale, make_shopper, make_user
 from tests.processes import OPEN_ADMISSION, ROOT, ChildProcess, start_web, start_ws
 
-from .conftest import Stack, screenshot
+from .conftest import SLOW, Stack, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "pw-for-tests-1"
-SLOW = 30_000  # ms: the machine is shared; a state may take a while to arrive.
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-@pytest.fixture
-def page(browser: Browser, storefront_stack: Stack) -> Iterator[Page]:
-    context = browser.new_context(base_url=storefront_stack.url, viewport={"width": 1100, "height": 760})
-    context.set_default_timeout(SLOW)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], "JavaScript errors on the page"
 
 
 def log_in(page: Page, username: str, *, then: str = "/") -> None:
