@@ -44,6 +44,7 @@ from antibot.idempotency import (
     idempotency_release_call,
 )
 from core.errors import InvalidRequest, NotFound
+from core.strict_json import json_body_load
 from core.events import event_listener
 from core.process_state import forgets_process_state
 from core.steps import DatabaseWork, Steps, drive
@@ -432,10 +433,7 @@ def purchase_body_parse(raw: bytes) -> dict[str, str]:
     ``solution`` (at most 64 characters)."""
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("The body is not valid JSON.") from None
+    body = json_body_load(raw)  # malformed, too deep, lone surrogates: 400
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object.")
     unknown = set(body) - {"challenge", "solution"}
