@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from django.contrib.auth import authenticate, get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -16,6 +18,7 @@ from core.errors import ErrorSerializer, InvalidRequest, Unauthenticated
 from core.openapi import error_response
 from core.strict_json import ClosedSerializer, StrictCharField, StrictEmailField, StrictRegexField
 
+from .authentication import AccessTokenAuthentication
 from .selectors import AUTHORIZATION_SCHEMES, user_id_for_token
 from .services import IssuedToken, token_issue, user_register
 from .throttles import login_attempt_begin, login_attempt_failed, registration_attempt
@@ -93,6 +96,7 @@ class RegisterApi(APIView):
 class TokenApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
+    request_body_optional = True  # renewal sends no body (core.openapi)
 
     @extend_schema_serializer(component_name="TokenInput")
     class InputSerializer(ClosedSerializer):
@@ -122,7 +126,7 @@ class TokenApi(APIView):
     def post(self, request: Request) -> Response:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         scheme, _, token = header.partition(" ")
-        if scheme in AUTHORIZATION_SCHEMES and not request.data:
+        if scheme in AUTHORIZATION_SCHEMES and not request.body:  # renewal: no body at all
             user = get_user_model().objects.filter(pk=user_id_for_token(token.strip()), is_active=True).first()
             if user is None:
                 raise Unauthenticated("The token's user is no longer active.")
@@ -137,3 +141,19 @@ class TokenApi(APIView):
                 raise InvalidRequest("Unknown username or wrong password.")
         issued = token_issue(user=user)
         return Response(self.OutputSerializer({"token": issued.token, "expires_at": _expiry(issued)}).data)
+
+
+class AccessTokenScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema names the access token: drf-spectacular finds it by class once
+    this module is imported, as the URLs do."""
+
+    target_class = AccessTokenAuthentication
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "Token <token> (or Bearer <token>), from /api/auth/register/ or /api/auth/token/.",
+        }

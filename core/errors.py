@@ -19,6 +19,7 @@ from django.db import InterfaceError as DatabaseInterfaceError
 from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from django_redis.exceptions import ConnectionInterrupted
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
@@ -205,6 +206,7 @@ def _unavailable_response(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@csrf_exempt  # A POST here must hear 404, not the CSRF check's HTML 403: nothing is changed.
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Every path under ``/api/`` that no route takes (a malformed id, a missing slash): the
     contract's 404 whatever ``DEBUG`` says (Django's debug 404 page is HTML)."""

@@ -4,7 +4,8 @@
 so no endpoint can forget them: 503 ``UNAVAILABLE`` (Redis or PostgreSQL away) everywhere,
 400 ``INVALID_REQUEST`` and 415 wherever a body is read, 404 wherever the path carries an
 id, and ``Retry-After`` on every 429 and 503. A ``ClosedSerializer`` request body is
-``additionalProperties: false``.
+``additionalProperties: false``; a view whose ``request_body_optional`` is true takes no
+body as well (the token endpoint's renewal).
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ class ContractAutoSchema(AutoSchema):
             if code in responses:
                 responses[code].setdefault("headers", {}).update(RETRY_AFTER_HEADER)
         return responses
+
+    def _get_request_body(self, direction: Any = "request") -> dict[str, Any] | None:
+        body: dict[str, Any] | None = super()._get_request_body(direction)
+        if body is not None and getattr(self.view, "request_body_optional", False):
+            body.pop("required", None)
+        return body
 
     def _map_basic_serializer(self, serializer: Any, direction: Any) -> dict[str, Any]:
         schema: dict[str, Any] = super()._map_basic_serializer(serializer, direction)

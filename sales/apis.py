@@ -50,6 +50,10 @@ from .selectors import sale_detail, sale_list
 
 logger = logging.getLogger(__name__)
 
+SHOPPER_AUTH = [{"tokenAuth": []}, {"cookieAuth": []}]
+"""The hot path reads its caller itself (``accounts.selectors.request_user_id``): an access
+token, or a session cookie with its CSRF token."""
+
 IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}
 """What ``IdempotentRequest.from_header`` accepts, for the schema."""
 
@@ -216,7 +220,9 @@ class PurchaseApi(HotPathApi):
             201: OutputSerializer,
             400: OpenApiResponse(ErrorSerializer, description="INVALID_REQUEST"),
             401: OpenApiResponse(ErrorSerializer, description="UNAUTHENTICATED"),
-            403: OpenApiResponse(ErrorSerializer, description="POW_INVALID"),
+            403: OpenApiResponse(
+                ErrorSerializer, description="POW_INVALID; FORBIDDEN: a session without its CSRF token"
+            ),
             404: OpenApiResponse(ErrorSerializer, description="NOT_FOUND"),
             409: OpenApiResponse(
                 RejectedSerializer, description="SOLD_OUT, ALREADY_PURCHASED, NOT_STARTED, ENDED, IN_FLIGHT"
@@ -229,6 +235,7 @@ class PurchaseApi(HotPathApi):
             503: OpenApiResponse(ErrorSerializer, description="UNAVAILABLE (Retry-After set)"),
         },
         summary="Try to buy one unit",
+        auth=SHOPPER_AUTH,
     )
     def post(self, request: HttpRequest, sale_id: int) -> HttpResponse:  # type: ignore[override]
         started = time.perf_counter()
@@ -279,11 +286,13 @@ class ChallengeApi(HotPathApi):
         responses={
             200: OutputSerializer,
             401: OpenApiResponse(ErrorSerializer, description="UNAUTHENTICATED"),
+            403: OpenApiResponse(ErrorSerializer, description="FORBIDDEN: a session without its CSRF token"),
             404: OpenApiResponse(ErrorSerializer, description="NOT_FOUND"),
             429: OpenApiResponse(ErrorSerializer, description="RATE_LIMITED (Retry-After set)"),
             503: OpenApiResponse(ErrorSerializer, description="UNAVAILABLE (Retry-After set)"),
         },
         summary="Get a proof-of-work challenge",
+        auth=SHOPPER_AUTH,
     )
     def post(self, request: HttpRequest, sale_id: int) -> HttpResponse:
         try:

@@ -20,7 +20,6 @@ layers 2-4 costs none once the process knows the sale. Every answer is counted
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import threading
 import time
@@ -44,10 +43,10 @@ from antibot.idempotency import (
     idempotency_release_call,
 )
 from core.errors import InvalidRequest, NotFound
-from core.strict_json import json_body_load
 from core.events import event_listener
 from core.process_state import forgets_process_state
 from core.steps import DatabaseWork, Steps, drive
+from core.strict_json import json_body_load
 
 from . import inventory, keys
 from .funnel import Shed, Verdict, funnel, lease_batch
@@ -431,7 +430,7 @@ def drain_kick(sale_id: int) -> None:
 def purchase_body_parse(raw: bytes) -> dict[str, str]:
     """The purchase body: empty, or a JSON object with optional string ``challenge`` and
     ``solution`` (at most 64 characters)."""
-    if not raw.strip():
+    if not raw:
         return {}
     body = json_body_load(raw)  # malformed, too deep, lone surrogates: 400
     if not isinstance(body, dict):

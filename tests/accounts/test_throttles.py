@@ -21,7 +21,9 @@ PASSWORD = "pw-for-tests-1"
 
 
 def _token(client: Client, username: str, password: str) -> object:
-    return client.post("/api/auth/token/", {"username": username, "password": password}, content_type="application/json")
+    return client.post(
+        "/api/auth/token/", {"username": username, "password": password}, content_type="application/json"
+    )
 
 
 def _register(client: Client, username: str) -> object:

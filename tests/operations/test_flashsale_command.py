@@ -11,7 +11,6 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from accounts.tokens import access_token_verify
-
 from orders.drain import sale_orders_drain
 from sales import inventory
 from sales.models import FlashSale, Product
