@@ -38,18 +38,24 @@ def user_register(*, username: str, password: str, email: str = "") -> IssuedTok
     return token_issue(user=user)
 
 
-def shoppers_create(*, count: int, prefix: str = "", password: str | None = None) -> list[IssuedToken]:
+def shoppers_create(
+    *, count: int, prefix: str = "", password: str | None = None, email_domain: str = "example.com"
+) -> list[IssuedToken]:
     """``count`` active shoppers at once (bulk inserts, one transaction) and a token each,
     for load tests and rehearsals that need thousands of accounts from one address, which
     the registration throttles refuse by design. Usernames are ``<prefix>-<n>``, the prefix
-    random unless given; with ``password`` every one can also log in with it (hashed once,
-    shared), without one none can. Raises ``IntegrityError`` when a username is taken."""
+    random unless given, each with the address ``<username>@<email_domain>`` (winners get
+    their confirmation there); with ``password`` every one can also log in with it (hashed
+    once, shared), without one none can. Raises ``IntegrityError`` when a username is taken."""
     prefix = prefix or f"shopper-{secrets.token_hex(4)}"
     stored = make_password(password)  # None: an unusable password
     model = get_user_model()
     with transaction.atomic():
         users = model.objects.bulk_create(
-            [model(username=f"{prefix}-{n}", password=stored, is_active=True) for n in range(1, count + 1)],
+            [
+                model(username=f"{prefix}-{n}", email=f"{prefix}-{n}@{email_domain}", password=stored, is_active=True)
+                for n in range(1, count + 1)
+            ],
             batch_size=1000,
         )
     return [token_issue(user=user) for user in users]

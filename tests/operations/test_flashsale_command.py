@@ -126,6 +126,7 @@ def test_shoppers_creates_n_shoppers_and_prints_working_tokens(client: Client) -
     assert len(shoppers) == 250
     assert get_user_model().objects.count() == before + 250
     assert [one["username"] for one in shoppers] == [f"rehearsal-{n}" for n in range(1, 251)]
+    assert get_user_model().objects.get(username="rehearsal-250").email == "rehearsal-250@example.com"
     for one in shoppers:
         assert access_token_verify(one["token"]).user_id == one["id"]
     assert client.get("/api/orders/", headers=auth(shoppers[-1]["token"])).status_code == 200

@@ -70,6 +70,7 @@ class Command(BaseCommand):
         shoppers.add_argument("count", type=int)
         shoppers.add_argument("--prefix", default="", help="usernames are <prefix>-<n> (default: random)")
         shoppers.add_argument("--password", default=None, help="let them log in with it too (default: no password)")
+        shoppers.add_argument("--email-domain", default="example.com", help="their addresses: <username>@<domain>")
         for sub in commands.choices.values():
             sub.add_argument("--json", action="store_true", help="print JSON")
 
@@ -191,7 +192,12 @@ class Command(BaseCommand):
         if not 1 <= options["count"] <= 1_000_000:
             raise CommandError("Count is between 1 and 1,000,000.")
         try:
-            issued = shoppers_create(count=options["count"], prefix=options["prefix"], password=options["password"])
+            issued = shoppers_create(
+                count=options["count"],
+                prefix=options["prefix"],
+                password=options["password"],
+                email_domain=options["email_domain"],
+            )
         except IntegrityError:
             raise CommandError(f"A username with prefix {options['prefix']!r} is taken; choose another.") from None
         self._say(options, f"Created {len(issued)} shopper(s), {issued[0].username} .. {issued[-1].username}.")
