@@ -50,7 +50,7 @@ from .selectors import sale_detail, sale_list
 
 logger = logging.getLogger(__name__)
 
-SHOPPER_AUTH = [{"tokenAuth": []}, {"cookieAuth": []}]
+SHOPPER_AUTH: list[Any] = [{"tokenAuth": []}, {"cookieAuth": []}]
 """The hot path reads its caller itself (``accounts.selectors.request_user_id``): an access
 token, or a session cookie with its CSRF token."""
 

@@ -4,6 +4,8 @@ shares one count, each one set or switched off by its setting."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
@@ -20,13 +22,13 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "pw-for-tests-1"
 
 
-def _token(client: Client, username: str, password: str) -> object:
+def _token(client: Client, username: str, password: str) -> Any:
     return client.post(
         "/api/auth/token/", {"username": username, "password": password}, content_type="application/json"
     )
 
 
-def _register(client: Client, username: str) -> object:
+def _register(client: Client, username: str) -> Any:
     body = {"username": username, "password": "correct-horse-42"}
     return client.post("/api/auth/register/", body, content_type="application/json")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import psycopg
-import redis
+from redis import Redis
 
 from devstack.localservers import LocalPostgres, LocalRedis, free_port
 from sales import keys
@@ -72,8 +72,8 @@ class Stack:
         created = self.manage("flashsale", "shoppers", str(count))["shoppers"]
         return [(int(one["id"]), one["token"]) for one in created]
 
-    def redis_client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis.url, decode_responses=True, socket_timeout=5)
+    def redis_client(self) -> Redis:
+        return Redis.from_url(self.redis.url, decode_responses=True, socket_timeout=5)
 
     def up_again(self, program: str, *, after: int, timeout: float = 180) -> float:
         """When the supervisor said ``program`` is up again (seconds, monotonic clock)."""
@@ -211,7 +211,7 @@ def _emails(mail_dir: Path, order_ids: set[str]) -> Counter[str]:
 
 def verdict(stack: Stack, sale_id: int, crowd: CrowdResult, *, drain_timeout: float = 240) -> Verdict:
     """Wait (bounded) for every buyer's order and email, then judge I1-I4 and the wins."""
-    client = stack.redis_client()
+    client: Any = stack.redis_client()  # decode_responses: every reply is text
     try:
         meta = client.hgetall(keys.meta_key(sale_id))
         total, starts_ms, ends_ms = int(meta["total"]), int(meta["starts_at_ms"]), int(meta["ends_at_ms"])
