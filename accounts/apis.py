@@ -1,20 +1,37 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from django.contrib.auth import authenticate, get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import InvalidRequest, Unauthenticated
+from core.client_address import client_ip
+from core.errors import ErrorSerializer, InvalidRequest, Unauthenticated
+from core.openapi import error_response
+from core.strict_json import ClosedSerializer, StrictCharField, StrictEmailField, StrictRegexField
 
+from .authentication import AccessTokenAuthentication
 from .selectors import AUTHORIZATION_SCHEMES, user_id_for_token
 from .services import IssuedToken, token_issue, user_register
+from .throttles import login_attempt_begin, login_attempt_failed, registration_attempt
+
+
+@extend_schema_serializer(component_name="Throttled")
+class ThrottledSerializer(ErrorSerializer):
+    reason = serializers.ChoiceField(
+        choices=["ip", "account"], help_text="What is over its limit: your address, or this account name."
+    )
+
+
+THROTTLED = OpenApiResponse(ThrottledSerializer, description="RATE_LIMITED: too many attempts (Retry-After set)")
 
 
 def _expiry(issued: IssuedToken) -> str:
@@ -26,12 +43,12 @@ class RegisterApi(APIView):
     permission_classes: list = []
 
     @extend_schema_serializer(component_name="RegisterInput")
-    class InputSerializer(serializers.Serializer):
-        username = serializers.RegexField(
+    class InputSerializer(ClosedSerializer):
+        username = StrictRegexField(
             r"^[\w.@+-]+\Z", max_length=150, error_messages={"invalid": "Use letters, digits and @/./+/-/_ only."}
         )
-        password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
-        email = serializers.EmailField(required=False, allow_blank=True, default="")
+        password = StrictCharField(max_length=128, write_only=True, trim_whitespace=False)
+        email = StrictEmailField(required=False, allow_blank=True, default="")
 
         def validate_username(self, value: str) -> str:
             if get_user_model().objects.filter(username__iexact=value).exists():
@@ -53,8 +70,19 @@ class RegisterApi(APIView):
         token = serializers.CharField(help_text="Send it as Authorization: Token <token> (or Bearer).")
         expires_at = serializers.DateTimeField(help_text="Ask /api/auth/token/ for a new one before then.")
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer}, summary="Register a shopper")
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: OutputSerializer,
+            400: error_response("INVALID_REQUEST: field errors in errors (unknown fields are refused)"),
+            429: THROTTLED,
+        },
+        summary="Register a shopper",
+        description="Throttled per address and per username (REGISTER_THROTTLE_IP, REGISTER_THROTTLE_ACCOUNT).",
+    )
     def post(self, request: Request) -> Response:
+        named = request.data.get("username") if isinstance(request.data, dict) else None
+        registration_attempt(client_ip=client_ip(request), username=named if isinstance(named, str) else None)
         given = self.InputSerializer(data=request.data)
         given.is_valid(raise_exception=True)
         try:
@@ -68,11 +96,12 @@ class RegisterApi(APIView):
 class TokenApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
+    request_body_optional = True  # renewal sends no body (core.openapi)
 
     @extend_schema_serializer(component_name="TokenInput")
-    class InputSerializer(serializers.Serializer):
-        username = serializers.CharField(max_length=150)
-        password = serializers.CharField(max_length=128, trim_whitespace=False)
+    class InputSerializer(ClosedSerializer):
+        username = StrictCharField(max_length=150)
+        password = StrictCharField(max_length=128, trim_whitespace=False)
 
     @extend_schema_serializer(component_name="TokenOutput")
     class OutputSerializer(serializers.Serializer):
@@ -81,25 +110,50 @@ class TokenApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: OutputSerializer},
+        responses={
+            200: OutputSerializer,
+            400: error_response("INVALID_REQUEST: bad credentials or a malformed body"),
+            401: error_response("UNAUTHENTICATED: renewing with a token that is not valid"),
+            429: THROTTLED,
+        },
         summary="Get an access token",
         description=(
             "With a username and password; or, to renew a token before it expires, with no body and "
-            "Authorization: Token <token>."
+            "Authorization: Token <token>. Password checks are throttled per address and per account "
+            "(LOGIN_THROTTLE_IP, LOGIN_THROTTLE_ACCOUNT: failed attempts)."
         ),
     )
     def post(self, request: Request) -> Response:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         scheme, _, token = header.partition(" ")
-        if scheme in AUTHORIZATION_SCHEMES and not request.data:
+        if scheme in AUTHORIZATION_SCHEMES and not request.body:  # renewal: no body at all
             user = get_user_model().objects.filter(pk=user_id_for_token(token.strip()), is_active=True).first()
             if user is None:
                 raise Unauthenticated("The token's user is no longer active.")
         else:
             given = self.InputSerializer(data=request.data)
             given.is_valid(raise_exception=True)
+            username = given.validated_data["username"]
+            login_attempt_begin(client_ip=client_ip(request), username=username)
             user = authenticate(request, **given.validated_data)
             if user is None:
+                login_attempt_failed(username=username)
                 raise InvalidRequest("Unknown username or wrong password.")
         issued = token_issue(user=user)
         return Response(self.OutputSerializer({"token": issued.token, "expires_at": _expiry(issued)}).data)
+
+
+class AccessTokenScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema names the access token: drf-spectacular finds it by class once
+    this module is imported, as the URLs do."""
+
+    target_class = AccessTokenAuthentication
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "Token <token> (or Bearer <token>), from /api/auth/register/ or /api/auth/token/.",
+        }

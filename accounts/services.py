@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import transaction
@@ -34,6 +36,29 @@ def user_register(*, username: str, password: str, email: str = "") -> IssuedTok
     with transaction.atomic():
         user = get_user_model().objects.create_user(username=username, password=password, email=email)
     return token_issue(user=user)
+
+
+def shoppers_create(
+    *, count: int, prefix: str = "", password: str | None = None, email_domain: str = "example.com"
+) -> list[IssuedToken]:
+    """``count`` active shoppers at once (bulk inserts, one transaction) and a token each,
+    for load tests and rehearsals that need thousands of accounts from one address, which
+    the registration throttles refuse by design. Usernames are ``<prefix>-<n>``, the prefix
+    random unless given, each with the address ``<username>@<email_domain>`` (winners get
+    their confirmation there); with ``password`` every one can also log in with it (hashed
+    once, shared), without one none can. Raises ``IntegrityError`` when a username is taken."""
+    prefix = prefix or f"shopper-{secrets.token_hex(4)}"
+    stored = make_password(password)  # None: an unusable password
+    model = get_user_model()
+    with transaction.atomic():
+        users = model.objects.bulk_create(
+            [
+                model(username=f"{prefix}-{n}", email=f"{prefix}-{n}@{email_domain}", password=stored, is_active=True)
+                for n in range(1, count + 1)
+            ],
+            batch_size=1000,
+        )
+    return [token_issue(user=user) for user in users]
 
 
 def user_session_warm(*, user: User) -> None:

@@ -110,7 +110,8 @@ def challenge_verify(*, challenge: str | None, solution: str | None, scope_id: i
             f"missing: this sale needs a proof of work; POST /api/sales/{scope_id}/challenge/ first."
         )
     parts = challenge.split(".")
-    if len(parts) != 7 or parts[0] != CHALLENGE_VERSION:
+    # Ours are ASCII; anything else is forged (and hmac.compare_digest refuses non-ASCII text).
+    if not challenge.isascii() or len(parts) != 7 or parts[0] != CHALLENGE_VERSION:
         raise ChallengeRefused("forged: this is not a challenge this server issued.")
     payload, signature = ".".join(parts[:6]), parts[6]
     if not hmac.compare_digest(signature, _signature(payload)):

@@ -22,7 +22,11 @@ def leading_zero_bits(digest: bytes) -> int:
 def solution_is_valid(challenge: str, solution: str, difficulty: int) -> bool:
     if len(solution) > MAX_SOLUTION_LENGTH:
         return False
-    digest = hashlib.sha256((challenge + solution).encode("utf-8")).digest()
+    try:
+        text = (challenge + solution).encode("utf-8")
+    except UnicodeEncodeError:  # A lone surrogate: no UTF-8 text, so no solution.
+        return False
+    digest = hashlib.sha256(text).digest()
     return leading_zero_bits(digest) >= difficulty
 
 

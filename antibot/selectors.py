@@ -1,37 +1,6 @@
-"""Reads of the anti-bot app: who the client is, as far as the network can tell."""
+"""Reads of the anti-bot app: who the client is, as far as the network can tell
+(``core.client_address``: the accounts' throttles need the same answer)."""
 
-from __future__ import annotations
+from core.client_address import client_ip
 
-import ipaddress
-
-from django.conf import settings
-from django.http import HttpRequest
-
-
-def client_ip(request: HttpRequest) -> str:
-    """The client's address for per-IP limits.
-
-    ``REMOTE_ADDR`` unless ``ANTIBOT_CLIENT_IP_HEADER`` names a header set by a proxy this
-    deployment trusts. For ``X-Forwarded-For`` the address is taken
-    ``ANTIBOT_TRUSTED_PROXY_COUNT`` hops from the right, the last one a trusted proxy
-    appended; entries further left are client-supplied and never believed.
-    """
-    remote = request.META.get("REMOTE_ADDR", "") or ""
-    header = settings.ANTIBOT_CLIENT_IP_HEADER
-    if not header:
-        return remote
-    raw = request.META.get("HTTP_" + header.upper().replace("-", "_"), "")
-    if not raw:
-        return remote
-    if header.lower() == "x-forwarded-for":
-        hops = [hop.strip() for hop in raw.split(",") if hop.strip()]
-        depth = settings.ANTIBOT_TRUSTED_PROXY_COUNT
-        if depth < 1 or len(hops) < depth:
-            return remote
-        candidate = hops[-depth]
-    else:
-        candidate = raw.strip()
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return remote
+__all__ = ["client_ip"]

@@ -6,16 +6,30 @@ extra fields only where the contract names them (``order_id``, field ``errors``)
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
+from django_redis.exceptions import ConnectionInterrupted
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
 from rest_framework.response import Response
+
+from .redis_store import RedisUnavailable
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
 
 
 class ApplicationError(Exception):
@@ -79,6 +93,28 @@ class Unavailable(ApplicationError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
+    *RedisUnavailable,  # includes BusyLoadingError: Redis replaying its append-only file
+    ConnectionInterrupted,  # django-redis (cache, sessions) wrapping the same
+    DatabaseOperationalError,  # PostgreSQL refused or dropped the connection
+    DatabaseInterfaceError,  # a connection that was already closed
+)
+"""Failures that mean "Redis or PostgreSQL cannot answer now": 503 with Retry-After, never a
+500. A bug (a DataError, a TypeError) is not one of them."""
+
+
+class DependencyUnavailable(Unavailable):
+    default_detail = "The service is briefly unavailable; nothing was changed. Try again shortly."
+
+
+def is_dependency_down(error: BaseException) -> bool:
+    return isinstance(error, DEPENDENCY_ERRORS)
+
+
+def body_too_large() -> InvalidRequest:
+    return InvalidRequest(f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+
+
 def error_json_response(error: ApplicationError) -> JsonResponse:
     """The contract's error answer, for plain Django views (the purchase hot path)."""
     response = JsonResponse(error.body(), status=error.http_status)
@@ -110,6 +146,12 @@ _DRF_CODES: dict[type[drf_exceptions.APIException], tuple[str, int]] = {
 
 def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:
     """DRF's ``EXCEPTION_HANDLER``: application errors and DRF's own, in the contract's body."""
+    if is_dependency_down(exc):
+        exc = DependencyUnavailable()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = body_too_large()
+    elif isinstance(exc, SuspiciousOperation):
+        exc = InvalidRequest("The request is not valid.")
     if isinstance(exc, ApplicationError):
         return Response(exc.body(), status=exc.http_status, headers=exc.headers)
     if isinstance(exc, Http404):
@@ -150,16 +192,82 @@ def _validation_sentence(detail: Any) -> str:
     return "The request is not valid."
 
 
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def _unavailable_response(request: HttpRequest) -> HttpResponse:
+    error = DependencyUnavailable()
+    if _is_api(request):
+        return error_json_response(error)
+    response = HttpResponse(error.detail, status=error.http_status, content_type="text/plain; charset=utf-8")
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+@csrf_exempt  # A POST here must hear 404, not the CSRF check's HTML 403: nothing is changed.
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Every path under ``/api/`` that no route takes (a malformed id, a missing slash): the
+    contract's 404 whatever ``DEBUG`` says (Django's debug 404 page is HTML)."""
+    return error_json_response(NotFound(f"Nothing at {request.path}."))
+
+
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """``handler404``: the contract's body under ``/api/``, Django's page elsewhere."""
-    if request.path.startswith("/api/"):
-        return error_json_response(NotFound(f"Nothing at {request.path}."))
+    if _is_api(request):
+        return api_not_found(request)
     return defaults.page_not_found(request, exception or Http404())
 
 
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler400``: the contract's body under ``/api/`` (a body over the size limit is
+    refused before a view runs), Django's page elsewhere."""
+    if _is_api(request):
+        error = body_too_large() if isinstance(exception, RequestDataTooBig) else InvalidRequest()
+        return error_json_response(error)
+    return defaults.bad_request(request, exception or SuspiciousOperation())
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
-    """``handler500``: the contract's body under ``/api/``, Django's page elsewhere."""
-    if request.path.startswith("/api/"):
+    """``handler500``: 503 with Retry-After when Redis or PostgreSQL is away (Django calls it
+    while handling the exception), else the contract's body under ``/api/`` and Django's page
+    elsewhere."""
+    current = sys.exc_info()[1]
+    if current is not None and is_dependency_down(current):
+        return _unavailable_response(request)
+    if _is_api(request):
         body = {"status": "SERVER_ERROR", "detail": "The server failed to answer; the error was logged."}
         return JsonResponse(body, status=500)
     return defaults.server_error(request)
+
+
+class ContractErrorsMiddleware:
+    """A view's uncaught exception, answered before Django's handlers (which show HTML debug
+    pages when ``DEBUG`` is on): Redis or PostgreSQL away is 503 with Retry-After on every
+    page; under ``/api/`` a refused request is the contract's 400 and a bug its 500 body
+    (logged here, as Django would have)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if is_dependency_down(exception):
+            logger.warning("%s %s: a dependency is away: %r", request.method, request.path, exception)
+            return _unavailable_response(request)
+        if not _is_api(request):
+            return None
+        if isinstance(exception, RequestDataTooBig):
+            return error_json_response(body_too_large())
+        if isinstance(exception, SuspiciousOperation):
+            return error_json_response(InvalidRequest())
+        if isinstance(exception, Http404):
+            return api_not_found(request)
+        if isinstance(exception, DjangoPermissionDenied):
+            return error_json_response(Forbidden())
+        logger.error("%s %s failed", request.method, request.path, exc_info=exception)
+        body = {"status": "SERVER_ERROR", "detail": "The server failed to answer; the error was logged."}
+        return JsonResponse(body, status=500)

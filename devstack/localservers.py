@@ -63,10 +63,15 @@ def _wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path, *, ti
 
 @dataclass
 class LocalRedis:
-    """A redis-server child process with append-only persistence in ``data_dir``."""
+    """A redis-server child process with append-only persistence in ``data_dir``, fsynced
+    as ``appendfsync`` says."""
 
     data_dir: Path
     port: int
+    # Every write reaches the disk before Redis answers it, so a win the shopper heard
+    # survives even a machine crash ("everysec" may lose the last second's; see
+    # docs/reliability.md for what each costs).
+    appendfsync: str = "always"
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -86,7 +91,7 @@ class LocalRedis:
             "--port", str(self.port),
             "--dir", str(self.data_dir),
             "--appendonly", "yes",
-            "--appendfsync", "everysec",
+            "--appendfsync", self.appendfsync,
             "--save", "",
             "--logfile", str(log),
             "--daemonize", "no",

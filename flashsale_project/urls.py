@@ -1,8 +1,10 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
+from accounts.views import admin_login
+from core.errors import api_not_found
 from observability.health import healthz
 from observability.views import metrics
 from sales.apis import ChallengeApi, PurchaseApi
@@ -20,6 +22,8 @@ if settings.FLASHSALE_BENCH_ENDPOINTS:
     # The benchmark's baselines get the same early place, so the comparison stays fair.
     urlpatterns.append(path("bench/", include("naive_shop.urls")))
 urlpatterns += [
+    # The admin's login behind the login throttles (accounts.throttles), then the admin.
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api-schema"),
@@ -28,8 +32,11 @@ urlpatterns += [
     path("api/auth/", include("accounts.urls")),
     path("api/sales/", include("sales.urls")),
     path("api/orders/", include("orders.urls")),
+    # Anything else under /api/ (a malformed id, a missing slash) is the contract's JSON 404.
+    re_path(r"^api/", api_not_found),
     path("", include("storefront.urls")),
 ]
 
+handler400 = "core.errors.bad_request"
 handler404 = "core.errors.not_found"
 handler500 = "core.errors.server_error"

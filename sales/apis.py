@@ -26,10 +26,16 @@ from rest_framework.views import APIView
 from accounts.selectors import request_user_id
 from antibot.idempotency import IdempotentRequest
 from antibot.selectors import client_ip
-from core.errors import ApplicationError, ErrorSerializer, InvalidRequest, Unavailable, error_json_response
+from core.errors import (
+    DEPENDENCY_ERRORS,
+    ApplicationError,
+    ErrorSerializer,
+    Unavailable,
+    body_too_large,
+    error_json_response,
+)
 from core.hot_path import HotPathApi
 from core.metrics import purchase_observed
-from core.redis_store import RedisUnavailable
 
 from .purchase import (
     PurchaseAnswer,
@@ -43,6 +49,13 @@ from .purchase import (
 from .selectors import sale_detail, sale_list
 
 logger = logging.getLogger(__name__)
+
+SHOPPER_AUTH: list[Any] = [{"tokenAuth": []}, {"cookieAuth": []}]
+"""The hot path reads its caller itself (``accounts.selectors.request_user_id``): an access
+token, or a session cookie with its CSRF token."""
+
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}
+"""What ``IdempotentRequest.from_header`` accepts, for the schema."""
 
 
 class ProductSerializer(serializers.Serializer):
@@ -193,16 +206,23 @@ class PurchaseApi(HotPathApi):
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                OpenApiTypes.STR,
+                IDEMPOTENCY_KEY_SCHEMA,
                 OpenApiParameter.HEADER,
-                description="Same key from the same user replays the first answer (IETF draft semantics).",
+                description=(
+                    "1 to 255 printable ASCII characters (400 otherwise). The same key from the same user "
+                    "replays the first answer for ANTIBOT_IDEMPOTENCY_TTL_SECONDS (a day by default); with "
+                    "another body it answers 422 IDEMPOTENCY_KEY_REUSED; while the first request is still being "
+                    "answered, 409 IN_FLIGHT (IETF httpapi idempotency-key draft semantics)."
+                ),
             )
         ],
         responses={
             201: OutputSerializer,
             400: OpenApiResponse(ErrorSerializer, description="INVALID_REQUEST"),
             401: OpenApiResponse(ErrorSerializer, description="UNAUTHENTICATED"),
-            403: OpenApiResponse(ErrorSerializer, description="POW_INVALID"),
+            403: OpenApiResponse(
+                ErrorSerializer, description="POW_INVALID; FORBIDDEN: a session without its CSRF token"
+            ),
             404: OpenApiResponse(ErrorSerializer, description="NOT_FOUND"),
             409: OpenApiResponse(
                 RejectedSerializer, description="SOLD_OUT, ALREADY_PURCHASED, NOT_STARTED, ENDED, IN_FLIGHT"
@@ -215,6 +235,7 @@ class PurchaseApi(HotPathApi):
             503: OpenApiResponse(ErrorSerializer, description="UNAVAILABLE (Retry-After set)"),
         },
         summary="Try to buy one unit",
+        auth=SHOPPER_AUTH,
     )
     def post(self, request: HttpRequest, sale_id: int) -> HttpResponse:  # type: ignore[override]
         started = time.perf_counter()
@@ -223,7 +244,7 @@ class PurchaseApi(HotPathApi):
             try:
                 raw = request.body
             except RequestDataTooBig:
-                raise InvalidRequest("The body is too large.") from None
+                raise body_too_large() from None
             body = purchase_body_parse(raw)
             # META, not request.headers: that builds a mapping of every header per request.
             key = request.META.get("HTTP_IDEMPOTENCY_KEY")
@@ -242,7 +263,7 @@ class PurchaseApi(HotPathApi):
         except ApplicationError as error:
             response: HttpResponse = error_json_response(error)
             code = error.code
-        except RedisUnavailable:
+        except DEPENDENCY_ERRORS:  # Redis away (or PostgreSQL, warming an unknown sale)
             response, code = error_json_response(Unavailable()), Unavailable.code
         else:
             response, code = purchase_answer_response(answer, sale_id=sale_id), answer.status.value
@@ -265,11 +286,13 @@ class ChallengeApi(HotPathApi):
         responses={
             200: OutputSerializer,
             401: OpenApiResponse(ErrorSerializer, description="UNAUTHENTICATED"),
+            403: OpenApiResponse(ErrorSerializer, description="FORBIDDEN: a session without its CSRF token"),
             404: OpenApiResponse(ErrorSerializer, description="NOT_FOUND"),
             429: OpenApiResponse(ErrorSerializer, description="RATE_LIMITED (Retry-After set)"),
             503: OpenApiResponse(ErrorSerializer, description="UNAVAILABLE (Retry-After set)"),
         },
         summary="Get a proof-of-work challenge",
+        auth=SHOPPER_AUTH,
     )
     def post(self, request: HttpRequest, sale_id: int) -> HttpResponse:
         try:
@@ -277,7 +300,7 @@ class ChallengeApi(HotPathApi):
             issued = sale_challenge_issue(sale_id=sale_id, user_id=user_id, client_ip=client_ip(request))
         except ApplicationError as error:
             return error_json_response(error)
-        except RedisUnavailable:
+        except DEPENDENCY_ERRORS:  # Redis away (or PostgreSQL, warming an unknown sale)
             return error_json_response(Unavailable())
         body = {
             "challenge": issued.challenge,

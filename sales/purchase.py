@@ -20,7 +20,6 @@ layers 2-4 costs none once the process knows the sale. Every answer is counted
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import threading
 import time
@@ -47,6 +46,7 @@ from core.errors import InvalidRequest, NotFound
 from core.events import event_listener
 from core.process_state import forgets_process_state
 from core.steps import DatabaseWork, Steps, drive
+from core.strict_json import json_body_load
 
 from . import inventory, keys
 from .funnel import Shed, Verdict, funnel, lease_batch
@@ -430,12 +430,9 @@ def drain_kick(sale_id: int) -> None:
 def purchase_body_parse(raw: bytes) -> dict[str, str]:
     """The purchase body: empty, or a JSON object with optional string ``challenge`` and
     ``solution`` (at most 64 characters)."""
-    if not raw.strip():
+    if not raw:
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("The body is not valid JSON.") from None
+    body = json_body_load(raw)  # malformed, too deep, lone surrogates: 400
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object.")
     unknown = set(body) - {"challenge", "solution"}

@@ -44,6 +44,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A view's uncaught exception in the contract's terms (503 for Redis or PostgreSQL away).
+    "core.errors.ContractErrorsMiddleware",
 ]
 
 ROOT_URLCONF = "flashsale_project.urls"
@@ -146,8 +148,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["core.strict_json.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.ContractAutoSchema",
     "EXCEPTION_HANDLER": "core.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -163,6 +165,14 @@ SPECTACULAR_SETTINGS = {
 # refuses its tokens); empty: one key derived from SECRET_KEY.
 ACCESS_TOKEN_KEYS = env.list("ACCESS_TOKEN_KEYS", default=[])
 ACCESS_TOKEN_LIFETIME_SECONDS = env.int("ACCESS_TOKEN_LIFETIME_SECONDS", default=3600)
+# Throttles (docs/accounts.md, "Throttles"): "<count>/<period>" (30/min, 10/15min, 20/hour),
+# or "off". Counted in Redis, so every web process shares one count. Password checks from
+# one address; failed logins against one username; sign-ups from one address and at one
+# username. An address can be a whole office or a carrier's NAT: the per-IP rates are loose.
+LOGIN_THROTTLE_IP = env.str("LOGIN_THROTTLE_IP", default="60/min")
+LOGIN_THROTTLE_ACCOUNT = env.str("LOGIN_THROTTLE_ACCOUNT", default="10/15min")
+REGISTER_THROTTLE_IP = env.str("REGISTER_THROTTLE_IP", default="20/hour")
+REGISTER_THROTTLE_ACCOUNT = env.str("REGISTER_THROTTLE_ACCOUNT", default="5/hour")
 # Request bodies on this API are tiny; anything large is refused before it is read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from accounts.tokens import access_token_verify
@@ -70,3 +73,50 @@ def test_token_answers_a_working_token_for_good_credentials_and_400_otherwise(cl
     assert bad.json() == {"status": "INVALID_REQUEST", "detail": "Unknown username or wrong password."}
     assert malformed.status_code == 400
     assert malformed.json()["status"] == "INVALID_REQUEST"
+
+
+REGISTER = {"username": "ada", "password": "correct-horse-42"}
+NESTED = "[" * 30_000 + "]" * 30_000
+
+
+@pytest.mark.parametrize("path", ["/api/auth/register/", "/api/auth/token/"])
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        (json.dumps({**REGISTER, "username": 12345}), {"username": ["Must be a string."]}),
+        (json.dumps({**REGISTER, "password": ["correct-horse-42"]}), {"password": ["Must be a string."]}),
+        (json.dumps({**REGISTER, "username": True}), {"username": ["Must be a string."]}),
+        (json.dumps({**REGISTER, "is_staff": True}), {"is_staff": ["Unknown field: not accepted here."]}),
+        ('{"username": "ada\\udc80", "password": "correct-horse-42"}', None),
+        ('{"username": "ada", "password": "\\ud800"}', None),
+        (b'{"username": "\xed\xb2\x80", "password": "x"}', None),  # a surrogate in UTF-8 bytes
+        (b'{"username": "\xff\xfe", "password": "x"}', None),  # not UTF-8
+        (NESTED, None),
+        ('{"username": ' + NESTED + ', "password": "x"}', None),
+        ('{"username": 1' + "0" * 5000 + ', "password": "x"}', None),
+        ('{"username": "ada", "password": NaN}', None),
+        ("x" * (70 * 1024), None),
+        ("[" * 40_000 + "]" * 40_000, None),  # both: too large and too deep
+    ],
+)
+def test_hostile_bodies_answer_the_contracts_400_and_create_nothing(
+    client: Client, path: str, body: str | bytes, errors: dict | None
+) -> None:
+    users = get_user_model().objects.count()
+
+    response = client.post(path, body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    answer = response.json()
+    assert answer["status"] == "INVALID_REQUEST"
+    assert answer["detail"]
+    if errors is not None:
+        assert answer["errors"] == errors
+    assert get_user_model().objects.count() == users
+
+
+def test_a_body_that_is_not_json_answers_415(client: Client) -> None:
+    response = client.post("/api/auth/register/", "username=ada", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert response.json()["status"] == "UNSUPPORTED_MEDIA_TYPE"

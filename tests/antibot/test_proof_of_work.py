@@ -120,6 +120,9 @@ def test_an_expired_challenge_is_refused(open_server: ChildProcess) -> None:
         (lambda c: c.replace(".8.", ".1.", 1), "forged: the challenge's signature does not match."),
         (lambda c: "v1.not.a.challenge", "forged: this is not a challenge this server issued."),
         (lambda c: "", "missing: this sale needs a proof of work"),
+        # Non-ASCII in the signature: hmac.compare_digest refuses such text (it was a 500).
+        (lambda c: c[:-1] + "é", "forged: this is not a challenge this server issued."),
+        (lambda c: c[:-1] + "\u0663", "forged: this is not a challenge this server issued."),
     ],
 )
 def test_a_forged_challenge_is_refused(open_server: ChildProcess, tamper, detail: str) -> None:  # type: ignore[no-untyped-def]
@@ -148,6 +151,19 @@ def test_a_wrong_solution_is_refused_and_names_the_difficulty(open_server: Child
 
     assert answer.status_code == 403
     assert answer.json()["detail"] == f"wrong solution: the hash has fewer than {DIFFICULTY} leading zero bits."
+    assert inventory.sale_counts(sale.pk).remaining == 3
+
+
+@pytest.mark.parametrize("solution", ["é" * 64, "\U0001f600", "\x00"])
+def test_a_solution_in_any_text_is_judged_not_crashed_on(open_server: ChildProcess, solution: str) -> None:
+    sale = make_sale(stock=3, pow_difficulty=24)  # nothing short of a solver passes
+    _, token = make_shopper()
+    issued = challenge(open_server, sale.pk, token).json()
+
+    answer = purchase(open_server, sale.pk, token, {"challenge": issued["challenge"], "solution": solution})
+
+    assert answer.status_code == 403
+    assert answer.json()["detail"].startswith("wrong solution: ")
     assert inventory.sale_counts(sale.pk).remaining == 3
 
 

@@ -6,14 +6,17 @@ import json
 from io import StringIO
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.test import Client
 
+from accounts.tokens import access_token_verify
 from orders.drain import sale_orders_drain
 from sales import inventory
 from sales.models import FlashSale, Product
 from sales.purchase import purchase_attempt
 from sales.tally import tally
-from tests.factories import make_sale, make_shoppers
+from tests.factories import auth, make_sale, make_shoppers
 
 pytestmark = pytest.mark.django_db
 
@@ -112,3 +115,33 @@ def test_reset_of_an_upcoming_sale_needs_no_force() -> None:
 def test_an_unknown_sale_is_a_clear_error() -> None:
     with pytest.raises(CommandError, match="No sale 'nope'"):
         flashsale("status", "nope")
+
+
+def test_shoppers_creates_n_shoppers_and_prints_working_tokens(client: Client) -> None:
+    before = get_user_model().objects.count()
+
+    result = json.loads(flashsale("shoppers", "250", "--prefix", "rehearsal", "--password", "shared-pw-42", "--json"))
+
+    shoppers = result["shoppers"]
+    assert len(shoppers) == 250
+    assert get_user_model().objects.count() == before + 250
+    assert [one["username"] for one in shoppers] == [f"rehearsal-{n}" for n in range(1, 251)]
+    assert get_user_model().objects.get(username="rehearsal-250").email == "rehearsal-250@example.com"
+    for one in shoppers:
+        assert access_token_verify(one["token"]).user_id == one["id"]
+    assert client.get("/api/orders/", headers=auth(shoppers[-1]["token"])).status_code == 200
+    login = client.post(
+        "/api/auth/token/", {"username": "rehearsal-7", "password": "shared-pw-42"}, content_type="application/json"
+    )
+    assert login.status_code == 200
+
+
+def test_shoppers_without_a_password_cannot_log_in_and_a_taken_prefix_is_a_clear_error(client: Client) -> None:
+    [one] = json.loads(flashsale("shoppers", "1", "--prefix", "nopw", "--json"))["shoppers"]
+    assert not get_user_model().objects.get(pk=one["id"]).has_usable_password()
+
+    with pytest.raises(CommandError, match="prefix 'nopw' is taken"):
+        flashsale("shoppers", "3", "--prefix", "nopw")
+    with pytest.raises(CommandError, match="between 1 and"):
+        flashsale("shoppers", "0")
+    assert get_user_model().objects.filter(username__startswith="nopw-").count() == 1

@@ -208,7 +208,16 @@ def test_missing_or_bad_credentials_answer_401(client: Client, headers: dict[str
         ({"solution": "x" * 65}, "solution must be at most 64 characters."),
         ({"quantity": 2}, "Unknown field(s): quantity."),
         (b"\xff\xfe\x00", "The body is not valid JSON."),
-        ("x" * (70 * 1024), "The body is too large."),
+        ("x" * (70 * 1024), "The body is larger than 65536 bytes."),
+        ("[" * 100_000 + "]" * 100_000, "The body is larger than 65536 bytes."),
+        ("[" * 30_000 + "]" * 30_000, "The body is nested too deeply."),
+        ('{"challenge": ' + "[" * 30_000 + "]" * 30_000 + "}", "The body is nested too deeply."),
+        ('{"solution": "\\udc80"}', "The body holds a lone surrogate (\\ud800-\\udfff): not valid text."),
+        ('{"challenge": "\\ud800x"}', "The body holds a lone surrogate (\\ud800-\\udfff): not valid text."),
+        (b'{"solution": "\xed\xa0\x80"}', "The body holds a lone surrogate (\\ud800-\\udfff): not valid text."),
+        ('{"challenge": 1' + "0" * 5000 + "}", "The body is not valid JSON."),
+        ('{"challenge": NaN}', "The body is not valid JSON."),
+        ({"challenge": None, "solution": True}, "solution must be a string."),
     ],
 )
 def test_a_malformed_body_answers_400_and_changes_nothing(client: Client, body: object, detail: str) -> None:

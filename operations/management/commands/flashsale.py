@@ -1,4 +1,4 @@
-"""``manage.py flashsale``: the operator's tool (init, status, buyers, reset).
+"""``manage.py flashsale``: the operator's tool (init, status, buyers, reset, shoppers).
 
 A ``<sale|product>`` argument is a sale id, or a product slug meaning that product's newest
 sale. Output is for people; ``--json`` prints one JSON document for scripts.
@@ -12,8 +12,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import IntegrityError
 from django.utils import timezone
 
+from accounts.services import shoppers_create
 from core.errors import ApplicationError
 from core.redis_store import RedisUnavailable
 from orders.models import Order
@@ -39,7 +41,7 @@ class Command(BaseCommand):
     help = "Set up, inspect and reset flash sales."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        commands = parser.add_subparsers(dest="action", required=True, metavar="init|status|buyers|reset")
+        commands = parser.add_subparsers(dest="action", required=True, metavar="init|status|buyers|reset|shoppers")
 
         init = commands.add_parser("init", help="create a sale (and its product) and load it into Redis")
         init.add_argument("product", help="product slug; created if missing")
@@ -62,6 +64,13 @@ class Command(BaseCommand):
             if name == "reset":
                 sub.add_argument("--force", action="store_true", help="reset even while the sale is live")
                 sub.add_argument("--delete-orders", action="store_true", help="also delete its orders in PostgreSQL")
+        shoppers = commands.add_parser(
+            "shoppers", help="create N shoppers at once and print their usernames and tokens (load tests)"
+        )
+        shoppers.add_argument("count", type=int)
+        shoppers.add_argument("--prefix", default="", help="usernames are <prefix>-<n> (default: random)")
+        shoppers.add_argument("--password", default=None, help="let them log in with it too (default: no password)")
+        shoppers.add_argument("--email-domain", default="example.com", help="their addresses: <username>@<domain>")
         for sub in commands.choices.values():
             sub.add_argument("--json", action="store_true", help="print JSON")
 
@@ -177,4 +186,25 @@ class Command(BaseCommand):
             "sale_id": sale.pk,
             "redis_keys_deleted": result.redis_keys_deleted,
             "orders_deleted": orders_deleted,
+        }
+
+    def _shoppers(self, options: dict[str, Any]) -> dict[str, Any]:
+        if not 1 <= options["count"] <= 1_000_000:
+            raise CommandError("Count is between 1 and 1,000,000.")
+        try:
+            issued = shoppers_create(
+                count=options["count"],
+                prefix=options["prefix"],
+                password=options["password"],
+                email_domain=options["email_domain"],
+            )
+        except IntegrityError:
+            raise CommandError(f"A username with prefix {options['prefix']!r} is taken; choose another.") from None
+        self._say(options, f"Created {len(issued)} shopper(s), {issued[0].username} .. {issued[-1].username}.")
+        self._say(options, f"  their tokens expire at {issued[0].expires_at} (Unix time); --json prints them.")
+        return {
+            "shoppers": [
+                {"id": one.user_id, "username": one.username, "token": one.token, "expires_at": one.expires_at}
+                for one in issued
+            ]
         }
