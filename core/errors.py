@@ -255,19 +255,25 @@ class ContractErrorsMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if is_dependency_down(exception):
-            logger.warning("%s %s: a dependency is away: %r", request.method, request.path, exception)
-            return _unavailable_response(request)
-        if not _is_api(request):
-            return None
-        if isinstance(exception, RequestDataTooBig):
-            return error_json_response(body_too_large())
-        if isinstance(exception, SuspiciousOperation):
-            return error_json_response(InvalidRequest())
-        if isinstance(exception, Http404):
-            return api_not_found(request)
-        if isinstance(exception, DjangoPermissionDenied):
-            return error_json_response(Forbidden())
-        logger.error("%s %s failed", request.method, request.path, exc_info=exception)
-        body = {"status": "SERVER_ERROR", "detail": "The server failed to answer; the error was logged."}
-        return JsonResponse(body, status=500)
+        return exception_response(request, exception)
+
+
+def exception_response(request: HttpRequest, exception: Exception) -> HttpResponse | None:
+    """The contract's answer to a view's uncaught exception (None: Django's own handling,
+    outside ``/api/``). Also used by the hot-path router, which runs no middleware."""
+    if is_dependency_down(exception):
+        logger.warning("%s %s: a dependency is away: %r", request.method, request.path, exception)
+        return _unavailable_response(request)
+    if not _is_api(request):
+        return None
+    if isinstance(exception, RequestDataTooBig):
+        return error_json_response(body_too_large())
+    if isinstance(exception, SuspiciousOperation):
+        return error_json_response(InvalidRequest())
+    if isinstance(exception, Http404):
+        return api_not_found(request)
+    if isinstance(exception, DjangoPermissionDenied):
+        return error_json_response(Forbidden())
+    logger.error("%s %s failed", request.method, request.path, exc_info=exception)
+    body = {"status": "SERVER_ERROR", "detail": "The server failed to answer; the error was logged."}
+    return JsonResponse(body, status=500)

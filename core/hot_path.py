@@ -9,19 +9,17 @@ from their serializers like any other.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIRequest
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import ResolverMatch, URLPattern
 from rest_framework.views import APIView
 
-from .errors import MethodNotAllowed, error_json_response
+from .errors import MethodNotAllowed, error_json_response, exception_response, server_error
 
-logger = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 WSGIApplication = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -77,12 +75,9 @@ class HotPathRouter:
         request = WSGIRequest(environ)
         try:
             response = match.func(request, *match.args, **match.kwargs)
-        except Exception:
-            logger.exception("hot path %s failed", request.path)
-            response = JsonResponse(
-                {"status": "SERVER_ERROR", "detail": "The server failed to answer; the error was logged."},
-                status=500,
-            )
+        except Exception as error:  # noqa: BLE001 - answered as the full stack answers it
+            # As the full stack's ContractErrorsMiddleware would answer (every path here is /api/).
+            response = exception_response(request, error) or server_error(request)
         # As Django's CommonMiddleware would: a length, so the server need not chunk.
         response.headers["Content-Length"] = str(len(response.content))
         start_response(f"{response.status_code} {response.reason_phrase}", [*response.items()])

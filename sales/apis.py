@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from accounts.selectors import request_user_id
 from antibot.idempotency import IdempotentRequest
-from antibot.selectors import client_ip
+from core.client_address import client_ip
 from core.errors import (
     DEPENDENCY_ERRORS,
     ApplicationError,

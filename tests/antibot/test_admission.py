@@ -10,7 +10,7 @@ import httpx
 import pytest
 from django.test import RequestFactory, override_settings
 
-from antibot.selectors import client_ip
+from core.client_address import client_ip
 from sales import inventory
 from sales.funnel import lease_batch
 from tests.clients import purchase
