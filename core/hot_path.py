@@ -20,7 +20,6 @@ from rest_framework.views import APIView
 
 from .errors import MethodNotAllowed, error_json_response, exception_response, server_error
 
-
 StartResponse = Callable[..., Any]
 WSGIApplication = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
