@@ -118,6 +118,8 @@ def _versions(stack: BenchStack) -> dict[str, str]:
 def _ceiling_and_memory(stack: BenchStack, plan: BenchPlan) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from dataclasses import asdict
 
+    import redis
+
     from . import data, redis_ceiling
     from .scenarios import HUGE_STOCK
 
@@ -125,7 +127,11 @@ def _ceiling_and_memory(stack: BenchStack, plan: BenchPlan) -> tuple[list[dict[s
     rows = []
     sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=plan.difficulty)
     if redis_ceiling.redis_benchmark_binary():
-        for variant in redis_ceiling.CEILING_VARIANTS:
+        admin = redis.Redis(host="127.0.0.1", port=stack.redis.port, decode_responses=True)
+        shipped = str(admin.config_get("appendfsync")["appendfsync"])
+        runs = [(variant, "everysec") for variant in redis_ceiling.CEILING_VARIANTS] + [("winning", "always")]
+        for variant, fsync in runs:
+            admin.config_set("appendfsync", fsync)
             variant_sale = sale if variant != "sold_out" else data.sale_open(stock=1, pow_difficulty=plan.difficulty)
             result = redis_ceiling.ceiling_with_redis_benchmark(
                 host="127.0.0.1",
@@ -133,8 +139,11 @@ def _ceiling_and_memory(stack: BenchStack, plan: BenchPlan) -> tuple[list[dict[s
                 sale_id=variant_sale.pk,
                 requests=plan.ceiling_requests if variant == "winning" else plan.ceiling_requests // 2,
                 variant=variant,
+                note="appendfsync always" if fsync == "always" else "",
             )
             rows.append(asdict(result))
+        admin.config_set("appendfsync", shipped)
+        admin.close()
     else:
         rows.append(
             asdict(

@@ -73,16 +73,19 @@ CEILING_VARIANTS = {
     "empty": "empty script (EVALSHA alone)",
 }
 """What redis-benchmark runs: the winning call (the ceiling), and for where the time goes, the
-same script answering SOLD_OUT, the reference script and an empty one."""
+same script answering SOLD_OUT, the reference script and an empty one. They run with
+``appendfsync everysec`` (the script's own cost); the winning call runs once more with
+``appendfsync always``, as make run, the tests and compose set Redis (what durability of every
+acknowledged win costs: docs/reliability.md)."""
 
 
 def ceiling_with_redis_benchmark(
-    *, host: str, port: int, sale_id: int, requests: int, clients: int = 50, variant: str = "winning"
+    *, host: str, port: int, sale_id: int, requests: int, clients: int = 50, variant: str = "winning", note: str = ""
 ) -> CeilingResult:
     """Run one variant from ``clients`` connections. ``sold_out`` needs a sale of one unit,
-    which it sells first."""
+    which it sells first. ``note`` is added to the row's label (how Redis was set up)."""
     client = redis.Redis(host=host, port=port, decode_responses=True)
-    label = CEILING_VARIANTS[variant]
+    label = CEILING_VARIANTS[variant] + (f", {note}" if note else "")
     buyers_before = int(client.hlen(keys.buyers_key(sale_id)))
     if variant == "reference":
         sha = client.script_load(REFERENCE_SCRIPT)
