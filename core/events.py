@@ -148,15 +148,19 @@ class EventListener:
                             if outage_logged:
                                 logger.info("event listener subscribed again")
                             outage_logged = False
-                    elif message["type"] == "message":
+                    elif message["type"] == "message" and generation == self._generation:
                         self._dispatch(message["channel"], message["data"])
             except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
+                if generation != self._generation:
+                    return  # Replaced (restart): its successor owns the state now.
                 self._live.clear()
                 self._lost()
                 if not outage_logged:  # Once per outage, not once per retry.
                     logger.warning("event listener lost Redis (%s); retrying", error)
                     outage_logged = True
             except Exception:
+                if generation != self._generation:
+                    return
                 self._live.clear()
                 self._lost()
                 logger.exception("event listener failed; restarting")

@@ -8,12 +8,14 @@ Each process keeps a ``SaleGate`` per sale it serves:
 - the buyers (user -> order id), so that a winner hears ``ALREADY_PURCHASED`` with their
   order from every layer: completed from Redis once per sale (one call) before the process
   first answers anyone locally, then kept by the events, which carry every win's order id;
-- the sold-out marker: set when the script said SOLD_OUT or a win took the last unit,
-  cleared by a stock-return event newer than that (Redis clock);
+- the sold-out marker: set when the script said SOLD_OUT or a win took the last unit (this
+  process's, or another's heard as an event), cleared by a stock-return event newer than
+  that (Redis clock);
 - the remaining stock R, newest by Redis clock among the events, meta reads and answers;
 - per-user and per-IP fixed windows, counted in this process;
-- crowd admission: at most ``ceil(k x R)`` attempts per interval go on to the script (k is
-  the sale's ``crowd_factor``), the rest hear 429 ``reason: "crowd"``;
+- crowd admission: at most ``ceil(k x R)`` attempts per interval go on to the script, R the
+  stock left when the interval began (k is the sale's ``crowd_factor``), the rest hear 429
+  ``reason: "crowd"``;
 - bucket tokens, leased from Redis in batches (``lua/lease.lua``) and handed out here.
 
 The answers that rest on what the events keep current (the winners table, the sold-out
@@ -101,9 +103,10 @@ class SaleGate:
     window_number: int = -1
     user_calls: dict[int, int] = field(default_factory=dict)
     ip_calls: dict[str, int] = field(default_factory=dict)
-    # Crowd admission.
+    # Crowd admission: attempts let through in the current interval, and how many it allows.
     crowd_interval: int = -1
     crowd_admitted: int = 0
+    crowd_budget: int = 0
     # Leased bucket tokens.
     tokens: int = 0
     tokens_until: float = 0.0
@@ -168,6 +171,9 @@ class Funnel:
                 # harmless, the next attempt asks Redis and marks again.
                 if gate.sold_out_at_ms is not None and timestamp >= gate.sold_out_at_ms:
                     gate.sold_out_at_ms = None
+            elif gate.returned_at_ms < timestamp:
+                # The win that took the last unit, heard from another process: sold out here too.
+                gate.sold_out_at_ms = max(timestamp, gate.sold_out_at_ms or 0)
 
     def heard_state(
         self,
@@ -254,17 +260,19 @@ class Funnel:
 
     def admit_crowd(self, sale_id: int, *, now: float | None = None) -> Verdict:
         """Stock-aware admission, after the proof of work (an attempt without one never
-        counts): at most ``ceil(k x R)`` attempts per interval go on to the script."""
+        counts): an interval lets ``ceil(k x R)`` attempts through to the script, R the
+        stock left when it began (a unit coming back during it adds k more)."""
         now = time.time() if now is None else now
         gate = self.gate(sale_id)
         with gate.lock:
             if gate.crowd_factor <= 0 or gate.remaining is None or gate.remaining <= 0:
-                return GO_ON
+                return GO_ON  # Nothing left by what this process heard: the script says what is.
             interval_s = settings.FLASHSALE_CROWD_INTERVAL_MS / 1000
             interval = int(now / interval_s)
             if interval != gate.crowd_interval:
                 gate.crowd_interval, gate.crowd_admitted = interval, 0
-            if gate.crowd_admitted >= math.ceil(gate.crowd_factor * gate.remaining):
+                gate.crowd_budget = math.ceil(gate.crowd_factor * max(0, gate.remaining))
+            if gate.crowd_admitted >= gate.crowd_budget:
                 return Verdict(Shed.CROWD, retry_after_ms=int(((interval + 1) * interval_s - now) * 1000) + 1)
             gate.crowd_admitted += 1
         return GO_ON
@@ -315,6 +323,9 @@ def lease_batch(refill_per_second: int, capacity: int) -> int:
 
 def _heard_remaining(gate: SaleGate, remaining: int, at_ms: int) -> None:
     if at_ms >= gate.remaining_at_ms:
+        if gate.remaining is not None and remaining > gate.remaining and gate.crowd_factor > 0:
+            # Units came back: they may be won in this very interval.
+            gate.crowd_budget += math.ceil(gate.crowd_factor * (remaining - gate.remaining))
         gate.remaining, gate.remaining_at_ms = remaining, at_ms
 
 

@@ -90,13 +90,13 @@ def own_redis(tmp_path: Path, settings: Settings) -> Iterator[LocalRedis]:
     server = LocalRedis(data_dir=tmp_path / "redis", port=free_port()).start()
     session_url = settings.REDIS_URL
     settings.REDIS_URL = server.url
+    event_listener.restart()  # First: the old subscription must not see its client go.
     inventory_redis.cache_clear()
-    event_listener.restart()
     yield server
-    # Back to the session's Redis before anything reconnects (the listener does at once).
+    # Back to the session's Redis before anything reconnects.
     settings.REDIS_URL = session_url
-    inventory_redis.cache_clear()
     event_listener.restart()
+    inventory_redis.cache_clear()
     server.stop()
 
 

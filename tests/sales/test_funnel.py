@@ -92,15 +92,15 @@ def test_before_the_start_the_crowd_hears_not_started_from_the_process(client: C
 @KEEP_META
 @override_settings(FLASHSALE_CROWD_INTERVAL_MS=600_000)  # One interval for the whole test.
 def test_more_attempts_than_k_times_the_stock_left_hear_429_crowd(client: Client, own_redis: LocalRedis) -> None:
-    # Three units, k = 1: an interval lets through as many attempts as units are left.
-    sale = make_sale(stock=3, crowd_factor=1)
+    # Four units, k = 0.5: the interval lets through ceil(0.5 x 4) = 2 attempts.
+    sale = make_sale(stock=4, crowd_factor=0.5)
     assert event_listener.wait_until_live()
-    tokens = [make_shopper()[1] for _ in range(4)]
+    tokens = [make_shopper()[1] for _ in range(3)]
 
-    first = purchase(client, sale.pk, tokens[0])  # 1 let through of ceil(1 x 3): a win, 2 left
-    second = purchase(client, sale.pk, tokens[1])  # 2 of ceil(1 x 2): a win, 1 left
+    first = purchase(client, sale.pk, tokens[0])
+    second = purchase(client, sale.pk, tokens[1])
     before = _commands_processed()
-    third = purchase(client, sale.pk, tokens[2])  # 2 let through >= ceil(1 x 1): shed
+    third = purchase(client, sale.pk, tokens[2])  # the interval's two are spent: shed
     after = _commands_processed()
 
     assert (first.status_code, second.status_code) == (201, 201)
@@ -109,7 +109,17 @@ def test_more_attempts_than_k_times_the_stock_left_hear_429_crowd(client: Client
     assert third.json()["reason"] == "crowd"
     assert int(third.headers["Retry-After"]) >= 1
     assert after - before == 1  # No Redis call for the shed attempt.
-    assert inventory.sale_counts(sale.pk).remaining == 1  # The unit stays for the next interval.
+    assert inventory.sale_counts(sale.pk).remaining == 2  # The units stay for the next interval.
+
+
+@KEEP_META
+@override_settings(FLASHSALE_CROWD_INTERVAL_MS=600_000)
+def test_an_interval_lets_through_k_times_the_stock_it_began_with(client: Client) -> None:
+    # Three units, k = 2: six attempts may go on; four shoppers in a row all reach the script.
+    sale = make_sale(stock=3, crowd_factor=2)
+    assert event_listener.wait_until_live()
+    answers = [purchase(client, sale.pk, make_shopper()[1]).json()["status"] for _ in range(4)]
+    assert answers == ["SUCCESS", "SUCCESS", "SUCCESS", "SOLD_OUT"]
 
 
 def test_a_crowd_factor_of_zero_turns_stock_aware_admission_off(client: Client) -> None:
