@@ -119,7 +119,9 @@ def _reached_redis_target(runs: list[RunResult]) -> TargetCheck:
     reached, stock, capacity = seed.checks["reached_redis"], seed.checks["total"], seed.checks["bucket_capacity"]
     bound = REACHED_REDIS_FACTOR * stock + capacity
     answered = sum(seed.statuses.values())
-    return TargetCheck(name, f"{reached:,} of {answered:,} (bound {bound:,})", reached <= bound)
+    commands = seed.checks.get("redis_commands")
+    spent = f"; Redis ran {commands:,} commands in all during the run" if commands is not None else ""
+    return TargetCheck(name, f"{reached:,} of {answered:,} ran the script (bound {bound:,}){spent}", reached <= bound)
 
 
 def _plain(value: Any) -> Any:

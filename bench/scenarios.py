@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from naive_shop.selectors import naive_stock_check
 from naive_shop.services import naive_stock_create
 from sales.models import FlashSale
@@ -311,16 +313,19 @@ class Scenarios:
         shoppers = self.pool.ensure(plan.seed_users)
         lines = data.stampede_file_write(self._file("seed"), sale=sale, shoppers=shoppers, per_user=plan.seed_per_user)
         total = plan.seed_users * plan.seed_per_user
+        commands_before = redis_commands(self.stack)
         result, cores = self._wrk(
             path=f"/api/sales/{sale.pk}/purchase/",
             connections=plan.seed_connections,
             duration_s=120 if not plan.quick else 30,
             lines=lines,
         )
+        redis_commands_during = redis_commands(self.stack) - commands_before
         checks = self._checks(sale.pk, result.statuses.get(201, 0))
         checks["funnel"] = funnel_counts(sale.pk)
         checks["bucket_capacity"] = sale.bucket_capacity
         checks["reached_redis"] = checks["funnel"].get("script", 0)
+        checks["redis_commands"] = redis_commands_during
         checks["winners"] = checks["buyers"]
         checks["exactly_stock_winners"] = checks["buyers"] == plan.seed_stock and result.statuses.get(201, 0) == (
             plan.seed_stock
@@ -399,3 +404,14 @@ class Scenarios:
             checks=checks,
             notes=[f"open loop (bench/paced.py) at {PACED_FRACTION:.0%} of the saturated run's {saturated.rps:.0f}/s"],
         )
+
+
+def redis_commands(stack: BenchStack) -> int:
+    """Commands the stack's Redis has run so far (every database: sale data, the broker, the
+    cache): what a run costs Redis is the difference."""
+    assert stack.redis is not None
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    try:
+        return int(client.info("stats")["total_commands_processed"])
+    finally:
+        client.close()
