@@ -11,6 +11,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
 
+from redis.cluster import RedisCluster
+
 from antibot import keys as antibot_keys
 from core.redis_store import inventory_redis, lua_script
 from core.steps import ScriptCall, run_step
@@ -276,10 +278,13 @@ def sale_counts(sale_id: int) -> SaleCounts:
 
 
 def remaining_stock_many(sale_ids: list[int]) -> dict[int, int | None]:
-    """Remaining units per sale in one round trip; None for a sale not in Redis."""
+    """Remaining units per sale, one round trip per server; None for a sale not in Redis.
+    (Different sales' keys are in different slots: on a cluster, one MGET per node.)"""
     if not sale_ids:
         return {}
-    values = inventory_redis().mget([keys.stock_key(sale_id) for sale_id in sale_ids])
+    client = inventory_redis()
+    stock_keys = [keys.stock_key(sale_id) for sale_id in sale_ids]
+    values = client.mget_nonatomic(stock_keys) if isinstance(client, RedisCluster) else client.mget(stock_keys)
     return {
         sale_id: (int(value) if value is not None else None) for sale_id, value in zip(sale_ids, values, strict=True)
     }
