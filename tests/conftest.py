@@ -133,6 +133,26 @@ def on_cluster(redis_cluster: LocalRedisCluster, settings: Settings) -> Iterator
     event_listener.restart()
 
 
+@pytest.fixture
+def own_cluster(settings: Settings) -> Iterator[LocalRedisCluster]:
+    """A Redis Cluster of this test's own, three masters with a replica each, which the test
+    may kill nodes of: this process's sale data follows it, and goes back afterwards."""
+    from core.events import event_listener
+    from core.redis_store import inventory_redis
+
+    scratch = Path(tempfile.mkdtemp(prefix="flashsale-own-cluster-"))
+    cluster = LocalRedisCluster(scratch, masters=3, replicas=1).start()
+    settings.REDIS_CLUSTER_URLS = cluster.urls
+    inventory_redis.cache_clear()
+    event_listener.restart()
+    yield cluster
+    settings.REDIS_CLUSTER_URLS = []
+    inventory_redis.cache_clear()
+    event_listener.restart()
+    cluster.stop()
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 @pytest.fixture(params=["one-redis", "cluster"])
 def sale_data(request: pytest.FixtureRequest) -> str:
     """Runs a test twice: sale data on the session's one Redis, then on the Redis Cluster
