@@ -13,7 +13,9 @@ forked child).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeAlias
 from urllib.parse import urlsplit
@@ -21,9 +23,16 @@ from urllib.parse import urlsplit
 import redis
 from django.conf import settings
 from redis.backoff import NoBackoff
-from redis.cluster import ClusterNode, RedisCluster
+from redis.client import Pipeline
+from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.retry import Retry
 
 InventoryRedis: TypeAlias = redis.Redis | RedisCluster
@@ -78,6 +87,22 @@ def _cluster_client() -> RedisCluster:
         # other masters go on, and the failing slots answer 503 until they are served again.
         require_full_coverage=False,
     )
+
+
+@contextlib.contextmanager
+def sale_transaction(client: InventoryRedis) -> Iterator[Pipeline | ClusterPipeline]:
+    """A MULTI/EXEC pipeline on keys of one slot (one sale's). On a cluster, a failed
+    transaction re-reads the slot map before its error goes up: redis-py's cluster
+    transactions do not (they refresh only after several failures of one pipeline), so
+    after a failover every later transaction would keep going to the dead master."""
+    with client.pipeline(transaction=True) as pipe:
+        try:
+            yield pipe
+        except RedisUnavailable:
+            if isinstance(client, RedisCluster):
+                with contextlib.suppress(RedisError, RedisClusterException):
+                    client.nodes_manager.initialize()
+            raise
 
 
 def cluster_addresses() -> list[tuple[str, int]]:

@@ -14,7 +14,7 @@ from typing import Any, cast
 from redis.cluster import RedisCluster
 
 from antibot import keys as antibot_keys
-from core.redis_store import inventory_redis, lua_script
+from core.redis_store import inventory_redis, lua_script, sale_transaction
 from core.steps import ScriptCall, run_step
 
 from . import keys
@@ -229,8 +229,7 @@ class LoadResult:
 def sale_load(meta: SaleMeta) -> LoadResult:
     """Write the sale's meta hash and set its stock to the total only if no counter exists:
     loading again (a new lead-time tick, an admin edit) never resets a live sale."""
-    client = inventory_redis()
-    with client.pipeline(transaction=True) as pipe:
+    with sale_transaction(inventory_redis()) as pipe:
         pipe.hgetall(keys.meta_key(meta.sale_id))
         pipe.hset(keys.meta_key(meta.sale_id), mapping=cast(dict[Any, Any], meta.as_hash()))
         pipe.set(keys.stock_key(meta.sale_id), meta.total, nx=True)
@@ -261,8 +260,7 @@ class SaleCounts:
 
 
 def sale_counts(sale_id: int) -> SaleCounts:
-    client = inventory_redis()
-    with client.pipeline(transaction=True) as pipe:
+    with sale_transaction(inventory_redis()) as pipe:
         pipe.hget(keys.meta_key(sale_id), "total")
         pipe.get(keys.stock_key(sale_id))
         pipe.hlen(keys.buyers_key(sale_id))
