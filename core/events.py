@@ -26,9 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
-from .redis_store import subscription_client
+from .redis_store import RedisUnavailable, subscription_client
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +151,7 @@ class EventListener:
                             outage_logged = False
                     elif message["type"] == "message":
                         self._dispatch(message["channel"], message["data"])
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
+            except (*RedisUnavailable, OSError) as error:
                 attempt += 1  # On a cluster: the next node.
                 self._live.clear()
                 self._lost()

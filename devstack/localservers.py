@@ -161,9 +161,7 @@ class LocalRedisCluster:
     replaced in about ``node_timeout_ms`` plus an election.
     """
 
-    def __init__(
-        self, data_dir: Path, *, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 1000
-    ) -> None:
+    def __init__(self, data_dir: Path, *, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 1000) -> None:
         if masters < 1 or replicas < 0:
             raise ValueError("a cluster needs one master or more and zero replicas or more per master")
         self.data_dir = data_dir
@@ -258,7 +256,7 @@ class LocalRedisCluster:
 
     def replicas_of(self, master: LocalRedis) -> list[LocalRedis]:
         with redis.Redis(host="127.0.0.1", port=master.port, decode_responses=True) as client:
-            ports = {int(link["port"]) for link in _replica_links(client.info("replication"))}
+            ports = {int(str(link["port"])) for link in _replica_links(client.info("replication"))}
         return [node for node in self.nodes if node.port in ports]
 
     def wait_until_master(self, node: LocalRedis, *, timeout: float = 30.0) -> float:

@@ -41,8 +41,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
-from redis.asyncio.cluster import ClusterNode, RedisCluster
 from django.conf import settings
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 

@@ -191,9 +191,7 @@ def test_a_killed_master_fails_over_to_its_replica_with_503s_and_reconciliation_
     counts = _once_the_slot_map_is_fresh(lambda: inventory.sale_counts(sale.pk))
     assert counts.stock_consistent  # I1
     buyers = inventory.sale_buyers(sale.pk)
-    acknowledged = {
-        str(answer.body["order_id"]): answer.user_id for answer in answers if answer.status in {201, 409}
-    }
+    acknowledged = {str(answer.body["order_id"]): answer.user_id for answer in answers if answer.status in {201, 409}}
     lost = {order_id: user for order_id, user in acknowledged.items() if buyers.get(user) != order_id}
     # Every buyer heard their win: a win whose answer never came back (the connection died
     # after the script ran) was a 503, and the shopper's next try heard ALREADY_PURCHASED.
