@@ -72,7 +72,7 @@ def _port_accepts(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path, *, timeout: float) -> None:
+def wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -125,20 +125,20 @@ class LocalRedis:
         ]  # fmt: skip
         self.process = start_child(command)
         try:
-            _wait_for_port(self.process, self.port, log, timeout=timeout)
+            wait_for_port(self.process, self.port, log, timeout=timeout)
         except LocalServerError as error:
             raise LocalServerError(f"Redis {error}") from None
         return self
 
     def stop(self, *, timeout: float = 15.0) -> None:
         """SIGTERM makes Redis fsync its append-only file before it exits."""
-        _stop(self.process, signal.SIGTERM, timeout=timeout)
+        stop_process(self.process, signal.SIGTERM, timeout=timeout)
         self.process = None
 
     def kill(self) -> None:
         """SIGKILL, as a crash: no fsync, clients see their connections reset. ``start()``
         brings it back from its append-only file."""
-        _stop(self.process, signal.SIGKILL, timeout=15.0)
+        stop_process(self.process, signal.SIGKILL, timeout=15.0)
         self.process = None
 
 
@@ -339,7 +339,7 @@ class LocalPostgres:
         with log.open("ab") as log_file:
             self.process = start_child(command, stdout=log_file, user=uid, group=gid)
         try:
-            _wait_for_port(self.process, self.port, log, timeout=timeout)
+            wait_for_port(self.process, self.port, log, timeout=timeout)
             self._ensure_database(deadline=time.monotonic() + timeout)
         except LocalServerError as error:
             self.stop()
@@ -365,11 +365,11 @@ class LocalPostgres:
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """SIGINT is PostgreSQL's fast shutdown: roll back clients, checkpoint, exit."""
-        _stop(self.process, signal.SIGINT, timeout=timeout)
+        stop_process(self.process, signal.SIGINT, timeout=timeout)
         self.process = None
 
 
-def _stop(process: subprocess.Popen[bytes] | None, sig: signal.Signals, *, timeout: float) -> None:
+def stop_process(process: subprocess.Popen[bytes] | None, sig: signal.Signals, *, timeout: float) -> None:
     if process is None or process.poll() is not None:
         return
     process.send_signal(sig)
