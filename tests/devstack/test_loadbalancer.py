@@ -19,7 +19,7 @@ from devstack.loadbalancer import LocalHaproxy
 from devstack.localservers import free_port
 from orders.models import Order
 from sales import inventory
-from tests.factories import auth, make_sale, make_shoppers
+from tests.factories import make_sale, make_shoppers
 from tests.polling import wait_for
 from tests.processes import OPEN_ADMISSION, ChildProcess, start_web, start_ws
 
