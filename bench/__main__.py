@@ -131,6 +131,22 @@ def _ceiling_and_memory(stack: BenchStack, plan: BenchPlan) -> tuple[list[dict[s
     return rows, asdict(memory)
 
 
+def _scale_out(stack: BenchStack, plan: BenchPlan, document: dict[str, Any]) -> None:
+    """Issue 15's measurements that need no web process: scenario 10 (two sales on two
+    masters of a Redis Cluster), the cost of WAIT on the win path, one worker's drain rate."""
+    from . import scaleout
+    from .scenarios import Scenarios
+
+    _say("scenario 10: two sales on two masters of a Redis Cluster vs one sale on one master ...")
+    document["two_masters"] = scaleout.two_masters(
+        work_dir=stack.work_dir, requests=plan.ceiling_requests // 2, rounds=1 if plan.quick else 3, log=_say
+    )
+    _say("the cost of WAIT 1 (a replica has the win before it is answered) ...")
+    document["wait_cost"] = scaleout.wait_cost(work_dir=stack.work_dir, calls=400 if plan.quick else 2000, log=_say)
+    _say("the drain: won orders into PostgreSQL by one worker process ...")
+    document["drain"] = scaleout.drain_rate(pool=Scenarios.shared_pool(), rows=2000 if plan.quick else 20_000, log=_say)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.quick:
@@ -172,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         document["versions"] = _versions(stack)
         _say("scenario 6: the Redis ceiling, and scenario 7's memory per buyer ...")
         document["redis_ceiling"], document["memory"] = _ceiling_and_memory(stack, plan)
+        _scale_out(stack, plan, document)
 
         _say(f"starting {web_config.describe()}, and a Celery worker ...")
         stack.start_worker()
@@ -216,6 +233,16 @@ def main(argv: list[str] | None = None) -> int:
                 scenarios.paced(name, top)
         _say("scenario 8: the seed's stampede")
         scenarios.seed()
+        _say("scenario 11: the seed's stampede through HAProxy to 3 web processes (1 worker each) ...")
+        balancer = stack.start_balanced(webs=3)
+        try:
+            scenarios.seed(
+                scenario="seed_balanced",
+                base_url=balancer.url,
+                note="through HAProxy (devstack/loadbalancer.py) to 3 granian processes x 1 worker",
+            )
+        finally:
+            stack.stop_balanced()
         from .websocket import websocket_scenario
 
         _say("scenario 9: WebSocket")
@@ -231,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     from .report import chart_write, results_write, table, targets
 
     runs = document["runs"]
-    document["targets"] = targets(runs, document["redis_ceiling"])
+    document["targets"] = targets(runs, document["redis_ceiling"], two_masters=document.get("two_masters"))
     document["finished_at"] = datetime.now(UTC).isoformat()
     document["wall_s"] = round(time.monotonic() - began, 1)
     results_path = args.results_dir / f"{stamp}.json"
