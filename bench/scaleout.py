@@ -29,6 +29,7 @@ from sales import inventory, keys
 from sales.inventory import PURCHASE_SCRIPT
 
 from . import data
+from .cpu import CpuMeter
 from .redis_ceiling import ceiling_with_redis_benchmark, purchase_call, redis_benchmark_binary
 
 TWO_MASTERS_TARGET = 1.7
@@ -49,6 +50,12 @@ def _sale_data_on(cluster: LocalRedisCluster) -> Iterator[None]:
         finally:
             inventory_redis.cache_clear()
     inventory_redis.cache_clear()
+
+
+def _cores(spent: dict[str, float]) -> str:
+    masters = spent.get("master_a", 0.0) + spent.get("master_b", 0.0)
+    rest = [spent.get(name, 0.0) for name in ("redis_benchmark", "other", "idle")]
+    return "/".join(f"{value:.2f}" for value in [masters, *rest])
 
 
 def _meta(sale_id: int) -> inventory.SaleMeta:
@@ -92,31 +99,43 @@ def two_masters(*, work_dir: Path, requests: int, rounds: int, log: Callable[[st
         alone: list[float] = []
         together: list[float] = []
         loads: list[float] = []
+        cores: list[dict[str, dict[str, float]]] = []
+        assert first_master.process is not None and second_master.process is not None
+        meter = CpuMeter({"master_a": first_master.process.pid, "master_b": second_master.process.pid})
 
-        def run(sale_id: int, master: LocalRedis, into: list[float]) -> None:
+        def run(sale_id: int, master: LocalRedis, into: list[float], clients_cpu: list[float]) -> None:
             result = ceiling_with_redis_benchmark(
                 host="127.0.0.1", port=master.port, sale_id=sale_id, requests=requests, variant="winning"
             )
             into.append(result.rps)
+            clients_cpu.append(result.client_cpu_share)
 
-        for round_number in range(rounds):
-            loads.append(_load_average())
-            one: list[float] = []
-            run(first, first_master, one)
-            alone.append(one[0])
-            pair: list[float] = []
-            threads = [
-                threading.Thread(target=run, args=(first, first_master, pair)),
-                threading.Thread(target=run, args=(second, second_master, pair)),
-            ]
+        def measured(jobs: list[tuple[int, LocalRedis]]) -> tuple[list[float], dict[str, float]]:
+            rps: list[float] = []
+            clients_cpu: list[float] = []
+            threads = [threading.Thread(target=run, args=(*job, rps, clients_cpu)) for job in jobs]
+            before, began = meter.snapshot(), time.perf_counter()
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
+            spent = CpuMeter.spent(before, meter.snapshot(), wall_s=time.perf_counter() - began, loadgen_s=0.0)
+            spent["redis_benchmark"] = round(sum(clients_cpu), 2)
+            spent["other"] = round(max(0.0, spent["other"] - spent["redis_benchmark"]), 2)
+            spent.pop("loadgen", None)
+            return rps, spent
+
+        for round_number in range(rounds):
+            loads.append(_load_average())
+            one, one_cores = measured([(first, first_master)])
+            alone.append(one[0])
+            pair, pair_cores = measured([(first, first_master), (second, second_master)])
             together.append(sum(pair))
+            cores.append({"one": one_cores, "two": pair_cores})
             log(
                 f"  round {round_number + 1}: one sale on one master {one[0]:,.0f} runs/s; two sales on two "
-                f"masters {sum(pair):,.0f} runs/s ({' + '.join(f'{rps:,.0f}' for rps in pair)})"
+                f"masters {sum(pair):,.0f} runs/s ({' + '.join(f'{rps:,.0f}' for rps in pair)}); cores busy "
+                f"(masters/redis-benchmark/other/idle): {_cores(one_cores)} vs {_cores(pair_cores)}"
             )
         one_median, two_median = statistics.median(alone), statistics.median(together)
         ratio = two_median / one_median if one_median else 0.0
@@ -133,6 +152,7 @@ def two_masters(*, work_dir: Path, requests: int, rounds: int, log: Callable[[st
             "target": TWO_MASTERS_TARGET,
             "met": ratio >= TWO_MASTERS_TARGET,
             "load_average_at_rounds": loads,
+            "cores_busy_at_rounds": cores,
             "cpus": os.cpu_count(),
         }
     finally:
