@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--backpressure", type=int, default=defaults.backpressure, help="per worker")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (server logs)")
+    parser.add_argument(
+        "--scale-out-only",
+        action="store_true",
+        help="only issue 15's measurements that need no web process (scenario 10, WAIT, the drain); no table",
+    )
     return parser
 
 
@@ -189,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         _say("scenario 6: the Redis ceiling, and scenario 7's memory per buyer ...")
         document["redis_ceiling"], document["memory"] = _ceiling_and_memory(stack, plan)
         _scale_out(stack, plan, document)
+        if args.scale_out_only:
+            print(__import__("json").dumps({k: document[k] for k in ("two_masters", "wait_cost", "drain")}, indent=2))
+            return 0
 
         _say(f"starting {web_config.describe()}, and a Celery worker ...")
         stack.start_worker()
