@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +18,12 @@ from websockets.typing import Origin
 
 from devstack.loadbalancer import LocalHaproxy
 from devstack.localservers import free_port
+from flashsale_project.settings.environment import redis_db_url
 from orders.models import Order
 from sales import inventory
 from tests.factories import make_sale, make_shoppers
 from tests.polling import wait_for
-from tests.processes import OPEN_ADMISSION, ChildProcess, start_web, start_ws
+from tests.processes import OPEN_ADMISSION, ChildProcess, start_web, start_worker, start_ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,8 +34,12 @@ WEB_PROCESSES = 3
 def balanced(
     django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LocalHaproxy, list[ChildProcess]]]:
-    webs = [start_web(workers=1, env=OPEN_ADMISSION) for _ in range(WEB_PROCESSES)]
-    ws = start_ws(env=OPEN_ADMISSION)
+    # A broker database of their own, and their own worker: the session's worker stays unstarted
+    # for the suites that count waiting orders.
+    env = {**OPEN_ADMISSION, "CELERY_BROKER_URL": redis_db_url(os.environ["REDIS_URL"], 6)}
+    webs = [start_web(workers=1, env=env) for _ in range(WEB_PROCESSES)]
+    ws = start_ws(env=env)
+    worker = start_worker(name="lb-worker", **env)
     balancer = LocalHaproxy(
         config_dir=tmp_path_factory.mktemp("haproxy"),
         port=free_port(),
@@ -44,6 +50,7 @@ def balanced(
     wait_for(lambda: len(_served_by(balancer, 3 * WEB_PROCESSES)) == WEB_PROCESSES, what="all web servers in rotation")
     yield balancer, webs
     balancer.stop()
+    worker.stop()
     ws.stop()
     for web in webs:
         web.stop()
@@ -91,7 +98,7 @@ def test_requests_are_spread_over_every_web_process_and_a_shopper_needs_no_stick
 
 
 def test_a_stampede_through_the_balancer_sells_exactly_the_stock(
-    balanced: tuple[LocalHaproxy, list[ChildProcess]], celery_worker: ChildProcess
+    balanced: tuple[LocalHaproxy, list[ChildProcess]],
 ) -> None:
     # Given ten units and 1,000 shoppers who each try twice, through HAProxy to three processes
     balancer, _ = balanced
