@@ -43,10 +43,8 @@ import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from core.redis_store import cluster_addresses, inventory_clustered, subscription_urls
+from core.redis_store import RedisUnavailable, cluster_addresses, inventory_clustered, subscription_urls
 
 from . import keys
 from .models import SaleStatus, sale_status
@@ -407,7 +405,7 @@ class LiveHub:
                         await self._resync()
                         self.listening.set()
                         backoff = 0.1
-            except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            except (*RedisUnavailable, OSError) as error:
                 # redis-py can turn a cancellation that lands mid-read into a connection
                 # error; a hub being closed must stop here, not subscribe again forever.
                 if self._closed or _cancelling():
