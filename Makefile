@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 ARGS ?=
 # program:package pairs `make deps` checks: chromium (browser tests), promtool (alert rule
 # tests; Debian's prometheus), wrk and redis-benchmark / redis-cli (the benchmark; redis-tools),
-# git (the make-run test clones the checkout).
-DEPS ?= chromium:chromium promtool:prometheus wrk:wrk redis-benchmark:redis-tools redis-cli:redis-tools git:git
+# git (the make-run test clones the checkout), haproxy (the load balancer in front of several
+# web processes: its tests and the benchmark's stampede through it).
+DEPS ?= chromium:chromium promtool:prometheus wrk:wrk redis-benchmark:redis-tools redis-cli:redis-tools git:git haproxy:haproxy
 
 .DEFAULT_GOAL := help
 .PHONY: help run deps test lint format bench bench-quick clean

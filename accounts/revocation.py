@@ -11,15 +11,17 @@ so the hash expires that long after the last revocation.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from django.conf import settings
 
 from core.events import event_listener
 from core.process_state import forgets_process_state
-from core.redis_store import inventory_redis
+from core.redis_store import inventory_redis, lua_script
 
 from .tokens import TokenClaims
 
+REVOKE_SCRIPT = lua_script(Path(__file__).resolve().parent / "lua" / "revoke.lua")
 REVOKED_KEY = "auth:revoked"
 REVOCATIONS_CHANNEL = "flashsale_auth_revocations"
 
@@ -67,13 +69,11 @@ event_listener.on_live(revocations.reload)
 
 
 def user_tokens_revoke(*, user_id: int) -> int:
-    """Refuse every token issued to the user until now. Returns the instant (Redis ms)."""
-    client = inventory_redis()
-    seconds, microseconds = client.time()
-    not_before_ms = int(seconds) * 1000 + int(microseconds) // 1000 + 1
-    with client.pipeline(transaction=True) as pipe:
-        pipe.hset(REVOKED_KEY, str(user_id), not_before_ms)
-        pipe.expire(REVOKED_KEY, settings.ACCESS_TOKEN_LIFETIME_SECONDS + 60)
-        pipe.publish(REVOCATIONS_CHANNEL, f'{{"user_id": {int(user_id)}, "not_before_ms": {not_before_ms}}}')
-        pipe.execute()
-    return not_before_ms
+    """Refuse every token issued to the user until now (``lua/revoke.lua``: record and
+    announce in one atomic call). Returns the instant (Redis ms)."""
+    not_before_ms = REVOKE_SCRIPT(
+        [REVOKED_KEY],
+        [int(user_id), settings.ACCESS_TOKEN_LIFETIME_SECONDS + 60, REVOCATIONS_CHANNEL],
+        client=inventory_redis(),
+    )
+    return int(not_before_ms)

@@ -43,7 +43,9 @@ def _connections(raw: str) -> tuple[int, ...]:
     return levels
 
 
-SCENARIO_NAMES = ("ceiling", "winning", "sold_out", "rate_limited", "naive", "seed", "websocket")
+SCENARIO_NAMES = (
+    "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_balanced", "websocket",
+)  # fmt: skip
 
 
 def _scenarios(raw: str) -> frozenset[str]:
@@ -70,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
         type=_scenarios,
         default=None,
         help=f"run these scenarios only (and the control), comma-separated: {', '.join(SCENARIO_NAMES)}",
+    )
+    parser.add_argument(
+        "--scale-out-only",
+        action="store_true",
+        help="only issue 15's measurements that need no web process (scenario 10, WAIT, the drain); no table",
     )
     return parser
 
@@ -158,6 +165,22 @@ def _ceiling_and_memory(stack: BenchStack, plan: BenchPlan) -> tuple[list[dict[s
     return rows, asdict(memory)
 
 
+def _scale_out(stack: BenchStack, plan: BenchPlan, document: dict[str, Any]) -> None:
+    """Issue 15's measurements that need no web process: scenario 10 (two sales on two
+    masters of a Redis Cluster), the cost of WAIT on the win path, one worker's drain rate."""
+    from . import scaleout
+    from .scenarios import Scenarios
+
+    _say("scenario 10: two sales on two masters of a Redis Cluster vs one sale on one master ...")
+    document["two_masters"] = scaleout.two_masters(
+        work_dir=stack.work_dir, requests=plan.ceiling_requests // 2, rounds=1 if plan.quick else 3, log=_say
+    )
+    _say("the cost of WAIT 1 (a replica has the win before it is answered) ...")
+    document["wait_cost"] = scaleout.wait_cost(work_dir=stack.work_dir, calls=400 if plan.quick else 2000, log=_say)
+    _say("the drain: won orders into PostgreSQL by one worker process ...")
+    document["drain"] = scaleout.drain_rate(pool=Scenarios.shared_pool(), rows=2000 if plan.quick else 20_000, log=_say)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.quick:
@@ -199,9 +222,14 @@ def main(argv: list[str] | None = None) -> int:
         document["versions"] = _versions(stack)
         only = args.only or frozenset(SCENARIO_NAMES)
         document["redis_ceiling"], document["memory"] = [], {}
-        if "ceiling" in only:
+        if "ceiling" in only and not args.scale_out_only:
             _say("scenario 6: the Redis ceiling, and scenario 7's memory per buyer ...")
             document["redis_ceiling"], document["memory"] = _ceiling_and_memory(stack, plan)
+        if "scale_out" in only:
+            _scale_out(stack, plan, document)
+        if args.scale_out_only:
+            print(__import__("json").dumps({k: document[k] for k in ("two_masters", "wait_cost", "drain")}, indent=2))
+            return 0
 
         _say(f"starting {web_config.describe()}, and a Celery worker ...")
         stack.start_worker()
@@ -249,6 +277,17 @@ def main(argv: list[str] | None = None) -> int:
         if "seed" in only:
             _say("scenario 8: the seed's stampede")
             scenarios.seed()
+        if "seed_balanced" in only:
+            _say("scenario 11: the seed's stampede through HAProxy to 3 web processes (1 worker each) ...")
+            balancer = stack.start_balanced(webs=3)
+            try:
+                scenarios.seed(
+                    scenario="seed_balanced",
+                    base_url=balancer.url,
+                    note="through HAProxy (devstack/loadbalancer.py) to 3 granian processes x 1 worker",
+                )
+            finally:
+                stack.stop_balanced()
         from .websocket import websocket_scenario
 
         if "websocket" in only:
@@ -266,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     from .websocket import targets as websocket_targets
 
     runs = document["runs"]
-    document["targets"] = targets(runs, document["redis_ceiling"]) + websocket_targets(document.get("websocket"))
+    document["targets"] = targets(
+        runs, document["redis_ceiling"], two_masters=document.get("two_masters")
+    ) + websocket_targets(document.get("websocket"))
     document["finished_at"] = datetime.now(UTC).isoformat()
     document["wall_s"] = round(time.monotonic() - began, 1)
     results_path = args.results_dir / f"{stamp}.json"

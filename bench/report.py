@@ -37,9 +37,38 @@ def _ratio_target(runs: list[RunResult], scenario: str, floor: float, *, at: int
     return TargetCheck(f"{scenario.replace('_', '-')} >= {floor}x control throughput{where}", measured, met)
 
 
-def targets(runs: list[RunResult], ceiling: list[dict[str, Any]]) -> list[TargetCheck]:
-    """The targets of issue 12 (the funnel), and those of issue 7 still standing."""
+def _two_masters_target(two_masters: dict[str, Any] | None) -> TargetCheck:
+    name = "two sales on two masters >= 1.7x the script throughput of one sale on one master"
+    if not two_masters or "ratio" not in two_masters:
+        return TargetCheck(name, (two_masters or {}).get("skipped", "not measured"), None)
+    return TargetCheck(
+        name,
+        f"{two_masters['ratio']:.2f}x ({two_masters['two_median_rps']:,} vs {two_masters['one_median_rps']:,} "
+        f"runs/s, medians of {len(two_masters['one_sale_one_master_rps'])} rounds)",
+        bool(two_masters["met"]),
+    )
+
+
+def _balanced_seed_target(runs: list[RunResult]) -> TargetCheck:
+    name = "the stampede through HAProxy to 3 web processes keeps I1-I4 and exactly stock winners"
+    run = next((run for run in runs if run.scenario == "seed_balanced"), None)
+    if run is None:
+        return TargetCheck(name, "not measured", None)
+    measured = (
+        f"{run.rps:,.0f} req/s, {sum(run.statuses.values()):,} answered, errors {run.errors}, winners "
+        f"{run.checks.get('winners')}, invariants " + ("hold" if run.checks_hold else "BROKEN")
+    )
+    return TargetCheck(name, measured, run.checks_hold and run.errors == 0)
+
+
+def targets(
+    runs: list[RunResult], ceiling: list[dict[str, Any]], *, two_masters: dict[str, Any] | None = None
+) -> list[TargetCheck]:
+    """The targets of issues 12 (the funnel) and 15 (scale-out), and those of issue 7 still
+    standing."""
     checks = [
+        _two_masters_target(two_masters),
+        _balanced_seed_target(runs),
         _ratio_target(runs, "sold_out", 0.9, at=100),
         _ratio_target(runs, "rate_limited", 0.9, at=100),
         _ratio_target(runs, "winning", 0.5, at=100),
@@ -181,6 +210,25 @@ def table(document: dict[str, Any]) -> str:
             f"7 Redis memory per 100,000 buyers: {memory['per_100k_buyers_mib']} MiB "
             f"(measured with {memory['buyers']:,}: {parts})"
         )
+    two = document.get("two_masters")
+    if two and "ratio" in two:
+        lines.append(
+            f"10 Redis Cluster: one sale on one master {two['one_median_rps']:,} runs/s, two sales on two masters "
+            f"{two['two_median_rps']:,} runs/s together ({two['ratio']:.2f}x; {two['method']})"
+        )
+    wait = document.get("wait_cost")
+    if wait:
+        lines.append(
+            f"   WAIT 1 on the win path: p50 {wait['without_wait']['p50_ms']} -> {wait['with_wait_1']['p50_ms']} ms, "
+            f"{wait['without_wait']['rps_16_threads']:,} -> {wait['with_wait_1']['rps_16_threads']:,} calls/s "
+            f"({wait['method']})"
+        )
+    drain = document.get("drain")
+    if drain:
+        lines.append(
+            f"   drain: {drain['rows_per_s']:,} won orders/s into PostgreSQL by one worker process "
+            f"({drain['rows']:,} in {drain['seconds']} s)"
+        )
     websocket = document.get("websocket")
     if websocket:
         lines.append(f"9 WebSocket: {websocket.get('summary', 'not measured')}")
@@ -208,7 +256,7 @@ def table(document: dict[str, Any]) -> str:
             f"{hook['rps_without_hook']:,.0f} req/s); every row above counts them"
         )
     lines.append("")
-    lines.append("targets (issue 12, and issue 7's still standing):")
+    lines.append("targets (issues 12 and 15, and issue 7's still standing):")
     for check in document.get("targets", []):
         mark = {True: "MET   ", False: "MISSED", None: "n/a   "}[check["met"]]
         lines.append(f"  {mark} {check['target']}: {check['measured']}")

@@ -75,18 +75,28 @@ SCENARIO_TITLES = {
     "rate_limited": "4 rate-limited path (token bucket)",
     "naive": "5 naive shop (SELECT ... FOR UPDATE)",
     "seed": "8 the seed's stampede",
+    "seed_balanced": "11 stampede via HAProxy, 3 web",
 }
 
 
 class Scenarios:
     """Runs the scenarios against one stack and keeps their results."""
 
+    _pool: data.ShopperPool | None = None
+
+    @classmethod
+    def shared_pool(cls) -> data.ShopperPool:
+        """The run's shoppers: made once, used by every scenario (and the drain measurement)."""
+        if cls._pool is None:
+            cls._pool = data.ShopperPool()
+        return cls._pool
+
     def __init__(self, *, stack: BenchStack, plan: BenchPlan, scratch: Path, log: Any) -> None:
         self.stack = stack
         self.plan = plan
         self.scratch = scratch
         self.log = log
-        self.pool = data.ShopperPool()
+        self.pool = self.shared_pool()
         self.runs: list[RunResult] = []
         self.control_rps: dict[int, float] = {}
         self.hook_cost: dict[str, float] = {}
@@ -112,10 +122,11 @@ class Scenarios:
         duration_s: int,
         lines: Path | None = None,
         count_statuses: bool = True,
+        base_url: str | None = None,
     ) -> tuple[LoadResult, dict[str, float]]:
         before = self.meter.snapshot()
         result = wrk_run(
-            base_url=self.stack.web_url,
+            base_url=base_url or self.stack.web_url,
             path=path,
             connections=connections,
             duration_s=duration_s,
@@ -306,13 +317,16 @@ class Scenarios:
 
     # --- 8. the seed's stampede -------------------------------------------------------------
 
-    def seed(self) -> RunResult:
+    def seed(self, *, scenario: str = "seed", base_url: str | None = None, note: str = "") -> RunResult:
         """Stock 10; ``seed_users`` users each sending ``seed_per_user`` requests (each with its
-        own solved challenge), shuffled, over ``seed_connections`` connections opened at once."""
+        own solved challenge), shuffled, over ``seed_connections`` connections opened at once.
+        ``base_url``: another entry point (scenario 11: HAProxy in front of three processes)."""
         plan = self.plan
         sale = data.sale_open(stock=plan.seed_stock, pow_difficulty=plan.difficulty, bucket_capacity=1000)
         shoppers = self.pool.ensure(plan.seed_users)
-        lines = data.stampede_file_write(self._file("seed"), sale=sale, shoppers=shoppers, per_user=plan.seed_per_user)
+        lines = data.stampede_file_write(
+            self._file(scenario), sale=sale, shoppers=shoppers, per_user=plan.seed_per_user
+        )
         total = plan.seed_users * plan.seed_per_user
         commands_before = redis_commands(self.stack)
         result, cores = self._wrk(
@@ -320,6 +334,7 @@ class Scenarios:
             connections=plan.seed_connections,
             duration_s=120 if not plan.quick else 30,
             lines=lines,
+            base_url=base_url,
         )
         redis_commands_during = redis_commands(self.stack) - commands_before
         checks = self._checks(sale.pk, result.statuses.get(201, 0))
@@ -333,14 +348,14 @@ class Scenarios:
         )
         checks["holds"] = bool(checks["holds"] and checks["exactly_stock_winners"])
         return self._record(
-            "seed",
+            scenario,
             result,
             cores,
             expected={201, 409, 429},
             checks=checks,
             notes=[
                 f"stock {plan.seed_stock}, {total} requests from {plan.seed_users} users "
-                f"over {plan.seed_connections} connections"
+                f"over {plan.seed_connections} connections" + (f"; {note}" if note else "")
             ],
         )
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from devstack import probes
 from devstack.children import Child, ChildError, spawn
+from devstack.loadbalancer import LocalHaproxy
 from devstack.localservers import LocalPostgres, LocalRedis, free_port
 from devstack.procfile import Shape, command, ws_alternatives
 
@@ -81,6 +82,8 @@ class BenchStack:
     web: Child | None = None
     worker: Child | None = None
     ws: Child | None = None
+    balanced_webs: list[Child] = field(default_factory=list)
+    balancer: LocalHaproxy | None = None
 
     @property
     def web_url(self) -> str:
@@ -158,6 +161,34 @@ class BenchStack:
         self._wait(self.worker, lambda: probes.celery_answers(broker, node, timeout=0.5), what="answer a ping")
         return self.worker
 
+    def start_balanced(self, *, webs: int) -> LocalHaproxy:
+        """``webs`` more granian processes (one worker each: a node's share of this machine)
+        behind a local HAProxy with the compose stack's configuration (devstack/loadbalancer.py)."""
+        for _ in range(webs):
+            port = free_port()
+            shape = _SHIPPED.but(
+                web_port=port,
+                web_workers=1,
+                web_threads=self.web_config.blocking_threads,
+                web_backpressure=self.web_config.backpressure,
+            )
+            child = self._start("web", shape, port=port)
+            self.balanced_webs.append(child)
+            url = f"http://127.0.0.1:{port}/bench/control/"
+            self._wait(child, lambda url=url: probes.http_ok(url), what="answer /bench/control/")  # type: ignore[misc]
+        self.balancer = LocalHaproxy(
+            config_dir=self.work_dir / "haproxy", port=free_port(), web_ports=tuple(c.port for c in self.balanced_webs)
+        ).start()
+        return self.balancer
+
+    def stop_balanced(self) -> None:
+        if self.balancer is not None:
+            self.balancer.stop()
+            self.balancer = None
+        for child in self.balanced_webs:
+            child.stop()
+        self.balanced_webs.clear()
+
     def start_ws(self, server: str = WS_SERVER, *, env: dict[str, str] | None = None) -> Child:
         """The ws process (``server``: the shipped one, or an alternative for the comparison)."""
         port = free_port()
@@ -173,6 +204,7 @@ class BenchStack:
         return self.ws
 
     def stop(self) -> None:
+        self.stop_balanced()
         for child in (self.ws, self.web, self.worker):
             if child is not None:
                 child.stop()

@@ -6,6 +6,11 @@ lost (``on_lost``: drop what can no longer be trusted). One daemon thread per pr
 the subscription and calls the handlers in order; it reconnects with backoff, logging once
 per outage. A forked worker starts its own thread on first use.
 
+On a Redis Cluster the subscription is a plain ``SUBSCRIBE`` on one node: a ``PUBLISH`` on
+any node (a purchase script's, on its sale's master) reaches the subscribers of every node,
+so one connection hears every sale. When that node goes away, the next attempt subscribes
+on the next node listed (``core.redis_store.subscription_client``).
+
 Handlers run on the listener thread: they must be quick and never raise (an exception is
 logged and the message skipped).
 """
@@ -21,9 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
-from .redis_store import inventory_redis
+from .redis_store import RedisUnavailable, subscription_client
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +128,7 @@ class EventListener:
     def _run(self, generation: int) -> None:
         backoff = 0.1
         outage_logged = False
+        attempt = 0
         while generation == self._generation:
             pubsub = None
             try:
@@ -132,7 +136,7 @@ class EventListener:
                 if not channels:
                     time.sleep(0.2)
                     continue
-                pubsub = inventory_redis().pubsub(ignore_subscribe_messages=False)
+                pubsub = subscription_client(attempt).pubsub(ignore_subscribe_messages=False)
                 pubsub.subscribe(*channels)
                 waiting = set(channels)
                 while generation == self._generation:
@@ -150,9 +154,10 @@ class EventListener:
                             outage_logged = False
                     elif message["type"] == "message" and generation == self._generation:
                         self._dispatch(message["channel"], message["data"])
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
+            except (*RedisUnavailable, OSError) as error:
                 if generation != self._generation:
                     return  # Replaced (restart): its successor owns the state now.
+                attempt += 1  # On a cluster: the next node.
                 self._live.clear()
                 self._lost()
                 if not outage_logged:  # Once per outage, not once per retry.

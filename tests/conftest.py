@@ -22,8 +22,14 @@ TEST_SETTINGS = "flashsale_project.settings.test"
 # Before anything imports the project (its Celery module defaults to the local settings).
 os.environ["DJANGO_SETTINGS_MODULE"] = TEST_SETTINGS
 
-from devstack.localservers import LocalPostgres, LocalRedis, free_port  # noqa: E402
-from tests.processes import celery_worker, web_server  # noqa: E402, F401 - fixtures
+from devstack.localservers import LocalPostgres, LocalRedis, LocalRedisCluster, free_port  # noqa: E402
+from tests.processes import (  # noqa: E402, F401 - fixtures
+    celery_worker,
+    cluster_celery_worker,
+    cluster_web_server,
+    purchase_stack,
+    web_server,
+)
 
 _started: list[LocalRedis | LocalPostgres] = []
 _scratch: list[Path] = []
@@ -98,6 +104,62 @@ def own_redis(tmp_path: Path, settings: Settings) -> Iterator[LocalRedis]:
     event_listener.restart()
     inventory_redis.cache_clear()
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A Redis Cluster of three masters (no replicas) for the session, started on first use."""
+    scratch = Path(tempfile.mkdtemp(prefix="flashsale-cluster-"))
+    cluster = LocalRedisCluster(scratch, masters=3).start()
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture
+def on_cluster(redis_cluster: LocalRedisCluster, settings: Settings) -> Iterator[LocalRedisCluster]:
+    """This process's sale data on the session's cluster, emptied for this test: the
+    inventory client and the event subscription follow it, and go back after the test."""
+    from core.events import event_listener
+    from core.redis_store import inventory_redis
+
+    redis_cluster.flush()
+    settings.REDIS_CLUSTER_URLS = redis_cluster.urls
+    inventory_redis.cache_clear()
+    event_listener.restart()
+    yield redis_cluster
+    settings.REDIS_CLUSTER_URLS = []
+    inventory_redis.cache_clear()
+    event_listener.restart()
+
+
+@pytest.fixture
+def own_cluster(settings: Settings) -> Iterator[LocalRedisCluster]:
+    """A Redis Cluster of this test's own, three masters with a replica each, which the test
+    may kill nodes of: this process's sale data follows it, and goes back afterwards."""
+    from core.events import event_listener
+    from core.redis_store import inventory_redis
+
+    scratch = Path(tempfile.mkdtemp(prefix="flashsale-own-cluster-"))
+    cluster = LocalRedisCluster(scratch, masters=3, replicas=1).start()
+    settings.REDIS_CLUSTER_URLS = cluster.urls
+    inventory_redis.cache_clear()
+    event_listener.restart()
+    yield cluster
+    settings.REDIS_CLUSTER_URLS = []
+    inventory_redis.cache_clear()
+    event_listener.restart()
+    cluster.stop()
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(params=["one-redis", "cluster"])
+def sale_data(request: pytest.FixtureRequest) -> str:
+    """Runs a test twice: sale data on the session's one Redis, then on the Redis Cluster
+    (docs/scale-out.md). A test marked ``usefixtures("sale_data")`` is run both ways."""
+    if request.param == "cluster":
+        request.getfixturevalue("on_cluster")
+    return str(request.param)
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ from django.db import connection
 
 from devstack import probes
 from devstack.children import Child, spawn
-from devstack.localservers import free_port
+from devstack.localservers import LocalRedisCluster, free_port
 from devstack.procfile import Shape, command
+from flashsale_project.settings.environment import redis_db_url
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "artifacts" / "logs"
@@ -117,3 +118,37 @@ def celery_worker(django_db_setup: None) -> Iterator[Child]:
     child = start_worker()
     yield child
     child.stop()
+
+
+def cluster_env(cluster: LocalRedisCluster) -> dict[str, str]:
+    """Processes with their sale data on ``cluster``, and a broker database of their own
+    (db 4 of the session's Redis): their drain tasks go to their own worker."""
+    return {
+        "REDIS_CLUSTER_URLS": cluster.urls_setting,
+        "CELERY_BROKER_URL": redis_db_url(os.environ["REDIS_URL"], 4),
+        **OPEN_ADMISSION,
+    }
+
+
+@pytest.fixture(scope="session")
+def cluster_web_server(django_db_setup: None, redis_cluster: LocalRedisCluster) -> Iterator[Child]:
+    """granian as ``web_server``, its sale data on the session's Redis Cluster."""
+    child = start_web(env=cluster_env(redis_cluster))
+    yield child
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_celery_worker(django_db_setup: None, redis_cluster: LocalRedisCluster) -> Iterator[Child]:
+    """A Celery worker draining sales kept on the session's Redis Cluster."""
+    child = start_worker(name="cluster-worker", **cluster_env(redis_cluster))
+    yield child
+    child.stop()
+
+
+@pytest.fixture
+def purchase_stack(sale_data: str, request: pytest.FixtureRequest) -> tuple[Child, Child]:
+    """(web, worker) serving the sale data ``sale_data`` chose: the one Redis or the cluster."""
+    if sale_data == "cluster":
+        return request.getfixturevalue("cluster_web_server"), request.getfixturevalue("cluster_celery_worker")
+    return request.getfixturevalue("web_server"), request.getfixturevalue("celery_worker")

@@ -90,6 +90,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=redis_db_url(REDIS_URL, 1))
 CACHE_URL = env.str("CACHE_URL", default=redis_db_url(REDIS_URL, 2))
+# Sale data (stock, buyers, order streams, scripts, the events) on a Redis Cluster instead:
+# its nodes' URLs, comma-separated (docs/scale-out.md). The broker, the cache and Channels
+# stay on REDIS_URL's server (their URLs above).
+REDIS_CLUSTER_URLS = env.list("REDIS_CLUSTER_URLS", default=[])
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=1.0)
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=200)
 

@@ -51,8 +51,16 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     assert results.with_suffix(".png").stat().st_size > 0
     document = json.loads(results.read_text())
     runs = document["runs"]
-    assert {run["scenario"] for run in runs} == {"control", "winning", "sold_out", "rate_limited", "naive", "seed"}
-    assert {(run["scenario"], run["connections"]) for run in runs if run["scenario"] != "seed"} == {
+    assert {run["scenario"] for run in runs} == {
+        "control",
+        "winning",
+        "sold_out",
+        "rate_limited",
+        "naive",
+        "seed",
+        "seed_balanced",
+    }
+    assert {(run["scenario"], run["connections"]) for run in runs if not run["scenario"].startswith("seed")} == {
         (scenario, connections)
         for scenario in ("control", "winning", "sold_out", "rate_limited", "naive")
         for connections in (10, 100)
@@ -63,9 +71,10 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         assert run["requests"] > 0 and run["rps"] > 0
         if run["scenario"] != "control":
             assert run["checks"]["holds"] is True, run
+    for seed in [run for run in runs if run["scenario"].startswith("seed")]:  # direct, and through HAProxy
+        assert seed["checks"]["buyers"] == seed["checks"]["total"] == 10
+        assert seed["statuses"]["201"] == 10
     [seed] = [run for run in runs if run["scenario"] == "seed"]
-    assert seed["checks"]["buyers"] == seed["checks"]["total"] == 10
-    assert seed["statuses"]["201"] == 10
     assert {row["script"] for row in document["redis_ceiling"]} >= {"purchase.lua"}
     assert document["memory"]["per_100k_buyers_mib"] > 0
     assert {check["target"].split(" ")[0] for check in document["targets"]} >= {"winning", "sold-out", "rate-limited"}
@@ -77,4 +86,10 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         assert step["sockets_held"] == step["heard"] == step["sockets_asked"], step
         assert step["bytes_per_socket"] > 0
     assert [check["met"] for check in document["targets"] if check["target"].startswith("ws ")] == [None] * 3
-    assert "targets (issue 12" in result.stdout
+    assert "targets (issues 12 and 15" in result.stdout
+    # Issue 15: two sales on two masters measured against one, WAIT's cost, one worker's drain
+    two = document["two_masters"]
+    assert len(two["one_sale_one_master_rps"]) == len(two["two_sales_two_masters_rps"]) == 1
+    assert two["ratio"] > 0 and two["sales"] and len(set(two["sales"].values())) == 2
+    assert document["wait_cost"]["with_wait_1"]["p50_ms"] > 0
+    assert document["drain"]["rows"] == 2000 and document["drain"]["rows_per_s"] > 0

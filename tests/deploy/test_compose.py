@@ -3,10 +3,13 @@ reading them: the services, their images and commands, env, healthchecks and vol
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from devstack.loadbalancer import COMPOSE_ERROR_DIR, compose_files, haproxy_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ["migrate", "web", "ws", "worker", "beat"]
@@ -140,3 +143,41 @@ def test_healthz_answers_ok_when_redis_and_postgresql_answer(client: object) -> 
     response = client.get("/healthz")  # type: ignore[attr-defined]
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+def test_haproxy_fronts_web_and_ws_which_publish_no_host_port_so_they_scale(compose: dict) -> None:
+    haproxy = compose["services"]["haproxy"]
+    assert haproxy["image"].startswith("haproxy:2.") and not haproxy["image"].endswith(":latest")
+    assert haproxy["volumes"] == ["./deploy/haproxy:/usr/local/etc/haproxy:ro"]
+    assert haproxy["ports"] == ["${HTTP_PORT:-8000}:8080"]
+    assert set(haproxy["depends_on"]) == {"web", "ws"}
+    # `docker compose up --scale web=4 --scale ws=2 --scale worker=3`: no fixed host port or
+    # container name may collide between replicas.
+    for name in ["web", "ws", "worker"]:
+        service = compose["services"][name]
+        assert "ports" not in service, name
+        assert "container_name" not in service, name
+    assert compose["services"]["web"]["expose"] == ["8000"]
+    assert compose["services"]["ws"]["expose"] == ["8001"]
+    # The per-IP window counts the shopper HAProxy names, not HAProxy.
+    env = compose["services"]["web"]["environment"]
+    assert (env["ANTIBOT_CLIENT_IP_HEADER"], env["ANTIBOT_TRUSTED_PROXY_COUNT"]) == ("X-Forwarded-For", "1")
+    assert env["REDIS_CLUSTER_URLS"] == "${REDIS_CLUSTER_URLS:-}"
+
+
+def test_the_haproxy_files_are_the_ones_devstack_writes_and_haproxy_accepts_them(tmp_path: Path) -> None:
+    # One configuration for the compose stack and the local proof (devstack/loadbalancer.py)
+    for path, text in compose_files().items():
+        assert path.read_bytes().decode() == text, f"{path}: run python -m devstack.loadbalancer"
+    config = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
+    assert "server-template web- 16 web:8000 check resolvers docker init-addr none" in config
+    assert "use_backend ws if websocket" in config
+    assert "http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost" in config
+    assert "stick" not in config and "cookie" not in config  # No sticky sessions.
+    # haproxy -c on the same file, its error page where this machine has it
+    local = tmp_path / "haproxy.cfg"
+    local.write_text(config.replace(COMPOSE_ERROR_DIR, str(ROOT / "deploy" / "haproxy")))
+    binary = haproxy_binary()
+    assert binary is not None, "make deps installs haproxy"
+    checked = subprocess.run([binary, "-c", "-f", str(local)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -49,6 +49,7 @@ def test_init_explains_bad_input_and_creates_nothing() -> None:
     assert FlashSale.objects.count() == 0
 
 
+@pytest.mark.usefixtures("sale_data")  # on one Redis and on a Redis Cluster
 def test_status_shows_the_sale_and_the_verdict_on_both_invariants() -> None:
     sale = make_sale(stock=5)
     for user_id, _ in make_shoppers(2):
@@ -79,6 +80,7 @@ def test_status_does_not_drain_the_stream() -> None:
     assert json.loads(flashsale("status", str(sale.pk), "--json"))["backlog"] == 1
 
 
+@pytest.mark.usefixtures("sale_data")  # on one Redis and on a Redis Cluster
 def test_buyers_lists_every_buyer_and_their_order() -> None:
     sale = make_sale(stock=5)
     won = {}
@@ -91,6 +93,7 @@ def test_buyers_lists_every_buyer_and_their_order() -> None:
     assert f"Sale {sale.pk}: 3 buyer(s)" in flashsale("buyers", str(sale.pk))
 
 
+@pytest.mark.usefixtures("sale_data")  # on one Redis and on a Redis Cluster
 def test_reset_refuses_a_live_sale_without_force() -> None:
     sale = make_sale(stock=5)
     purchase_attempt(sale_id=sale.pk, user_id=make_shoppers(1)[0][0])

@@ -33,6 +33,7 @@ def _pending(sale_id: int) -> int:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("sale_data")  # on one Redis and on a Redis Cluster
 def test_draining_turns_each_stream_entry_into_one_order_with_the_same_id() -> None:
     sale = make_sale(stock=5)
     won = make_wins(sale.pk, [user_id for user_id, _ in make_shoppers(3)])
@@ -49,6 +50,7 @@ def test_draining_turns_each_stream_entry_into_one_order_with_the_same_id() -> N
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("sale_data")  # on one Redis and on a Redis Cluster
 def test_entries_a_worker_took_and_committed_but_never_acknowledged_end_as_the_same_orders() -> None:
     # Given a worker ("ghost") that read three entries, committed their orders, then died
     # before XACK: the entries are still pending under its name.
@@ -171,6 +173,7 @@ def test_reconciliation_by_the_worker_recreates_a_deleted_order(celery_worker: C
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("sale_data")  # on one Redis and on a Redis Cluster
 def test_reconciliation_reports_a_tampered_stock_counter_and_leaves_it_for_a_person() -> None:
     sale = make_sale(stock=10)
     make_wins(sale.pk, [user_id for user_id, _ in make_shoppers(3)])
@@ -186,6 +189,7 @@ def test_reconciliation_reports_a_tampered_stock_counter_and_leaves_it_for_a_per
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("sale_data")  # on one Redis and on a Redis Cluster
 def test_reconciliation_reports_an_order_postgresql_has_and_redis_does_not() -> None:
     sale = make_sale(stock=10)
     won = make_wins(sale.pk, [user_id for user_id, _ in make_shoppers(2)])

@@ -53,8 +53,10 @@ def _emails(mail_dir: Path) -> list[str]:
 
 
 def test_a_stampede_sells_exactly_the_stock_and_every_win_becomes_one_order_and_one_email(
-    web_server: ChildProcess, celery_worker: ChildProcess, mail_dir: Path
+    purchase_stack: tuple[ChildProcess, ChildProcess], mail_dir: Path
 ) -> None:
+    # Run twice: sale data on one Redis, then on a Redis Cluster (``purchase_stack``).
+    web_server, _worker = purchase_stack
     # Given ten units and a thousand shoppers who each try twice (2,000 attempts)
     sale = make_sale(stock=10)
     shoppers = make_shoppers(1000)

@@ -18,6 +18,7 @@ from tests.factories import make_sale, make_shoppers
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.usefixtures("sale_data")  # on one Redis and on a Redis Cluster
 def test_warming_again_never_resets_a_live_stock_counter() -> None:
     sale = make_sale(stock=5)
     for user_id, _ in make_shoppers(2):
@@ -43,6 +44,7 @@ def test_beat_warms_sales_starting_within_the_lead_time_only() -> None:
     assert inventory.sale_meta(soon.pk) is not None
 
 
+@pytest.mark.usefixtures("sale_data")  # on one Redis and on a Redis Cluster
 def test_a_changed_window_is_loaded_and_published() -> None:
     sale = make_sale(starts_in=600)
     listener = inventory_redis().pubsub()

@@ -132,6 +132,7 @@ def test_hello_after_the_start_says_live_and_no_countdown_follows() -> None:
     live(scenario)
 
 
+@pytest.mark.usefixtures("sale_data")  # on one Redis and on a Redis Cluster
 def test_stock_when_a_unit_is_sold() -> None:
     # Given a live sale with 5 units and a page watching it
     sale = make_sale(stock=5)
@@ -416,6 +417,7 @@ def test_every_socket_of_a_process_shares_one_redis_subscription() -> None:
     live(scenario)
 
 
+@pytest.mark.usefixtures("sale_data")  # on one Redis and on a Redis Cluster
 def test_a_stock_return_after_sold_out_is_heard() -> None:
     # Given a sold-out sale and a page watching it
     sale = make_sale(stock=1)
@@ -428,7 +430,7 @@ def test_a_stock_return_after_sold_out_is_heard() -> None:
         assert (await socket.receive_json_from(timeout=WAIT))["remaining_stock"] == 0
         assert await socket.receive_json_from(timeout=WAIT) == {"type": "sold_out"}
         # When a unit comes back (an expired order), published as the contract says
-        client = redis.Redis.from_url(settings.REDIS_URL)
+        client = inventory.inventory_redis()
         await sync_to_async(client.incr)(inventory.keys.stock_key(sale.pk))
         event = {"product_id": sale.product_id, "sale_id": sale.pk, "buyer": 0, "remaining": 1, "timestamp": 1}
         await sync_to_async(client.publish)(inventory.keys.EVENTS_CHANNEL, json.dumps(event))

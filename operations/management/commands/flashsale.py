@@ -1,4 +1,4 @@
-"""``manage.py flashsale``: the operator's tool (init, status, buyers, reset, shoppers).
+"""``manage.py flashsale``: the operator's tool (init, status, buyers, reset, shoppers, capacity).
 
 A ``<sale|product>`` argument is a sale id, or a product slug meaning that product's newest
 sale. Output is for people; ``--json`` prints one JSON document for scripts.
@@ -7,10 +7,13 @@ sale. Output is for people; ``--json`` prints one JSON document for scripts.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 from django.utils import timezone
@@ -25,6 +28,8 @@ from sales import inventory
 from sales.models import FlashSale, Product
 from sales.services import product_create, sale_create, sale_reset
 from sales.warming import sale_warm
+
+from ...capacity import Demand, capacity_plan, figures_from_results
 
 
 def _decimal(raw: str) -> Decimal:
@@ -41,7 +46,9 @@ class Command(BaseCommand):
     help = "Set up, inspect and reset flash sales."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        commands = parser.add_subparsers(dest="action", required=True, metavar="init|status|buyers|reset|shoppers")
+        commands = parser.add_subparsers(
+            dest="action", required=True, metavar="init|status|buyers|reset|shoppers|capacity"
+        )
 
         init = commands.add_parser("init", help="create a sale (and its product) and load it into Redis")
         init.add_argument("product", help="product slug; created if missing")
@@ -71,6 +78,20 @@ class Command(BaseCommand):
         shoppers.add_argument("--prefix", default="", help="usernames are <prefix>-<n> (default: random)")
         shoppers.add_argument("--password", default=None, help="let them log in with it too (default: no password)")
         shoppers.add_argument("--email-domain", default="example.com", help="their addresses: <username>@<domain>")
+        capacity = commands.add_parser(
+            "capacity", help="web nodes, Redis masters and workers a sale needs (docs/scale-out.md)"
+        )
+        capacity.add_argument("--users", type=int, required=True, help="shoppers pressing Buy")
+        capacity.add_argument("--peak-seconds", type=float, default=1.0, help="over how long (default 1)")
+        capacity.add_argument("--attempts-per-user", type=float, default=1.0, help="presses each (default 1)")
+        capacity.add_argument("--stock", type=int, default=10, help="units per sale (default 10)")
+        capacity.add_argument("--sales", type=int, default=1, help="hot sales at the same second (default 1)")
+        capacity.add_argument("--crowd-factor", type=float, default=2.0, help="the sales' crowd_factor (default 2)")
+        capacity.add_argument("--drain-seconds", type=float, default=60.0, help="wins in PostgreSQL within (60)")
+        capacity.add_argument("--headroom", type=float, default=0.7, help="share of a measured figure to plan on")
+        capacity.add_argument(
+            "--results", type=Path, default=settings.BASE_DIR / "bench" / "results", help="make bench's results"
+        )
         for sub in commands.choices.values():
             sub.add_argument("--json", action="store_true", help="print JSON")
 
@@ -165,6 +186,44 @@ class Command(BaseCommand):
         if stats:
             self._say(options, "  answers       " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
         return result
+
+    def _capacity(self, options: dict[str, Any]) -> dict[str, Any]:
+        if not 0 < options["headroom"] <= 1:
+            raise CommandError("Headroom is a share: more than 0, at most 1.")
+        demand = Demand(
+            users=options["users"],
+            peak_seconds=options["peak_seconds"],
+            attempts_per_user=options["attempts_per_user"],
+            stock=options["stock"],
+            sales=options["sales"],
+            crowd_factor=options["crowd_factor"],
+            drain_seconds=options["drain_seconds"],
+            headroom=options["headroom"],
+        )
+        figures = figures_from_results(options["results"])
+        try:
+            plan = capacity_plan(demand, figures)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        self._say(
+            options,
+            f"{plan.web_nodes} web node(s), {plan.redis_masters} Redis master(s) with "
+            f"{plan.redis_replicas} replica(s), {plan.workers} Celery worker(s)",
+        )
+        for line in plan.lines:
+            self._say(options, f"  {line.value:>12,.0f}  {line.what}")
+            self._say(options, f"                {line.assumption}")
+        for warning in plan.warnings:
+            self._say(options, f"  WARNING: {warning}")
+        return {
+            "web_nodes": plan.web_nodes,
+            "redis_masters": plan.redis_masters,
+            "redis_replicas": plan.redis_replicas,
+            "workers": plan.workers,
+            "lines": [asdict(line) for line in plan.lines],
+            "warnings": plan.warnings,
+            "figures": asdict(figures),
+        }
 
     def _buyers(self, options: dict[str, Any]) -> dict[str, Any]:
         sale = self._sale(options["sale"])
