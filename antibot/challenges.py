@@ -18,7 +18,8 @@ from pathlib import Path
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 
-from core.redis_store import inventory_redis, lua_script
+from core.redis_store import lua_script
+from core.steps import ScriptCall, Steps, drive
 
 from . import keys
 from .admission import AdmissionLimits, RateLimited, admission_limits
@@ -56,7 +57,7 @@ def _signature(payload: str) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
-def challenge_issue(
+def challenge_issue_steps(
     *,
     keyspace: str,
     scope_id: int,
@@ -64,21 +65,21 @@ def challenge_issue(
     floor_difficulty: int,
     client_ip: str = "",
     limits: AdmissionLimits | None = None,
-) -> Challenge:
-    """Sign a fresh challenge for this user and scope. Raises ``RateLimited`` when the user
-    or IP is over its window, counted in Redis with ``limits`` (the settings' by default;
-    ``NO_LIMITS`` when the caller counted them itself)."""
+) -> Steps[Challenge]:
+    """Sign a fresh challenge for this user and scope, as steps (one script call). Raises
+    ``RateLimited`` when the user or IP is over its window, counted in Redis with ``limits``
+    (the settings' by default; ``NO_LIMITS`` when the caller counted them itself)."""
     limits = admission_limits() if limits is None else limits
     rate_key = keys.challenge_rate_key(keyspace)
-    script_keys = [
+    script_keys = (
         rate_key,
         keys.user_window_key(keyspace, user_id) if limits.user_limit else rate_key,
         keys.ip_window_key(keyspace, client_ip) if limits.ip_limit and client_ip else rate_key,
-    ]
-    status, rate, now_ms, retry_after_ms = CHALLENGE_SCRIPT(
+    )
+    status, rate, now_ms, retry_after_ms = yield ScriptCall(
+        CHALLENGE_SCRIPT,
         script_keys,
-        [limits.user_limit, limits.ip_limit if client_ip else 0, limits.window_seconds],
-        client=inventory_redis(),
+        (limits.user_limit, limits.ip_limit if client_ip else 0, limits.window_seconds),
     )
     if status == "RATE_LIMITED":
         raise RateLimited(int(retry_after_ms))
@@ -90,6 +91,28 @@ def challenge_issue(
         challenge=f"{payload}.{_signature(payload)}",
         difficulty=difficulty,
         expires_at=datetime.fromtimestamp(expires_ms / 1000, tz=UTC),
+    )
+
+
+def challenge_issue(
+    *,
+    keyspace: str,
+    scope_id: int,
+    user_id: int,
+    floor_difficulty: int,
+    client_ip: str = "",
+    limits: AdmissionLimits | None = None,
+) -> Challenge:
+    """``challenge_issue_steps`` on this process's blocking client."""
+    return drive(
+        challenge_issue_steps(
+            keyspace=keyspace,
+            scope_id=scope_id,
+            user_id=user_id,
+            floor_difficulty=floor_difficulty,
+            client_ip=client_ip,
+            limits=limits,
+        )
     )
 
 
@@ -110,7 +133,7 @@ def challenge_verify(*, challenge: str | None, solution: str | None, scope_id: i
             f"missing: this sale needs a proof of work; POST /api/sales/{scope_id}/challenge/ first."
         )
     parts = challenge.split(".")
-    if len(parts) != 7 or parts[0] != CHALLENGE_VERSION:
+    if not challenge.isascii() or len(parts) != 7 or parts[0] != CHALLENGE_VERSION:
         raise ChallengeRefused("forged: this is not a challenge this server issued.")
     payload, signature = ".".join(parts[:6]), parts[6]
     if not hmac.compare_digest(signature, _signature(payload)):
@@ -124,6 +147,17 @@ def challenge_verify(*, challenge: str | None, solution: str | None, scope_id: i
         raise ChallengeRefused("expired: ask for a new challenge.")
     if not solution:
         raise ChallengeRefused("wrong solution: no solution was sent.")
+    if not _encodable(solution):
+        raise ChallengeRefused("wrong solution: it is not valid Unicode text.")
     if not solution_is_valid(challenge, solution, int(difficulty)):
         raise ChallengeRefused(f"wrong solution: the hash has fewer than {difficulty} leading zero bits.")
     return nonce
+
+
+def _encodable(text: str) -> bool:
+    """Text a JSON decoder can hand over but UTF-8 cannot carry (a lone surrogate escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

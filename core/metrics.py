@@ -13,12 +13,13 @@ from prometheus_client import Counter, Gauge, Histogram
 
 PURCHASE_REQUESTS = Counter(
     "flash_sale_requests",
-    "Purchase answers, by sale and answer status (success, sold_out, rate_limited, ...).",
-    ["sale", "status"],
+    "Purchase answers, by sale, answer status (success, sold_out, rate_limited, ...) and transport (http, tcp).",
+    ["sale", "status", "transport"],
 )
 PURCHASE_DURATION = Histogram(
     "flash_sale_processing_duration_seconds",
-    "Time the purchase path spends in the view, from first byte read to answer built.",
+    "Time the purchase path spends in the server, from the request read to the answer built, by transport.",
+    ["transport"],
     buckets=(0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 1.0),
 )
 WS_CONNECTIONS = Gauge(
@@ -27,9 +28,19 @@ WS_CONNECTIONS = Gauge(
     multiprocess_mode="livesum",
 )
 
+TCP_CONNECTIONS = Gauge(
+    "flash_sale_tcp_connections",
+    "Open connections of the TCP front door, summed over live processes.",
+    multiprocess_mode="livesum",
+)
 
-def purchase_observed(*, sale_id: int | None, status: str, seconds: float) -> None:
+TRANSPORTS = ("http", "tcp")
+
+
+def purchase_observed(*, sale_id: int | None, status: str, seconds: float, transport: str) -> None:
     """Count one purchase answer. ``sale_id`` None (an unknown sale) is labelled ``unknown``
-    so random ids cannot grow the label set."""
-    PURCHASE_REQUESTS.labels(sale="unknown" if sale_id is None else str(sale_id), status=status.lower()).inc()
-    PURCHASE_DURATION.observe(seconds)
+    so random ids cannot grow the label set; ``transport`` is one of ``TRANSPORTS``."""
+    PURCHASE_REQUESTS.labels(
+        sale="unknown" if sale_id is None else str(sale_id), status=status.lower(), transport=transport
+    ).inc()
+    PURCHASE_DURATION.labels(transport=transport).observe(seconds)
