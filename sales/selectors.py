@@ -101,37 +101,61 @@ def sale_by_reference(reference: str) -> FlashSale | None:
 class ProductSales:
     """Product slug -> id of its newest sale, for every product at once, in this process.
 
-    Read whole (one query) at most once a ``refresh_seconds``, and when a slug it does not
-    know is asked for, at most once a ``miss_seconds``: a flood of made-up slugs costs
-    PostgreSQL one query a second per process, never one per request.
+    Read whole (one query) at most once a ``refresh_seconds``. A slug it does not know is
+    looked up alone (one indexed query), at most ``misses_per_second`` times a second: a flood
+    of made-up slugs costs PostgreSQL that many small queries a second per process, never one
+    per request, and the flood's answers (NOT_FOUND) beyond it come from memory.
     """
 
-    def __init__(self, *, refresh_seconds: float = 5.0, miss_seconds: float = 1.0) -> None:
+    def __init__(self, *, refresh_seconds: float = 5.0, misses_per_second: int = 20) -> None:
         self.refresh_seconds = refresh_seconds
-        self.miss_seconds = miss_seconds
+        self.misses_per_second = misses_per_second
         self._newest: dict[str, int] = {}
-        self._asked_at = float("-inf")
+        self._read_at = float("-inf")
+        self._miss_second = -1
+        self._misses = 0
         self._lock = threading.Lock()
 
     def sale_id_steps(self, slug: str) -> Steps[int | None]:
-        """The newest sale of ``slug``, or None; a ``DatabaseWork`` step when it is time to read."""
+        """The newest sale of ``slug``, or None; a ``DatabaseWork`` step when it must ask."""
         now = time.monotonic()
         with self._lock:
             known = self._newest.get(slug)
-            age = now - self._asked_at
-            due = age >= self.refresh_seconds or (known is None and age >= self.miss_seconds)
-            if due:
-                self._asked_at = now  # Others asking meanwhile answer from what is known.
-        if due:
+            if now - self._read_at >= self.refresh_seconds:
+                self._read_at = now  # Others asking meanwhile answer from what is known.
+                whole = True
+            elif known is not None:
+                return known
+            elif self._miss_allowed(now):
+                whole = False
+            else:
+                return None
+        if whole:
             newest = yield DatabaseWork(_newest_sale_ids)
             with self._lock:
                 self._newest = newest
-            known = newest.get(slug)
-        return known
+            return newest.get(slug)
+        found = yield DatabaseWork(lambda: _newest_sale_id(slug))
+        if found is not None:
+            with self._lock:
+                self._newest[slug] = found
+        return found
+
+    def _miss_allowed(self, now: float) -> bool:
+        second = int(now)
+        if second != self._miss_second:
+            self._miss_second, self._misses = second, 0
+        self._misses += 1
+        return self._misses <= self.misses_per_second
 
     def forget(self) -> None:
         with self._lock:
-            self._newest, self._asked_at = {}, float("-inf")
+            self._newest, self._read_at = {}, float("-inf")
+
+
+def _newest_sale_id(slug: str) -> int | None:
+    sale = FlashSale.objects.filter(product__slug=slug).order_by("-starts_at", "-pk").values_list("pk", flat=True)
+    return sale.first()
 
 
 def _newest_sale_ids() -> dict[str, int]:

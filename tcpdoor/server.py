@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 
@@ -129,7 +129,7 @@ class Connection(asyncio.Protocol):
     # --- asyncio callbacks --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass, but is one
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else ""

@@ -23,7 +23,7 @@ TEST_SETTINGS = "flashsale_project.settings.test"
 os.environ["DJANGO_SETTINGS_MODULE"] = TEST_SETTINGS
 
 from devstack.localservers import LocalPostgres, LocalRedis, free_port  # noqa: E402
-from tests.processes import celery_worker, web_server  # noqa: E402, F401 - fixtures
+from tests.processes import celery_worker, tcp_server, web_server  # noqa: E402, F401 - fixtures
 
 _started: list[LocalRedis | LocalPostgres] = []
 _scratch: list[Path] = []
