@@ -102,9 +102,10 @@ class ProductSales:
     """Product slug -> id of its newest sale, for every product at once, in this process.
 
     Read whole (one query) at most once a ``refresh_seconds``. A slug it does not know is
-    looked up alone (one indexed query), at most ``misses_per_second`` times a second: a flood
-    of made-up slugs costs PostgreSQL that many small queries a second per process, never one
-    per request, and the flood's answers (NOT_FOUND) beyond it come from memory.
+    looked up alone (one indexed query), at most ``misses_per_second`` distinct lookups a
+    second: a flood of made-up slugs costs PostgreSQL that many small queries a second per
+    process, never one per request. Whoever asks while a read that answers them is under way
+    waits for it (a stampede on a new product costs one query, not a NOT_FOUND each).
     """
 
     def __init__(self, *, refresh_seconds: float = 5.0, misses_per_second: int = 20) -> None:
@@ -112,34 +113,55 @@ class ProductSales:
         self.misses_per_second = misses_per_second
         self._newest: dict[str, int] = {}
         self._read_at = float("-inf")
+        self._reading: threading.Event | None = None  # a whole read under way
+        self._looking: dict[str, threading.Event] = {}  # single lookups under way
         self._miss_second = -1
         self._misses = 0
         self._lock = threading.Lock()
 
     def sale_id_steps(self, slug: str) -> Steps[int | None]:
-        """The newest sale of ``slug``, or None; a ``DatabaseWork`` step when it must ask."""
+        """The newest sale of ``slug``, or None; a ``DatabaseWork`` step when it must ask
+        (or wait for the read under way)."""
         now = time.monotonic()
         with self._lock:
             known = self._newest.get(slug)
-            if now - self._read_at >= self.refresh_seconds:
-                self._read_at = now  # Others asking meanwhile answer from what is known.
+            under_way = self._looking.get(slug) or self._reading
+            if now - self._read_at >= self.refresh_seconds and self._reading is None:
+                self._read_at = now
+                self._reading = done = threading.Event()
                 whole = True
             elif known is not None:
                 return known
+            elif under_way is not None:
+                whole = None
             elif self._miss_allowed(now):
+                self._looking[slug] = done = threading.Event()
                 whole = False
             else:
                 return None
-        if whole:
-            newest = yield DatabaseWork(_newest_sale_ids)
+        if whole is None:
+            assert under_way is not None
+            yield DatabaseWork(lambda: under_way.wait(WAIT_FOR_READ_SECONDS))
             with self._lock:
-                self._newest = newest
-            return newest.get(slug)
-        found = yield DatabaseWork(lambda: _newest_sale_id(slug))
-        if found is not None:
+                return self._newest.get(slug)
+        try:
+            if whole:
+                newest = yield DatabaseWork(_newest_sale_ids)
+                with self._lock:
+                    self._newest = newest
+                return newest.get(slug)
+            found = yield DatabaseWork(lambda: _newest_sale_id(slug))
+            if found is not None:
+                with self._lock:
+                    self._newest[slug] = found
+            return found
+        finally:
             with self._lock:
-                self._newest[slug] = found
-        return found
+                if whole:
+                    self._reading = None
+                else:
+                    self._looking.pop(slug, None)
+            done.set()
 
     def _miss_allowed(self, now: float) -> bool:
         second = int(now)
@@ -151,6 +173,9 @@ class ProductSales:
     def forget(self) -> None:
         with self._lock:
             self._newest, self._read_at = {}, float("-inf")
+
+
+WAIT_FOR_READ_SECONDS = 2.0
 
 
 def _newest_sale_id(slug: str) -> int | None:
