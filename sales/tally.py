@@ -18,13 +18,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import os
 import threading
 from collections import Counter
 
 from redis.exceptions import RedisError
 
-from core.process_state import forgets_process_state
+from core.process_state import current_pid, forgets_process_state
 from core.redis_store import inventory_redis
 
 from . import keys
@@ -70,7 +69,7 @@ class Tally:
             self._counts.clear()
 
     def _ensure_flusher(self) -> None:
-        pid = os.getpid()
+        pid = current_pid()
         if self._thread is not None and self._pid == pid and self._thread.is_alive():
             return
         with self._lock:

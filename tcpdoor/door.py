@@ -28,14 +28,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from accounts.selectors import user_id_for_gateway_steps, user_id_for_token_steps
 from antibot.idempotency import IdempotentRequest
 from core.errors import ApplicationError, InvalidRequest, Unauthenticated, Unavailable
 from core.metrics import purchase_observed
 from core.redis_store import RedisUnavailable
-from core.steps import Answered, Step, Steps, drive_async, start
+from core.steps import Answered, AsyncClient, Step, Steps, drive_async, start
 from sales.purchase import PurchaseAnswer, PurchaseStatus, answer_body, drain_kick, purchase_steps, sale_challenge_steps
 from sales.selectors import SaleState, sale_id_for_reference_steps, sale_state_steps
 
@@ -79,7 +77,7 @@ class Door:
     """The answers of one TCP server process. ``trust_user_id``: the seed's bare ``user_id``
     names the shopper (a gateway authenticated them); otherwise only a token does."""
 
-    def __init__(self, *, redis: aioredis.Redis, trust_user_id: bool) -> None:
+    def __init__(self, *, redis: AsyncClient, trust_user_id: bool) -> None:
         self.redis = redis
         self.trust_user_id = trust_user_id
 

@@ -11,7 +11,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,7 @@ class LoadResult:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     offered_rps: float = 0.0
     late_sends: int = 0
+    cpu_s: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -105,7 +106,7 @@ class LoadResult:
 
 
 async def _drive(
-    frames: Sequence[bytes],
+    frames: Iterable[bytes],
     *,
     host: str,
     port: int,
@@ -115,9 +116,9 @@ async def _drive(
     duration_s: float = 0.0,
 ) -> LoadResult:
     """Closed loop (``rate`` 0): each connection sends its next frame as soon as it has its
-    answer, until every frame was answered. Open loop (``rate`` > 0): each connection sends
-    one frame every ``connections / rate`` seconds for ``duration_s``, latency counted from
-    when the frame was due (no coordinated omission)."""
+    answer, until every frame was answered (or ``duration_s``, when set, has passed). Open
+    loop (``rate`` > 0): each connection sends one frame every ``connections / rate`` seconds
+    for ``duration_s``, latency counted from when the frame was due (no coordinated omission)."""
     result = LoadResult(connections=connections, offered_rps=rate)
     feed = iter(frames)
     period = connections / rate if rate > 0 else 0.0
@@ -130,9 +131,11 @@ async def _drive(
 
     async def one(client: DoorClient, start: float) -> None:
         due = start + random.uniform(0, period) if period else start
-        stop = start + duration_s
+        stop = start + duration_s if duration_s else float("inf")
         try:
             for frame in feed:
+                if not period and time.perf_counter() >= stop:
+                    return
                 if period:
                     if due >= stop:
                         return
@@ -159,15 +162,16 @@ async def _drive(
         finally:
             await client.close()
 
-    began = time.perf_counter()
+    began, cpu_before = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one(client, began + 0.01) for client in clients))
     result.wall_s = time.perf_counter() - began
+    result.cpu_s = time.process_time() - cpu_before
     result.requests = len(result.latencies)
     return result
 
 
 def load_run(
-    frames: Sequence[bytes],
+    frames: Iterable[bytes],
     *,
     port: int,
     connections: int,

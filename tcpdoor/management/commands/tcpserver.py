@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from redis.exceptions import RedisError
 
 from core.events import event_listener
+from core.pipelining import AutoPipeline
 from core.redis_store import inventory_redis_async
 from sales.tally import tally
 from tcpdoor.door import Door
@@ -56,7 +57,8 @@ class Command(BaseCommand):
             runner.run(self._serve(host, port, trusted=networks if trust else None))
 
     async def _serve(self, host: str, port: int, *, trusted: Any) -> None:
-        client = inventory_redis_async()
+        # The commands of every attempt waiting on Redis in one turn of the loop go together.
+        client = AutoPipeline(inventory_redis_async())
         door = Door(redis=client, trust_user_id=trusted is not None)
         server = DoorServer(door=door, limits=Limits.from_settings(), trusted=trusted)
         try:
