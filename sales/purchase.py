@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import threading
 import time
@@ -54,6 +55,8 @@ from .inventory import Lease, ScriptAnswer, ScriptStatus
 from .models import FlashSale
 from .tally import tally
 from .warming import sale_meta_for, sale_warm
+
+logger = logging.getLogger(__name__)
 
 DRAIN_TASK = "orders.tasks.drain_sale_orders"
 """Sent by name: the orders app, above this one, owns the drain."""
@@ -455,6 +458,17 @@ def answer_from_record(record: dict[str, Any]) -> PurchaseAnswer:
 def drain_kick(sale_id: int) -> None:
     """Ask a worker to move the sale's won orders into PostgreSQL now (after the answer)."""
     current_app.send_task(DRAIN_TASK, args=(sale_id,))
+
+
+def drain_kick_warm() -> None:
+    """Import and connect what ``drain_kick`` needs now, so the first win's kick does not do it
+    on an answer's time (in an asyncio server, a thread holding the GIL that long stalls every
+    connection). A broker that is away is left for the kicks to retry."""
+    try:
+        with current_app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=1)
+    except Exception:  # A warm-up: beat covers a drain the kicks miss.
+        logger.warning("could not reach the Celery broker ahead of the first kick", exc_info=True)
 
 
 def purchase_body_parse(raw: bytes) -> dict[str, str]:

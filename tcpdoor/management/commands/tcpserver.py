@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from core.events import event_listener
 from core.pipelining import AutoPipeline
 from core.redis_store import inventory_redis_async
+from sales.purchase import drain_kick_warm
 from sales.tally import tally
 from tcpdoor.door import Door
 from tcpdoor.server import DoorServer, Limits, address_trusted, trusted_networks
@@ -67,6 +68,7 @@ class Command(BaseCommand):
             await client.aclose()
             raise CommandError(f"cannot listen on {host}:{port}: {error}") from None
         event_listener.ensure_running()  # Wins, stock returns and revocations arrive through it.
+        await asyncio.to_thread(drain_kick_warm)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
