@@ -51,11 +51,18 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     assert results.with_suffix(".png").stat().st_size > 0
     document = json.loads(results.read_text())
     runs = document["runs"]
-    assert {run["scenario"] for run in runs} == {"control", "winning", "sold_out", "rate_limited", "naive", "seed"}
-    assert {(run["scenario"], run["connections"]) for run in runs if run["scenario"] != "seed"} == {
+    tcp = ("tcp_sold_out", "tcp_rate_limited", "tcp_winning")
+    assert {run["scenario"] for run in runs} == {
+        "control", "winning", "sold_out", "rate_limited", "naive", "seed", *tcp, "tcp_seed",
+    }  # fmt: skip
+    assert {(run["scenario"], run["connections"]) for run in runs if not run["scenario"].endswith("seed")} == {
         (scenario, connections)
         for scenario in ("control", "winning", "sold_out", "rate_limited", "naive")
         for connections in (10, 100)
+    } | {(scenario, 100) for scenario in tcp}
+    # The TCP paths ran closed loop, then open loop, next to the HTTP ones
+    assert {(run["scenario"], run["load"]) for run in runs if run["scenario"] in tcp} == {
+        (scenario, load) for scenario in tcp for load in ("saturated", "paced")
     }
     for run in runs:
         assert set(run) >= RUN_FIELDS, run["scenario"]
@@ -66,9 +73,14 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     [seed] = [run for run in runs if run["scenario"] == "seed"]
     assert seed["checks"]["buyers"] == seed["checks"]["total"] == 10
     assert seed["statuses"]["201"] == 10
+    [tcp_seed] = [run for run in runs if run["scenario"] == "tcp_seed"]
+    assert tcp_seed["checks"]["buyers"] == tcp_seed["checks"]["total"] == 10
+    assert tcp_seed["statuses"]["SUCCESS"] == 10
+    assert sum(tcp_seed["statuses"].values()) == sum(seed["statuses"].values())  # the same workload
     assert {row["script"] for row in document["redis_ceiling"]} >= {"purchase.lua"}
     assert document["memory"]["per_100k_buyers_mib"] > 0
     assert {check["target"].split(" ")[0] for check in document["targets"]} >= {"winning", "sold-out", "rate-limited"}
+    assert sum(check["target"].startswith("TCP ") for check in document["targets"]) == 4
     assert seed["checks"]["reached_redis"] >= 10  # Counted by the funnel: at least the wins.
     assert "websocket" in document
     assert "targets (issue 12" in result.stdout
