@@ -37,7 +37,7 @@ from core.steps import Answered, AsyncClient, Step, Steps, drive_async, start
 from sales.purchase import PurchaseAnswer, PurchaseStatus, answer_body, drain_kick, purchase_steps, sale_challenge_steps
 from sales.selectors import SaleState, sale_id_for_reference_steps, sale_state_steps
 
-from .frames import MessageType, error_frame, json_frame
+from .frames import MessageType, error_frame, frame, json_frame
 
 logger = logging.getLogger(__name__)
 
@@ -251,12 +251,22 @@ def _constant_frame(status: PurchaseStatus, detail: str, reason: str) -> bytes:
     return json_frame(MessageType.ATTEMPT_PURCHASE, answer_body(PurchaseAnswer(status, detail=detail, reason=reason)))
 
 
+@functools.lru_cache(maxsize=512)
+def _body_prefix(status: PurchaseStatus, detail: str, reason: str) -> bytes:
+    """The JSON of a body that carries nothing of its own request, without its closing brace."""
+    body = json.dumps(answer_body(PurchaseAnswer(status, detail=detail, reason=reason)), separators=(",", ":"))
+    return body[:-1].encode()
+
+
 def _attempt_reply(answer: PurchaseAnswer, *, attempt: _Attempt) -> Reply:
-    if answer.status in _OWN_BODIES or answer.retry_after_ms is not None:
-        body = answer_body(answer)
-        if answer.retry_after_ms is not None:
-            body["retry_after_ms"] = answer.retry_after_ms
-        encoded = json_frame(MessageType.ATTEMPT_PURCHASE, body)
+    if answer.status in _OWN_BODIES:
+        encoded = json_frame(MessageType.ATTEMPT_PURCHASE, answer_body(answer))
+    elif answer.retry_after_ms is not None:  # a crowd's 429s: only the wait differs
+        payload = b"%s,\"retry_after_ms\":%d}" % (
+            _body_prefix(answer.status, answer.detail, answer.reason),
+            answer.retry_after_ms,
+        )
+        encoded = frame(MessageType.ATTEMPT_PURCHASE, payload)
     else:
         encoded = _constant_frame(answer.status, answer.detail, answer.reason)
     _observe(attempt, answer.status.value)
