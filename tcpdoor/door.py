@@ -262,7 +262,7 @@ def _attempt_reply(answer: PurchaseAnswer, *, attempt: _Attempt) -> Reply:
     if answer.status in _OWN_BODIES:
         encoded = json_frame(MessageType.ATTEMPT_PURCHASE, answer_body(answer))
     elif answer.retry_after_ms is not None:  # a crowd's 429s: only the wait differs
-        payload = b"%s,\"retry_after_ms\":%d}" % (
+        payload = b'%s,"retry_after_ms":%d}' % (
             _body_prefix(answer.status, answer.detail, answer.reason),
             answer.retry_after_ms,
         )
