@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -13,7 +14,7 @@ import pytest
 from antibot.proof_of_work import solve
 from orders.models import Order
 from sales import inventory
-from tests.clients import Wire, tcp_ask
+from tests.clients import Wire, frame, tcp_ask
 from tests.factories import make_product, make_sale, make_shopper, make_user
 from tests.polling import wait_for_confirmations
 from tests.processes import OPEN_ADMISSION, ChildProcess, start_tcp
@@ -164,6 +165,21 @@ def test_an_idempotency_key_replays_the_first_answer(tcp_server: ChildProcess) -
     assert first["status"] == "SUCCESS"
     assert replay["status"] == "SUCCESS" and replay["order_id"] == first["order_id"]
     assert other["status"] == "IDEMPOTENCY_KEY_REUSED"
+
+
+def test_the_same_key_pipelined_twice_is_in_flight_for_the_second(tcp_server: ChildProcess) -> None:
+    sale = make_sale(stock=5, pow_difficulty=0)
+    _, token = make_shopper()
+    attempt = json.dumps({"product_id": sale.pk, "token": token, "idempotency_key": "k-1"}).encode()
+
+    with Wire(tcp_server.port) as wire:
+        wire.send(frame(ATTEMPT, attempt) * 2)  # one write: the second arrives while the first runs
+        first, second = wire.read()[1], wire.read()[1]
+        replay = wire.ask(ATTEMPT, attempt)
+
+    assert first["status"] == "SUCCESS"
+    assert second["status"] == "IN_FLIGHT"
+    assert replay["status"] == "SUCCESS" and replay["order_id"] == first["order_id"]
 
 
 def test_sale_status_and_ping(tcp_server: ChildProcess) -> None:

@@ -147,6 +147,20 @@ def test_connections_per_address_are_capped_and_freed_on_close(strict_tcp: Child
             wire.close()
 
 
+def test_connections_in_all_are_capped(django_db_setup: None) -> None:
+    server = start_tcp(env={**OPEN_ADMISSION, "TCP_MAX_CONNECTIONS": "2"})
+    try:
+        with Wire(server.port) as one, Wire(server.port) as two:
+            assert one.ask(PING, {}) == two.ask(PING, {}) == {"status": "OK"}
+            with Wire(server.port) as third:
+                kind, body = third.read()
+                assert third.closed_by_server()
+        assert (kind, body) == (ERROR, {"status": "ERROR", "error": "too many connections: the door holds 2"})
+        wait_for(lambda: _answers_ping(server.port), what="a freed place", timeout=10)
+    finally:
+        server.stop()
+
+
 def _answers_ping(port: int) -> bool:
     try:
         with Wire(port) as wire:
