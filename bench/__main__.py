@@ -1,11 +1,12 @@
-"""``make bench``: the load benchmark of issue 7, on this machine, side by side in one run.
+"""``make bench``: the load benchmarks of issues 7 and 14, on this machine, side by side in one run.
 
-Starts its own stack (Redis, PostgreSQL, granian with several workers, a Celery worker, and
-uvicorn for the WebSocket scenario) on free loopback ports with data in a scratch directory,
-drives it with wrk, checks the invariants after every run, and prints a table; the raw numbers
-go to ``bench/results/<timestamp>.json`` with a PNG chart next to it. ``--quick`` is the smoke
-run CI makes (under a minute, no thresholds). Every run is bounded in time and in requests,
-and all traffic goes to 127.0.0.1.
+Starts its own stack (Redis, PostgreSQL, granian with several workers, the TCP door, a Celery
+worker, and uvicorn for the WebSocket scenario) on free loopback ports with data in a scratch
+directory, drives HTTP with wrk and the TCP door with ``tcpdoor.load``, checks the invariants
+after every run, and prints a table; the raw numbers go to ``bench/results/<timestamp>.json``
+with a PNG chart next to it. ``--quick`` is the smoke run CI makes (about a minute and a half,
+no thresholds). Every run is bounded in time and in requests, and all traffic goes to
+127.0.0.1.
 """
 
 from __future__ import annotations

@@ -9,6 +9,12 @@ process's files. Stack-wide values (stock, buyers, backlog) are read at scrape t
 
 from __future__ import annotations
 
+import functools
+import hmac
+import ipaddress
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from prometheus_client import Counter, Gauge, Histogram
 
 PURCHASE_REQUESTS = Counter(
@@ -44,3 +50,35 @@ def purchase_observed(*, sale_id: int | None, status: str, seconds: float, trans
         sale="unknown" if sale_id is None else str(sale_id), status=status.lower(), transport=transport
     ).inc()
     PURCHASE_DURATION.labels(transport=transport).observe(seconds)
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.cache
+def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    try:
+        return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {error}") from None
+
+
+def scrape_allowed(*, peer: str, authorization: str) -> bool:
+    """Who may scrape a process's metrics, whatever serves them: ``Authorization: Bearer
+    <METRICS_BEARER_TOKEN>`` when a token is set, the loopback addresses, and the networks in
+    ``METRICS_ALLOWED_NETWORKS``. ``peer`` is the TCP peer's address, never a forwarding
+    header's (a header is the client's to forge)."""
+    token = settings.METRICS_BEARER_TOKEN
+    if token:
+        scheme, _, offered = authorization.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode()):
+            return True
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return True
+    return any(address in network for network in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))

@@ -35,6 +35,8 @@ class Shape:
     tcp_port: int = 8002
     # The TCP door takes the seed's bare user_id (a gateway in front authenticated the shopper).
     tcp_trust_user_id: bool = False
+    # The TCP door also answers GET /metrics on this port (0: no; make run's web sums its metrics).
+    tcp_metrics_port: int = 0
     # granian: the shape `make bench` measured best on two cores (docs/benchmark.md, "The
     # server's shape"): eight threads a worker overlap Redis round trips; a backpressure above
     # the connections a worker may hold keeps none waiting seconds for a turn.
@@ -76,6 +78,7 @@ class Shape:
             ws_port=number("WS_PORT", default.ws_port),
             tcp_port=number("TCP_PORT", default.tcp_port),
             tcp_trust_user_id=(environ.get("TCP_TRUST_USER_ID") or "").lower() in {"1", "true", "yes"},
+            tcp_metrics_port=number("TCP_METRICS_PORT", default.tcp_metrics_port),
             web_workers=number("WEB_WORKERS", default.web_workers),
             web_threads=number("WEB_THREADS", default.web_threads),
             web_backpressure=number("WEB_BACKPRESSURE", default.web_backpressure),
@@ -138,6 +141,8 @@ def beat(shape: Shape) -> list[str]:
 def tcp(shape: Shape) -> list[str]:
     """The TCP front door (``manage.py tcpserver``): the seed's TLV protocol, asyncio on uvloop."""
     argv = [shape.python, str(MANAGE_PY), "tcpserver", "--host", shape.host, "--port", str(shape.tcp_port)]
+    if shape.tcp_metrics_port:
+        argv += ["--metrics-port", str(shape.tcp_metrics_port)]
     if shape.tcp_trust_user_id:
         argv.append("--trust-user-id")
     return argv

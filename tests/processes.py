@@ -80,11 +80,11 @@ def start_ws(*, env: dict[str, str] | None = None) -> Child:
     return child
 
 
-def start_tcp(*, env: dict[str, str] | None = None, trust_user_id: bool = False) -> Child:
+def start_tcp(*, env: dict[str, str] | None = None, trust_user_id: bool = False, metrics_port: int = 0) -> Child:
     """The TCP front door (``manage.py tcpserver``) as ``make run`` runs it, ready once it
-    answers a PING frame."""
+    answers a PING frame; with ``metrics_port``, as a container runs it (its own /metrics)."""
     port = free_port()
-    shape = TEST_SHAPE.but(tcp_port=port, tcp_trust_user_id=trust_user_id)
+    shape = TEST_SHAPE.but(tcp_port=port, tcp_trust_user_id=trust_user_id, tcp_metrics_port=metrics_port)
     child = start("tcp", shape, child_env(**(env or {})), port=port)
     child.wait_until(lambda: probes.tcp_answers(port), what="answer a PING frame", timeout=30)
     return child

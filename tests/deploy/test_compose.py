@@ -100,6 +100,7 @@ def test_the_tcp_door_is_published_and_probed_with_a_ping_frame(compose: dict) -
     assert tcp["ports"] == ["8002:8002"]
     assert "tcp_answers(8002)" in " ".join(tcp["healthcheck"]["test"])
     assert "8002" in (ROOT / "Dockerfile").read_text().split("EXPOSE", 1)[1].splitlines()[0]
+    assert tcp["environment"]["TCP_METRICS_PORT"] == "9102"  # scraped by the flashsale-tcp job
 
 
 def test_prometheus_and_grafana_run_pinned_images_provisioned_from_deploy(compose: dict) -> None:
@@ -126,7 +127,11 @@ def test_prometheus_scrapes_with_the_token_the_app_services_require(compose: dic
         assert compose["services"][name]["environment"]["METRICS_BEARER_TOKEN"].startswith("${METRICS_BEARER_TOKEN:?")
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
-    for job, service, port in (("flashsale-web", "web", 8000), ("flashsale-ws", "ws", 8001)):
+    for job, service, port in (
+        ("flashsale-web", "web", 8000),
+        ("flashsale-ws", "ws", 8001),
+        ("flashsale-tcp", "tcp", 9102),
+    ):
         assert jobs[job]["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
         assert jobs[job]["dns_sd_configs"] == [
             {"names": [service], "type": "A", "port": port, "refresh_interval": "30s"}

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPELLED_IN = ("*.py", "Dockerfile", "docker-compose.yml", "Makefile", ".ci/run")
 
 
-_SHAPE_VARIABLES = {"LISTEN_HOST", "WEB_PORT", "STATIC_ROOT", "TCP_PORT", "TCP_TRUST_USER_ID"}
+_SHAPE_VARIABLES = {"LISTEN_HOST", "WEB_PORT", "STATIC_ROOT", "TCP_PORT", "TCP_TRUST_USER_ID", "TCP_METRICS_PORT"}
 
 
 def _print(name: str, **environ: str) -> list[str]:
@@ -90,8 +90,10 @@ def test_the_tcp_door_runs_manage_py_tcpserver_in_the_shape_of_its_environment()
     assert printed[1:3] == [str(ROOT / "manage.py"), "tcpserver"]
     assert printed[printed.index("--host") + 1] == "0.0.0.0"
     assert printed[printed.index("--port") + 1] == "9002"
-    assert "--trust-user-id" not in printed
+    assert "--trust-user-id" not in printed and "--metrics-port" not in printed
     assert "--trust-user-id" in _print("tcp", TCP_TRUST_USER_ID="true")
+    with_metrics = _print("tcp", TCP_METRICS_PORT="9102")
+    assert with_metrics[with_metrics.index("--metrics-port") + 1] == "9102"
 
 
 def test_an_unknown_process_is_refused_with_the_names() -> None:

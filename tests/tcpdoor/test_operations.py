@@ -7,13 +7,15 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.parser import text_string_to_metric_families
 from redis.exceptions import NoScriptError, ResponseError
 
 from core.pipelining import AutoPipeline
-from devstack.localservers import LocalRedis
+from devstack.localservers import LocalRedis, free_port
 from sales import inventory
 from tests.clients import Wire, tcp_ask
 from tests.factories import make_sale, make_shopper
@@ -87,6 +89,42 @@ def test_purchase_metrics_are_labelled_tcp(tmp_path: Path) -> None:
     buckets = _samples(tmp_path, "flash_sale_processing_duration_seconds_bucket")
     assert {dict(labels)["transport"] for labels in buckets} == {"tcp"}
     assert sum(buckets.values()) == 3.0
+
+
+def test_a_door_of_its_own_container_answers_the_scrape_itself(settings: object) -> None:
+    # Given a door run as compose runs it: no shared multiprocess directory, its own /metrics
+    port = free_port()
+    server = start_tcp(env={**OPEN_ADMISSION, "METRICS_BEARER_TOKEN": "scrape-token"}, metrics_port=port)
+    try:
+        sale = make_sale(stock=1)
+        _, token = make_shopper()
+        assert tcp_ask(server, ATTEMPT, {"product_id": sale.pk, "token": token})["status"] == "SUCCESS"
+
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        with_token = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer scrape-token"})
+        elsewhere = httpx.get(f"http://127.0.0.1:{port}/admin/", timeout=10)
+        posted = httpx.post(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        with Wire(port) as garbage:  # not HTTP at all: 404, closed, and the door goes on
+            garbage.send(b"\x01\x00\x00\x00\x02{}\r\n\r\n")
+            answered = b""
+            while chunk := garbage.sock.recv(4096):
+                answered += chunk
+        assert answered.startswith(b"HTTP/1.0 404 ")
+        assert tcp_ask(server, PING, {}) == {"status": "OK"}
+    finally:
+        server.stop()
+
+    # Then Prometheus reads the purchase, labelled tcp, and the open connections
+    assert scraped.status_code == with_token.status_code == 200
+    samples = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(scraped.text)
+        for sample in family.samples
+    }
+    labels = frozenset({("sale", str(sale.pk)), ("status", "success"), ("transport", "tcp")})
+    assert samples[("flash_sale_requests_total", labels)] == 1.0
+    assert ("flash_sale_tcp_connections", frozenset()) in samples
+    assert (elsewhere.status_code, posted.status_code) == (404, 404)
 
 
 def test_commands_of_one_turn_go_together_each_with_its_own_answer(settings: object) -> None:

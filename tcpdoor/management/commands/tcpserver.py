@@ -25,6 +25,7 @@ from core.redis_store import inventory_redis_async
 from sales.purchase import drain_kick_warm
 from sales.tally import tally
 from tcpdoor.door import Door
+from tcpdoor.metrics import metrics_listen
 from tcpdoor.server import DoorServer, Limits, address_trusted, trusted_networks
 
 READY = "tcp door listening on tcp://{host}:{port} ({mode})"
@@ -36,6 +37,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
         parser.add_argument("--port", type=int, default=8002, help="port to listen on (default 8002; 0: any free)")
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=0,
+            help="also serve GET /metrics on this port (a container of its own; default 0: off, as under make run)",
+        )
         parser.add_argument(
             "--trust-user-id",
             action="store_true",
@@ -55,18 +62,23 @@ class Command(BaseCommand):
                 f"TCP_TRUSTED_NETWORKS only, not on {host}."
             )
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(self._serve(host, port, trusted=networks if trust else None))
+            runner.run(
+                self._serve(host, port, trusted=networks if trust else None, metrics_port=options["metrics_port"])
+            )
 
-    async def _serve(self, host: str, port: int, *, trusted: Any) -> None:
+    async def _serve(self, host: str, port: int, *, trusted: Any, metrics_port: int) -> None:
         # The commands of every attempt waiting on Redis in one turn of the loop go together.
         client = AutoPipeline(inventory_redis_async())
         door = Door(redis=client, trust_user_id=trusted is not None)
         server = DoorServer(door=door, limits=Limits.from_settings(), trusted=trusted)
+        scrapes = None
         try:
             await server.listen(host, port)
+            if metrics_port:
+                scrapes = await metrics_listen(host, metrics_port)
         except OSError as error:
             await client.aclose()
-            raise CommandError(f"cannot listen on {host}:{port}: {error}") from None
+            raise CommandError(f"cannot listen on {host}: {error}") from None
         event_listener.ensure_running()  # Wins, stock returns and revocations arrive through it.
         await asyncio.to_thread(drain_kick_warm)
         stop = asyncio.Event()
@@ -75,10 +87,14 @@ class Command(BaseCommand):
             loop.add_signal_handler(signum, stop.set)
         mode = "trusted user_id" if trusted is not None else "authenticated"
         self.stdout.write(READY.format(host=host, port=server.port, mode=mode))
+        if scrapes is not None:
+            self.stdout.write(f"tcp door: metrics on http://{host}:{metrics_port}/metrics")
         self.stdout.flush()
         await stop.wait()
         self.stdout.write("tcp door: shutting down (answering what is in flight) ...")
         self.stdout.flush()
+        if scrapes is not None:
+            scrapes.close()
         await server.shutdown()
         await client.aclose()
         with contextlib.suppress(RedisError):
