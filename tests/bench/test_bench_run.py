@@ -1,6 +1,6 @@
 """``python -m bench --quick`` end to end: its own stack, every scenario, valid results.
 
-The one slow test of the suite (about a minute). Timings are recorded, never asserted.
+The one slow test of the suite (a minute and a half, more on a busy machine). Timings are recorded, never asserted.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=480,
         check=False,
     )
 
