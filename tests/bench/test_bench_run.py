@@ -1,6 +1,7 @@
 """``python -m bench --quick`` end to end: its own stack, every scenario, valid results.
 
-The one slow test of the suite (a minute and a half, more on a busy machine). Timings are recorded, never asserted.
+The one slow test of the suite (a minute and a half, more on a busy machine). Timings are
+recorded, never asserted.
 """
 
 from __future__ import annotations
