@@ -1,4 +1,4 @@
-# One image for web, ws, worker and beat (docker-compose.yml picks the command).
+# One image for web, ws, worker, beat and tcp (docker-compose.yml picks the command).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -14,7 +14,7 @@ COPY . .
 RUN SECRET_KEY=build-only python manage.py collectstatic --noinput --verbosity 0
 USER flashsale
 
-EXPOSE 8000 8001
+EXPOSE 8000 8001 8002
 # The server's command line is written once, in devstack/procfile.py; the environment picks
 # the shape (docs/development.md). docker-compose.yml runs the other processes the same way.
 ENV LISTEN_HOST=0.0.0.0 \

@@ -19,7 +19,7 @@ help:
 	@echo "make test         the test suite against real servers; installs requirements-dev.txt and 'make deps'"
 	@echo "make lint         ruff (lint + format check), mypy and the import contracts"
 	@echo "make bench        the load benchmark (ARGS=--quick for a smoke run)"
-	@echo "make bench-quick  the benchmark's smoke run (under a minute)"
+	@echo "make bench-quick  the benchmark's smoke run (about a minute and a half)"
 	@echo "make deps         the Debian programs the tests and benchmarks run (apt-get, as root or with sudo)"
 
 $(BIN)/python:

@@ -18,6 +18,7 @@ from django.conf import settings
 from core.events import event_listener
 from core.process_state import forgets_process_state
 from core.redis_store import inventory_redis, lua_script
+from core.steps import CommandCall
 
 from .tokens import TokenClaims
 
@@ -38,8 +39,7 @@ class Revocations:
 
     def refuses_in_redis(self, claims: TokenClaims) -> bool:
         """The same check against Redis's copy (one round trip)."""
-        stored = inventory_redis().hget(REVOKED_KEY, str(claims.user_id))
-        return stored is not None and claims.issued_at_ms < int(stored)  # type: ignore[arg-type]
+        return refused_by_record(claims, inventory_redis().hget(REVOKED_KEY, str(claims.user_id)))  # type: ignore[arg-type]
 
     def heard(self, event: dict[str, object]) -> None:
         try:
@@ -60,6 +60,15 @@ class Revocations:
     def forget(self) -> None:
         with self._lock:
             self._not_before.clear()
+
+
+def revocation_record_call(claims: TokenClaims) -> CommandCall:
+    """Redis's "not before" of the token's user, as a step (read it with ``refused_by_record``)."""
+    return CommandCall(("HGET", REVOKED_KEY, str(claims.user_id)))
+
+
+def refused_by_record(claims: TokenClaims, stored: str | bytes | None) -> bool:
+    return stored is not None and claims.issued_at_ms < int(stored)
 
 
 revocations = Revocations()

@@ -21,9 +21,10 @@ from django.utils.crypto import constant_time_compare
 from core.errors import Forbidden, Unauthenticated
 from core.events import event_listener
 from core.process_state import forgets_process_state
+from core.steps import DatabaseWork, Steps
 
-from .revocation import revocations
-from .tokens import TokenRefused, access_token_verify
+from .revocation import refused_by_record, revocation_record_call, revocations
+from .tokens import TokenClaims, TokenRefused, access_token_verify
 
 AUTHORIZATION_SCHEMES = ("Token", "Bearer")
 LOCAL_TTL_SECONDS = 30.0
@@ -32,25 +33,84 @@ _LOCAL_MAX_ENTRIES = 200_000
 # Request threads share these tables; cachetools' caches are not thread-safe on their own.
 _lock = threading.Lock()
 _session_hashes: TTLCache[int, str] = TTLCache(maxsize=_LOCAL_MAX_ENTRIES, ttl=LOCAL_TTL_SECONDS)
+# A gateway's user reference (id or username) -> user id, 0 for no active user.
+_gateway_users: TTLCache[str, int] = TTLCache(maxsize=_LOCAL_MAX_ENTRIES, ttl=LOCAL_TTL_SECONDS)
+MAX_USER_REFERENCE_LENGTH = 150  # Django's username length
 
 
 def session_hash_cache_key(user_id: int) -> str:
     return f"auth:session-hash:{int(user_id)}"
 
 
-def user_id_for_token(token: str) -> int:
-    """The user an access token names, checked in process. Raises ``Unauthenticated``."""
+def _verified(token: str) -> TokenClaims:
     try:
         claims = access_token_verify(token)
     except TokenRefused as refused:
         raise Unauthenticated(str(refused)) from None
     event_listener.ensure_running()  # Revocations arrive through it.
+    return claims
+
+
+def user_id_for_token_steps(token: str) -> Steps[int]:
+    """``user_id_for_token`` as steps (``core.steps``), for an asyncio server: no round trip
+    while the subscription is live, one ``HGET`` while it is not."""
+    claims = _verified(token)
+    if event_listener.live:
+        revoked = revocations.refuses(claims)
+    else:
+        revoked = refused_by_record(claims, (yield revocation_record_call(claims)))
+    if revoked:
+        raise Unauthenticated("The token was revoked; ask for a new one.")
+    return claims.user_id
+
+
+def user_id_for_token(token: str) -> int:
+    """The user an access token names, checked in process. Raises ``Unauthenticated``."""
+    claims = _verified(token)
     # While this process is not listening (starting, or Redis away) it may have missed a
     # revocation: it asks Redis instead, one call, rather than trust what it knows.
     revoked = revocations.refuses(claims) if event_listener.live else revocations.refuses_in_redis(claims)
     if revoked:
         raise Unauthenticated("The token was revoked; ask for a new one.")
     return claims.user_id
+
+
+def user_id_for_gateway_steps(reference: str | int) -> Steps[int]:
+    """The active user a trusted gateway names (the TCP door's trusted mode): a user id (a
+    number, or digits) or a username. Checked against PostgreSQL once per reference and
+    process every ``LOCAL_TTL_SECONDS`` (a ``DatabaseWork`` step), so a win always names a user
+    whose order row can exist. Raises ``Unauthenticated``."""
+    if isinstance(reference, bool) or not isinstance(reference, str | int):
+        raise Unauthenticated("user_id must be a user id or a username.")
+    key = str(reference)
+    if not key or len(key) > MAX_USER_REFERENCE_LENGTH or not key.isprintable() or not _encodable(key):
+        raise Unauthenticated("user_id must be a user id or a username.")
+    with _lock:
+        known = _gateway_users.get(key)
+    if known is None:
+        known = yield DatabaseWork(lambda: _gateway_user_lookup(key))
+        with _lock:
+            _gateway_users[key] = known
+    if not known:
+        raise Unauthenticated(f"No active user {key!r}.")
+    return known
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _gateway_user_lookup(key: str) -> int:
+    users = get_user_model().objects.filter(is_active=True)
+    if key.isdigit() and key.isascii():
+        found = users.filter(pk=int(key)).values_list("pk", flat=True).first() if int(key) < 2**63 else None
+    else:
+        found = users.filter(username=key).values_list("pk", flat=True).first()
+    return int(found or 0)
 
 
 def session_auth_hash(user_id: int) -> str | None:
@@ -91,6 +151,7 @@ def forget_local_identities() -> None:
     """Drop this process's in-memory tables (tests, and after a mass revocation)."""
     with _lock:
         _session_hashes.clear()
+        _gateway_users.clear()
 
 
 def _csrf_refusal(request: HttpRequest) -> str | None:

@@ -8,6 +8,8 @@ process, and the caller's atomic script spends the nonce (single use).
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import hmac
 import math
 import secrets
@@ -16,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.utils.crypto import salted_hmac
 
-from core.redis_store import inventory_redis, lua_script
+from core.redis_store import lua_script
+from core.steps import ScriptCall, Steps, drive
 
 from . import keys
 from .admission import AdmissionLimits, RateLimited, admission_limits
@@ -26,6 +28,7 @@ from .proof_of_work import solution_is_valid
 
 CHALLENGE_SCRIPT = lua_script(Path(__file__).resolve().parent / "lua" / "challenge.lua")
 CHALLENGE_VERSION = "v1"
+CHALLENGE_SALT = "antibot.challenge"
 
 
 def adaptive_difficulty(*, floor: int, rate: int) -> int:
@@ -51,12 +54,19 @@ class Challenge:
 
 
 def _signature(payload: str) -> str:
-    secret = settings.ANTIBOT_CHALLENGE_SECRET or settings.SECRET_KEY
-    digest = salted_hmac("antibot.challenge", payload, secret=secret, algorithm="sha256").digest()
+    key = _signing_key(settings.ANTIBOT_CHALLENGE_SECRET or settings.SECRET_KEY)
+    digest = hmac.digest(key, payload.encode(), "sha256")
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
-def challenge_issue(
+@functools.cache
+def _signing_key(secret: str) -> bytes:
+    """Django's ``salted_hmac`` key for the challenge salt, derived once per secret instead of
+    at every verification (the same signatures: ``salted_hmac(CHALLENGE_SALT, payload, secret)``)."""
+    return hashlib.sha256((CHALLENGE_SALT + secret).encode()).digest()
+
+
+def challenge_issue_steps(
     *,
     keyspace: str,
     scope_id: int,
@@ -64,21 +74,21 @@ def challenge_issue(
     floor_difficulty: int,
     client_ip: str = "",
     limits: AdmissionLimits | None = None,
-) -> Challenge:
-    """Sign a fresh challenge for this user and scope. Raises ``RateLimited`` when the user
-    or IP is over its window, counted in Redis with ``limits`` (the settings' by default;
-    ``NO_LIMITS`` when the caller counted them itself)."""
+) -> Steps[Challenge]:
+    """Sign a fresh challenge for this user and scope, as steps (one script call). Raises
+    ``RateLimited`` when the user or IP is over its window, counted in Redis with ``limits``
+    (the settings' by default; ``NO_LIMITS`` when the caller counted them itself)."""
     limits = admission_limits() if limits is None else limits
     rate_key = keys.challenge_rate_key(keyspace)
-    script_keys = [
+    script_keys = (
         rate_key,
         keys.user_window_key(keyspace, user_id) if limits.user_limit else rate_key,
         keys.ip_window_key(keyspace, client_ip) if limits.ip_limit and client_ip else rate_key,
-    ]
-    status, rate, now_ms, retry_after_ms = CHALLENGE_SCRIPT(
+    )
+    status, rate, now_ms, retry_after_ms = yield ScriptCall(
+        CHALLENGE_SCRIPT,
         script_keys,
-        [limits.user_limit, limits.ip_limit if client_ip else 0, limits.window_seconds],
-        client=inventory_redis(),
+        (limits.user_limit, limits.ip_limit if client_ip else 0, limits.window_seconds),
     )
     if status == "RATE_LIMITED":
         raise RateLimited(int(retry_after_ms))
@@ -90,6 +100,28 @@ def challenge_issue(
         challenge=f"{payload}.{_signature(payload)}",
         difficulty=difficulty,
         expires_at=datetime.fromtimestamp(expires_ms / 1000, tz=UTC),
+    )
+
+
+def challenge_issue(
+    *,
+    keyspace: str,
+    scope_id: int,
+    user_id: int,
+    floor_difficulty: int,
+    client_ip: str = "",
+    limits: AdmissionLimits | None = None,
+) -> Challenge:
+    """``challenge_issue_steps`` on this process's blocking client."""
+    return drive(
+        challenge_issue_steps(
+            keyspace=keyspace,
+            scope_id=scope_id,
+            user_id=user_id,
+            floor_difficulty=floor_difficulty,
+            client_ip=client_ip,
+            limits=limits,
+        )
     )
 
 
@@ -125,6 +157,17 @@ def challenge_verify(*, challenge: str | None, solution: str | None, scope_id: i
         raise ChallengeRefused("expired: ask for a new challenge.")
     if not solution:
         raise ChallengeRefused("wrong solution: no solution was sent.")
+    if not _encodable(solution):
+        raise ChallengeRefused("wrong solution: it is not valid Unicode text.")
     if not solution_is_valid(challenge, solution, int(difficulty)):
         raise ChallengeRefused(f"wrong solution: the hash has fewer than {difficulty} leading zero bits.")
     return nonce
+
+
+def _encodable(text: str) -> bool:
+    """Text a JSON decoder can hand over but UTF-8 cannot carry (a lone surrogate escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

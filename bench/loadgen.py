@@ -42,11 +42,15 @@ def wrk_version() -> str:
 
 
 class RunTotals:
-    """What every load run reports from its counts: wrk's closed loop and the paced open loop."""
+    """What every load run reports from its counts: wrk's closed loop, the paced open loop and
+    the TCP door's runs (``bench/tcp.py``)."""
 
+    connections: int
+    latency_ms: dict[str, float]
+    lines_exhausted: bool
     requests: int
     duration_s: float
-    statuses: dict[int, int]
+    statuses: dict[int, int] | dict[str, int]
     socket_errors: dict[str, int]
     loadgen_cpu_s: float
     wall_s: float
@@ -60,8 +64,9 @@ class RunTotals:
         """The load generator's CPU time over wall time: 1.0 is one core busy the whole run."""
         return self.loadgen_cpu_s / self.wall_s if self.wall_s else 0.0
 
-    def unexpected(self, expected: set[int]) -> int:
-        """Answers outside ``expected`` plus socket errors and timeouts: the run's errors."""
+    def unexpected(self, expected: set[int] | set[str]) -> int:
+        """Answers outside ``expected`` plus socket errors and timeouts: the run's errors.
+        Statuses are HTTP codes, or the TCP door's answer statuses (``bench/tcp.py``)."""
         return sum(count for status, count in self.statuses.items() if status not in expected) + sum(
             self.socket_errors.values()
         )

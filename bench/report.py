@@ -110,6 +110,75 @@ def targets(
         )
     else:
         checks.append(TargetCheck(target, "not measured", None))
+    return checks + tcp_targets(runs)
+
+
+TCP_SEED_RPS = 8_100
+TCP_WIN_RATIO = 2.0
+TCP_P99_MS = 10.0
+TCP_LEVEL = 100
+
+
+def _run_at(runs: list[RunResult], scenario: str, *, load: str = "saturated") -> RunResult | None:
+    return next((run for run in runs if (run.scenario, run.connections, run.load) == (scenario, TCP_LEVEL, load)), None)
+
+
+def tcp_targets(runs: list[RunResult]) -> list[TargetCheck]:
+    """Issue 14's targets for the TCP door, all from the same run as the HTTP paths."""
+    checks = []
+    for scenario, label in (("tcp_sold_out", "sold-out"), ("tcp_rate_limited", "rate-limited")):
+        run = _run_at(runs, scenario)
+        name = f"TCP {label} >= {TCP_SEED_RPS:,} attempts/s @{TCP_LEVEL} connections (the seed's claim)"
+        if run is None:
+            checks.append(TargetCheck(name, "not measured", None))
+            continue
+        measured = f"{run.rps:,.0f}/s, p99 {run.latency_ms['p99']:.1f} ms closed loop, errors {run.errors}"
+        checks.append(TargetCheck(name, measured, run.rps >= TCP_SEED_RPS and run.errors == 0))
+    tcp_win, http_win = _run_at(runs, "tcp_winning"), _run_at(runs, "winning")
+    name = f"TCP win >= {TCP_WIN_RATIO:g}x the HTTP win @{TCP_LEVEL} connections, same run"
+    if tcp_win is None or http_win is None or not http_win.rps:
+        checks.append(TargetCheck(name, "not measured", None))
+    else:
+        ratio = tcp_win.rps / http_win.rps
+        checks.append(
+            TargetCheck(
+                name,
+                f"{ratio:.2f}x ({tcp_win.rps:,.0f} vs {http_win.rps:,.0f}/s); errors {tcp_win.errors}",
+                ratio >= TCP_WIN_RATIO and tcp_win.errors == 0,
+            )
+        )
+    paced = [
+        run for run in runs if run.scenario.startswith("tcp_") and run.load == "paced" and run.connections == TCP_LEVEL
+    ]
+    name = f"TCP p99 < {TCP_P99_MS:g} ms @{TCP_LEVEL} connections open loop, every TCP path, zero errors"
+    if paced:
+        worst = max(paced, key=lambda run: run.latency_ms["p99"])
+        errors = sum(run.errors for run in paced)
+        checks.append(
+            TargetCheck(
+                name,
+                f"worst p99 {worst.latency_ms['p99']:.2f} ms ({worst.scenario} at {worst.offered_rps:,.0f}/s); "
+                f"errors {errors}",
+                worst.latency_ms["p99"] < TCP_P99_MS and errors == 0,
+            )
+        )
+    else:
+        checks.append(TargetCheck(name, "not measured", None))
+    seed = next((run for run in runs if run.scenario == "tcp_seed"), None)
+    http_seed = next((run for run in runs if run.scenario == "seed" and run.load == "saturated"), None)
+    name = "the seed's stampede over TCP: every attempt answered, exactly the stock in winners, I1-I4"
+    if seed is None:
+        checks.append(TargetCheck(name, "not measured", None))
+    else:
+        versus = f" (HTTP: {http_seed.rps:,.0f}/s)" if http_seed is not None else ""
+        checks.append(
+            TargetCheck(
+                name,
+                f"{seed.rps:,.0f} attempts/s{versus}; {sum(seed.statuses.values()):,} answered, errors {seed.errors}; "
+                f"winners {seed.checks.get('winners')}; invariants " + ("hold" if seed.checks_hold else "BROKEN"),
+                seed.errors == 0 and seed.checks_hold,
+            )
+        )
     return checks
 
 
@@ -173,14 +242,14 @@ def table(document: dict[str, Any]) -> str:
     lines = []
     head = (
         f"{'scenario':<40} {'conns':>5} {'req/s':>8} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7} "
-        f"{'errors':>6}  {'checks':<6} {'cpu cores web/redis/pg/worker/wrk/other':<40} answers"
+        f"{'errors':>6}  {'checks':<6} {'cpu cores web/tcp/redis/pg/worker/load/other':<45} answers"
     )
     lines += [head, "-" * len(head)]
     for run in runs:
         latency = run["latency_ms"]
         cores = run["cpu_cores"]
         cpu = "/".join(
-            f"{cores.get(name, 0):.2f}" for name in ("web", "redis", "postgres", "worker", "loadgen", "other")
+            f"{cores.get(name, 0):.2f}" for name in ("web", "tcp", "redis", "postgres", "worker", "loadgen", "other")
         )
         checks = run["checks"]
         verdict = "-" if not checks else ("ok" if checks.get("holds") else "FAILED")
@@ -191,7 +260,7 @@ def table(document: dict[str, Any]) -> str:
         lines.append(
             f"{title:<40} {run['connections']:>5} "
             f"{run['rps']:>8,.0f} {_cell(latency['p50']):>7} {_cell(latency['p95']):>7} {_cell(latency['p99']):>7} "
-            f"{_cell(latency['max']):>7} {run['errors']:>6}  {verdict:<6} {cpu:<40} {answers}"
+            f"{_cell(latency['max']):>7} {run['errors']:>6}  {verdict:<6} {cpu:<45} {answers}"
         )
     lines.append(
         "latency in ms: saturated rows from wrk (closed loop, send to last byte); open-loop rows from bench/paced.py"
@@ -256,7 +325,7 @@ def table(document: dict[str, Any]) -> str:
             f"{hook['rps_without_hook']:,.0f} req/s); every row above counts them"
         )
     lines.append("")
-    lines.append("targets (issues 12 and 15, and issue 7's still standing):")
+    lines.append("targets (issues 12, 14 and 15, and issue 7's still standing):")
     for check in document.get("targets", []):
         mark = {True: "MET   ", False: "MISSED", None: "n/a   "}[check["met"]]
         lines.append(f"  {mark} {check['target']}: {check['measured']}")

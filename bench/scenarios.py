@@ -22,7 +22,7 @@ from sales.models import FlashSale
 from . import data
 from .cpu import CpuMeter
 from .invariants import funnel_counts, sale_invariants
-from .loadgen import LoadResult, wrk_run
+from .loadgen import LoadResult, RunTotals, wrk_run
 from .paced import PacedResult, paced_run
 from .plan import BenchPlan
 from .stack import BenchStack
@@ -51,7 +51,7 @@ class RunResult:
     rps: float
     latency_ms: dict[str, float]
     statuses: dict[str, int]
-    expected_statuses: list[int]
+    expected_statuses: list[int] | list[str]
     errors: int
     socket_errors: dict[str, int]
     lines_exhausted: bool
@@ -76,6 +76,10 @@ SCENARIO_TITLES = {
     "naive": "5 naive shop (SELECT ... FOR UPDATE)",
     "seed": "8 the seed's stampede",
     "seed_balanced": "11 stampede via HAProxy, 3 web",
+    "tcp_sold_out": "12 TCP: sold-out path",
+    "tcp_rate_limited": "12 TCP: rate-limited path",
+    "tcp_winning": "12 TCP: winning path",
+    "tcp_seed": "12 TCP: the seed's stampede",
 }
 
 
@@ -100,7 +104,13 @@ class Scenarios:
         self.runs: list[RunResult] = []
         self.control_rps: dict[int, float] = {}
         self.hook_cost: dict[str, float] = {}
-        roots = {"web": stack.web.pid if stack.web else 0, "redis": 0, "postgres": 0, "worker": 0}
+        roots = {
+            "web": stack.web.pid if stack.web else 0,
+            "tcp": stack.tcp.pid if stack.tcp else 0,
+            "redis": 0,
+            "postgres": 0,
+            "worker": 0,
+        }
         if stack.redis and stack.redis.process:
             roots["redis"] = stack.redis.process.pid
         if stack.postgres and stack.postgres.process:
@@ -140,10 +150,10 @@ class Scenarios:
     def _record(
         self,
         scenario: str,
-        result: LoadResult | PacedResult,
+        result: LoadResult | PacedResult | RunTotals,
         cores: dict[str, float],
         *,
-        expected: set[int],
+        expected: set[int] | set[str],
         checks: dict[str, Any] | None = None,
         notes: list[str] | None = None,
     ) -> RunResult:
@@ -155,7 +165,7 @@ class Scenarios:
             rps=round(result.rps, 1),
             latency_ms={name: round(value, 2) for name, value in result.latency_ms.items()},
             statuses={str(status): count for status, count in sorted(result.statuses.items())},
-            expected_statuses=sorted(expected),
+            expected_statuses=sorted(expected),  # type: ignore[arg-type]
             errors=result.unexpected(expected),
             socket_errors=result.socket_errors,
             lines_exhausted=result.lines_exhausted,
@@ -166,10 +176,12 @@ class Scenarios:
         )
         if result.lines_exhausted:
             run.notes.append("the request file ran out before the duration: the run is shorter")
-        if isinstance(result, PacedResult):
-            run.load, run.offered_rps = "paced", round(result.offered_rps, 1)
-            if result.late_sends:
-                run.notes.append(f"{result.late_sends} requests were sent late (counted from when they were due)")
+        offered = float(getattr(result, "offered_rps", 0.0))
+        if offered:  # an open-loop run: bench/paced.py, or the TCP door's (bench/tcp.py)
+            run.load, run.offered_rps = "paced", round(offered, 1)
+            late = int(getattr(result, "late_sends", 0))
+            if late:
+                run.notes.append(f"{late} requests were sent late (counted from when they were due)")
         # Little's law: connections really in play = throughput x mean latency. Far below the
         # connections opened means the server left some unserved (wrk does not time those).
         run.served_connections = round(result.rps * result.latency_ms["mean"] / 1000)

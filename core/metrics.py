@@ -9,16 +9,23 @@ process's files. Stack-wide values (stock, buyers, backlog) are read at scrape t
 
 from __future__ import annotations
 
+import functools
+import hmac
+import ipaddress
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from prometheus_client import Counter, Gauge, Histogram
 
 PURCHASE_REQUESTS = Counter(
     "flash_sale_requests",
-    "Purchase answers, by sale and answer status (success, sold_out, rate_limited, ...).",
-    ["sale", "status"],
+    "Purchase answers, by sale, answer status (success, sold_out, rate_limited, ...) and transport (http, tcp).",
+    ["sale", "status", "transport"],
 )
 PURCHASE_DURATION = Histogram(
     "flash_sale_processing_duration_seconds",
-    "Time the purchase path spends in the view, from first byte read to answer built.",
+    "Time the purchase path spends in the server, from the request read to the answer built, by transport.",
+    ["transport"],
     buckets=(0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 1.0),
 )
 WS_CONNECTIONS = Gauge(
@@ -27,9 +34,51 @@ WS_CONNECTIONS = Gauge(
     multiprocess_mode="livesum",
 )
 
+TCP_CONNECTIONS = Gauge(
+    "flash_sale_tcp_connections",
+    "Open connections of the TCP front door, summed over live processes.",
+    multiprocess_mode="livesum",
+)
 
-def purchase_observed(*, sale_id: int | None, status: str, seconds: float) -> None:
+TRANSPORTS = ("http", "tcp")
+
+
+def purchase_observed(*, sale_id: int | None, status: str, seconds: float, transport: str) -> None:
     """Count one purchase answer. ``sale_id`` None (an unknown sale) is labelled ``unknown``
-    so random ids cannot grow the label set."""
-    PURCHASE_REQUESTS.labels(sale="unknown" if sale_id is None else str(sale_id), status=status.lower()).inc()
-    PURCHASE_DURATION.observe(seconds)
+    so random ids cannot grow the label set; ``transport`` is one of ``TRANSPORTS``."""
+    PURCHASE_REQUESTS.labels(
+        sale="unknown" if sale_id is None else str(sale_id), status=status.lower(), transport=transport
+    ).inc()
+    PURCHASE_DURATION.labels(transport=transport).observe(seconds)
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.cache
+def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    try:
+        return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {error}") from None
+
+
+def scrape_allowed(*, peer: str, authorization: str) -> bool:
+    """Who may scrape a process's metrics, whatever serves them: ``Authorization: Bearer
+    <METRICS_BEARER_TOKEN>`` when a token is set, the loopback addresses, and the networks in
+    ``METRICS_ALLOWED_NETWORKS``. ``peer`` is the TCP peer's address, never a forwarding
+    header's (a header is the client's to forge)."""
+    token = settings.METRICS_BEARER_TOKEN
+    if token:
+        scheme, _, offered = authorization.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode()):
+            return True
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return True
+    return any(address in network for network in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))

@@ -21,7 +21,9 @@ from typing import TypeAlias
 from urllib.parse import urlsplit
 
 import redis
+import redis.asyncio as aioredis
 from django.conf import settings
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
 from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
@@ -146,6 +148,24 @@ def _node_client(url: str) -> redis.Redis:
         socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
         health_check_interval=30,
     )
+
+
+def inventory_redis_async() -> aioredis.Redis:
+    """An asyncio client of ``REDIS_URL`` for an asyncio server (the TCP door), which makes one
+    per event loop and closes it. Its pool holds at most ``REDIS_MAX_CONNECTIONS``; a call
+    beyond that waits up to ``REDIS_SOCKET_TIMEOUT`` for a free connection, then fails like
+    any unreachable Redis (503 / UNAVAILABLE), never queues without bound."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=settings.REDIS_MAX_CONNECTIONS,
+        timeout=settings.REDIS_SOCKET_TIMEOUT,
+        decode_responses=True,
+        socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+        health_check_interval=30,
+        retry=AsyncRetry(NoBackoff(), retries=1),
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 def lua_script(path: Path) -> Script:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
+from django.db import close_old_connections
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
+from .pipelining import AutoPipeline
 from .redis_store import InventoryRedis, inventory_redis
 
 T = TypeVar("T")
@@ -51,6 +53,23 @@ Step = ScriptCall | CommandCall | DatabaseWork
 Steps = Generator[Step, Any, T]
 
 
+@dataclass(frozen=True, slots=True)
+class Answered(Generic[T]):
+    """What ``start`` returns when the steps needed no round trip at all."""
+
+    value: T
+
+
+def start(steps: Steps[T]) -> Step | Answered[T]:
+    """Run ``steps`` up to its first round trip, in the caller's frame: its answer when it
+    needs none (a local answer: no task, no await), else the first step, to be handed to
+    ``drive_async(steps, client, first=step)``. Exceptions the steps raise propagate."""
+    try:
+        return next(steps)
+    except StopIteration as done:
+        return Answered(done.value)
+
+
 def run_step(client: InventoryRedis, step: Step) -> Any:
     if isinstance(step, ScriptCall):
         return step.script(step.keys, step.args, client=client)
@@ -59,7 +78,11 @@ def run_step(client: InventoryRedis, step: Step) -> Any:
     return step.work()
 
 
-async def run_step_async(client: aioredis.Redis, step: Step) -> Any:
+AsyncClient = aioredis.Redis | AutoPipeline
+"""What ``drive_async`` runs steps on: an asyncio client, or one that pipelines automatically."""
+
+
+async def run_step_async(client: AsyncClient, step: Step) -> Any:
     if isinstance(step, ScriptCall):
         try:
             return await client.evalsha(step.script.sha, len(step.keys), *step.keys, *step.args)  # type: ignore[no-untyped-call]
@@ -68,7 +91,13 @@ async def run_step_async(client: aioredis.Redis, step: Step) -> Any:
             return await client.evalsha(step.script.sha, len(step.keys), *step.keys, *step.args)  # type: ignore[no-untyped-call]
     if isinstance(step, CommandCall):
         return await client.execute_command(*step.command)
-    return await asyncio.to_thread(step.work)
+    return await asyncio.to_thread(_database_work, step.work)
+
+
+def _database_work(work: Callable[[], Any]) -> Any:
+    # A worker thread has no request cycle closing its broken or expired connections.
+    close_old_connections()
+    return work()
 
 
 def drive(steps: Steps[T], client: InventoryRedis | None = None) -> T:
@@ -87,10 +116,10 @@ def drive(steps: Steps[T], client: InventoryRedis | None = None) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
-async def drive_async(steps: Steps[T], client: aioredis.Redis) -> T:
-    """Run ``steps`` to its answer on an asyncio client."""
+async def drive_async(steps: Steps[T], client: AsyncClient, *, first: Step | None = None) -> T:
+    """Run ``steps`` to its answer on an asyncio client (from ``first`` when ``start`` began it)."""
     try:
-        step = next(steps)
+        step = first if first is not None else next(steps)
         while True:
             try:
                 reply = await run_step_async(client, step)

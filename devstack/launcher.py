@@ -2,9 +2,9 @@
 
 Starts a real Redis (append-only) and a real PostgreSQL under ``.run/`` unless ``REDIS_URL`` /
 ``DATABASE_URL`` name servers already running, migrates, creates the demo admin and the demo
-sale, then runs web (granian, WSGI), ws (uvicorn, ASGI), a Celery worker and Celery beat
-under the supervisor (``devstack.supervisor``) with prefixed logs. "ready." is printed once
-all four are up; a process that exits during start-up ends the run (non-zero, naming it and
+sale, then runs web (granian, WSGI), ws (uvicorn, ASGI), a Celery worker, Celery beat and
+the TCP front door under the supervisor (``devstack.supervisor``) with prefixed logs. "ready."
+is printed once all five are up; a process that exits during start-up ends the run (non-zero, naming it and
 printing its last lines); one that exits later is restarted. Ctrl-C stops every process, then
 the servers. A second run reuses ``.run/``: same data, same admin password.
 """
@@ -53,7 +53,7 @@ def _manage(*args: str, env: dict[str, str]) -> None:
 
 
 def programs(shape: Shape, *, env: dict[str, str]) -> list[Program]:
-    """The four processes of ``make run`` and how each is known to be up."""
+    """The processes of ``make run`` and how each is known to be up."""
     web_url = f"http://127.0.0.1:{shape.web_port}"
     ws_url = f"http://127.0.0.1:{shape.ws_port}"
     broker = probes.broker_url(env)
@@ -78,6 +78,12 @@ def programs(shape: Shape, *, env: dict[str, str]) -> list[Program]:
             ready_means=f"answered a ping as {node}",
         ),
         Program("beat", command("beat", shape), ready_line=probes.BEAT_STARTED, ready_means="said it started"),
+        Program(
+            "tcp",
+            command("tcp", shape),
+            ready=lambda: probes.tcp_answers(shape.tcp_port),
+            ready_means="answered a PING frame",
+        ),
     ]
 
 
@@ -96,12 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__.splitlines()[0])
     parser.add_argument("--web-port", type=int, default=int(os.environ.get("WEB_PORT", "8000")))
     parser.add_argument("--ws-port", type=int, default=int(os.environ.get("WS_PORT", "8001")))
+    parser.add_argument("--tcp-port", type=int, default=int(os.environ.get("TCP_PORT", "8002")))
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "2")))
     parser.add_argument("--sale-starts-in", type=int, default=120, help="seconds until the demo sale opens")
     parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds the processes have to come up")
     args = parser.parse_args(argv)
 
-    for name, port in (("web", args.web_port), ("ws", args.ws_port)):
+    for name, port in (("web", args.web_port), ("ws", args.ws_port), ("tcp", args.tcp_port)):
         if _port_or_free(port) != port:
             _say(f"port {port} for {name} is taken; pass --{name}-port or set {name.upper()}_PORT.")
             return 2
@@ -163,6 +170,7 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
     shape = Shape(
         web_port=args.web_port,
         ws_port=args.ws_port,
+        tcp_port=args.tcp_port,
         web_workers=args.web_workers,
         static_root=ROOT / "staticfiles",
         beat_schedule=RUN_DIR / "celerybeat-schedule",
@@ -176,7 +184,7 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    _say("starting web, ws, worker and beat ...")
+    _say("starting web, ws, worker, beat and tcp ...")
     supervisor.start()
     try:
         supervisor.wait_until_ready(timeout=args.ready_timeout)
@@ -186,6 +194,7 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
         _say(f"  storefront  {web_url}")
         _say(f"  admin       {web_url}admin/")
         _say(f"  websockets  {ws_url}/ws/sales/<id>/")
+        _say(f"  tcp door    tcp://127.0.0.1:{args.tcp_port} (docs/tcp.md)")
         _say(f"  API docs    {web_url}api/docs/ (schema: {web_url}api/schema/)")
         _say(f"  mail        {RUN_DIR / 'mail'} (one file per message)")
         _say("A process that exits is restarted; Ctrl-C stops everything.")
@@ -196,5 +205,5 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
         _say(f"start-up failed: {failure.name} {failure.reason}.")
         return 1
     finally:
-        _say("stopping web, ws, worker and beat ...")
+        _say("stopping web, ws, worker, beat and tcp ...")
         supervisor.stop_all()

@@ -2,7 +2,8 @@
 
 - web and ws: an HTTP ``GET`` answers 200 (``/healthz`` asks Redis and PostgreSQL too);
 - worker: it answers a Celery ping through the broker (so it consumes, not just runs);
-- beat: it said it started (it has no port and answers no ping), and it is still running.
+- beat: it said it started (it has no port and answers no ping), and it is still running;
+- tcp: it answers a PING frame of its protocol (docs/tcp.md).
 
 This module imports nothing from Django.
 """
@@ -35,6 +36,26 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+# The TCP door's PING: type 0x04, length 2, payload {} (docs/tcp.md); the answer has the same type.
+TCP_PING = b"\x04\x00\x00\x00\x02{}"
+
+
+def tcp_answers(port: int, host: str = "127.0.0.1", *, timeout: float = 2.0) -> bool:
+    """The TCP door at ``host:port`` answered a PING frame."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(TCP_PING)
+            header = b""
+            while len(header) < 5:
+                chunk = sock.recv(5 - len(header))
+                if not chunk:
+                    return False
+                header += chunk
+    except OSError:
+        return False
+    return header[0] == TCP_PING[0]
 
 
 def celery_answers(broker_url: str, node: str, *, timeout: float = 1.0) -> bool:

@@ -1,4 +1,4 @@
-"""The stack's four long-running processes, written once: web, ws, worker and beat.
+"""The stack's long-running processes, written once: web, ws, worker, beat and tcp.
 
 ``make run`` (``devstack.launcher``), the tests (``tests/processes.py``), the benchmark
 (``bench/stack.py``) and the containers (``python -m devstack.proc <name>`` in the
@@ -21,7 +21,8 @@ from pathlib import Path
 WSGI_APP = "flashsale_project.wsgi:application"
 ASGI_APP = "flashsale_project.asgi:application"
 CELERY_APP = "flashsale_project"
-NAMES = ("web", "ws", "worker", "beat")
+NAMES = ("web", "ws", "worker", "beat", "tcp")
+MANAGE_PY = Path(__file__).resolve().parent.parent / "manage.py"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class Shape:
     host: str = "127.0.0.1"
     web_port: int = 8000
     ws_port: int = 8001
+    tcp_port: int = 8002
+    # The TCP door takes the seed's bare user_id (a gateway in front authenticated the shopper).
+    tcp_trust_user_id: bool = False
+    # The TCP door also answers GET /metrics on this port (0: no; make run's web sums its metrics).
+    tcp_metrics_port: int = 0
     # granian: the shape `make bench` measured best on two cores (docs/benchmark.md, "The
     # server's shape"): eight threads a worker overlap Redis round trips; a backpressure above
     # the connections a worker may hold keeps none waiting seconds for a turn.
@@ -70,6 +76,9 @@ class Shape:
             host=environ.get("LISTEN_HOST") or default.host,
             web_port=number("WEB_PORT", default.web_port),
             ws_port=number("WS_PORT", default.ws_port),
+            tcp_port=number("TCP_PORT", default.tcp_port),
+            tcp_trust_user_id=(environ.get("TCP_TRUST_USER_ID") or "").lower() in {"1", "true", "yes"},
+            tcp_metrics_port=number("TCP_METRICS_PORT", default.tcp_metrics_port),
             web_workers=number("WEB_WORKERS", default.web_workers),
             web_threads=number("WEB_THREADS", default.web_threads),
             web_backpressure=number("WEB_BACKPRESSURE", default.web_backpressure),
@@ -161,7 +170,23 @@ def beat(shape: Shape) -> list[str]:
     ]  # fmt: skip
 
 
-COMMANDS: dict[str, Callable[[Shape], list[str]]] = {"web": web, "ws": ws, "worker": worker, "beat": beat}
+def tcp(shape: Shape) -> list[str]:
+    """The TCP front door (``manage.py tcpserver``): the seed's TLV protocol, asyncio on uvloop."""
+    argv = [shape.python, str(MANAGE_PY), "tcpserver", "--host", shape.host, "--port", str(shape.tcp_port)]
+    if shape.tcp_metrics_port:
+        argv += ["--metrics-port", str(shape.tcp_metrics_port)]
+    if shape.tcp_trust_user_id:
+        argv.append("--trust-user-id")
+    return argv
+
+
+COMMANDS: dict[str, Callable[[Shape], list[str]]] = {
+    "web": web,
+    "ws": ws,
+    "worker": worker,
+    "beat": beat,
+    "tcp": tcp,
+}
 
 
 def command(name: str, shape: Shape) -> list[str]:

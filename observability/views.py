@@ -13,47 +13,23 @@ answer builds no URL from the Host header, so skipping its validation here is sa
 
 from __future__ import annotations
 
-import functools
-import hmac
-import ipaddress
 from collections.abc import Callable
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from prometheus_client.exposition import choose_encoder
 
-import core.metrics  # noqa: F401 - registers the per-process metrics this endpoint serves
 from core.errors import Forbidden, MethodNotAllowed, error_json_response
+
+# Importing core.metrics registers the per-process metrics this endpoint serves.
+from core.metrics import scrape_allowed as metrics_scrape_allowed
 
 from .collector import scrape_registry
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@functools.cache
-def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    try:
-        return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
-    except ValueError as error:
-        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {error}") from None
-
 
 def scrape_allowed(request: HttpRequest) -> bool:
-    token = settings.METRICS_BEARER_TOKEN
-    if token:
-        scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode()):
-            return True
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_loopback:
-        return True
-    return any(address in network for network in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))
+    return metrics_scrape_allowed(
+        peer=request.META.get("REMOTE_ADDR", ""), authorization=request.headers.get("Authorization", "")
+    )
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

@@ -41,6 +41,7 @@ from .purchase import (
     PurchaseAnswer,
     PurchaseStatus,
     SaleNotFound,
+    answer_body,
     drain_kick,
     purchase_attempt,
     purchase_body_parse,
@@ -131,29 +132,21 @@ _HTTP_STATUS = {
 }
 
 
+# Answers whose body carries something of their own request (an order id, the stock).
+_OWN_BODIES = frozenset({PurchaseStatus.SUCCESS, PurchaseStatus.ALREADY_PURCHASED})
+
+
 @functools.lru_cache(maxsize=256)
 def _encoded(status: PurchaseStatus, detail: str, reason: str) -> bytes:
     """The body of an answer that carries nothing of its own request (most of a crowd's "no"
     answers): encoded once per process."""
-    body = {"status": status.value, "detail": detail}
-    if reason:
-        body["reason"] = reason
-    return json.dumps(body).encode()
+    return json.dumps(answer_body(PurchaseAnswer(status, detail=detail, reason=reason))).encode()
 
 
 def _answer_body(answer: PurchaseAnswer) -> bytes:
-    if answer.status is PurchaseStatus.SUCCESS:
-        body: dict[str, Any] = {
-            "status": answer.status.value,
-            "detail": answer.detail,
-            "order_id": answer.order_id,
-            "remaining_stock": answer.remaining_stock,
-        }
-    elif answer.status is PurchaseStatus.ALREADY_PURCHASED:
-        body = {"status": answer.status.value, "detail": answer.detail, "order_id": answer.order_id}
-    else:
-        return _encoded(answer.status, answer.detail, answer.reason)
-    return json.dumps(body).encode()
+    if answer.status in _OWN_BODIES:
+        return json.dumps(answer_body(answer)).encode()
+    return _encoded(answer.status, answer.detail, answer.reason)
 
 
 def purchase_answer_response(answer: PurchaseAnswer, *, sale_id: int) -> PurchaseResponse:
@@ -268,7 +261,7 @@ class PurchaseApi(HotPathApi):
         else:
             response, code = purchase_answer_response(answer, sale_id=sale_id), answer.status.value
         known_sale = sale_id if code != SaleNotFound.code else None
-        purchase_observed(sale_id=known_sale, status=code, seconds=time.perf_counter() - started)
+        purchase_observed(sale_id=known_sale, status=code, seconds=time.perf_counter() - started, transport="http")
         return response
 
 

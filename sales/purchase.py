@@ -20,6 +20,7 @@ layers 2-4 costs none once the process knows the sale. Every answer is counted
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import threading
 import time
@@ -34,7 +35,7 @@ from django.conf import settings
 
 from antibot import keys as antibot_keys
 from antibot.admission import NO_LIMITS, RateLimited
-from antibot.challenges import Challenge, ChallengeRefused, challenge_issue, challenge_verify
+from antibot.challenges import Challenge, ChallengeRefused, challenge_issue_steps, challenge_verify
 from antibot.idempotency import (
     IdempotentRequest,
     idempotency_begin_call,
@@ -54,6 +55,8 @@ from .inventory import Lease, ScriptAnswer, ScriptStatus
 from .models import FlashSale
 from .tally import tally
 from .warming import sale_meta_for, sale_warm
+
+logger = logging.getLogger(__name__)
 
 DRAIN_TASK = "orders.tasks.drain_sale_orders"
 """Sent by name: the orders app, above this one, owns the drain."""
@@ -79,6 +82,7 @@ class PurchaseAnswer:
     order_id: str | None = None
     remaining_stock: int | None = None
     retry_after_seconds: int | None = None
+    retry_after_ms: int | None = None
     detail: str = ""
     reason: str = ""
     kick_drain: bool = field(default=False, compare=False)
@@ -167,22 +171,30 @@ def sale_meta_current(sale_id: int) -> inventory.SaleMeta:
     return drive(sale_meta_steps(sale_id))
 
 
-def sale_challenge_issue(*, sale_id: int, user_id: int, client_ip: str = "") -> Challenge:
+def sale_challenge_steps(*, sale_id: int, user_id: int, client_ip: str = "") -> Steps[Challenge]:
     """A proof-of-work challenge for this shopper and sale, at the sale's difficulty floor
-    (raised by the sale's challenge rate). A challenge request counts in the same per-user and
-    per-IP windows as purchases (in this process). Raises ``SaleNotFound`` and ``RateLimited``."""
-    meta = sale_meta_current(sale_id)
+    (raised by the sale's challenge rate), as steps. A challenge request counts in the same
+    per-user and per-IP windows as purchases (in this process). Raises ``SaleNotFound`` and
+    ``RateLimited``."""
+    meta = yield from sale_meta_steps(sale_id)
     over = funnel.count_windows(sale_id, user_id=user_id, client_ip=client_ip)
     if over.shed is not None:
         raise RateLimited(over.retry_after_ms, reason=over.shed.value)
-    return challenge_issue(
-        keyspace=keys.keyspace(sale_id),
-        scope_id=sale_id,
-        user_id=user_id,
-        floor_difficulty=meta.pow_difficulty,
-        client_ip=client_ip,
-        limits=NO_LIMITS,
+    return (
+        yield from challenge_issue_steps(
+            keyspace=keys.keyspace(sale_id),
+            scope_id=sale_id,
+            user_id=user_id,
+            floor_difficulty=meta.pow_difficulty,
+            client_ip=client_ip,
+            limits=NO_LIMITS,
+        )
     )
+
+
+def sale_challenge_issue(*, sale_id: int, user_id: int, client_ip: str = "") -> Challenge:
+    """``sale_challenge_steps`` on this process's blocking client."""
+    return drive(sale_challenge_steps(sale_id=sale_id, user_id=user_id, client_ip=client_ip))
 
 
 def purchase_steps(
@@ -349,6 +361,7 @@ def _rate_limited(retry_after_ms: int, reason: str, *, decided_here: bool = Fals
     return PurchaseAnswer(
         PurchaseStatus.RATE_LIMITED,
         retry_after_seconds=retry_after,
+        retry_after_ms=max(1, retry_after_ms),
         detail=f"{why}; try again in {retry_after} s.",
         reason=reason,
         decided_here=decided_here,
@@ -382,6 +395,26 @@ def _shed_answer(verdict: Verdict) -> PurchaseAnswer:
     if constant is not None:
         return constant
     return _rate_limited(verdict.retry_after_ms, shed.value, decided_here=True)
+
+
+def answer_body(answer: PurchaseAnswer) -> dict[str, Any]:
+    """The contract's body of an answer, whatever carries it (the REST API's JSON, the TCP
+    door's frame): ``status`` and ``detail``; ``order_id`` and ``remaining_stock`` for a win,
+    ``order_id`` for ALREADY_PURCHASED, ``reason`` for RATE_LIMITED. How long to wait travels
+    as each transport says it (``Retry-After``, ``retry_after_ms``)."""
+    if answer.status is PurchaseStatus.SUCCESS:
+        return {
+            "status": answer.status.value,
+            "detail": answer.detail,
+            "order_id": answer.order_id,
+            "remaining_stock": answer.remaining_stock,
+        }
+    body: dict[str, Any] = {"status": answer.status.value, "detail": answer.detail}
+    if answer.status is PurchaseStatus.ALREADY_PURCHASED:
+        body["order_id"] = answer.order_id
+    if answer.reason:
+        body["reason"] = answer.reason
+    return body
 
 
 def answer_from_script(ran: ScriptAnswer) -> PurchaseAnswer:
@@ -425,6 +458,17 @@ def answer_from_record(record: dict[str, Any]) -> PurchaseAnswer:
 def drain_kick(sale_id: int) -> None:
     """Ask a worker to move the sale's won orders into PostgreSQL now (after the answer)."""
     current_app.send_task(DRAIN_TASK, args=(sale_id,))
+
+
+def drain_kick_warm() -> None:
+    """Import and connect what ``drain_kick`` needs now, so the first win's kick does not do it
+    on an answer's time (in an asyncio server, a thread holding the GIL that long stalls every
+    connection). A broker that is away is left for the kicks to retry."""
+    try:
+        with current_app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=1)
+    except Exception:  # A warm-up: beat covers a drain the kicks miss.
+        logger.warning("could not reach the Celery broker ahead of the first kick", exc_info=True)
 
 
 def purchase_body_parse(raw: bytes) -> dict[str, str]:

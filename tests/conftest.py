@@ -28,6 +28,7 @@ from tests.processes import (  # noqa: E402, F401 - fixtures
     cluster_celery_worker,
     cluster_web_server,
     purchase_stack,
+    tcp_server,
     web_server,
 )
 

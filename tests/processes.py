@@ -81,6 +81,16 @@ def start_ws(*, env: dict[str, str] | None = None) -> Child:
     return child
 
 
+def start_tcp(*, env: dict[str, str] | None = None, trust_user_id: bool = False, metrics_port: int = 0) -> Child:
+    """The TCP front door (``manage.py tcpserver``) as ``make run`` runs it, ready once it
+    answers a PING frame; with ``metrics_port``, as a container runs it (its own /metrics)."""
+    port = free_port()
+    shape = TEST_SHAPE.but(tcp_port=port, tcp_trust_user_id=trust_user_id, tcp_metrics_port=metrics_port)
+    child = start("tcp", shape, child_env(**(env or {})), port=port)
+    child.wait_until(lambda: probes.tcp_answers(port), what="answer a PING frame", timeout=30)
+    return child
+
+
 def start_worker(*, name: str = "worker", queue: str = "celery", pool: str = "solo", **env: str) -> Child:
     """A Celery worker, by default in one process (``--pool solo``: SIGKILL leaves no orphan
     behind). ``queue`` other than Celery's default keeps the session's shared worker out of a
@@ -109,6 +119,14 @@ def wait_for_worker(child: Child, *, timeout: float = 30.0) -> None:
 def web_server(django_db_setup: None, django_db_blocker: object) -> Iterator[Child]:
     """granian serving the WSGI app with two worker processes, admission limits off."""
     child = start_web(env=OPEN_ADMISSION)
+    yield child
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def tcp_server(django_db_setup: None) -> Iterator[Child]:
+    """The TCP front door in authenticated mode, admission limits off."""
+    child = start_tcp(env=OPEN_ADMISSION)
     yield child
     child.stop()
 

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "orders",
     "storefront",
     "operations",
+    "tcpdoor",
 ]
 
 MIDDLEWARE = [
@@ -285,6 +286,25 @@ ANTIBOT_CHALLENGE_SECRET = env.str("ANTIBOT_CHALLENGE_SECRET", default="")
 # died mid-way holds its key at most this many seconds.
 ANTIBOT_IDEMPOTENCY_TTL_SECONDS = env.int("ANTIBOT_IDEMPOTENCY_TTL_SECONDS", default=24 * 3600)
 ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS = env.int("ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS", default=10)
+
+# --- The TCP front door (docs/tcp.md) ----------------------------------------------------
+# A frame's payload may be at most this long; a longer LENGTH answers ERROR and closes.
+TCP_MAX_FRAME_BYTES = env.int("TCP_MAX_FRAME_BYTES", default=64 * 1024)
+# Open connections in all, and from one address; one more is answered ERROR and closed (0: no limit).
+TCP_MAX_CONNECTIONS = env.int("TCP_MAX_CONNECTIONS", default=10_000)
+TCP_MAX_CONNECTIONS_PER_IP = env.int("TCP_MAX_CONNECTIONS_PER_IP", default=256)
+# Frames one connection may have in flight (pipelined); past it the door stops reading it.
+TCP_MAX_IN_FLIGHT = env.int("TCP_MAX_IN_FLIGHT", default=64)
+# A connection with nothing in flight is closed after this long without a frame.
+TCP_IDLE_TIMEOUT_SECONDS = env.float("TCP_IDLE_TIMEOUT_SECONDS", default=60.0)
+# A frame begun must have arrived whole this long after its first byte (slow senders).
+TCP_FRAME_TIMEOUT_SECONDS = env.float("TCP_FRAME_TIMEOUT_SECONDS", default=10.0)
+# A client that stops reading its answers is cut off after this long (its buffer full).
+TCP_WRITE_TIMEOUT_SECONDS = env.float("TCP_WRITE_TIMEOUT_SECONDS", default=10.0)
+# On SIGTERM: stop accepting, answer what was received, close; at most this long.
+TCP_SHUTDOWN_GRACE_SECONDS = env.float("TCP_SHUTDOWN_GRACE_SECONDS", default=10.0)
+# Networks (CIDRs) besides loopback where --trust-user-id may listen and be connected from.
+TCP_TRUSTED_NETWORKS = env.list("TCP_TRUSTED_NETWORKS", default=[])
 
 # --- Metrics (README: "Observability") ------------------------------------------------------
 # /metrics answers loopback always, these networks (CIDRs), and a request carrying

@@ -59,7 +59,7 @@ def test_the_compose_prometheus_config_is_valid_with_its_rule_files(promtool: st
         shutil.copy(source, tmp_path / source.name)
     config = tmp_path / "prometheus.yml"
     text = config.read_text()
-    assert text.count(SECRET_IN_CONTAINER) == 2  # web and ws jobs
+    assert text.count(SECRET_IN_CONTAINER) == 3  # web, ws and tcp jobs
     token = tmp_path / "metrics_token"
     token.write_text("stand-in\n")
     config.write_text(text.replace(SECRET_IN_CONTAINER, str(token)))

@@ -12,7 +12,7 @@ import yaml
 from devstack.loadbalancer import COMPOSE_ERROR_DIR, compose_files, haproxy_binary
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ["migrate", "web", "ws", "worker", "beat"]
+APP_SERVICES = ["migrate", "web", "ws", "worker", "beat", "tcp"]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_app_services_are_configured_from_the_environment(compose: dict, name: s
     assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")  # Compose refuses to start without one.
 
 
-@pytest.mark.parametrize("name", ["web", "ws", "worker", "beat"])
+@pytest.mark.parametrize("name", ["web", "ws", "worker", "beat", "tcp"])
 def test_each_process_runs_the_procfile_line_of_its_name(compose: dict, name: str) -> None:
     # The command lines themselves are devstack/procfile.py's (tests/devstack/test_procfile.py).
     command = compose["services"][name]["command"]
@@ -84,7 +84,7 @@ def test_the_migrations_job_is_retried_until_it_succeeds_and_then_left_alone(com
     assert migrate["healthcheck"]["test"] == ["CMD", "python", "manage.py", "migrate", "--check"]
 
 
-@pytest.mark.parametrize("name", ["web", "ws", "worker", "beat"])
+@pytest.mark.parametrize("name", ["web", "ws", "worker", "beat", "tcp"])
 def test_long_running_services_have_healthchecks_and_wait_for_their_dependencies(compose: dict, name: str) -> None:
     service = compose["services"][name]
     assert service["healthcheck"]["test"]
@@ -96,6 +96,14 @@ def test_long_running_services_have_healthchecks_and_wait_for_their_dependencies
 def test_the_web_and_ws_healthchecks_probe_a_real_endpoint(compose: dict) -> None:
     assert "http://127.0.0.1:8000/healthz" in " ".join(compose["services"]["web"]["healthcheck"]["test"])
     assert "http://127.0.0.1:8001/healthz" in " ".join(compose["services"]["ws"]["healthcheck"]["test"])
+
+
+def test_the_tcp_door_is_published_and_probed_with_a_ping_frame(compose: dict) -> None:
+    tcp = compose["services"]["tcp"]
+    assert tcp["ports"] == ["8002:8002"]
+    assert "tcp_answers(8002)" in " ".join(tcp["healthcheck"]["test"])
+    assert "8002" in (ROOT / "Dockerfile").read_text().split("EXPOSE", 1)[1].splitlines()[0]
+    assert tcp["environment"]["TCP_METRICS_PORT"] == "9102"  # scraped by the flashsale-tcp job
 
 
 def test_prometheus_and_grafana_run_pinned_images_provisioned_from_deploy(compose: dict) -> None:
@@ -122,7 +130,11 @@ def test_prometheus_scrapes_with_the_token_the_app_services_require(compose: dic
         assert compose["services"][name]["environment"]["METRICS_BEARER_TOKEN"].startswith("${METRICS_BEARER_TOKEN:?")
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
-    for job, service, port in (("flashsale-web", "web", 8000), ("flashsale-ws", "ws", 8001)):
+    for job, service, port in (
+        ("flashsale-web", "web", 8000),
+        ("flashsale-ws", "ws", 8001),
+        ("flashsale-tcp", "tcp", 9102),
+    ):
         assert jobs[job]["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
         assert jobs[job]["dns_sd_configs"] == [
             {"names": [service], "type": "A", "port": port, "refresh_interval": "30s"}
@@ -133,7 +145,7 @@ def test_only_web_runs_several_processes_in_prometheus_multiprocess_mode(compose
     web = compose["services"]["web"]
     assert web["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus"
     assert "rm -rf /tmp/prometheus && mkdir -p /tmp/prometheus" in " ".join(web["command"])
-    for name in ["migrate", "ws", "worker", "beat"]:
+    for name in ["migrate", "ws", "worker", "beat", "tcp"]:
         assert "PROMETHEUS_MULTIPROC_DIR" not in compose["services"][name]["environment"], name
     assert compose["services"]["ws"]["environment"]["METRICS_STACK_COLLECTOR"] == "false"
 

@@ -129,7 +129,9 @@ def still_running(processes: list[psutil.Process]) -> list[str]:
 
 
 def program_role(cmdline: list[str]) -> str | None:
-    """web, ws, worker or beat, from a command line of devstack/procfile.py."""
+    """web, ws, worker, beat or tcp, from a command line of devstack/procfile.py."""
+    if cmdline[2:3] == ["tcpserver"]:
+        return "tcp"
     if cmdline[1:2] != ["-m"] or len(cmdline) < 3:
         return None
     if cmdline[2] == "celery":
@@ -138,7 +140,7 @@ def program_role(cmdline: list[str]) -> str | None:
 
 
 def stack_programs(console: Console) -> dict[str, psutil.Process]:
-    """The launcher's four programs, by what they run (under ``make`` or started directly)."""
+    """The launcher's programs, by what they run (under ``make`` or started directly)."""
     top = psutil.Process(console.process.pid)
     [launcher] = [p for p in [top, *top.children()] if p.cmdline()[1:3] == ["-m", "devstack"]]
     return {role: child for child in launcher.children() if (role := program_role(child.cmdline()))}

@@ -31,7 +31,10 @@ def _launch(run_dir: Path, *args: str) -> Console:
 
 def test_a_process_that_cannot_start_ends_the_run_named_with_its_last_lines(run_dir: Path) -> None:
     # Given a web server asked to run no worker process at all (granian refuses)
-    console = _launch(run_dir, "--web-port", str(free_port()), "--ws-port", str(free_port()), "--web-workers", "0")
+    console = _launch(
+        run_dir, "--web-port", str(free_port()), "--ws-port", str(free_port()), "--tcp-port", str(free_port()),
+        "--web-workers", "0",
+    )  # fmt: skip
     try:
         code = console.process.wait(timeout=600)
     finally:
@@ -50,8 +53,8 @@ def test_a_process_that_cannot_start_ends_the_run_named_with_its_last_lines(run_
 
 def test_after_ready_a_dead_process_is_restarted_while_the_others_keep_serving(run_dir: Path) -> None:
     web_port, ws_port = free_port(), free_port()
-    console = _launch(run_dir, "--web-port", str(web_port), "--ws-port", str(ws_port), "--web-workers", "1",
-                      "--sale-starts-in", "0")  # fmt: skip
+    console = _launch(run_dir, "--web-port", str(web_port), "--ws-port", str(ws_port), "--tcp-port", str(free_port()),
+                      "--web-workers", "1", "--sale-starts-in", "0")  # fmt: skip
     try:
         console.wait_for(r"\[make run\] ready\.", timeout=600)
         shopper_password = console.wait_for(r"\[demo\] login shopper / (\S+)", timeout=5).group(1)
@@ -74,6 +77,7 @@ def test_after_ready_a_dead_process_is_restarted_while_the_others_keep_serving(r
         after = stack_programs(console)
         assert after["web"].pid == before["web"].pid
         assert after["beat"].pid == before["beat"].pid
+        assert after["tcp"].pid == before["tcp"].pid
         assert after["worker"].pid != before["worker"].pid and after["ws"].pid != before["ws"].pid
         assert httpx.get(f"http://127.0.0.1:{ws_port}/healthz", timeout=10).status_code == 200
         # The killed ws process's gauge no longer counts.

@@ -1,6 +1,6 @@
 """``make run`` end to end, as a newcomer runs it: a fresh checkout, a virtualenv made by
 ``make run`` itself from requirements.txt alone (not this suite's), its own Redis and
-PostgreSQL, web, ws, worker and beat; every process stays up, a purchase becomes an order
+PostgreSQL, web, ws, worker, beat and tcp; every process stays up, a purchase becomes an order
 row and an email; then Ctrl-C, and nothing is left running.
 
 The checkout is the files git tracks (and untracked ones it does not ignore) copied from
@@ -36,7 +36,7 @@ import importlib, pkgutil, django
 django.setup()
 for package in (
     "accounts", "antibot", "core", "devstack", "flashsale_project", "observability", "operations", "orders", "sales",
-    "storefront",
+    "storefront", "tcpdoor",
 ):
     for found in pkgutil.walk_packages(importlib.import_module(package).__path__, package + "."):
         if not (found.name.endswith("__main__") or found.name.startswith("flashsale_project.settings.")):
@@ -85,9 +85,9 @@ def test_make_run_on_a_fresh_checkout_serves_a_purchase_end_to_end_and_ctrl_c_st
     checkout: Path, scratch: Path
 ) -> None:
     run_dir = scratch / "run"
-    web_port, ws_port = free_port(), free_port()
+    web_port, ws_port, tcp_port = free_port(), free_port(), free_port()
     python = getattr(sys, "_base_executable", sys.executable)  # Not this suite's virtualenv.
-    args = f"--web-port {web_port} --ws-port {ws_port} --web-workers 1 --sale-starts-in 0"
+    args = f"--web-port {web_port} --ws-port {ws_port} --tcp-port {tcp_port} --web-workers 1 --sale-starts-in 0"
     console = Console(["make", "run", f"PYTHON={python}", f"ARGS={args}"], cwd=checkout, env=newcomer_env(run_dir))
     stack: list[psutil.Process] = []
     try:
@@ -95,6 +95,7 @@ def test_make_run_on_a_fresh_checkout_serves_a_purchase_end_to_end_and_ctrl_c_st
         url = console.wait_for(r"storefront\s+(http://\S+)", timeout=900).group(1)
         assert url == f"http://127.0.0.1:{web_port}/"
         assert console.wait_for(r"\[make run\] ready\.", timeout=5)
+        assert console.wait_for(r"tcp door\s+(tcp://\S+)", timeout=5).group(1) == f"tcp://127.0.0.1:{tcp_port}"
         admin_password = console.wait_for(r"\[demo\] login admin / (\S+)", timeout=5).group(1)
         shopper_password = console.wait_for(r"\[demo\] login shopper / (\S+)", timeout=5).group(1)
         sale_id = int(console.wait_for(r"\[demo\] sale page: /sales/(\d+)/", timeout=5).group(1))
@@ -105,7 +106,7 @@ def test_make_run_on_a_fresh_checkout_serves_a_purchase_end_to_end_and_ctrl_c_st
 
         # Then every process stays up (the same process, never restarted) for UP_FOR seconds
         programs = stack_programs(console)
-        assert set(programs) == {"web", "ws", "worker", "beat"}, console.text()
+        assert set(programs) == {"web", "ws", "worker", "beat", "tcp"}, console.text()
         time.sleep(max(0.0, max(p.create_time() for p in programs.values()) + UP_FOR - time.time()))
         assert [name for name, p in programs.items() if not p.is_running()] == [], console.text()
         assert programs == stack_programs(console)

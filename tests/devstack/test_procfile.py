@@ -19,8 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SPELLED_IN = ("*.py", "Dockerfile", "docker-compose.yml", "Makefile", ".ci/run")
 
 
+_SHAPE_VARIABLES = {"LISTEN_HOST", "WEB_PORT", "STATIC_ROOT", "TCP_PORT", "TCP_TRUST_USER_ID", "TCP_METRICS_PORT"}
+
+
 def _print(name: str, **environ: str) -> list[str]:
-    env = {key: value for key, value in os.environ.items() if key not in {"LISTEN_HOST", "WEB_PORT", "STATIC_ROOT"}}
+    env = {key: value for key, value in os.environ.items() if key not in _SHAPE_VARIABLES}
     result = subprocess.run(
         [sys.executable, "-m", "devstack.proc", name, "--print"],
         cwd=ROOT, env={**env, **environ}, capture_output=True, text=True, check=True,
@@ -81,6 +84,18 @@ def test_a_server_command_line_is_written_nowhere_but_the_procfile() -> None:
     assert found == []
 
 
+def test_the_tcp_door_runs_manage_py_tcpserver_in_the_shape_of_its_environment() -> None:
+    printed = _print("tcp", LISTEN_HOST="0.0.0.0", TCP_PORT="9002")
+
+    assert printed[1:3] == [str(ROOT / "manage.py"), "tcpserver"]
+    assert printed[printed.index("--host") + 1] == "0.0.0.0"
+    assert printed[printed.index("--port") + 1] == "9002"
+    assert "--trust-user-id" not in printed and "--metrics-port" not in printed
+    assert "--trust-user-id" in _print("tcp", TCP_TRUST_USER_ID="true")
+    with_metrics = _print("tcp", TCP_METRICS_PORT="9102")
+    assert with_metrics[with_metrics.index("--metrics-port") + 1] == "9102"
+
+
 def test_an_unknown_process_is_refused_with_the_names() -> None:
-    with pytest.raises(ValueError, match="the processes are web, ws, worker, beat"):
+    with pytest.raises(ValueError, match="the processes are web, ws, worker, beat, tcp"):
         command("flower", Shape())

@@ -51,7 +51,7 @@ def _spread_over_two_processes(server: MetricsServer, sale_id: int, tokens: list
     """Buy on ``sale_id`` in concurrent batches until two worker processes have each answered
     at least one purchase of it. Returns how many purchases were sent."""
     sent = 0
-    while len(server.per_process(REQUESTS, sale=str(sale_id), status="success")) < 2:
+    while len(server.per_process(REQUESTS, sale=str(sale_id), status="success", transport="http")) < 2:
         assert sent + batch <= len(tokens), "every purchase landed on one worker process"
         answers = _burst(server.url, sale_id, tokens[sent : sent + batch])
         assert answers == Counter({"SUCCESS": batch})
@@ -87,14 +87,19 @@ def test_a_burst_shows_exact_counts_summed_over_processes_the_stock_gauges_and_t
     }
     assert by_status == {"success": 5.0, "sold_out": 7.0}
     # ... summed over the worker processes: each wrote its own file, the scrape adds them up
-    per_process = metrics_server.per_process(REQUESTS, sale=str(spread_sale.pk), status="success")
+    per_process = metrics_server.per_process(REQUESTS, sale=str(spread_sale.pk), status="success", transport="http")
     assert len(per_process) == 2
     assert all(value > 0 for value in per_process.values())
-    assert after.value(REQUESTS, sale=str(spread_sale.pk), status="success") == sum(per_process.values()) == spread
+    served = after.value(REQUESTS, sale=str(spread_sale.pk), status="success", transport="http")
+    assert served == sum(per_process.values()) == spread
     # ... the histogram counted every purchase answer once, all within its top bucket
-    counted = (after.value(DURATION_COUNT) or 0) - (before.value(DURATION_COUNT) or 0)
+    counted = (after.value(DURATION_COUNT, transport="http") or 0) - (
+        before.value(DURATION_COUNT, transport="http") or 0
+    )
     assert counted == 12 + spread
-    assert after.value("flash_sale_processing_duration_seconds_bucket", le="+Inf") == after.value(DURATION_COUNT)
+    assert after.value("flash_sale_processing_duration_seconds_bucket", le="+Inf", transport="http") == after.value(
+        DURATION_COUNT, transport="http"
+    )
     # ... the burst ran no SQL query in any process: only the previous scrape's own show up
     assert scrape_queries > 0
     assert _queries(after) - _queries(before) == scrape_queries

@@ -35,9 +35,7 @@ BACKGROUND = {"hincrby", "ping", "info"}
 def _commands_processed() -> int:
     """Commands Redis has run for requests so far (every command but the background ones)."""
     stats = inventory_redis().info("commandstats")
-    return sum(
-        int(entry["calls"]) for name, entry in stats.items() if name.removeprefix("cmdstat_") not in BACKGROUND
-    )
+    return sum(int(entry["calls"]) for name, entry in stats.items() if name.removeprefix("cmdstat_") not in BACKGROUND)
 
 
 @KEEP_META

@@ -26,6 +26,7 @@ from orders.reconciliation import sale_reconcile
 from orders.services import sale_orders_delete
 from sales import inventory
 from sales.models import FlashSale, Product
+from sales.selectors import sale_newest_for_product
 from sales.services import product_create, sale_create, sale_reset
 from sales.warming import sale_warm
 
@@ -111,11 +112,10 @@ class Command(BaseCommand):
             self.stdout.write(line)
 
     def _sale(self, ref: str) -> FlashSale:
-        queryset = FlashSale.objects.select_related("product")
         sale = (
-            queryset.filter(pk=int(ref)).first()
+            FlashSale.objects.select_related("product").filter(pk=int(ref)).first()
             if ref.isdigit()
-            else queryset.filter(product__slug=ref).order_by("-starts_at", "-pk").first()
+            else sale_newest_for_product(ref)
         )
         if sale is None:
             raise CommandError(f"No sale {ref!r} (give a sale id or a product slug).")

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TcpDoorConfig(AppConfig):
+    name = "tcpdoor"
+    verbose_name = "TCP front door"
