@@ -22,6 +22,7 @@ from core.errors import Forbidden, Unauthenticated
 from core.events import event_listener
 from core.process_state import forgets_process_state
 from core.steps import DatabaseWork, Steps
+from core.strict_json import utf8_encodable
 
 from .revocation import refused_by_record, revocation_record_call, revocations
 from .tokens import TokenClaims, TokenRefused, access_token_verify
@@ -83,7 +84,7 @@ def user_id_for_gateway_steps(reference: str | int) -> Steps[int]:
     if isinstance(reference, bool) or not isinstance(reference, str | int):
         raise Unauthenticated("user_id must be a user id or a username.")
     key = str(reference)
-    if not key or len(key) > MAX_USER_REFERENCE_LENGTH or not key.isprintable() or not _encodable(key):
+    if not key or len(key) > MAX_USER_REFERENCE_LENGTH or not key.isprintable() or not utf8_encodable(key):
         raise Unauthenticated("user_id must be a user id or a username.")
     with _lock:
         known = _gateway_users.get(key)
@@ -94,14 +95,6 @@ def user_id_for_gateway_steps(reference: str | int) -> Steps[int]:
     if not known:
         raise Unauthenticated(f"No active user {key!r}.")
     return known
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _gateway_user_lookup(key: str) -> int:

@@ -21,6 +21,7 @@ from django.conf import settings
 
 from core.redis_store import lua_script
 from core.steps import ScriptCall, Steps, drive
+from core.strict_json import utf8_encodable
 
 from . import keys
 from .admission import AdmissionLimits, RateLimited, admission_limits
@@ -157,17 +158,8 @@ def challenge_verify(*, challenge: str | None, solution: str | None, scope_id: i
         raise ChallengeRefused("expired: ask for a new challenge.")
     if not solution:
         raise ChallengeRefused("wrong solution: no solution was sent.")
-    if not _encodable(solution):
+    if not utf8_encodable(solution):
         raise ChallengeRefused("wrong solution: it is not valid Unicode text.")
     if not solution_is_valid(challenge, solution, int(difficulty)):
         raise ChallengeRefused(f"wrong solution: the hash has fewer than {difficulty} leading zero bits.")
     return nonce
-
-
-def _encodable(text: str) -> bool:
-    """Text a JSON decoder can hand over but UTF-8 cannot carry (a lone surrogate escape)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -17,7 +17,7 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 import redis
@@ -57,34 +57,33 @@ def inventory_redis() -> InventoryRedis:
 
     A cluster client reads the slot map when it is made; a cluster that no node of the list
     answers for raises ``redis.ConnectionError`` (a 503), and the next call tries again."""
-    # One immediate retry replaces a pooled connection Redis closed (a restart) or, on a
-    # cluster, re-reads the slot map once (a failover that already happened); more, with
-    # backoff, would only delay the 503 a shopper should get at once.
     if not inventory_clustered():
-        return redis.Redis.from_url(
-            settings.REDIS_URL,
-            decode_responses=True,
-            socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-            socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-            max_connections=settings.REDIS_MAX_CONNECTIONS,
-            health_check_interval=30,
-            retry=Retry(NoBackoff(), retries=1),
-        )
+        return redis.Redis.from_url(settings.REDIS_URL, **_client_options())
     try:
         return _cluster_client()
     except RedisClusterException as error:
         raise redis.ConnectionError(f"no node of the Redis Cluster answered: {error}") from error
 
 
+def _client_options() -> dict[str, Any]:
+    """What every sale-data client is made with, one server's or a cluster's. One immediate
+    retry replaces a pooled connection Redis closed (a restart) or, on a cluster, re-reads
+    the slot map once (a failover that already happened); more, with backoff, would only
+    delay the 503 a shopper should get at once."""
+    return {
+        "decode_responses": True,
+        "socket_timeout": settings.REDIS_SOCKET_TIMEOUT,
+        "socket_connect_timeout": settings.REDIS_SOCKET_TIMEOUT,
+        "max_connections": settings.REDIS_MAX_CONNECTIONS,
+        "health_check_interval": 30,
+        "retry": Retry(NoBackoff(), retries=1),
+    }
+
+
 def _cluster_client() -> RedisCluster:
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in cluster_addresses()],
-        decode_responses=True,
-        socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-        socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-        max_connections=settings.REDIS_MAX_CONNECTIONS,
-        health_check_interval=30,
-        retry=Retry(NoBackoff(), retries=1),
+        **_client_options(),
         # A client made while one master fails over must still start: the sales on the
         # other masters go on, and the failing slots answer 503 until they are served again.
         require_full_coverage=False,

@@ -40,6 +40,16 @@ def json_body_load(raw: bytes | str) -> Any:
     return value
 
 
+def utf8_encodable(text: str) -> bool:
+    """False for text a JSON decoder can hand over but UTF-8 cannot carry (a lone surrogate
+    escape such as ``"\\udc80"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def text_is_clean(value: Any) -> bool:
     """True when every string in ``value`` (keys included) encodes as UTF-8."""
     try:
