@@ -9,6 +9,7 @@ flushed freely, so point them at scratch servers. Everything started here is sto
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -117,39 +118,40 @@ def redis_cluster() -> Iterator[LocalRedisCluster]:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _sale_data_on(cluster: LocalRedisCluster, settings: Settings) -> Iterator[None]:
+    """This process's inventory client and event subscription on ``cluster``, then back."""
+    from core.events import event_listener
+    from core.redis_store import inventory_redis
+
+    settings.REDIS_CLUSTER_URLS = cluster.urls
+    inventory_redis.cache_clear()
+    event_listener.restart()
+    try:
+        yield
+    finally:
+        settings.REDIS_CLUSTER_URLS = []
+        inventory_redis.cache_clear()
+        event_listener.restart()
+
+
 @pytest.fixture
 def on_cluster(redis_cluster: LocalRedisCluster, settings: Settings) -> Iterator[LocalRedisCluster]:
     """This process's sale data on the session's cluster, emptied for this test: the
     inventory client and the event subscription follow it, and go back after the test."""
-    from core.events import event_listener
-    from core.redis_store import inventory_redis
-
     redis_cluster.flush()
-    settings.REDIS_CLUSTER_URLS = redis_cluster.urls
-    inventory_redis.cache_clear()
-    event_listener.restart()
-    yield redis_cluster
-    settings.REDIS_CLUSTER_URLS = []
-    inventory_redis.cache_clear()
-    event_listener.restart()
+    with _sale_data_on(redis_cluster, settings):
+        yield redis_cluster
 
 
 @pytest.fixture
 def own_cluster(settings: Settings) -> Iterator[LocalRedisCluster]:
     """A Redis Cluster of this test's own, three masters with a replica each, which the test
     may kill nodes of: this process's sale data follows it, and goes back afterwards."""
-    from core.events import event_listener
-    from core.redis_store import inventory_redis
-
     scratch = Path(tempfile.mkdtemp(prefix="flashsale-own-cluster-"))
     cluster = LocalRedisCluster(scratch, masters=3, replicas=1).start()
-    settings.REDIS_CLUSTER_URLS = cluster.urls
-    inventory_redis.cache_clear()
-    event_listener.restart()
-    yield cluster
-    settings.REDIS_CLUSTER_URLS = []
-    inventory_redis.cache_clear()
-    event_listener.restart()
+    with _sale_data_on(cluster, settings):
+        yield cluster
     cluster.stop()
     shutil.rmtree(scratch, ignore_errors=True)
 

@@ -3,8 +3,6 @@ clear line and a stop. A missing program is simulated by naming one that no pack
 
 from __future__ import annotations
 
-import os
-import pwd
 import re
 import shutil
 import subprocess
@@ -12,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from devstack import deps
+
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or "python3"
 NOWHERE = "flashsale-no-such-program:flashsale-no-such-package"
 
 
-def _deps(*pairs: str, user: str | None = None, dry_run: bool = False) -> subprocess.CompletedProcess[str]:
-    command = [SYSTEM_PYTHON, "-m", "devstack.deps", *pairs, *(["--dry-run"] if dry_run else [])]
-    if user is not None:
-        command = ["runuser", "-u", user, "--", *command]
+def _deps(*pairs: str) -> subprocess.CompletedProcess[str]:
+    command = [SYSTEM_PYTHON, "-m", "devstack.deps", *pairs]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -48,25 +46,49 @@ def test_present_programs_install_nothing() -> None:
     assert result.stdout == "[make deps] present: sh, python3\n"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as a user without sudo")
-def test_without_root_or_sudo_a_missing_program_stops_at_once_with_one_line_naming_the_package() -> None:
-    nobody = pwd.getpwnam("nobody").pw_name
+def _stub_path(monkeypatch: pytest.MonkeyPatch, directory: Path, *programs: str) -> None:
+    """A PATH holding only ``programs`` (executables that are found, never run), so whether
+    sudo exists is the test's choice, not this machine's."""
+    directory.mkdir()
+    for program in programs:
+        stub = directory / program
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
+    monkeypatch.setenv("PATH", str(directory))
 
-    result = _deps("sh:dash", NOWHERE, user=nobody)
 
-    assert result.returncode == 1
-    assert result.stdout.splitlines() == [
+def _deps_as(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str, euid: int
+) -> tuple[int, list[str]]:
+    """``make deps``'s decision in this process, as the user ``euid`` (whoever runs the suite)."""
+    monkeypatch.setattr(deps.os, "geteuid", lambda: euid)
+    code = deps.main(list(argv))
+    return code, capsys.readouterr().out.splitlines()
+
+
+def test_without_root_or_sudo_a_missing_program_stops_at_once_with_one_line_naming_the_package(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _stub_path(monkeypatch, tmp_path / "bin", "sh", "apt-get")
+
+    code, lines = _deps_as(monkeypatch, capsys, "sh:dash", NOWHERE, euid=65534)
+
+    assert code == 1
+    assert lines == [
         "[make deps] missing flashsale-no-such-program (Debian packages: flashsale-no-such-package); install them"
         " with: sudo apt-get install -y -qq --no-install-recommends flashsale-no-such-package"
     ]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="installs only as root")
-def test_as_root_a_missing_program_is_installed_with_apt_get() -> None:
-    result = _deps("sh:dash", NOWHERE, dry_run=True)
+def test_as_root_a_missing_program_is_installed_with_apt_get(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _stub_path(monkeypatch, tmp_path / "bin", "sh", "apt-get")
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines() == [
+    code, lines = _deps_as(monkeypatch, capsys, "sh:dash", NOWHERE, "--dry-run", euid=0)
+
+    assert code == 0
+    assert lines == [
         "[make deps] missing flashsale-no-such-program; installing Debian packages: flashsale-no-such-package",
         "[make deps] would run: apt-get update -qq && apt-get install -y -qq --no-install-recommends"
         " flashsale-no-such-package",
