@@ -146,9 +146,12 @@ def test_deactivating_a_shopper_refuses_their_token_and_their_login(client: Clie
 
     user_deactivate(user=user)
 
+    # The purchase path hears of it through the subscription (within the promised second);
+    # the orders API also finds the user inactive in SQL, so it refuses at once.
     wait_for(
-        lambda: client.get("/api/orders/", headers=auth(token)).status_code == 401, what="the revocation", timeout=1
+        lambda: purchase(client, sale.pk, token).status_code == 401, what="the revocation", timeout=1, interval=0.02
     )
+    assert client.get("/api/orders/", headers=auth(token)).status_code == 401
     assert purchase(client, sale.pk, token).status_code == 401
     login = client.post(
         "/api/auth/token/", {"username": user.username, "password": "pw-for-tests-1"}, content_type="application/json"
