@@ -12,11 +12,12 @@ ARGS ?=
 DEPS ?= chromium:chromium promtool:prometheus wrk:wrk redis-benchmark:redis-tools redis-cli:redis-tools git:git haproxy:haproxy
 
 .DEFAULT_GOAL := help
-.PHONY: help run deps test lint format bench bench-quick clean
+.PHONY: help run deps test test-fast lint format bench bench-quick clean
 
 help:
 	@echo "make run          the whole stack on this machine (Ctrl-C stops it); installs requirements.txt into .venv"
 	@echo "make test         the test suite against real servers; installs requirements-dev.txt and 'make deps'"
+	@echo "make test-fast    the fast tier alone (tests/fast: the funnel's rules, no server), seconds"
 	@echo "make lint         ruff (lint + format check), mypy and the import contracts"
 	@echo "make bench        the load benchmark (ARGS=--quick for a smoke run)"
 	@echo "make bench-quick  the benchmark's smoke run (about a minute and a half)"
@@ -43,6 +44,10 @@ deps:
 test: deps $(VENV)/.dev
 	$(BIN)/python -m pytest $(ARGS)
 
+# tests/fast only, without the suite's conftest (which starts Redis and PostgreSQL).
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest -p no:django --confcutdir=tests/fast tests/fast $(ARGS)
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -60,4 +65,4 @@ bench-quick: deps $(VENV)/.dev
 	$(BIN)/python -m bench --quick $(ARGS)
 
 clean:
-	rm -rf .run artifacts bench/results .pytest_cache .mypy_cache .ruff_cache staticfiles
+	rm -rf .run artifacts bench/results .pytest_cache .mypy_cache .ruff_cache .hypothesis staticfiles

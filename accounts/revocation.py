@@ -15,10 +15,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-from core.events import event_listener
+from core.events import subscription
 from core.process_state import forgets_process_state
 from core.redis_store import inventory_redis, lua_script
-from core.steps import CommandCall
+from core.steps import CommandCall, Steps
 
 from .tokens import TokenClaims
 
@@ -49,12 +49,12 @@ class Revocations:
         with self._lock:
             self._not_before[user_id] = max(not_before, self._not_before.get(user_id, 0))
 
-    def reload(self) -> None:
-        """The whole set from Redis (the subscription just went live: nothing was missed
-        from here on, and anything missed before is in the hash)."""
-        stored = inventory_redis().hgetall(REVOKED_KEY)
+    def reload_steps(self) -> Steps[None]:
+        """The whole set from Redis, as steps (the subscription just went live: nothing was
+        missed from here on, and anything missed before is in the hash)."""
+        stored = yield CommandCall(("HGETALL", REVOKED_KEY))
         with self._lock:
-            for user, not_before in stored.items():  # type: ignore[union-attr]
+            for user, not_before in dict(stored).items():
                 self._not_before[int(user)] = max(int(not_before), self._not_before.get(int(user), 0))
 
     def forget(self) -> None:
@@ -73,8 +73,8 @@ def refused_by_record(claims: TokenClaims, stored: str | bytes | None) -> bool:
 
 revocations = Revocations()
 forgets_process_state(revocations.forget)
-event_listener.listen(REVOCATIONS_CHANNEL, revocations.heard)
-event_listener.on_live(revocations.reload)
+subscription.listen(REVOCATIONS_CHANNEL, revocations.heard)
+subscription.on_live(revocations.reload_steps)
 
 
 def user_tokens_revoke(*, user_id: int) -> int:

@@ -19,7 +19,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.crypto import constant_time_compare
 
 from core.errors import Forbidden, Unauthenticated
-from core.events import event_listener
+from core.events import subscription
 from core.process_state import forgets_process_state
 from core.steps import DatabaseWork, Steps
 from core.strict_json import utf8_encodable
@@ -48,7 +48,6 @@ def _verified(token: str) -> TokenClaims:
         claims = access_token_verify(token)
     except TokenRefused as refused:
         raise Unauthenticated(str(refused)) from None
-    event_listener.ensure_running()  # Revocations arrive through it.
     return claims
 
 
@@ -56,7 +55,7 @@ def user_id_for_token_steps(token: str) -> Steps[int]:
     """``user_id_for_token`` as steps (``core.steps``), for an asyncio server: no round trip
     while the subscription is live, one ``HGET`` while it is not."""
     claims = _verified(token)
-    if event_listener.live:
+    if subscription.live:
         revoked = revocations.refuses(claims)
     else:
         revoked = refused_by_record(claims, (yield revocation_record_call(claims)))
@@ -70,7 +69,7 @@ def user_id_for_token(token: str) -> int:
     claims = _verified(token)
     # While this process is not listening (starting, or Redis away) it may have missed a
     # revocation: it asks Redis instead, one call, rather than trust what it knows.
-    revoked = revocations.refuses(claims) if event_listener.live else revocations.refuses_in_redis(claims)
+    revoked = revocations.refuses(claims) if subscription.live else revocations.refuses_in_redis(claims)
     if revoked:
         raise Unauthenticated("The token was revoked; ask for a new one.")
     return claims.user_id

@@ -1,49 +1,26 @@
-"""Admission limits: per-user and per-IP windows and the refusal they lead to.
-
-The windows are counted inside the caller's atomic script (one round trip); this module
-supplies their settings and the error a refusal raises.
-"""
+"""The refusal a full admission window leads to, and how long it asks the client to wait."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
-from django.conf import settings
 
 from core.errors import ApplicationError
 
 
-@dataclass(frozen=True, slots=True)
-class AdmissionLimits:
-    """The per-user and per-IP windows (0 turns one off) and the spent-challenge lifetime."""
-
-    user_limit: int = 0
-    ip_limit: int = 0
-    window_seconds: int = 1
-    challenge_ttl_seconds: int = 0
-
-
-NO_LIMITS = AdmissionLimits()
-
-
-def admission_limits() -> AdmissionLimits:
-    return AdmissionLimits(
-        user_limit=settings.ANTIBOT_USER_LIMIT,
-        ip_limit=settings.ANTIBOT_IP_LIMIT,
-        window_seconds=settings.ANTIBOT_RATE_WINDOW_SECONDS,
-        challenge_ttl_seconds=settings.ANTIBOT_CHALLENGE_TTL_SECONDS,
-    )
+def wait_sentence(why: str, retry_after_ms: int) -> tuple[int, str]:
+    """Whole seconds to wait (at least 1: what ``Retry-After`` says) and the sentence that
+    tells a shopper so."""
+    seconds = max(1, math.ceil(retry_after_ms / 1000))
+    return seconds, f"{why}; try again in {seconds} s."
 
 
 class RateLimited(ApplicationError):
-    http_status = 429
     code = "RATE_LIMITED"
 
-    def __init__(self, retry_after_ms: int, *, reason: str = "") -> None:
-        seconds = max(1, math.ceil(retry_after_ms / 1000))
+    def __init__(self, retry_after_ms: int, *, reason: str = "", why: str = "Too many attempts") -> None:
+        seconds, detail = wait_sentence(why, retry_after_ms)
         super().__init__(
-            f"Too many attempts; try again in {seconds} s.",
+            detail,
             headers={"Retry-After": str(seconds)},
             extra={"reason": reason} if reason else None,
         )

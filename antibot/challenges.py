@@ -20,16 +20,17 @@ from pathlib import Path
 from django.conf import settings
 
 from core.redis_store import lua_script
-from core.steps import ScriptCall, Steps, drive
+from core.steps import ScriptCall, Steps
 from core.strict_json import utf8_encodable
 
 from . import keys
-from .admission import AdmissionLimits, RateLimited, admission_limits
 from .proof_of_work import solution_is_valid
 
 CHALLENGE_SCRIPT = lua_script(Path(__file__).resolve().parent / "lua" / "challenge.lua")
 CHALLENGE_VERSION = "v1"
 CHALLENGE_SALT = "antibot.challenge"
+MAX_CHALLENGE_LENGTH = 512
+"""Longer than any challenge this server signs: a client's longer one is refused unread."""
 
 
 def adaptive_difficulty(*, floor: int, rate: int) -> int:
@@ -67,32 +68,11 @@ def _signing_key(secret: str) -> bytes:
     return hashlib.sha256((CHALLENGE_SALT + secret).encode()).digest()
 
 
-def challenge_issue_steps(
-    *,
-    keyspace: str,
-    scope_id: int,
-    user_id: int,
-    floor_difficulty: int,
-    client_ip: str = "",
-    limits: AdmissionLimits | None = None,
-) -> Steps[Challenge]:
-    """Sign a fresh challenge for this user and scope, as steps (one script call). Raises
-    ``RateLimited`` when the user or IP is over its window, counted in Redis with ``limits``
-    (the settings' by default; ``NO_LIMITS`` when the caller counted them itself)."""
-    limits = admission_limits() if limits is None else limits
-    rate_key = keys.challenge_rate_key(keyspace)
-    script_keys = (
-        rate_key,
-        keys.user_window_key(keyspace, user_id) if limits.user_limit else rate_key,
-        keys.ip_window_key(keyspace, client_ip) if limits.ip_limit and client_ip else rate_key,
-    )
-    status, rate, now_ms, retry_after_ms = yield ScriptCall(
-        CHALLENGE_SCRIPT,
-        script_keys,
-        (limits.user_limit, limits.ip_limit if client_ip else 0, limits.window_seconds),
-    )
-    if status == "RATE_LIMITED":
-        raise RateLimited(int(retry_after_ms))
+def challenge_issue_steps(*, keyspace: str, scope_id: int, user_id: int, floor_difficulty: int) -> Steps[Challenge]:
+    """Sign a fresh challenge for this user and scope, as steps (one script call that counts
+    the scope's challenge rate, which raises the difficulty). Who may ask how often is the
+    caller's to decide before this."""
+    now_ms, rate = yield ScriptCall(CHALLENGE_SCRIPT, (keys.challenge_rate_key(keyspace),), ())
     difficulty = adaptive_difficulty(floor=floor_difficulty, rate=int(rate))
     expires_ms = int(now_ms) + settings.ANTIBOT_CHALLENGE_TTL_SECONDS * 1000
     nonce = secrets.token_urlsafe(12)
@@ -101,28 +81,6 @@ def challenge_issue_steps(
         challenge=f"{payload}.{_signature(payload)}",
         difficulty=difficulty,
         expires_at=datetime.fromtimestamp(expires_ms / 1000, tz=UTC),
-    )
-
-
-def challenge_issue(
-    *,
-    keyspace: str,
-    scope_id: int,
-    user_id: int,
-    floor_difficulty: int,
-    client_ip: str = "",
-    limits: AdmissionLimits | None = None,
-) -> Challenge:
-    """``challenge_issue_steps`` on this process's blocking client."""
-    return drive(
-        challenge_issue_steps(
-            keyspace=keyspace,
-            scope_id=scope_id,
-            user_id=user_id,
-            floor_difficulty=floor_difficulty,
-            client_ip=client_ip,
-            limits=limits,
-        )
     )
 
 

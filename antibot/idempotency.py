@@ -21,7 +21,6 @@ IDEMPOTENCY_BEGIN_SCRIPT = lua_script(Path(__file__).resolve().parent / "lua" / 
 
 
 class IdempotencyKeyReused(ApplicationError):
-    http_status = 422
     code = "IDEMPOTENCY_KEY_REUSED"
     default_detail = "This Idempotency-Key was used with a different request body; use a new key."
 

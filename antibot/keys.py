@@ -13,16 +13,6 @@ def spent_challenge_key(keyspace: str, nonce: str) -> str:
     return f"{keyspace}:pow:{nonce}"
 
 
-def user_window_key(keyspace: str, user_id: int | str) -> str:
-    """A user's calls in the current window. ``user_id`` is text only for a load
-    generator's placeholder (redis-benchmark's ``__rand_int__``)."""
-    return f"{keyspace}:rate:user:{user_id}"
-
-
-def ip_window_key(keyspace: str, ip: str) -> str:
-    return f"{keyspace}:rate:ip:{ip}"
-
-
 def challenge_rate_key(keyspace: str) -> str:
     """Challenges issued in the current second (drives the adaptive difficulty)."""
     return f"{keyspace}:challenges"

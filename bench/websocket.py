@@ -149,7 +149,7 @@ STARTED_LINE = re.compile(r"sale (\d+) started: sale_started written to (\d+) so
 
 def server_share(ws: Child, sale_id: int) -> tuple[float, float] | None:
     """How late after the start the ws process began writing ``sale_started``, and how long
-    writing it to every socket took (the line ``sales.live`` logs), from its last start."""
+    writing it to every socket took (the line ``wsdoor.hub`` logs), from its last start."""
     found = None
     for match in STARTED_LINE.finditer(ws.log.read_text(errors="replace")):
         if int(match[1]) == sale_id:
@@ -257,7 +257,7 @@ def steps_planned(*, quick: bool, limit: int, capacity: int) -> list[int]:
 
 
 def _capacity(limit: int) -> int:
-    from sales.live import sockets_allowed
+    from wsdoor.hub import sockets_allowed
 
     return sockets_allowed(limit)
 

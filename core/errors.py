@@ -1,7 +1,13 @@
-"""One error type for the domain and one place that turns errors into the contract's body.
+"""One error type for the domain, one table of what each transport answers for it, and the
+one place per transport that turns an error into that answer.
 
-Every error answer of the API is ``{"status": "<CODE>", "detail": "<human sentence>"}``, with
-extra fields only where the contract names them (``order_id``, field ``errors``).
+Every error answer is ``{"status": "<CODE>", "detail": "<human sentence>"}``, with extra fields
+only where the contract names them (``order_id``, ``reason``, field ``errors``).
+``TRANSPORT_ANSWERS`` gives each code its HTTP status (the REST API and the pages) and its
+WebSocket close code; the TCP door's frame carries the body, with ``retry_after_ms`` where
+HTTP sends ``Retry-After`` (``error_frame_body``). ``as_application_error`` turns what is not
+an ``ApplicationError`` yet (a dependency away, Django's refusals) into one, for every
+transport alike.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -21,6 +28,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django_redis.exceptions import ConnectionInterrupted
+from kombu.exceptions import OperationalError as BrokerOperationalError
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -32,10 +40,40 @@ logger = logging.getLogger(__name__)
 API_PREFIX = "/api/"
 
 
-class ApplicationError(Exception):
-    """A failure the caller can act on. Subclasses fix ``http_status`` and ``code``."""
+@dataclass(frozen=True, slots=True)
+class TransportAnswer:
+    """What each transport answers for one error code."""
 
-    http_status: ClassVar[int] = 400
+    http_status: int
+    close_code: int
+    """The WebSocket close code: 4000 + the HTTP status for a refusal the page should show
+    (RFC 6455's private range), 1013 (try again later) for one that passes, 1011 for a bug."""
+
+
+TRANSPORT_ANSWERS: dict[str, TransportAnswer] = {
+    "INVALID_REQUEST": TransportAnswer(400, 4400),
+    "UNAUTHENTICATED": TransportAnswer(401, 4401),
+    "FORBIDDEN": TransportAnswer(403, 4403),
+    "NOT_FOUND": TransportAnswer(404, 4404),
+    "METHOD_NOT_ALLOWED": TransportAnswer(405, 4405),
+    "NOT_ACCEPTABLE": TransportAnswer(406, 4406),
+    "SALE_LOCKED": TransportAnswer(409, 4409),
+    "SALE_LIVE": TransportAnswer(409, 4409),
+    "ORDER_NOT_PENDING": TransportAnswer(409, 4409),
+    "UNSUPPORTED_MEDIA_TYPE": TransportAnswer(415, 4415),
+    "IDEMPOTENCY_KEY_REUSED": TransportAnswer(422, 4422),
+    "RATE_LIMITED": TransportAnswer(429, 1013),
+    "SERVER_ERROR": TransportAnswer(500, 1011),
+    "UNAVAILABLE": TransportAnswer(503, 1013),
+}
+"""Every ``ApplicationError`` code and what it is on each transport (a test checks that each
+subclass's code is here)."""
+
+
+class ApplicationError(Exception):
+    """A failure the caller can act on. Subclasses fix ``code`` (a key of
+    ``TRANSPORT_ANSWERS``) and ``default_detail``."""
+
     code: ClassVar[str] = "INVALID_REQUEST"
     default_detail: ClassVar[str] = "The request is not valid."
 
@@ -51,43 +89,55 @@ class ApplicationError(Exception):
         self.headers = dict(headers or {})
         super().__init__(self.detail)
 
+    @property
+    def http_status(self) -> int:
+        return TRANSPORT_ANSWERS[self.code].http_status
+
+    @property
+    def close_code(self) -> int:
+        return TRANSPORT_ANSWERS[self.code].close_code
+
     def body(self) -> dict[str, Any]:
         return {"status": self.code, "detail": self.detail, **self.extra}
 
 
 class InvalidRequest(ApplicationError):
-    http_status = 400
     code = "INVALID_REQUEST"
 
 
 class Unauthenticated(ApplicationError):
-    http_status = 401
     code = "UNAUTHENTICATED"
     default_detail = "Authentication credentials were not provided or are not valid."
 
 
 class Forbidden(ApplicationError):
-    http_status = 403
     code = "FORBIDDEN"
     default_detail = "You do not have permission to do this."
 
 
 class NotFound(ApplicationError):
-    http_status = 404
     code = "NOT_FOUND"
     default_detail = "Not found."
 
 
 class MethodNotAllowed(ApplicationError):
-    http_status = 405
     code = "METHOD_NOT_ALLOWED"
     default_detail = "This method is not allowed here."
 
 
+class ServerError(ApplicationError):
+    """A bug: logged where it happened, answered in the contract's body."""
+
+    code = "SERVER_ERROR"
+    default_detail = "The server failed to answer; the error was logged."
+
+
 class Unavailable(ApplicationError):
-    http_status = 503
+    """The one exception for "a dependency is away": Redis, PostgreSQL or the broker cannot
+    answer now. Nothing was changed; the client may retry after ``Retry-After``."""
+
     code = "UNAVAILABLE"
-    default_detail = "The sale is briefly unavailable; nothing was bought. Try again shortly."
+    default_detail = "The service is briefly unavailable; nothing was changed. Try again shortly."
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
@@ -98,13 +148,10 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionInterrupted,  # django-redis (cache, sessions) wrapping the same
     DatabaseOperationalError,  # PostgreSQL refused or dropped the connection
     DatabaseInterfaceError,  # a connection that was already closed
+    BrokerOperationalError,  # kombu: the Celery broker cannot be reached
 )
-"""Failures that mean "Redis or PostgreSQL cannot answer now": 503 with Retry-After, never a
-500. A bug (a DataError, a TypeError) is not one of them."""
-
-
-class DependencyUnavailable(Unavailable):
-    default_detail = "The service is briefly unavailable; nothing was changed. Try again shortly."
+"""Failures that mean "Redis, PostgreSQL or the broker cannot answer now": ``Unavailable``
+(503 with Retry-After), never a 500. A bug (a DataError, a TypeError) is not one of them."""
 
 
 def is_dependency_down(error: BaseException) -> bool:
@@ -115,12 +162,47 @@ def body_too_large() -> InvalidRequest:
     return InvalidRequest(f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
 
 
+def as_application_error(error: BaseException) -> ApplicationError | None:
+    """The contract's error for what any transport may meet: itself for an
+    ``ApplicationError``, ``Unavailable`` for a dependency away, Django's refusals as theirs;
+    None for a bug (each transport logs it and answers ``ServerError``)."""
+    if isinstance(error, ApplicationError):
+        return error
+    if is_dependency_down(error):
+        return Unavailable()
+    if isinstance(error, RequestDataTooBig):
+        return body_too_large()
+    if isinstance(error, SuspiciousOperation):
+        return InvalidRequest()
+    if isinstance(error, Http404):
+        return NotFound()
+    if isinstance(error, DjangoPermissionDenied):
+        return Forbidden()
+    return None
+
+
+# --- HTTP: the REST API and the pages --------------------------------------------------------
+
+
 def error_json_response(error: ApplicationError) -> JsonResponse:
-    """The contract's error answer, for plain Django views (the purchase hot path)."""
+    """The contract's error answer over HTTP, for plain Django views (the purchase hot path)."""
     response = JsonResponse(error.body(), status=error.http_status)
     for name, value in error.headers.items():
         response[name] = value
     return response
+
+
+# --- The TCP door --------------------------------------------------------------------------
+
+
+def error_frame_body(error: ApplicationError) -> dict[str, Any]:
+    """The contract's error body for the TCP door's frame: the wait travels in the body as
+    ``retry_after_ms``, where HTTP sends ``Retry-After``."""
+    body = error.body()
+    retry_after = error.headers.get("Retry-After")
+    if retry_after is not None:
+        body["retry_after_ms"] = int(retry_after) * 1000
+    return body
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -130,41 +212,30 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="A sentence for people.")
 
 
-_DRF_CODES: dict[type[drf_exceptions.APIException], tuple[str, int]] = {
-    drf_exceptions.NotAuthenticated: ("UNAUTHENTICATED", 401),
-    drf_exceptions.AuthenticationFailed: ("UNAUTHENTICATED", 401),
-    drf_exceptions.PermissionDenied: ("FORBIDDEN", 403),
-    drf_exceptions.NotFound: ("NOT_FOUND", 404),
-    drf_exceptions.MethodNotAllowed: ("METHOD_NOT_ALLOWED", 405),
-    drf_exceptions.NotAcceptable: ("NOT_ACCEPTABLE", 406),
-    drf_exceptions.UnsupportedMediaType: ("UNSUPPORTED_MEDIA_TYPE", 415),
-    drf_exceptions.Throttled: ("RATE_LIMITED", 429),
-    drf_exceptions.ParseError: ("INVALID_REQUEST", 400),
-    drf_exceptions.ValidationError: ("INVALID_REQUEST", 400),
+_DRF_CODES: dict[type[drf_exceptions.APIException], str] = {
+    drf_exceptions.NotAuthenticated: "UNAUTHENTICATED",
+    drf_exceptions.AuthenticationFailed: "UNAUTHENTICATED",
+    drf_exceptions.PermissionDenied: "FORBIDDEN",
+    drf_exceptions.NotFound: "NOT_FOUND",
+    drf_exceptions.MethodNotAllowed: "METHOD_NOT_ALLOWED",
+    drf_exceptions.NotAcceptable: "NOT_ACCEPTABLE",
+    drf_exceptions.UnsupportedMediaType: "UNSUPPORTED_MEDIA_TYPE",
+    drf_exceptions.Throttled: "RATE_LIMITED",
+    drf_exceptions.ParseError: "INVALID_REQUEST",
+    drf_exceptions.ValidationError: "INVALID_REQUEST",
 }
 
 
 def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:
     """DRF's ``EXCEPTION_HANDLER``: application errors and DRF's own, in the contract's body."""
-    if is_dependency_down(exc):
-        exc = DependencyUnavailable()
-    elif isinstance(exc, RequestDataTooBig):
-        exc = body_too_large()
-    elif isinstance(exc, SuspiciousOperation):
-        exc = InvalidRequest("The request is not valid.")
-    if isinstance(exc, ApplicationError):
-        return Response(exc.body(), status=exc.http_status, headers=exc.headers)
-    if isinstance(exc, Http404):
-        exc = drf_exceptions.NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = drf_exceptions.PermissionDenied()
     if not isinstance(exc, drf_exceptions.APIException):
-        return None  # A bug: let Django log it and answer 500.
-
-    code, http_status = next(
-        (pair for kind, pair in _DRF_CODES.items() if isinstance(exc, kind)),
-        ("ERROR", exc.status_code),
-    )
+        error = as_application_error(exc)
+        if error is None:
+            return None  # A bug: let Django log it and answer 500.
+        return Response(error.body(), status=error.http_status, headers=error.headers)
+    code = next((code for kind, code in _DRF_CODES.items() if isinstance(exc, kind)), "ERROR")
+    answer = TRANSPORT_ANSWERS.get(code)
+    http_status = answer.http_status if answer is not None else exc.status_code
     body: dict[str, Any] = {"status": code}
     if isinstance(exc, drf_exceptions.ValidationError):
         body["detail"] = _validation_sentence(exc.detail)
@@ -189,17 +260,16 @@ def _validation_sentence(detail: Any) -> str:
             return f"{field}: {first}"
     if isinstance(detail, list) and detail:
         return str(detail[0])
-    return "The request is not valid."
+    return InvalidRequest.default_detail
 
 
 def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith(API_PREFIX)
 
 
-def _unavailable_response(request: HttpRequest) -> HttpResponse:
-    error = DependencyUnavailable()
-    if _is_api(request):
-        return error_json_response(error)
+def page_error_response(error: ApplicationError) -> HttpResponse:
+    """The contract's error on a page (not ``/api/``): its sentence as text, its status and
+    headers."""
     response = HttpResponse(error.detail, status=error.http_status, content_type="text/plain; charset=utf-8")
     for name, value in error.headers.items():
         response[name] = value
@@ -230,23 +300,23 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    """``handler500``: 503 with Retry-After when Redis or PostgreSQL is away (Django calls it
-    while handling the exception), else the contract's body under ``/api/`` and Django's page
-    elsewhere."""
+    """``handler500``: the answer to the exception Django is handling (it calls this while it
+    does), from ``exception_response``; Django's page for a bug outside ``/api/``."""
     current = sys.exc_info()[1]
-    if current is not None and is_dependency_down(current):
-        return _unavailable_response(request)
+    if isinstance(current, Exception):
+        response = exception_response(request, current, log=False)
+        if response is not None:
+            return response
     if _is_api(request):
-        body = {"status": "SERVER_ERROR", "detail": "The server failed to answer; the error was logged."}
-        return JsonResponse(body, status=500)
+        return error_json_response(ServerError())
     return defaults.server_error(request)
 
 
 class ContractErrorsMiddleware:
     """A view's uncaught exception, answered before Django's handlers (which show HTML debug
-    pages when ``DEBUG`` is on): Redis or PostgreSQL away is 503 with Retry-After on every
-    page; under ``/api/`` a refused request is the contract's 400 and a bug its 500 body
-    (logged here, as Django would have)."""
+    pages when ``DEBUG`` is on): a dependency away is 503 with Retry-After on every page;
+    under ``/api/`` a refused request is the contract's 4xx and a bug its 500 body (logged
+    here, as Django would have)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -258,22 +328,20 @@ class ContractErrorsMiddleware:
         return exception_response(request, exception)
 
 
-def exception_response(request: HttpRequest, exception: Exception) -> HttpResponse | None:
-    """The contract's answer to a view's uncaught exception (None: Django's own handling,
-    outside ``/api/``). Also used by the hot-path router, which runs no middleware."""
-    if is_dependency_down(exception):
-        logger.warning("%s %s: a dependency is away: %r", request.method, request.path, exception)
-        return _unavailable_response(request)
+def exception_response(request: HttpRequest, exception: Exception, *, log: bool = True) -> HttpResponse | None:
+    """HTTP's one translation of an uncaught exception (None: Django's own handling of a page's
+    error). Also used by the hot-path router, which runs no middleware."""
+    error = as_application_error(exception)
+    if isinstance(error, Unavailable):
+        if log:
+            logger.warning("%s %s: a dependency is away: %r", request.method, request.path, exception)
+        return error_json_response(error) if _is_api(request) else page_error_response(error)
     if not _is_api(request):
         return None
-    if isinstance(exception, RequestDataTooBig):
-        return error_json_response(body_too_large())
-    if isinstance(exception, SuspiciousOperation):
-        return error_json_response(InvalidRequest())
     if isinstance(exception, Http404):
         return api_not_found(request)
-    if isinstance(exception, DjangoPermissionDenied):
-        return error_json_response(Forbidden())
-    logger.error("%s %s failed", request.method, request.path, exc_info=exception)
-    body = {"status": "SERVER_ERROR", "detail": "The server failed to answer; the error was logged."}
-    return JsonResponse(body, status=500)
+    if error is None:
+        if log:
+            logger.error("%s %s failed", request.method, request.path, exc_info=exception)
+        error = ServerError()
+    return error_json_response(error)

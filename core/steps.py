@@ -5,7 +5,8 @@ SHA, one Redis command, or a piece of blocking database work) and gets the reply
 decides everything else itself. ``drive`` runs such a generator on the process's blocking
 Redis client (the WSGI web processes), ``drive_async`` on an asyncio client (the TCP door):
 one set of rules, two transports. A failed round trip is thrown into the generator at its
-``yield``, so its ``except``/``finally`` clean-ups run (and may yield calls of their own).
+``yield``, so its ``except``/``finally`` clean-ups run (and may yield calls of their own); a
+dependency that cannot answer (Redis, PostgreSQL) is thrown as the one ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from django.db import close_old_connections
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
+from .errors import Unavailable, is_dependency_down
 from .pipelining import AutoPipeline
 from .redis_store import InventoryRedis, inventory_redis
 
@@ -78,8 +81,9 @@ def run_step(client: InventoryRedis, step: Step) -> Any:
     return step.work()
 
 
-AsyncClient = aioredis.Redis | AutoPipeline
-"""What ``drive_async`` runs steps on: an asyncio client, or one that pipelines automatically."""
+AsyncClient = aioredis.Redis | AsyncRedisCluster | AutoPipeline
+"""What ``drive_async`` runs steps on: an asyncio client (one server's or a cluster's), or one
+that pipelines automatically."""
 
 
 async def run_step_async(client: AsyncClient, step: Step) -> Any:
@@ -100,6 +104,15 @@ def _database_work(work: Callable[[], Any]) -> Any:
     return work()
 
 
+def _thrown(error: Exception) -> Exception:
+    """What a step's failure is to the steps: ``Unavailable`` for a dependency away."""
+    if is_dependency_down(error):
+        unavailable = Unavailable()
+        unavailable.__cause__ = error
+        return unavailable
+    return error
+
+
 def drive(steps: Steps[T], client: InventoryRedis | None = None) -> T:
     """Run ``steps`` to its answer on a blocking client (the process's own by default)."""
     client = client or inventory_redis()
@@ -109,7 +122,7 @@ def drive(steps: Steps[T], client: InventoryRedis | None = None) -> T:
             try:
                 reply = run_step(client, step)
             except Exception as error:  # noqa: BLE001 - handed to the steps, which re-raise it
-                step = steps.throw(error)
+                step = steps.throw(_thrown(error))
                 continue
             step = steps.send(reply)
     except StopIteration as done:
@@ -124,7 +137,7 @@ async def drive_async(steps: Steps[T], client: AsyncClient, *, first: Step | Non
             try:
                 reply = await run_step_async(client, step)
             except Exception as error:  # noqa: BLE001 - handed to the steps, which re-raise it
-                step = steps.throw(error)
+                step = steps.throw(_thrown(error))
                 continue
             step = steps.send(reply)
     except StopIteration as done:

@@ -59,7 +59,6 @@ def configured_rate(setting: str) -> Rate | None:
 
 
 class TooManyAttempts(ApplicationError):
-    http_status = 429
     code = "RATE_LIMITED"
 
     def __init__(self, *, retry_after_seconds: int, reason: str, what: str) -> None:

@@ -30,27 +30,15 @@ from pathlib import Path
 from devstack.children import start_child
 from devstack.localservers import LocalServerError, stop_process, wait_for_port
 
-UNAVAILABLE_BODY = (
-    '{"status": "UNAVAILABLE", "detail": "The sale is briefly unavailable; nothing was bought. Try again shortly."}'
-)
-"""The contract's 503 body (core.errors.Unavailable), answered by the balancer itself."""
-
 UNAVAILABLE_FILE = "unavailable.http"
+"""The raw HTTP answer HAProxy sends when no server is up (its ``errorfile 503``), kept in
+``deploy/haproxy/``: the contract's 503 body (``core.errors.Unavailable``; a test holds the
+two equal), which this package, below the application, cannot build itself."""
 
 
 def unavailable_response() -> str:
-    """The raw HTTP answer HAProxy sends when no server is up (its ``errorfile 503``)."""
-    body = UNAVAILABLE_BODY + "\n"
-    return (
-        "HTTP/1.1 503 Service Unavailable\r\n"
-        "Content-Type: application/json\r\n"
-        "Retry-After: 1\r\n"
-        "Cache-Control: no-store\r\n"
-        "Connection: close\r\n"
-        f"Content-Length: {len(body.encode())}\r\n"
-        "\r\n"
-        f"{body}"
-    )
+    # Bytes, not text: the file keeps HTTP's CRLF line ends, which universal newlines would drop.
+    return (COMPOSE_DIR / UNAVAILABLE_FILE).read_bytes().decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -204,11 +192,10 @@ COMPOSE_ERROR_DIR = "/usr/local/etc/haproxy"
 
 
 def compose_files() -> dict[Path, str]:
-    """``deploy/haproxy/``'s files as the compose stack runs them (a test holds the checked-in
-    copies to these; ``python -m devstack.loadbalancer`` writes them)."""
+    """``deploy/haproxy/``'s generated files as the compose stack runs them (a test holds the
+    checked-in copies to these; ``python -m devstack.loadbalancer`` writes them)."""
     return {
         COMPOSE_DIR / "haproxy.cfg": haproxy_config(Backends(dns=True), bind=COMPOSE_BIND, error_dir=COMPOSE_ERROR_DIR),
-        COMPOSE_DIR / UNAVAILABLE_FILE: unavailable_response(),
     }
 
 

@@ -117,7 +117,7 @@ def ws(shape: Shape) -> list[str]:
 
 
 WS_UVICORN_OPTIONS = (
-    "--ws", "sales.ws_protocol:ListenerProtocol",
+    "--ws", "wsdoor.protocol:ListenerProtocol",
     "--ws-per-message-deflate", "false",
     "--ws-max-size", "4096",
     "--backlog", "4096",

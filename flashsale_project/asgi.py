@@ -14,8 +14,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from sales.live import ws_process_prepare  # noqa: E402
-from sales.routing import websocket_application  # noqa: E402
+from wsdoor.hub import ws_process_prepare  # noqa: E402
+from wsdoor.routing import websocket_application  # noqa: E402
 
 # One socket is one open file: the process takes what the hard limit allows (docs/websockets.md).
 ws_process_prepare()
@@ -23,7 +23,7 @@ ws_process_prepare()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # Checks the page's Origin against ALLOWED_HOSTS itself (sales.consumers).
+        # Checks the page's Origin against ALLOWED_HOSTS itself (wsdoor.consumers).
         "websocket": websocket_application,
     }
 )

@@ -8,7 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale_project.settings.prod
 
 django_application = get_wsgi_application()
 
-from core.events import event_listener  # noqa: E402 - the settings are set up by now
+from core.events import subscription  # noqa: E402 - the settings are set up by now
 from core.hot_path import HotPathRouter  # noqa: E402
 from flashsale_project.urls import hot_path_urlpatterns  # noqa: E402
 
@@ -17,4 +17,4 @@ application = HotPathRouter(django_application, hot_path_urlpatterns)
 
 # The process's one event subscription (winners, sold-out markers, revocations) starts with
 # it, so the first requests find it live instead of asking Redis.
-event_listener.ensure_running()
+subscription.ensure_running()

@@ -6,6 +6,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from redis.exceptions import RedisError
 
+from core.errors import Unavailable
 from core.redis_store import inventory_redis
 
 
@@ -21,5 +22,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except DatabaseError as error:
         problems.append(f"postgresql: {error}")
     if problems:
-        return JsonResponse({"status": "UNAVAILABLE", "detail": "; ".join(problems)}, status=503)
+        unavailable = Unavailable("; ".join(problems))
+        return JsonResponse(unavailable.body(), status=unavailable.http_status, headers=unavailable.headers)
     return JsonResponse({"status": "ok"})

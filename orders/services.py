@@ -59,7 +59,6 @@ ACTIVE_STATUSES = (OrderStatus.PENDING, OrderStatus.PAID)
 
 
 class OrderNotPending(ApplicationError):
-    http_status = 409
     code = "ORDER_NOT_PENDING"
     default_detail = "Only an unpaid (pending) order can be paid, cancelled or expired."
 

@@ -24,29 +24,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import request_user_id
+from antibot.challenges import MAX_CHALLENGE_LENGTH
 from antibot.idempotency import IdempotentRequest
+from antibot.proof_of_work import MAX_SOLUTION_LENGTH
 from core.client_address import client_ip
-from core.errors import (
-    DEPENDENCY_ERRORS,
-    ApplicationError,
-    ErrorSerializer,
-    Unavailable,
-    body_too_large,
-    error_json_response,
-)
+from core.errors import ApplicationError, ErrorSerializer, as_application_error, body_too_large, error_json_response
 from core.hot_path import HotPathApi
 from core.metrics import purchase_observed
 
-from .purchase import (
-    PurchaseAnswer,
-    PurchaseStatus,
-    SaleNotFound,
-    answer_body,
-    drain_kick,
-    purchase_attempt,
-    purchase_body_parse,
-    sale_challenge_issue,
-)
+from .outcomes import PurchaseAnswer, PurchaseStatus, answer_body
+from .purchase import SaleNotFound, drain_kick, purchase_attempt, purchase_body_parse, sale_challenge_issue
 from .selectors import sale_detail, sale_list
 
 logger = logging.getLogger(__name__)
@@ -120,22 +107,6 @@ class PurchaseResponse(HttpResponse):
             self.after_send()
 
 
-_HTTP_STATUS = {
-    PurchaseStatus.SUCCESS: 201,
-    PurchaseStatus.SOLD_OUT: 409,
-    PurchaseStatus.ALREADY_PURCHASED: 409,
-    PurchaseStatus.NOT_STARTED: 409,
-    PurchaseStatus.ENDED: 409,
-    PurchaseStatus.IN_FLIGHT: 409,
-    PurchaseStatus.RATE_LIMITED: 429,
-    PurchaseStatus.POW_INVALID: 403,
-}
-
-
-# Answers whose body carries something of their own request (an order id, the stock).
-_OWN_BODIES = frozenset({PurchaseStatus.SUCCESS, PurchaseStatus.ALREADY_PURCHASED})
-
-
 @functools.lru_cache(maxsize=256)
 def _encoded(status: PurchaseStatus, detail: str, reason: str) -> bytes:
     """The body of an answer that carries nothing of its own request (most of a crowd's "no"
@@ -144,15 +115,13 @@ def _encoded(status: PurchaseStatus, detail: str, reason: str) -> bytes:
 
 
 def _answer_body(answer: PurchaseAnswer) -> bytes:
-    if answer.status in _OWN_BODIES:
+    if answer.carries_own_body:
         return json.dumps(answer_body(answer)).encode()
     return _encoded(answer.status, answer.detail, answer.reason)
 
 
 def purchase_answer_response(answer: PurchaseAnswer, *, sale_id: int) -> PurchaseResponse:
-    response = PurchaseResponse(
-        _answer_body(answer), status=_HTTP_STATUS[answer.status], content_type="application/json"
-    )
+    response = PurchaseResponse(_answer_body(answer), status=answer.http_status, content_type="application/json")
     if answer.retry_after_seconds is not None:
         response["Retry-After"] = str(answer.retry_after_seconds)
     if answer.kick_drain:
@@ -172,8 +141,8 @@ class PurchaseApi(HotPathApi):
 
     @extend_schema_serializer(component_name="PurchaseInput")
     class InputSerializer(serializers.Serializer):
-        challenge = serializers.CharField(required=False, max_length=512)
-        solution = serializers.CharField(required=False, max_length=64)
+        challenge = serializers.CharField(required=False, max_length=MAX_CHALLENGE_LENGTH)
+        solution = serializers.CharField(required=False, max_length=MAX_SOLUTION_LENGTH)
 
     @extend_schema_serializer(component_name="PurchaseOutput")
     class OutputSerializer(serializers.Serializer):
@@ -253,11 +222,12 @@ class PurchaseApi(HotPathApi):
                     else None
                 ),
             )
-        except ApplicationError as error:
+        except Exception as raised:
+            error = as_application_error(raised)
+            if error is None:
+                raise
             response: HttpResponse = error_json_response(error)
             code = error.code
-        except DEPENDENCY_ERRORS:  # Redis away (or PostgreSQL, warming an unknown sale)
-            response, code = error_json_response(Unavailable()), Unavailable.code
         else:
             response, code = purchase_answer_response(answer, sale_id=sale_id), answer.status.value
         known_sale = sale_id if code != SaleNotFound.code else None
@@ -293,8 +263,6 @@ class ChallengeApi(HotPathApi):
             issued = sale_challenge_issue(sale_id=sale_id, user_id=user_id, client_ip=client_ip(request))
         except ApplicationError as error:
             return error_json_response(error)
-        except DEPENDENCY_ERRORS:  # Redis away (or PostgreSQL, warming an unknown sale)
-            return error_json_response(Unavailable())
         body = {
             "challenge": issued.challenge,
             "difficulty": issued.difficulty,

@@ -15,7 +15,7 @@ from redis.cluster import RedisCluster
 
 from antibot import keys as antibot_keys
 from core.redis_store import inventory_redis, lua_script, sale_transaction
-from core.steps import ScriptCall, run_step
+from core.steps import CommandCall, ScriptCall, run_step
 
 from . import keys
 
@@ -308,6 +308,11 @@ def sale_unload(sale_id: int) -> int:
     for start in range(0, len(doomed), 500):
         deleted += client.delete(*doomed[start : start + 500])
     return deleted
+
+
+def redis_time_call() -> CommandCall:
+    """Redis's clock, ``TIME``: (seconds, microseconds)."""
+    return CommandCall(("TIME",))
 
 
 def redis_now_ms() -> int:

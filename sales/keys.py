@@ -1,14 +1,14 @@
-"""Every Redis key and channel of a sale, built in one place (DESIGN.md, "Redis keys").
+"""Every Redis key and channel of a sale, built in one place (docs/design.md, "Redis").
 
 All keys of one sale share the hash tag ``{<sale id>}`` so a script touching them runs on one
-Redis Cluster slot. The anti-bot measures' keys (rate windows, spent challenges, idempotency
-records) are built by ``antibot.keys`` inside the sale's ``keyspace``.
+Redis Cluster slot. The anti-bot measures' keys (spent challenges, the challenge rate,
+idempotency records) are built by ``antibot.keys`` inside the sale's ``keyspace``.
 """
 
-from antibot import keys as antibot_keys
-
 EVENTS_CHANNEL = "flashsale_events"
-"""Purchase and stock-return events: ``{"product_id","sale_id","buyer","remaining","timestamp"}``."""
+"""Purchase and stock-return events: ``{"product_id","sale_id","buyer","remaining","timestamp",
+"order_id"}`` (``timestamp`` by the Redis clock, in ms; ``order_id`` the unit's, won or
+returned)."""
 
 SALE_UPDATES_CHANNEL = "flashsale_sale_updates"
 """A sale's window or stock plan changed: ``{"sale_id","starts_at_ms","ends_at_ms","total"}``."""
@@ -48,7 +48,8 @@ def bucket_key(sale_id: int) -> str:
 
 
 def stats_key(sale_id: int) -> str:
-    """Answers the purchase script gave, counted per status (the admin's live panel)."""
+    """The sale's funnel as every process counted it (``sales.tally``): ``arrived``,
+    ``shed:<reason>``, ``script`` and ``answer:<STATUS>`` (the admin's live panel)."""
     return f"{keyspace(sale_id)}:stats"
 
 
@@ -64,23 +65,6 @@ def dead_letter_key(sale_id: int) -> str:
 def reconcile_key(sale_id: int) -> str:
     """Reconciliation counters: ``repairs``, ``violations_i1``, ``violations_i2``."""
     return f"{keyspace(sale_id)}:reconcile"
-
-
-def sale_keys(sale_id: int) -> list[str]:
-    """The fixed keys of a sale (per-user and per-challenge keys expire on their own)."""
-    return [
-        meta_key(sale_id),
-        stock_key(sale_id),
-        buyers_key(sale_id),
-        returned_buyers_key(sale_id),
-        orders_stream_key(sale_id),
-        bucket_key(sale_id),
-        stats_key(sale_id),
-        drain_kick_key(sale_id),
-        dead_letter_key(sale_id),
-        antibot_keys.challenge_rate_key(keyspace(sale_id)),
-        reconcile_key(sale_id),
-    ]
 
 
 def sale_key_pattern(sale_id: int) -> str:

@@ -27,6 +27,10 @@ class Product(models.Model):
         return self.name
 
 
+MAX_SALE_ID = 2**63 - 1
+"""The largest sale id (PostgreSQL's bigint): a larger one names no sale, whoever asks."""
+
+
 class SaleStatus(models.TextChoices):
     SCHEDULED = "scheduled", "Scheduled"
     LIVE = "live", "Live"

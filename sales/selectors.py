@@ -19,7 +19,8 @@ from core.process_state import forgets_process_state
 from core.steps import DatabaseWork, Steps
 
 from . import inventory
-from .models import FlashSale, SaleStatus, sale_status
+from .known import known_sales
+from .models import MAX_SALE_ID, FlashSale, SaleStatus, sale_status
 
 SALE_CACHE_SECONDS = 30
 
@@ -59,7 +60,7 @@ def sale_list(*, now: datetime | None = None) -> list[SaleView]:
 
 def sale_get(sale_id: int) -> FlashSale | None:
     """The sale with its product, from the cache when possible."""
-    if not 0 < sale_id < 2**63:
+    if not 0 < sale_id <= MAX_SALE_ID:
         return None
     key = sale_cache_key(sale_id)
     sale = cache.get(key)
@@ -196,7 +197,6 @@ product_sales = ProductSales()
 forgets_process_state(product_sales.forget)
 
 _SLUG = re.compile(r"[-a-zA-Z0-9_]{1,50}")
-_MAX_SALE_ID = 2**63 - 1
 
 
 class UnknownSale(NotFound):
@@ -208,7 +208,7 @@ def sale_id_for_reference_steps(reference: str | int) -> Steps[int]:
     sale), without SQL per request (``ProductSales``). Whether the sale id exists is the
     caller's next question. Raises ``UnknownSale``."""
     if isinstance(reference, int) and not isinstance(reference, bool):
-        if not 0 < reference <= _MAX_SALE_ID:
+        if not 0 < reference <= MAX_SALE_ID:
             raise UnknownSale()
         return reference
     if not isinstance(reference, str) or not _SLUG.fullmatch(reference):
@@ -237,16 +237,16 @@ class SaleState:
 
 
 def sale_state_steps(sale_id: int) -> Steps[SaleState]:
-    """The sale's window, stock and status by the Redis clock: one round trip, no SQL.
-    Raises ``UnknownSale`` for a sale not loaded into Redis (beat loads sales well before
-    they start)."""
-    if not 0 < sale_id <= _MAX_SALE_ID:
+    """The sale's window, stock and status by the Redis clock: read from Redis now (one round
+    trip, no SQL) into this process's model of it. Raises ``UnknownSale`` for a sale not
+    loaded into Redis (beat loads sales well before they start)."""
+    if not 0 < sale_id <= MAX_SALE_ID:
         raise UnknownSale()
-    raw_meta, remaining, now_ms = yield inventory.sale_state_call(sale_id)
-    if not raw_meta:
+    known = yield from known_sales.load_steps(sale_id)
+    if known is None or known.meta is None:
         raise UnknownSale()
-    meta = inventory.SaleMeta.from_hash(dict(zip(raw_meta[::2], raw_meta[1::2], strict=True)))
-    left = max(0, int(remaining))
+    meta, now_ms = known.meta, known.read_at_ms
+    left = max(0, known.snapshot.remaining or 0)
     return SaleState(
         sale_id=meta.sale_id,
         product_id=meta.product_id,
@@ -255,8 +255,8 @@ def sale_state_steps(sale_id: int) -> Steps[SaleState]:
         remaining_stock=left,
         starts_at_ms=meta.starts_at_ms,
         ends_at_ms=meta.ends_at_ms,
-        now_ms=int(now_ms),
+        now_ms=now_ms,
         status=sale_status(
-            now_ms=int(now_ms), starts_at_ms=meta.starts_at_ms, ends_at_ms=meta.ends_at_ms, remaining_stock=left
+            now_ms=now_ms, starts_at_ms=meta.starts_at_ms, ends_at_ms=meta.ends_at_ms, remaining_stock=left
         ),
     )

@@ -72,7 +72,6 @@ def sale_update(*, sale: FlashSale) -> FlashSale:
 
 
 class SaleIsLive(ApplicationError):
-    http_status = 409
     code = "SALE_LIVE"
     default_detail = "The sale is live; resetting it would erase real purchases. Use --force to do it anyway."
 

@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 
 class SaleLocked(ApplicationError):
-    http_status = 409
     code = "SALE_LOCKED"
     default_detail = "The sale is loaded into Redis; its stock can no longer change."
 

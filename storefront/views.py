@@ -1,6 +1,6 @@
 """The server-rendered storefront: the list of sales, a sale's product page, the shopper's
 orders. Thin views: reads come from the selectors; the live parts of the product page come
-from the WebSocket (``sales.consumers``) and the REST API, driven by
+from the WebSocket (``wsdoor.consumers``) and the REST API, driven by
 ``static/storefront/sale-page.js``."""
 
 from __future__ import annotations

@@ -29,25 +29,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from accounts.selectors import user_id_for_gateway_steps, user_id_for_token_steps
+from antibot.challenges import MAX_CHALLENGE_LENGTH
 from antibot.idempotency import IdempotentRequest
-from core.errors import ApplicationError, InvalidRequest, Unauthenticated, Unavailable
+from antibot.proof_of_work import MAX_SOLUTION_LENGTH
+from core.errors import InvalidRequest, ServerError, Unauthenticated, as_application_error, error_frame_body
 from core.metrics import purchase_observed
-from core.redis_store import RedisUnavailable
 from core.steps import Answered, AsyncClient, Step, Steps, drive_async, start
-from sales.purchase import PurchaseAnswer, PurchaseStatus, answer_body, drain_kick, purchase_steps, sale_challenge_steps
+from sales.outcomes import PurchaseAnswer, PurchaseStatus, answer_body
+from sales.purchase import drain_kick, purchase_steps, sale_challenge_steps
 from sales.selectors import SaleState, sale_id_for_reference_steps, sale_state_steps
 
 from .frames import MessageType, error_frame, frame, json_frame
 
 logger = logging.getLogger(__name__)
 
-MAX_CHALLENGE_LENGTH = 512
-MAX_SOLUTION_LENGTH = 64
 _ATTEMPT_FIELDS = frozenset({"product_id", "token", "user_id", "challenge", "solution", "idempotency_key"})
 _IDENTIFIED_FIELDS = frozenset({"product_id", "token", "user_id"})
 _SALE_FIELDS = frozenset({"product_id"})
-# Answers whose body carries something of their own request.
-_OWN_BODIES = frozenset({PurchaseStatus.SUCCESS, PurchaseStatus.ALREADY_PURCHASED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +257,7 @@ def _body_prefix(status: PurchaseStatus, detail: str, reason: str) -> bytes:
 
 
 def _attempt_reply(answer: PurchaseAnswer, *, attempt: _Attempt) -> Reply:
-    if answer.status in _OWN_BODIES:
+    if answer.carries_own_body:
         encoded = json_frame(MessageType.ATTEMPT_PURCHASE, answer_body(answer))
     elif answer.retry_after_ms is not None:  # a crowd's 429s: only the wait differs
         payload = b'%s,"retry_after_ms":%d}' % (
@@ -294,21 +292,15 @@ def _error_reply(*, kind: int, error: Exception) -> Reply:
     return _failure(kind, error)[0]
 
 
-def _failure(kind: int, error: Exception) -> tuple[Reply, str]:
-    """The answer to a failure, and its code for the metric."""
-    if isinstance(error, Malformed):
-        return Reply(error_frame(kind, str(error))), "ERROR"
-    if isinstance(error, RedisUnavailable):
-        error = Unavailable()
-    if isinstance(error, ApplicationError):
-        body = error.body()
-        retry_after = error.headers.get("Retry-After")
-        if retry_after is not None:
-            body["retry_after_ms"] = int(retry_after) * 1000
-        return Reply(json_frame(kind, body)), error.code
-    logger.error("the TCP door failed to answer a 0x%02x message", kind, exc_info=error)
-    body = {"status": "SERVER_ERROR", "detail": "The server failed to answer; the error was logged."}
-    return Reply(json_frame(kind, body)), "SERVER_ERROR"
+def _failure(kind: int, raised: Exception) -> tuple[Reply, str]:
+    """The TCP door's one translation of a failure: the answer, and its code for the metric."""
+    if isinstance(raised, Malformed):
+        return Reply(error_frame(kind, str(raised))), "ERROR"
+    error = as_application_error(raised)
+    if error is None:
+        logger.error("the TCP door failed to answer a 0x%02x message", kind, exc_info=raised)
+        error = ServerError()
+    return Reply(json_frame(kind, error_frame_body(error))), error.code
 
 
 def _iso(ms: int) -> str:

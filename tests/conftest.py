@@ -92,18 +92,18 @@ def own_redis(tmp_path: Path, settings: Settings) -> Iterator[LocalRedis]:
     """A Redis of this test's own, which the test may stop and start again, and whose
     command counter counts this process's calls alone. The inventory client and the
     sold-out listener follow it, and go back to the session's Redis afterwards."""
-    from core.events import event_listener
+    from core.events import subscription
     from core.redis_store import inventory_redis
 
     server = LocalRedis(data_dir=tmp_path / "redis", port=free_port()).start()
     session_url = settings.REDIS_URL
     settings.REDIS_URL = server.url
-    event_listener.restart()  # First: the old subscription must not see its client go.
+    subscription.restart()  # First: the old subscription must not see its client go.
     inventory_redis.cache_clear()
     yield server
     # Back to the session's Redis before anything reconnects.
     settings.REDIS_URL = session_url
-    event_listener.restart()
+    subscription.restart()
     inventory_redis.cache_clear()
     server.stop()
 
@@ -121,18 +121,18 @@ def redis_cluster() -> Iterator[LocalRedisCluster]:
 @contextlib.contextmanager
 def _sale_data_on(cluster: LocalRedisCluster, settings: Settings) -> Iterator[None]:
     """This process's inventory client and event subscription on ``cluster``, then back."""
-    from core.events import event_listener
+    from core.events import subscription
     from core.redis_store import inventory_redis
 
     settings.REDIS_CLUSTER_URLS = cluster.urls
     inventory_redis.cache_clear()
-    event_listener.restart()
+    subscription.restart()
     try:
         yield
     finally:
         settings.REDIS_CLUSTER_URLS = []
         inventory_redis.cache_clear()
-        event_listener.restart()
+        subscription.restart()
 
 
 @pytest.fixture

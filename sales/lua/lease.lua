@@ -16,8 +16,7 @@
 --   granted 0: the bucket holds less than one token; retry_after_ms until it holds one;
 --   granted -1: no such sale (the meta hash is missing).
 
-local now = redis.call('TIME')
-local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local now_ms = now_ms_of(redis.call('TIME'))
 local meta = redis.call('HMGET', KEYS[1], 'bucket_capacity', 'bucket_refill_per_second', 'ends_at_ms')
 if not meta[1] then
     return {-1, 0, now_ms}

@@ -1,7 +1,7 @@
 -- purchase.lua: one purchase attempt, atomically, judged by the Redis clock.
 --
--- Steps, in this order (DESIGN.md's purchase path, step 4); the first that says no is the
--- answer and nothing after it runs:
+-- Steps, in this order (docs/design.md, "The purchase path", step 5); the first that says
+-- no is the answer and nothing after it runs:
 --   buyer       ALREADY_PURCHASED with the order id when the user holds a unit, or held one
 --               that went back (release.lua's returned hash): one unit per buyer, and a
 --               winner hears their order id from then on, sold out or ended or not
@@ -14,7 +14,7 @@
 -- locally, spending tokens it leased with lease.lua, and answers RATE_LIMITED itself), and
 -- the per-answer stats (the process counts every answer, its own and this script's, and
 -- flushes the counts to the stats hash in batches: sales/tally.py).
--- With an Idempotency-Key, every answer but NO_SALE is stored under it, as before.
+-- With an Idempotency-Key (ARGV 6), every answer but NO_SALE is stored under it (KEYS 8).
 --
 -- KEYS (all carry the sale's hash tag, so the script touches one Cluster slot):
 --   1 meta  2 stock  3 buyers  4 returned buyers (release.lua)  5 orders stream
@@ -25,15 +25,16 @@
 --   3 events channel  4 drain kick debounce milliseconds
 --   5 challenge TTL seconds (0: no challenge to spend)
 --   6 idempotency fingerprint ('' : no key; hex)  7 idempotency TTL seconds
--- Returns {status, order_id, remaining, retry_after_ms, kick, now_ms}, as before;
--- remaining is -1 where the script did not read the stock (NO_SALE, NOT_STARTED, ENDED).
+-- Returns {status, order_id, remaining, retry_after_ms, kick, now_ms} (sales/inventory.py's
+-- ScriptAnswer); remaining is -1 where the script did not read the stock (NO_SALE,
+-- NOT_STARTED, ENDED), retry_after_ms is the wait until the start for NOT_STARTED, kick is 1
+-- when this win should kick the drain, now_ms is the Redis clock the answer was judged by.
 --
 -- The JSON (event and idempotency record) is built by concatenation, not cjson: every
 -- value is digits, or a caller-made id / hex digest, or a fixed status word.
 
 local user = ARGV[1]
-local now = redis.call('TIME')
-local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local now_ms = now_ms_of(redis.call('TIME'))
 
 local function answer(status, order_id, remaining, retry_after_ms, kick)
     if ARGV[6] ~= '' then

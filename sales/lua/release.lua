@@ -13,8 +13,7 @@ local user, order_id = ARGV[1], ARGV[2]
 if redis.call('HGET', KEYS[3], user) ~= order_id then
     return {'NOT_HELD', tonumber(redis.call('GET', KEYS[2]) or '0')}
 end
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local now_ms = now_ms_of(redis.call('TIME'))
 redis.call('HDEL', KEYS[3], user)
 redis.call('HSET', KEYS[4], user, order_id)
 local remaining = redis.call('INCR', KEYS[2])

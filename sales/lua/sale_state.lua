@@ -4,9 +4,8 @@
 -- Returns {meta as a flat field/value list (empty: no such sale), remaining, now_ms}:
 -- the stock and the Redis clock come with the meta, so the process can judge the window
 -- by its own clock corrected to Redis's and knows the stock as of now_ms.
-local now = redis.call('TIME')
 return {
     redis.call('HGETALL', KEYS[1]),
     tonumber(redis.call('GET', KEYS[2]) or '-1'),
-    now[1] * 1000 + math.floor(now[2] / 1000),
+    now_ms_of(redis.call('TIME')),
 }

@@ -14,8 +14,9 @@ from accounts.selectors import user_id_for_token
 from accounts.services import user_deactivate
 from accounts.tokens import TokenRefused, access_token_issue, access_token_verify
 from core.errors import Unauthenticated
-from core.events import event_listener
+from core.events import subscription
 from core.redis_store import inventory_redis
+from core.steps import drive
 from devstack.localservers import LocalRedis
 from tests.clients import purchase
 from tests.factories import auth, make_sale, make_shopper, make_shoppers
@@ -94,7 +95,7 @@ def test_bearer_works_like_token(client: Client) -> None:
 
 def test_a_revoked_token_is_refused_in_this_process_and_a_new_one_works(client: Client) -> None:
     sale = make_sale(stock=5)
-    assert event_listener.wait_until_live()
+    assert subscription.wait_until_live()
     user, token = make_shopper()
 
     user_tokens_revoke(user_id=user.pk)
@@ -115,7 +116,7 @@ def test_a_process_that_starts_after_a_revocation_loads_it() -> None:
     user_tokens_revoke(user_id=user.pk)
     revocations.forget()  # As a process that was not listening then.
 
-    revocations.reload()
+    drive(revocations.reload_steps())
 
     with pytest.raises(Unauthenticated, match="revoked"):
         user_id_for_token(token)
@@ -141,7 +142,7 @@ def test_revocation_reaches_every_web_process_within_a_second(web_server: ChildP
 
 def test_deactivating_a_shopper_refuses_their_token_and_their_login(client: Client) -> None:
     sale = make_sale()
-    assert event_listener.wait_until_live()
+    assert subscription.wait_until_live()
     user, token = make_shopper()
 
     user_deactivate(user=user)

@@ -10,7 +10,7 @@ import redis
 from django.test import Client
 from pytest_django.fixtures import Settings
 
-from core.events import event_listener
+from core.events import subscription
 from core.redis_store import RedisUnavailable, inventory_redis, subscription_client
 from devstack.localservers import LocalRedis, LocalRedisCluster, free_cluster_port
 from sales import inventory, keys
@@ -89,21 +89,21 @@ def test_a_win_on_one_master_is_heard_by_a_process_subscribed_on_another_node(
     elsewhere = next(node for node in on_cluster.nodes if node is not master)
     settings.REDIS_CLUSTER_URLS = [f"redis://127.0.0.1:{elsewhere.port}", *on_cluster.urls]
     inventory_redis.cache_clear()  # type: ignore[attr-defined]
-    event_listener.restart()
-    assert event_listener.wait_until_live(timeout=15)
+    subscription.restart()
+    assert subscription.wait_until_live(timeout=15)
     assert subscription_client(0).connection_pool.connection_kwargs["port"] == elsewhere.port
-    heard = event_listener.messages_heard
+    heard = subscription.messages_heard
 
     # When a shopper wins a unit (the script PUBLISHes on the sale's master)
     assert purchase_attempt(sale_id=sale.pk, user_id=make_shopper()[0].pk).status == "SUCCESS"
 
     # Then the subscription on the other node hears it
-    wait_for(lambda: event_listener.messages_heard > heard, what="the win's event", timeout=15)
+    wait_for(lambda: subscription.messages_heard > heard, what="the win's event", timeout=15)
 
 
 def test_the_subscription_moves_to_another_node_when_its_node_dies(own_cluster: LocalRedisCluster) -> None:
     # Given this process subscribed on the first node listed (a master)
-    assert event_listener.wait_until_live(timeout=15)
+    assert subscription.wait_until_live(timeout=15)
     first = own_cluster.nodes[0]
     [replica] = own_cluster.replicas_of(first)
     assert subscription_client(0).connection_pool.connection_kwargs["port"] == first.port
@@ -113,15 +113,15 @@ def test_the_subscription_moves_to_another_node_when_its_node_dies(own_cluster: 
 
     # Then the subscription goes live again on another node and hears a win there (once the
     # killed master's replica took over its slots, and this process's client noticed)
-    wait_for(lambda: not event_listener.live, what="the subscription noticing", timeout=15)
-    assert event_listener.wait_until_live(timeout=30)
+    wait_for(lambda: not subscription.live, what="the subscription noticing", timeout=15)
+    assert subscription.wait_until_live(timeout=30)
     own_cluster.wait_until_master(replica)
     sale = make_sale(stock=5, warm=False)
     wait_for(lambda: _warmed(sale), what="the sale loaded on the cluster", timeout=30)
-    heard = event_listener.messages_heard
+    heard = subscription.messages_heard
     buyer = make_shopper()[0].pk
     wait_for(lambda: _bought(sale.pk, user_id=buyer), what="a purchase on a live master", timeout=30)
-    wait_for(lambda: event_listener.messages_heard > heard, what="the win's event", timeout=15)
+    wait_for(lambda: subscription.messages_heard > heard, what="the win's event", timeout=15)
 
 
 def test_a_cluster_no_node_of_which_answers_is_a_503_with_retry_after(client: Client, settings: Settings) -> None:

@@ -21,12 +21,12 @@ from celery import Celery
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
-from core.events import event_listener
+from core.events import subscription
 from devstack.localservers import LocalRedis, free_port
 from devstack.probes import BEAT_STARTED, celery_answers, redis_db_url
 from orders.models import Order
 from sales import keys
-from sales.funnel import funnel
+from sales.known import known_sales
 from sales.purchase import purchase_attempt
 from tests.factories import make_sale, make_shoppers, make_wins
 from tests.polling import wait_for
@@ -163,19 +163,19 @@ def _wait_for_subscriber(url: str) -> None:
 @pytest.mark.django_db
 def test_the_event_subscription_comes_back_after_redis_restarts(own_redis: LocalRedis) -> None:
     # Given this process's event subscription, on a Redis of the test's own
-    assert event_listener.wait_until_live(timeout=30)
+    assert subscription.wait_until_live(timeout=30)
 
     # When Redis is SIGKILLed, the subscription drops (and the funnel its markers); when it
     # comes back ...
     own_redis.kill()
-    wait_for(lambda: not event_listener.live, what="the listener to notice", timeout=30)
+    wait_for(lambda: not subscription.live, what="the listener to notice", timeout=30)
     own_redis.start()
 
     # ... it subscribes again and hears what is published after
-    assert event_listener.wait_until_live(timeout=60)
+    assert subscription.wait_until_live(timeout=60)
     sale = make_sale(stock=1)
-    heard = event_listener.messages_heard
+    heard = subscription.messages_heard
     [(buyer, _)] = make_shoppers(1)
     assert purchase_attempt(sale_id=sale.pk, user_id=buyer).status == "SUCCESS"
-    wait_for(lambda: event_listener.messages_heard > heard, what="the purchase event", timeout=30)
-    assert funnel.sold_out(sale.pk)
+    wait_for(lambda: subscription.messages_heard > heard, what="the purchase event", timeout=30)
+    assert known_sales.sold_out(sale.pk)

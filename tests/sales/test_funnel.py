@@ -8,14 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.test import Client, override_settings
 
-from core.events import event_listener
+from core.events import subscription
 from core.redis_store import inventory_redis
 from devstack.localservers import LocalRedis
 from orders.drain import sale_orders_drain
 from orders.models import Order, OrderStatus
 from orders.services import order_release
 from sales import inventory
-from sales.funnel import funnel
+from sales.known import known_sales
 from sales.tally import tally
 from tests.clients import purchase
 from tests.factories import make_sale, make_shopper, make_shoppers
@@ -41,7 +41,7 @@ def _commands_processed() -> int:
 @KEEP_META
 def test_a_sold_out_sale_costs_no_redis_call_per_request(client: Client, own_redis: LocalRedis) -> None:
     sale = make_sale(stock=1)
-    assert event_listener.wait_until_live()
+    assert subscription.wait_until_live()
     winner = make_shopper()[1]
     won = purchase(client, sale.pk, winner).json()  # The last unit.
     tokens = [make_shopper()[1] for _ in range(50)]
@@ -62,14 +62,14 @@ def test_a_sold_out_sale_costs_no_redis_call_per_request(client: Client, own_red
 
 def test_a_stock_return_clears_the_marker_and_the_unit_sells_again(client: Client) -> None:
     sale = make_sale(stock=1)
-    assert event_listener.wait_until_live()
+    assert subscription.wait_until_live()
     winner, winner_token = make_shopper()
     first = purchase(client, sale.pk, winner_token).json()
-    assert funnel.sold_out(sale.pk)
+    assert known_sales.sold_out(sale.pk)
     sale_orders_drain(sale_id=sale.pk)
 
     order_release(order=Order.objects.get(sale=sale, user=winner), status=OrderStatus.CANCELLED)
-    wait_for(lambda: not funnel.sold_out(sale.pk), what="the stock-return event", timeout=10)
+    wait_for(lambda: not known_sales.sold_out(sale.pk), what="the stock-return event", timeout=10)
 
     late, late_token = make_shopper()
     answer = purchase(client, sale.pk, late_token)
@@ -84,7 +84,7 @@ def test_a_stock_return_clears_the_marker_and_the_unit_sells_again(client: Clien
 @KEEP_META
 def test_before_the_start_the_crowd_hears_not_started_from_the_process(client: Client, own_redis: LocalRedis) -> None:
     sale = make_sale(starts_in=60)
-    assert event_listener.wait_until_live()
+    assert subscription.wait_until_live()
     purchase(client, sale.pk, make_shopper()[1])  # This process reads the sale once.
     tokens = [make_shopper()[1] for _ in range(20)]
 
@@ -101,7 +101,7 @@ def test_before_the_start_the_crowd_hears_not_started_from_the_process(client: C
 def test_more_attempts_than_k_times_the_stock_left_hear_429_crowd(client: Client, own_redis: LocalRedis) -> None:
     # Four units, k = 0.5: the interval lets through ceil(0.5 x 4) = 2 attempts.
     sale = make_sale(stock=4, crowd_factor=0.5)
-    assert event_listener.wait_until_live()
+    assert subscription.wait_until_live()
     tokens = [make_shopper()[1] for _ in range(3)]
 
     first = purchase(client, sale.pk, tokens[0])
@@ -124,21 +124,21 @@ def test_more_attempts_than_k_times_the_stock_left_hear_429_crowd(client: Client
 def test_an_interval_lets_through_k_times_the_stock_it_began_with(client: Client) -> None:
     # Three units, k = 2: six attempts may go on; four shoppers in a row all reach the script.
     sale = make_sale(stock=3, crowd_factor=2)
-    assert event_listener.wait_until_live()
+    assert subscription.wait_until_live()
     answers = [purchase(client, sale.pk, make_shopper()[1]).json()["status"] for _ in range(4)]
     assert answers == ["SUCCESS", "SUCCESS", "SUCCESS", "SOLD_OUT"]
 
 
 def test_a_crowd_factor_of_zero_turns_stock_aware_admission_off(client: Client) -> None:
     sale = make_sale(stock=1, crowd_factor=0)
-    assert event_listener.wait_until_live()
+    assert subscription.wait_until_live()
     answers = [purchase(client, sale.pk, make_shopper()[1]).json()["status"] for _ in range(3)]
     assert answers == ["SUCCESS", "SOLD_OUT", "SOLD_OUT"]
 
 
 def test_every_layer_counts_its_answers_in_the_funnel(client: Client) -> None:
     sale = make_sale(stock=1)
-    assert event_listener.wait_until_live()
+    assert subscription.wait_until_live()
     winner = make_shopper()[1]
     purchase(client, sale.pk, winner)
     purchase(client, sale.pk, make_shopper()[1])

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from accounts.services import user_session_warm
-from core.events import event_listener
+from core.events import subscription
 from core.process_state import forget_process_state
 from orders.models import Order
 from sales import inventory, keys
@@ -252,7 +252,7 @@ def test_the_purchase_never_writes_an_order_itself(client: Client) -> None:
 
 
 def test_every_answer_is_counted_in_the_sales_stats_the_local_ones_too(client: Client) -> None:
-    assert event_listener.wait_until_live()
+    assert subscription.wait_until_live()
     sale = make_sale(stock=1)
     winner = make_shopper()[1]
     purchase(client, sale.pk, winner)

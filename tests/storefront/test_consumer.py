@@ -1,5 +1,5 @@
 """The WebSocket consumer through Channels' ``WebsocketCommunicator``, against real Redis:
-every message of the contract (DESIGN.md, "WebSocket contract")."""
+every message of the contract (docs/design.md, "WebSocket")."""
 
 from __future__ import annotations
 
@@ -18,15 +18,17 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from prometheus_client import REGISTRY
 
+from core.events import CLIENT_NAME, subscription
 from devstack.localservers import LocalRedis
 from flashsale_project.asgi import application
 from sales import inventory
-from sales.consumers import NO_SUCH_SALE, TRY_AGAIN_LATER
-from sales.live import CLIENT_NAME, STOCK_INTERVAL_SECONDS, Outgoing, live_hub
 from sales.models import FlashSale
 from sales.purchase import purchase_attempt
 from sales.services import sale_update
 from tests.factories import make_sale, make_user
+from wsdoor.consumers import NO_SUCH_SALE, TRY_AGAIN_LATER
+from wsdoor.hub import STOCK_INTERVAL_SECONDS, live_hub
+from wsdoor.sockets import Outgoing
 
 pytestmark = pytest.mark.django_db
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
@@ -34,7 +36,10 @@ WAIT = 15.0  # Generous: the machine is shared; nothing here measures time.
 
 
 def live(scenario: Callable[[], Awaitable[None]]) -> None:
-    """Run ``scenario`` on its own event loop, then close that loop's hub."""
+    """Run ``scenario`` on its own event loop, then close that loop's hub. The loop drives the
+    process's subscription, as in a ws process (a thread driving it for an earlier test is
+    stopped first)."""
+    subscription.restart()
 
     async def run() -> None:
         try:
@@ -62,7 +67,7 @@ async def next_of(socket: WebsocketCommunicator, kind: str) -> dict[str, Any]:
 
 
 async def subscribed() -> None:
-    await live_hub().listening.wait()
+    assert await subscription.until_live(timeout=WAIT)
 
 
 async def buy(sale: FlashSale) -> str:
@@ -238,13 +243,14 @@ def test_a_stampede_of_purchase_events_reaches_a_socket_a_few_times_a_second_not
         # When 600 purchases are published as fast as Redis takes them (purchase.lua's events)
         client = redis.Redis.from_url(settings.REDIS_URL)
         pipe = client.pipeline(transaction=False)
+        now_ms = await sync_to_async(inventory.redis_now_ms)()
         for remaining in range(999, 399, -1):
             event = {
                 "product_id": sale.product_id,
                 "sale_id": sale.pk,
                 "buyer": 1,
                 "remaining": remaining,
-                "timestamp": 1,
+                "timestamp": now_ms + 1000 - remaining,  # by the Redis clock, as the script's are
             }
             pipe.publish(inventory.keys.EVENTS_CHANNEL, json.dumps(event))
         began = time.monotonic()
@@ -397,11 +403,11 @@ def test_every_socket_of_a_process_shares_one_redis_subscription() -> None:
         for socket in sockets:
             await socket.receive_json_from(timeout=WAIT)
         await subscribed()
-        # Then Redis sees one subscriber connection of the hub, on both channels
+        # Then Redis sees one subscriber connection of the process, on every channel it hears
         clients = await sync_to_async(redis.Redis.from_url(settings.REDIS_URL, decode_responses=True).client_list)()
         hub_clients = [client for client in clients if client["name"].startswith(CLIENT_NAME)]
         assert len(hub_clients) == 1
-        assert hub_clients[0]["sub"] == "2"
+        assert hub_clients[0]["sub"] == str(len(subscription.channels))
         # And one sale's event reaches exactly that sale's 20 pages
         assert await buy(sales[0]) == "SUCCESS"
         for n, socket in enumerate(sockets):
@@ -432,7 +438,8 @@ def test_a_stock_return_after_sold_out_is_heard() -> None:
         # When a unit comes back (an expired order), published as the contract says
         client = inventory.inventory_redis()
         await sync_to_async(client.incr)(inventory.keys.stock_key(sale.pk))
-        event = {"product_id": sale.product_id, "sale_id": sale.pk, "buyer": 0, "remaining": 1, "timestamp": 1}
+        now_ms = await sync_to_async(inventory.redis_now_ms)()
+        event = {"product_id": sale.product_id, "sale_id": sale.pk, "buyer": 0, "remaining": 1, "timestamp": now_ms}
         await sync_to_async(client.publish)(inventory.keys.EVENTS_CHANNEL, json.dumps(event))
         # Then the page hears it
         assert await socket.receive_json_from(timeout=WAIT) == {"type": "stock", "remaining_stock": 1}

@@ -25,12 +25,12 @@ from websockets.exceptions import ConnectionClosed
 
 from devstack.procfile import WS_UVICORN_OPTIONS
 from sales import keys
-from sales.consumers import NO_SUCH_SALE, TRY_AGAIN_LATER
-from sales.live import FILES_KEPT
 from sales.models import FlashSale
 from tests.factories import make_sale
 from tests.polling import wait_for
 from tests.processes import OPEN_ADMISSION, ROOT, ChildProcess, start_ws
+from wsdoor.consumers import NO_SUCH_SALE, TRY_AGAIN_LATER
+from wsdoor.hub import FILES_KEPT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WAIT = 30.0  # Generous: the machine is shared.

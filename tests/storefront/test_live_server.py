@@ -18,12 +18,12 @@ from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from sales.live import Outgoing
 from sales.models import FlashSale
 from sales.purchase import purchase_attempt
 from sales.services import sale_update
 from tests.factories import make_sale, make_user
 from tests.processes import ChildProcess
+from wsdoor.sockets import Outgoing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WAIT = 30.0

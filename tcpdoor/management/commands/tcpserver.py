@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from redis.exceptions import RedisError
 
-from core.events import event_listener
+from core.events import subscription
 from core.pipelining import AutoPipeline
 from core.redis_store import inventory_redis_async
 from sales.purchase import drain_kick_warm
@@ -80,7 +80,7 @@ class Command(BaseCommand):
         except OSError as error:
             await client.aclose()
             raise CommandError(f"cannot listen on {host}: {error}") from None
-        event_listener.ensure_running()  # Wins, stock returns and revocations arrive through it.
+        subscription.ensure_running()  # Wins, stock returns and revocations arrive through it.
         await asyncio.to_thread(drain_kick_warm)
         # Everything loaded so far lives as long as the process: out of the collector's sight,
         # a full collection no longer walks Django's and the apps' objects (tens of ms here, on

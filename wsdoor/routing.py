@@ -1,5 +1,5 @@
 """The ws process's one WebSocket route, ``/ws/sales/<id>/``: a plain ASGI application
-(``sales.consumers``) that answers every other path with a close, not an HTTP error."""
+(``wsdoor.consumers``) that answers every other path with a close, not an HTTP error."""
 
 from .consumers import sale_socket
 

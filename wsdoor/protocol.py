@@ -1,4 +1,4 @@
-"""The ws process's WebSocket protocol for uvicorn: ``uvicorn --ws sales.ws_protocol:ListenerProtocol``.
+"""The ws process's WebSocket protocol for uvicorn: ``uvicorn --ws wsdoor.protocol:ListenerProtocol``.
 
 uvicorn's ``websockets-sansio`` protocol, trimmed for 15,000 sockets that only listen
 (docs/websockets.md has the measurements):
@@ -12,7 +12,7 @@ uvicorn's ``websockets-sansio`` protocol, trimmed for 15,000 sockets that only l
   ``asyncio.Event`` with its deque.
 
 Everything else, the handshake, keepalive pings, the closing handshake and the ASGI
-interface, is uvicorn's. The rooms of ``sales.live`` write finished frames to its
+interface, is uvicorn's. The rooms of ``wsdoor.hub`` write finished frames to its
 ``transport`` (``FrameSocket``). This module imports nothing of Django: uvicorn loads it
 before the application.
 """

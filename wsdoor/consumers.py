@@ -1,16 +1,17 @@
-"""The storefront's WebSocket, ``/ws/sales/<id>/`` (DESIGN.md, "WebSocket contract").
+"""The storefront's WebSocket, ``/ws/sales/<id>/`` (docs/design.md, "The WebSocket").
 
 A plain ASGI application, not a Channels consumer: a socket here only listens, and the
 consumer's machinery (a dispatch loop, a task per receive, a consumer object) was most of what
 each of 15,000 sockets cost a process (docs/websockets.md). The socket joins its sale's room
-in this process's ``LiveHub`` (``sales.live``), which sends ``hello`` and then every live
+in this process's ``LiveHub`` (``wsdoor.hub``), which sends ``hello`` and then every live
 message; what a client sends is read and ignored.
 
 A page from another site is refused before the handshake (HTTP 403, as Channels' origin
 check did). Every other refusal is a WebSocket close after the handshake, never an HTTP
-error, so a page sees its code: ``4404`` for a path that names no sale, ``1013`` (try again later) when the process
-is full, the client's address holds ``WS_MAX_CONNECTIONS_PER_IP`` sockets, or Redis (or, for
-a sale not loaded into Redis yet, PostgreSQL) is away.
+error, so a page sees its code, from the transports' one table (``core.errors``): ``4404``
+(``NotFound``) for a path that names no sale, ``1013`` (``Unavailable``: try again later)
+when the process is full, the client's address holds ``WS_MAX_CONNECTIONS_PER_IP`` sockets,
+or Redis (or, for a sale not loaded into Redis yet, PostgreSQL) is away.
 """
 
 from __future__ import annotations
@@ -24,19 +25,20 @@ from typing import Any
 from urllib.parse import urlparse
 
 from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator
-from django.db import DatabaseError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core.errors import DEPENDENCY_ERRORS, Unavailable
 from core.metrics import WS_CONNECTIONS
+from sales.selectors import UnknownSale
 
-from .live import live_hub
+from .hub import live_hub
 
 logger = logging.getLogger(__name__)
 
-NO_SUCH_SALE = 4404
-"""Close code for an unknown sale: the page stops reconnecting and shows what it has."""
-TRY_AGAIN_LATER = 1013
+NO_SUCH_SALE = UnknownSale().close_code
+"""An unknown sale: the page stops reconnecting and shows what it has."""
+TRY_AGAIN_LATER = Unavailable().close_code
+_AWAY: tuple[type[BaseException], ...] = (*DEPENDENCY_ERRORS, Unavailable, OSError)
+"""Redis (or, for a sale not loaded into Redis yet, PostgreSQL) cannot answer the join."""
 SALE_SOCKET_PATH = re.compile(r"/ws/sales/(?P<sale_id>[0-9]{1,18})/")
 
 Scope = dict[str, Any]
@@ -92,7 +94,7 @@ async def sale_socket(scope: Scope, receive: Receive, send: Send) -> None:
         listener = hub.socket_for(send)
         try:
             joined = await hub.join(sale_id, listener)
-        except (RedisConnectionError, RedisTimeoutError, OSError, DatabaseError) as error:
+        except _AWAY as error:
             # A sale not in Redis yet is read from PostgreSQL. The page polls the REST API
             # meanwhile and reconnects with backoff.
             logger.warning("sale %s socket refused: Redis or PostgreSQL unavailable (%s)", sale_id, error)

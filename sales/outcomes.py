@@ -1,0 +1,223 @@
+"""Every outcome of a purchase attempt and the answer it gets, in one place.
+
+An attempt's outcome is named by three parts: the funnel (``funnel.Shed``, answered in the
+process), ``purchase.lua`` (``inventory.ScriptStatus``) and the contract
+(``PurchaseStatus``, the ``status`` word a client reads). ``OUTCOMES`` gives each status its
+HTTP status and sentence, ``SHED_STATUS`` and ``SCRIPT_STATUS`` name the status each local
+"no" and each script answer becomes, and the functions below build the answer and its body
+(docs/design.md, "Purchase answers"). The transports only carry what this module makes: the
+REST API as a status and a JSON body, the TCP door as a frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from antibot.admission import wait_sentence
+
+from .funnel import Shed, Verdict
+from .inventory import ScriptAnswer, ScriptStatus
+
+
+class PurchaseStatus(StrEnum):
+    SUCCESS = "SUCCESS"
+    SOLD_OUT = "SOLD_OUT"
+    ALREADY_PURCHASED = "ALREADY_PURCHASED"
+    NOT_STARTED = "NOT_STARTED"
+    ENDED = "ENDED"
+    RATE_LIMITED = "RATE_LIMITED"
+    POW_INVALID = "POW_INVALID"
+    IN_FLIGHT = "IN_FLIGHT"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    http_status: int
+    detail: str
+    """The sentence of the answer (RATE_LIMITED's and POW_INVALID's say more: the reason)."""
+
+
+OUTCOMES: dict[PurchaseStatus, Outcome] = {
+    PurchaseStatus.SUCCESS: Outcome(201, "You won a unit; your order is being confirmed."),
+    PurchaseStatus.SOLD_OUT: Outcome(409, "Sold out: every unit has been sold."),
+    PurchaseStatus.ALREADY_PURCHASED: Outcome(409, "You already hold this sale's limit of one unit."),
+    PurchaseStatus.NOT_STARTED: Outcome(409, "The sale has not started yet."),
+    PurchaseStatus.ENDED: Outcome(409, "The sale has ended."),
+    PurchaseStatus.IN_FLIGHT: Outcome(
+        409, "A request with this Idempotency-Key is still being answered; retry shortly."
+    ),
+    PurchaseStatus.RATE_LIMITED: Outcome(429, "Too many attempts"),
+    PurchaseStatus.POW_INVALID: Outcome(403, "reused: this challenge was already spent."),
+}
+
+SHED_STATUS: dict[Shed, PurchaseStatus] = {
+    Shed.WINNER: PurchaseStatus.ALREADY_PURCHASED,
+    Shed.NOT_STARTED: PurchaseStatus.NOT_STARTED,
+    Shed.ENDED: PurchaseStatus.ENDED,
+    Shed.SOLD_OUT: PurchaseStatus.SOLD_OUT,
+    Shed.USER: PurchaseStatus.RATE_LIMITED,
+    Shed.IP: PurchaseStatus.RATE_LIMITED,
+    Shed.CROWD: PurchaseStatus.RATE_LIMITED,
+    Shed.BUCKET: PurchaseStatus.RATE_LIMITED,
+}
+
+SCRIPT_STATUS: dict[ScriptStatus, PurchaseStatus] = {
+    ScriptStatus.SUCCESS: PurchaseStatus.SUCCESS,
+    ScriptStatus.SOLD_OUT: PurchaseStatus.SOLD_OUT,
+    ScriptStatus.ALREADY_PURCHASED: PurchaseStatus.ALREADY_PURCHASED,
+    ScriptStatus.NOT_STARTED: PurchaseStatus.NOT_STARTED,
+    ScriptStatus.ENDED: PurchaseStatus.ENDED,
+    ScriptStatus.POW_REUSED: PurchaseStatus.POW_INVALID,
+}
+"""``NO_SALE`` is not an answer: the caller reloads the sale."""
+
+RATE_LIMIT_REASONS: dict[str, str] = {
+    Shed.BUCKET: "Too many attempts on this sale right now",
+    Shed.CROWD: "More shoppers are trying than units are left",
+    Shed.USER: "Too many attempts from your account",
+    Shed.IP: "Too many attempts from your address",
+}
+"""What said RATE_LIMITED (the body's ``reason``), in words."""
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseAnswer:
+    """The outcome of one attempt; a transport turns it into the contract's answer.
+    ``reason`` names what said RATE_LIMITED: ``bucket``, ``crowd``, ``user`` or ``ip``."""
+
+    status: PurchaseStatus
+    order_id: str | None = None
+    remaining_stock: int | None = None
+    retry_after_seconds: int | None = None
+    retry_after_ms: int | None = None
+    detail: str = ""
+    reason: str = ""
+    kick_drain: bool = field(default=False, compare=False)
+    decided_here: bool = field(default=False, compare=False)
+    """Answered without the script, which stores its own answers under an Idempotency-Key."""
+
+    @property
+    def http_status(self) -> int:
+        return OUTCOMES[self.status].http_status
+
+    @property
+    def carries_own_body(self) -> bool:
+        """The body names something of this request (an order id, the stock), so it cannot
+        be encoded once for everyone."""
+        return self.status in (PurchaseStatus.SUCCESS, PurchaseStatus.ALREADY_PURCHASED)
+
+
+def rate_limited(retry_after_ms: int, reason: str, *, decided_here: bool = False) -> PurchaseAnswer:
+    seconds, detail = wait_sentence(
+        RATE_LIMIT_REASONS.get(reason, OUTCOMES[PurchaseStatus.RATE_LIMITED].detail), retry_after_ms
+    )
+    return PurchaseAnswer(
+        PurchaseStatus.RATE_LIMITED,
+        retry_after_seconds=seconds,
+        retry_after_ms=max(1, retry_after_ms),
+        detail=detail,
+        reason=reason,
+        decided_here=decided_here,
+    )
+
+
+def _fixed(status: PurchaseStatus) -> PurchaseAnswer:
+    return PurchaseAnswer(status, detail=OUTCOMES[status].detail, decided_here=True)
+
+
+# The local answers that carry nothing of their own request, made once.
+_FIXED_ANSWERS: dict[Shed, PurchaseAnswer] = {
+    shed: _fixed(SHED_STATUS[shed]) for shed in (Shed.NOT_STARTED, Shed.ENDED, Shed.SOLD_OUT)
+}
+
+
+def answer_for_verdict(verdict: Verdict) -> PurchaseAnswer:
+    """The contract's answer to a local "no" (``decided_here``: stored under an
+    Idempotency-Key by the purchase path, the script not having run)."""
+    shed = verdict.shed
+    assert shed is not None
+    if shed is Shed.WINNER:
+        status = PurchaseStatus.ALREADY_PURCHASED
+        return PurchaseAnswer(status, order_id=verdict.order_id, detail=OUTCOMES[status].detail, decided_here=True)
+    fixed = _FIXED_ANSWERS.get(shed)
+    if fixed is not None:
+        return fixed
+    return rate_limited(verdict.retry_after_ms, shed.value, decided_here=True)
+
+
+def answer_for_refused_proof(reason: str) -> PurchaseAnswer:
+    """POW_INVALID, with the refusal's reason as its sentence."""
+    return PurchaseAnswer(PurchaseStatus.POW_INVALID, detail=reason, decided_here=True)
+
+
+def answer_for_script(ran: ScriptAnswer) -> PurchaseAnswer:
+    """The contract's answer to what ``purchase.lua`` decided."""
+    status = SCRIPT_STATUS[ran.status]
+    return PurchaseAnswer(
+        status,
+        order_id=ran.order_id or None,
+        remaining_stock=ran.remaining if ran.remaining >= 0 else None,
+        detail=OUTCOMES[status].detail,
+        kick_drain=ran.kick_drain,
+    )
+
+
+def in_flight() -> PurchaseAnswer:
+    return PurchaseAnswer(PurchaseStatus.IN_FLIGHT, detail=OUTCOMES[PurchaseStatus.IN_FLIGHT].detail)
+
+
+def answer_body(answer: PurchaseAnswer) -> dict[str, Any]:
+    """The contract's body of an answer, whatever carries it (the REST API's JSON, the TCP
+    door's frame): ``status`` and ``detail``; ``order_id`` and ``remaining_stock`` for a win,
+    ``order_id`` for ALREADY_PURCHASED, ``reason`` for RATE_LIMITED. How long to wait travels
+    as each transport says it (``Retry-After``, ``retry_after_ms``)."""
+    if answer.status is PurchaseStatus.SUCCESS:
+        return {
+            "status": answer.status.value,
+            "detail": answer.detail,
+            "order_id": answer.order_id,
+            "remaining_stock": answer.remaining_stock,
+        }
+    body: dict[str, Any] = {"status": answer.status.value, "detail": answer.detail}
+    if answer.status is PurchaseStatus.ALREADY_PURCHASED:
+        body["order_id"] = answer.order_id
+    if answer.reason:
+        body["reason"] = answer.reason
+    return body
+
+
+def answer_record(answer: PurchaseAnswer) -> dict[str, Any]:
+    """What an Idempotency-Key keeps of an answer decided outside the script."""
+    record: dict[str, Any] = {"status": answer.status.value, "detail": answer.detail}
+    if answer.order_id:
+        record["order_id"] = answer.order_id
+    if answer.retry_after_seconds is not None:
+        record["retry_after_ms"] = answer.retry_after_seconds * 1000
+    if answer.reason:
+        record["reason"] = answer.reason
+    return record
+
+
+_RECORDED_STATUS: dict[str, PurchaseStatus] = {
+    **{status.value: status for status in PurchaseStatus},
+    **{said.value: status for said, status in SCRIPT_STATUS.items()},
+}
+
+
+def answer_from_record(record: dict[str, Any]) -> PurchaseAnswer:
+    """The answer stored under an Idempotency-Key (by the script, in its own words, or by the
+    purchase path, in the contract's), or the marker of a request still in flight."""
+    status = _RECORDED_STATUS[record["status"]]
+    if status is PurchaseStatus.IN_FLIGHT:
+        return in_flight()
+    if status is PurchaseStatus.RATE_LIMITED:
+        return rate_limited(int(record.get("retry_after_ms") or 0), str(record.get("reason") or ""))
+    remaining = record.get("remaining")
+    return PurchaseAnswer(
+        status,
+        order_id=record.get("order_id") or None,
+        remaining_stock=remaining if isinstance(remaining, int) and remaining >= 0 else None,
+        detail=record.get("detail") or OUTCOMES[status].detail,
+    )
