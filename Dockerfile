@@ -7,8 +7,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 RUN useradd --system --create-home --uid 10001 flashsale
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# Production's requirements alone: the embedded servers requirements.txt adds are make run's.
+COPY requirements-production.txt .
+RUN pip install --no-cache-dir -r requirements-production.txt
 COPY . .
 # collectstatic needs a key to import the settings; it is not the runtime key.
 RUN SECRET_KEY=build-only python manage.py collectstatic --noinput --verbosity 0

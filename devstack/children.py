@@ -18,6 +18,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +26,10 @@ from pathlib import Path
 from typing import IO, Any
 
 _PR_SET_PDEATHSIG = 1
-# Loaded once here: the child, between fork and exec, only calls into it.
-_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+# Loaded once here: the child, between fork and exec, only calls into it. The parent-death
+# signal is Linux's alone: elsewhere (macOS) a run that is itself SIGKILLed can leave its
+# children running, while Ctrl-C still stops them in order.
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform == "linux" else None
 
 
 class ChildError(RuntimeError):
@@ -35,8 +38,9 @@ class ChildError(RuntimeError):
 
 def die_with_parent() -> None:
     """Run in the child between fork and exec: SIGTERM arrives when the parent dies, even
-    from SIGKILL."""
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    from SIGKILL (on Linux)."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def start_child(

