@@ -161,7 +161,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Flash sale API",
     "DESCRIPTION": "Sales, purchases and orders. Every error body is {status, detail}.",
-    "VERSION": "1.0.0",
+    "VERSION": "0.2.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
 }

@@ -1,4 +1,4 @@
-// The sale's live feed: the WebSocket of the contract (DESIGN.md, "WebSocket contract"),
+// The sale's live feed: the WebSocket of the contract (docs/design.md, "WebSocket"),
 // reconnected with backoff; while it is down the page polls GET /api/sales/<id>/ instead,
 // so a dropped socket costs freshness, never correctness.
 
