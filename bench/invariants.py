@@ -1,4 +1,4 @@
-"""The invariants every benchmark run is checked against afterwards (DESIGN.md, "Invariants").
+"""The invariants every benchmark run is checked against afterwards (docs/design.md, "Invariants").
 
 - I1 ``remaining + buyers == total`` in Redis.
 - I2 once the Celery worker drained the sale's stream: one PostgreSQL order per buyer, same id.

@@ -29,7 +29,7 @@ REFERENCE_SCRIPT = (
     "if left <= 0 then return 0 end "
     "redis.call('DECR', KEYS[1]) redis.call('HSET', KEYS[2], ARGV[1], '1') return 1"
 )
-"""The check-decrement-record script DESIGN.md's probe measured (~52,000/s), for comparison."""
+"""The check-decrement-record script the first probe measured (docs/benchmark.md), for comparison."""
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The base of the hot path's endpoints (challenge, purchase).
 
 ``dispatch`` skips DRF's per-request machinery (request wrapping, content negotiation,
-authenticator and renderer instances), which DESIGN.md measured at a large share of a
+authenticator and renderer instances), which the first probe measured at a large share of a
 request's cost; ``post`` reads Django's request and answers JSON itself. DRF and
 drf-spectacular still see an ``APIView``, so the OpenAPI schema describes these endpoints
 from their serializers like any other.

@@ -1,7 +1,8 @@
 """ASGI entry point: the WebSocket side (``/ws/sales/<id>/``), served by uvicorn.
 
 HTTP also works here (Django's ASGI handler) but production sends HTTP to the WSGI servers:
-Django's ASGI path measured 3-5x slower on this kind of machine (see DESIGN.md).
+Django's ASGI path measured 3-5x slower on this kind of machine (docs/benchmark.md, "The
+first probe").
 """
 
 import os

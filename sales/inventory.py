@@ -1,6 +1,6 @@
 """The sale's inventory in Redis: the purchase script, loading a sale, reading its state.
 
-Redis is the source of truth for stock while a sale runs (DESIGN.md). Nothing here touches
+Redis is the source of truth for stock while a sale runs (docs/design.md, "Shape"). Nothing here touches
 PostgreSQL.
 """
 

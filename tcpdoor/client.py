@@ -101,7 +101,8 @@ async def _one(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _solve(challenge: str, difficulty: int) -> str:
-    """The proof of work (DESIGN.md): the first counter whose sha256 has enough leading zero bits."""
+    """The proof of work (docs/design.md, "Proof of work"): the first counter whose sha256 has
+    enough leading zero bits."""
     limit = 1 << (256 - difficulty)
     prefix = hashlib.sha256(challenge.encode("utf-8"))
     counter = 0

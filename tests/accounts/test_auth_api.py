@@ -1,4 +1,4 @@
-"""The accounts API: registration and tokens (DESIGN.md, REST contract)."""
+"""The accounts API: registration and tokens (docs/design.md, "Endpoints")."""
 
 from __future__ import annotations
 

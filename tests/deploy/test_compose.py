@@ -44,7 +44,7 @@ def test_every_app_service_runs_the_one_image_built_from_the_dockerfile(compose:
     for name in APP_SERVICES:
         service = compose["services"][name]
         assert service["build"] == ".", name
-        assert service["image"] == "flashsale:latest", name
+        assert service["image"] == "flashsale:0.2.0", name
     assert (ROOT / "Dockerfile").read_text().startswith("# One image")
 
 
