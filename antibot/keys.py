@@ -18,5 +18,7 @@ def challenge_rate_key(keyspace: str) -> str:
     return f"{keyspace}:challenges"
 
 
-def idempotency_record_key(keyspace: str, user_id: int, key_digest: str) -> str:
-    return f"{keyspace}:idem:{int(user_id)}:{key_digest}"
+def idempotency_records_key(keyspace: str, user_id: int) -> str:
+    """A shopper's stored answers, one field per Idempotency-Key digest (a hash: a shopper's
+    keys in a keyspace are bounded by how many fields the caller lets it hold)."""
+    return f"{keyspace}:idem:{int(user_id)}"

@@ -171,10 +171,12 @@ class PurchaseApi(HotPathApi):
                 IDEMPOTENCY_KEY_SCHEMA,
                 OpenApiParameter.HEADER,
                 description=(
-                    "1 to 255 printable ASCII characters (400 otherwise). The same key from the same user "
-                    "replays the first answer for ANTIBOT_IDEMPOTENCY_TTL_SECONDS (a day by default); with "
-                    "another body it answers 422 IDEMPOTENCY_KEY_REUSED; while the first request is still being "
-                    "answered, 409 IN_FLIGHT (IETF httpapi idempotency-key draft semantics)."
+                    "1 to 255 printable ASCII characters (400 otherwise). A final answer of the attempt (SUCCESS, "
+                    "ALREADY_PURCHASED, SOLD_OUT, ENDED from the sale's script) is kept for the same key from the "
+                    "same user until shortly after the sale's end and given again; a temporary refusal "
+                    "(RATE_LIMITED, NOT_STARTED, POW_INVALID, UNAVAILABLE) is never kept, so a retry is judged "
+                    "afresh; the key with another body answers 422 IDEMPOTENCY_KEY_REUSED (IETF httpapi "
+                    "idempotency-key draft semantics)."
                 ),
             )
         ],
@@ -186,9 +188,7 @@ class PurchaseApi(HotPathApi):
                 ErrorSerializer, description="POW_INVALID; FORBIDDEN: a session without its CSRF token"
             ),
             404: OpenApiResponse(ErrorSerializer, description="NOT_FOUND"),
-            409: OpenApiResponse(
-                RejectedSerializer, description="SOLD_OUT, ALREADY_PURCHASED, NOT_STARTED, ENDED, IN_FLIGHT"
-            ),
+            409: OpenApiResponse(RejectedSerializer, description="SOLD_OUT, ALREADY_PURCHASED, NOT_STARTED, ENDED"),
             422: OpenApiResponse(ErrorSerializer, description="IDEMPOTENCY_KEY_REUSED"),
             429: OpenApiResponse(
                 RateLimitedSerializer,

@@ -37,11 +37,13 @@ class ScriptStatus(StrEnum):
     ENDED = "ENDED"
     POW_REUSED = "POW_REUSED"
     NO_SALE = "NO_SALE"
+    KEY_REUSED = "KEY_REUSED"
 
 
 @dataclass(frozen=True, slots=True)
 class ScriptAnswer:
-    """What ``purchase.lua`` decided. ``remaining`` is -1 where the script did not read it."""
+    """What ``purchase.lua`` decided. ``remaining`` is -1 where the script did not read it;
+    ``replayed``: the answer stored under the request's Idempotency-Key, given again."""
 
     status: ScriptStatus
     order_id: str
@@ -49,11 +51,45 @@ class ScriptAnswer:
     retry_after_ms: int
     kick_drain: bool
     now_ms: int
+    replayed: bool = False
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> ScriptAnswer:
-        status, order_id, remaining, retry_after_ms, kick, now_ms = reply
-        return cls(ScriptStatus(status), order_id, int(remaining), int(retry_after_ms), kick == 1, int(now_ms))
+        status, order_id, remaining, retry_after_ms, kick, now_ms, replayed = reply
+        return cls(
+            ScriptStatus(status), order_id, int(remaining), int(retry_after_ms), kick == 1, int(now_ms), replayed == 1
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """What a shopper's idempotency records keep of one final answer (``purchase.lua`` writes
+    them as ``"<fingerprint>|<status>|<order id>|<remaining>"``)."""
+
+    fingerprint: str
+    answer: ScriptAnswer
+
+    @classmethod
+    def parse(cls, stored: str, *, now_ms: int = 0) -> IdempotencyRecord:
+        fingerprint, status, order_id, remaining = stored.split("|")
+        return cls(fingerprint, ScriptAnswer(ScriptStatus(status), order_id, int(remaining), 0, False, now_ms, True))
+
+
+IDEMPOTENCY_FINAL = frozenset(
+    {ScriptStatus.SUCCESS, ScriptStatus.ALREADY_PURCHASED, ScriptStatus.SOLD_OUT, ScriptStatus.ENDED}
+)
+"""The answers an Idempotency-Key keeps: final ones, which a retry would only hear again.
+A temporary refusal (not started, a spent challenge; and every answer the funnel gives in
+the process) is never stored, so a retry with the same key is judged afresh."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyPolicy:
+    """How many final answers one shopper's keys may keep per sale, and for how long."""
+
+    per_shopper: int
+    after_end_ms: int
+    longest_ms: int
 
 
 def purchase_call(
@@ -65,7 +101,7 @@ def purchase_call(
     challenge_ttl_seconds: int = 0,
     idempotency_digest: str = "",
     idempotency_fingerprint: str = "",
-    idempotency_ttl_seconds: int = 0,
+    idempotency: IdempotencyPolicy | None = None,
     drain_kick_ms: int = 250,
 ) -> ScriptCall:
     """One attempt of ``lua/purchase.lua``: the script's KEYS and ARGV contract, in one place.
@@ -74,6 +110,8 @@ def purchase_call(
     meta = keys.meta_key(sale_id)
     keyspace = keys.keyspace(sale_id)
     spend_challenge = bool(challenge_nonce) and challenge_ttl_seconds > 0
+    keyed = bool(idempotency_digest) and idempotency is not None
+    policy = idempotency or IdempotencyPolicy(0, 0, 0)
     return ScriptCall(
         PURCHASE_SCRIPT,
         (
@@ -84,9 +122,7 @@ def purchase_call(
             keys.orders_stream_key(sale_id),
             keys.drain_kick_key(sale_id),
             antibot_keys.spent_challenge_key(keyspace, challenge_nonce) if spend_challenge else meta,
-            antibot_keys.idempotency_record_key(keyspace, int(user_id), idempotency_digest)
-            if idempotency_digest
-            else meta,
+            antibot_keys.idempotency_records_key(keyspace, int(user_id)) if keyed else meta,
         ),
         (
             user_id,
@@ -94,10 +130,19 @@ def purchase_call(
             keys.EVENTS_CHANNEL,
             drain_kick_ms,
             challenge_ttl_seconds if spend_challenge else 0,
-            idempotency_fingerprint if idempotency_digest else "",
-            idempotency_ttl_seconds,
+            idempotency_fingerprint if keyed else "",
+            idempotency_digest if keyed else "",
+            policy.per_shopper,
+            policy.after_end_ms,
+            policy.longest_ms,
         ),
     )
+
+
+def idempotency_record_call(*, sale_id: int, user_id: int, digest: str) -> CommandCall:
+    """The shopper's stored answer for one Idempotency-Key, if any (read it with
+    ``IdempotencyRecord.parse``)."""
+    return CommandCall(("HGET", antibot_keys.idempotency_records_key(keys.keyspace(sale_id), user_id), digest))
 
 
 def purchase_run(*, sale_id: int, user_id: int, order_id: str, **options: Any) -> ScriptAnswer:

@@ -29,7 +29,6 @@ class PurchaseStatus(StrEnum):
     ENDED = "ENDED"
     RATE_LIMITED = "RATE_LIMITED"
     POW_INVALID = "POW_INVALID"
-    IN_FLIGHT = "IN_FLIGHT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +44,6 @@ OUTCOMES: dict[PurchaseStatus, Outcome] = {
     PurchaseStatus.ALREADY_PURCHASED: Outcome(409, "You already hold this sale's limit of one unit."),
     PurchaseStatus.NOT_STARTED: Outcome(409, "The sale has not started yet."),
     PurchaseStatus.ENDED: Outcome(409, "The sale has ended."),
-    PurchaseStatus.IN_FLIGHT: Outcome(
-        409, "A request with this Idempotency-Key is still being answered; retry shortly."
-    ),
     PurchaseStatus.RATE_LIMITED: Outcome(429, "Too many attempts"),
     PurchaseStatus.POW_INVALID: Outcome(403, "reused: this challenge was already spent."),
 }
@@ -71,7 +67,8 @@ SCRIPT_STATUS: dict[ScriptStatus, PurchaseStatus] = {
     ScriptStatus.ENDED: PurchaseStatus.ENDED,
     ScriptStatus.POW_REUSED: PurchaseStatus.POW_INVALID,
 }
-"""``NO_SALE`` is not an answer: the caller reloads the sale."""
+"""``NO_SALE`` and ``KEY_REUSED`` are not answers: the caller reloads the sale, or refuses
+the reused key (422)."""
 
 RATE_LIMIT_REASONS: dict[str, str] = {
     Shed.BUCKET: "Too many attempts on this sale right now",
@@ -95,8 +92,6 @@ class PurchaseAnswer:
     detail: str = ""
     reason: str = ""
     kick_drain: bool = field(default=False, compare=False)
-    decided_here: bool = field(default=False, compare=False)
-    """Answered without the script, which stores its own answers under an Idempotency-Key."""
 
     @property
     def http_status(self) -> int:
@@ -109,7 +104,7 @@ class PurchaseAnswer:
         return self.status in (PurchaseStatus.SUCCESS, PurchaseStatus.ALREADY_PURCHASED)
 
 
-def rate_limited(retry_after_ms: int, reason: str, *, decided_here: bool = False) -> PurchaseAnswer:
+def rate_limited(retry_after_ms: int, reason: str) -> PurchaseAnswer:
     seconds, detail = wait_sentence(
         RATE_LIMIT_REASONS.get(reason, OUTCOMES[PurchaseStatus.RATE_LIMITED].detail), retry_after_ms
     )
@@ -119,12 +114,11 @@ def rate_limited(retry_after_ms: int, reason: str, *, decided_here: bool = False
         retry_after_ms=max(1, retry_after_ms),
         detail=detail,
         reason=reason,
-        decided_here=decided_here,
     )
 
 
 def _fixed(status: PurchaseStatus) -> PurchaseAnswer:
-    return PurchaseAnswer(status, detail=OUTCOMES[status].detail, decided_here=True)
+    return PurchaseAnswer(status, detail=OUTCOMES[status].detail)
 
 
 # The local answers that carry nothing of their own request, made once.
@@ -134,26 +128,25 @@ _FIXED_ANSWERS: dict[Shed, PurchaseAnswer] = {
 
 
 def answer_for_verdict(verdict: Verdict) -> PurchaseAnswer:
-    """The contract's answer to a local "no" (``decided_here``: stored under an
-    Idempotency-Key by the purchase path, the script not having run)."""
+    """The contract's answer to a "no" the funnel gave in the process."""
     shed = verdict.shed
     assert shed is not None
     if shed is Shed.WINNER:
         status = PurchaseStatus.ALREADY_PURCHASED
-        return PurchaseAnswer(status, order_id=verdict.order_id, detail=OUTCOMES[status].detail, decided_here=True)
+        return PurchaseAnswer(status, order_id=verdict.order_id, detail=OUTCOMES[status].detail)
     fixed = _FIXED_ANSWERS.get(shed)
     if fixed is not None:
         return fixed
-    return rate_limited(verdict.retry_after_ms, shed.value, decided_here=True)
+    return rate_limited(verdict.retry_after_ms, shed.value)
 
 
 def answer_for_refused_proof(reason: str) -> PurchaseAnswer:
     """POW_INVALID, with the refusal's reason as its sentence."""
-    return PurchaseAnswer(PurchaseStatus.POW_INVALID, detail=reason, decided_here=True)
+    return PurchaseAnswer(PurchaseStatus.POW_INVALID, detail=reason)
 
 
 def answer_for_script(ran: ScriptAnswer) -> PurchaseAnswer:
-    """The contract's answer to what ``purchase.lua`` decided."""
+    """The contract's answer to what ``purchase.lua`` decided (or, replayed, had decided)."""
     status = SCRIPT_STATUS[ran.status]
     return PurchaseAnswer(
         status,
@@ -162,10 +155,6 @@ def answer_for_script(ran: ScriptAnswer) -> PurchaseAnswer:
         detail=OUTCOMES[status].detail,
         kick_drain=ran.kick_drain,
     )
-
-
-def in_flight() -> PurchaseAnswer:
-    return PurchaseAnswer(PurchaseStatus.IN_FLIGHT, detail=OUTCOMES[PurchaseStatus.IN_FLIGHT].detail)
 
 
 def answer_body(answer: PurchaseAnswer) -> dict[str, Any]:
@@ -186,38 +175,3 @@ def answer_body(answer: PurchaseAnswer) -> dict[str, Any]:
     if answer.reason:
         body["reason"] = answer.reason
     return body
-
-
-def answer_record(answer: PurchaseAnswer) -> dict[str, Any]:
-    """What an Idempotency-Key keeps of an answer decided outside the script."""
-    record: dict[str, Any] = {"status": answer.status.value, "detail": answer.detail}
-    if answer.order_id:
-        record["order_id"] = answer.order_id
-    if answer.retry_after_seconds is not None:
-        record["retry_after_ms"] = answer.retry_after_seconds * 1000
-    if answer.reason:
-        record["reason"] = answer.reason
-    return record
-
-
-_RECORDED_STATUS: dict[str, PurchaseStatus] = {
-    **{status.value: status for status in PurchaseStatus},
-    **{said.value: status for said, status in SCRIPT_STATUS.items()},
-}
-
-
-def answer_from_record(record: dict[str, Any]) -> PurchaseAnswer:
-    """The answer stored under an Idempotency-Key (by the script, in its own words, or by the
-    purchase path, in the contract's), or the marker of a request still in flight."""
-    status = _RECORDED_STATUS[record["status"]]
-    if status is PurchaseStatus.IN_FLIGHT:
-        return in_flight()
-    if status is PurchaseStatus.RATE_LIMITED:
-        return rate_limited(int(record.get("retry_after_ms") or 0), str(record.get("reason") or ""))
-    remaining = record.get("remaining")
-    return PurchaseAnswer(
-        status,
-        order_id=record.get("order_id") or None,
-        remaining_stock=remaining if isinstance(remaining, int) and remaining >= 0 else None,
-        detail=record.get("detail") or OUTCOMES[status].detail,
-    )

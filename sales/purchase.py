@@ -29,7 +29,6 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 
-from antibot import keys as antibot_keys
 from antibot.admission import RateLimited
 from antibot.challenges import (
     MAX_CHALLENGE_LENGTH,
@@ -38,13 +37,7 @@ from antibot.challenges import (
     challenge_issue_steps,
     challenge_verify,
 )
-from antibot.idempotency import (
-    IdempotentRequest,
-    idempotency_begin_call,
-    idempotency_finish_call,
-    idempotency_held,
-    idempotency_release_call,
-)
+from antibot.idempotency import IdempotencyKeyReused, IdempotentRequest
 from antibot.proof_of_work import MAX_SOLUTION_LENGTH
 from core.errors import InvalidRequest, NotFound
 from core.events import subscription
@@ -53,7 +46,7 @@ from core.strict_json import json_body_load
 
 from . import inventory, keys, outcomes
 from .funnel import Shed, Verdict, lease_batch
-from .inventory import Lease, ScriptAnswer, ScriptStatus
+from .inventory import IdempotencyPolicy, IdempotencyRecord, Lease, ScriptAnswer, ScriptStatus
 from .known import KnownSale, known_sales
 from .models import MAX_SALE_ID, FlashSale
 from .outcomes import PurchaseAnswer
@@ -134,32 +127,20 @@ def purchase_steps(
 ) -> Steps[PurchaseAnswer]:
     """One attempt to buy a unit of ``sale_id`` for ``user_id``, as steps (module docstring).
 
+    With an Idempotency-Key, the answer stored for it is given again and nothing else runs
+    (docs/design.md, "Idempotency-Key"): ``purchase.lua`` looks it up first and stores only
+    final answers; a "no" the funnel gives here is never stored (nothing was attempted), and
+    costs one lookup only when it would tell a winner their order.
+
     Raises ``SaleNotFound``, ``IdempotencyKeyReused`` and ``Unavailable`` (Redis away); the
     purchase script is atomic, so a failure leaves nothing half-done.
     """
     known = yield from sale_known_steps(sale_id)
     tally.count(sale_id, "arrived")
-    record_key = ""
-    if idempotency is not None:
-        record_key = antibot_keys.idempotency_record_key(keys.keyspace(sale_id), user_id, idempotency.digest)
-        held = idempotency_held(
-            (yield idempotency_begin_call(record_key=record_key, request=idempotency)), request=idempotency
-        )
-        if held is not None:
-            answer = outcomes.answer_from_record(held)
-            tally.count(sale_id, f"answer:{answer.status}")
-            return answer
-    try:
-        answer = yield from _attempt(
-            known, user_id=user_id, client_ip=client_ip, challenge=challenge, solution=solution, idempotency=idempotency
-        )
-    except Exception:
-        if idempotency is not None:
-            yield idempotency_release_call(record_key=record_key)
-        raise
+    answer = yield from _attempt(
+        known, user_id=user_id, client_ip=client_ip, challenge=challenge, solution=solution, idempotency=idempotency
+    )
     tally.count(sale_id, f"answer:{answer.status}")
-    if idempotency is not None and answer.decided_here:
-        yield idempotency_finish_call(record_key=record_key, request=idempotency, record=outcomes.answer_record(answer))
     return answer
 
 
@@ -186,7 +167,7 @@ def _attempt(
         user_id=user_id, client_ip=client_ip, live=live, redis_now_ms=known_sales.clock.now_ms(now), now=now
     )
     if verdict.shed is not None:
-        return (yield from _local_no(sale_id, verdict, user_id=user_id, winners_known=live))
+        return (yield from _local_no(sale_id, verdict, user_id=user_id, winners_known=live, idempotency=idempotency))
 
     plan = known.snapshot.plan
     nonce = ""
@@ -202,7 +183,7 @@ def _attempt(
     if live:
         crowd = known.admit_crowd(now=now)
         if crowd.shed is not None:
-            return (yield from _local_no(sale_id, crowd, user_id=user_id, winners_known=True))
+            return (yield from _local_no(sale_id, crowd, user_id=user_id, winners_known=True, idempotency=idempotency))
 
     token = known.take_token(now=time.monotonic())
     if token is None:
@@ -213,7 +194,7 @@ def _attempt(
             raise SaleNotFound("The sale is being reloaded; try again.")
         token = known.leased(granted=lease.granted, retry_after_ms=lease.retry_after_ms, now=time.monotonic())
     if token.shed is not None:
-        return (yield from _local_no(sale_id, token, user_id=user_id, winners_known=live))
+        return (yield from _local_no(sale_id, token, user_id=user_id, winners_known=live, idempotency=idempotency))
 
     order_id = str(uuid.uuid4())
     tally.count(sale_id, "script")
@@ -227,7 +208,7 @@ def _attempt(
                 challenge_ttl_seconds=settings.ANTIBOT_CHALLENGE_TTL_SECONDS if nonce else 0,
                 idempotency_digest=idempotency.digest if idempotency else "",
                 idempotency_fingerprint=idempotency.fingerprint if idempotency else "",
-                idempotency_ttl_seconds=settings.ANTIBOT_IDEMPOTENCY_TTL_SECONDS,
+                idempotency=_idempotency_policy() if idempotency else None,
                 drain_kick_ms=settings.FLASHSALE_DRAIN_KICK_MS,
             )
         )
@@ -235,6 +216,10 @@ def _attempt(
     if ran.status is ScriptStatus.NO_SALE:  # Reset between the meta read and the script.
         known.meta_stale()
         raise SaleNotFound("The sale is being reloaded; try again.")
+    if ran.status is ScriptStatus.KEY_REUSED:
+        raise IdempotencyKeyReused()
+    if ran.replayed:
+        return outcomes.answer_for_script(ran)  # An earlier answer: nothing new was heard.
     if ran.status is ScriptStatus.ALREADY_PURCHASED and ran.order_id == order_id:
         # The connection dropped after the script ran and the client ran it again: the unit
         # held is the one this very request won.
@@ -250,15 +235,35 @@ def _attempt(
     return outcomes.answer_for_script(ran)
 
 
-def _local_no(sale_id: int, verdict: Verdict, *, user_id: int, winners_known: bool) -> Steps[PurchaseAnswer]:
+def _local_no(
+    sale_id: int, verdict: Verdict, *, user_id: int, winners_known: bool, idempotency: IdempotentRequest | None
+) -> Steps[PurchaseAnswer]:
     """A "no" given in the process, counted. Without a trusted winners table (the
-    subscription is not live) Redis is asked first: a winner hears their order anyway."""
+    subscription is not live) Redis is asked first: a winner hears their order anyway. A
+    winner who sent an Idempotency-Key hears that key's stored answer if it has one (the win
+    itself, retried)."""
     if not winners_known and verdict.shed is not Shed.WINNER:
         held = yield inventory.holders_call(sale_id, user_id)
         if held:
             verdict = Verdict(Shed.WINNER, order_id=held)
+    if verdict.shed is Shed.WINNER and idempotency is not None:
+        stored = yield inventory.idempotency_record_call(sale_id=sale_id, user_id=user_id, digest=idempotency.digest)
+        if stored:
+            record = IdempotencyRecord.parse(stored)
+            if record.fingerprint != idempotency.fingerprint:
+                raise IdempotencyKeyReused()
+            tally.count(sale_id, "shed:winner")
+            return outcomes.answer_for_script(record.answer)
     tally.count(sale_id, f"shed:{verdict.shed}")
     return outcomes.answer_for_verdict(verdict)
+
+
+def _idempotency_policy() -> IdempotencyPolicy:
+    return IdempotencyPolicy(
+        per_shopper=settings.ANTIBOT_IDEMPOTENCY_KEYS_PER_SHOPPER,
+        after_end_ms=settings.ANTIBOT_IDEMPOTENCY_AFTER_END_SECONDS * 1000,
+        longest_ms=settings.ANTIBOT_IDEMPOTENCY_TTL_SECONDS * 1000,
+    )
 
 
 def drain_kick(sale_id: int) -> None:

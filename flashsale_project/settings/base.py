@@ -282,10 +282,11 @@ ANTIBOT_CHALLENGE_TTL_SECONDS = env.int("ANTIBOT_CHALLENGE_TTL_SECONDS", default
 ANTIBOT_POW_BASE_RATE = env.int("ANTIBOT_POW_BASE_RATE", default=200)
 ANTIBOT_POW_MAX_DIFFICULTY = env.int("ANTIBOT_POW_MAX_DIFFICULTY", default=22)
 ANTIBOT_CHALLENGE_SECRET = env.str("ANTIBOT_CHALLENGE_SECRET", default="")
-# Idempotency-Key: answers are kept a day (the IETF draft's suggestion); a request that
-# died mid-way holds its key at most this many seconds.
+# Idempotency-Key: only final answers are kept (docs/design.md), at most this many per shopper
+# and sale, until this long after the sale's end, and never longer than the TTL.
+ANTIBOT_IDEMPOTENCY_KEYS_PER_SHOPPER = env.int("ANTIBOT_IDEMPOTENCY_KEYS_PER_SHOPPER", default=8)
+ANTIBOT_IDEMPOTENCY_AFTER_END_SECONDS = env.int("ANTIBOT_IDEMPOTENCY_AFTER_END_SECONDS", default=600)
 ANTIBOT_IDEMPOTENCY_TTL_SECONDS = env.int("ANTIBOT_IDEMPOTENCY_TTL_SECONDS", default=24 * 3600)
-ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS = env.int("ANTIBOT_IDEMPOTENCY_IN_FLIGHT_SECONDS", default=10)
 
 # --- The TCP front door (docs/tcp.md) ----------------------------------------------------
 # A frame's payload may be at most this long; a longer LENGTH answers ERROR and closes.

@@ -1,7 +1,7 @@
 // One purchase as the REST contract describes it: a proof-of-work challenge solved by a Web
-// Worker, then POST /purchase/ with an Idempotency-Key. A network failure, a 503 or an
-// IN_FLIGHT answer is retried with the same key and body, which the server answers with its
-// first answer: a retry can never buy twice.
+// Worker, then POST /purchase/ with an Idempotency-Key. A network failure or a 503 is retried
+// with the same key and body: the server judges a key's requests one after the other and
+// gives a win again to its retry, so a retry can never buy twice.
 
 const RETRIES = 4;
 
@@ -90,9 +90,8 @@ export async function purchase({ challengeUrl, purchaseUrl, csrfToken, powDiffic
     }
     const answer = await response.json().catch(() => null);
     const retryAfter = response.headers.get("Retry-After");
-    const retriable = answer?.status === "IN_FLIGHT" || response.status === 503;
-    if (retriable && attempt < RETRIES) {
-      await sleep(answer?.status === "IN_FLIGHT" ? 250 * 2 ** attempt : seconds(retryAfter) * 1000);
+    if (response.status === 503 && attempt < RETRIES) {
+      await sleep(seconds(retryAfter) * 1000);
       continue;
     }
     return outcomeOf(response.status, answer, retryAfter);
