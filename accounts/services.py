@@ -1,7 +1,13 @@
-"""Writes of the accounts app: shoppers, their access tokens, revocation."""
+"""Writes of the accounts app: shoppers, their access tokens, revocation.
+
+Revocation (docs/accounts.md) has one entry point, ``user_access_revoke``: the services here
+call it, and a save of the user row that deactivates the user or changes their password
+calls it too (``accounts.receivers``), whichever route made the save.
+"""
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 
@@ -66,9 +72,36 @@ def user_session_warm(*, user: User) -> None:
     cache.set(session_hash_cache_key(user.pk), user.get_session_auth_hash(), CACHE_TTL_SECONDS)
 
 
+def user_access_revoke(*, user: User) -> int:
+    """Refuse what the user holds from before now, by every process within a second: every
+    access token issued until now, and every session whose hash is not the one ``user``'s
+    row now gives (none for an inactive user). The session hash the purchase path checks is
+    written first, then the revocation is recorded and announced (``user_tokens_revoke``);
+    the announcement also drops what each process kept of the user (``accounts.selectors``).
+    Idempotent. Returns the revocation instant (Redis ms); raises ``RedisUnavailable``.
+
+    ``user`` is the row as it is (or is about to be) stored. Call it before writing the row,
+    so that a write that cannot be announced is not made, and again once it is committed, so
+    that a process that read the old row in between reads it again."""
+    current = user.get_session_auth_hash() if user.is_active else ""
+    cache.set(session_hash_cache_key(user.pk), current, CACHE_TTL_SECONDS)
+    return user_tokens_revoke(user_id=user.pk)
+
+
+def user_access_revoke_committed(*, user_id: int) -> None:
+    """``user_access_revoke`` for the user row as committed (on commit of the write)."""
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is not None:
+        user_access_revoke(user=user)
+
+
 def user_deactivate(*, user: User) -> int:
     """Lock the shopper out: inactive from now (no login, no session) and every access token
-    they hold refused by every process. Returns the revocation instant (Redis ms)."""
-    get_user_model().objects.filter(pk=user.pk).update(is_active=False)
-    cache.delete(session_hash_cache_key(user.pk))
-    return user_tokens_revoke(user_id=user.pk)
+    and session they hold refused by every process within a second, even if they were
+    already inactive. Returns the revocation instant (Redis ms)."""
+    user.is_active = False
+    revoked_at = user_access_revoke(user=user)
+    with transaction.atomic():
+        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+        transaction.on_commit(functools.partial(user_access_revoke_committed, user_id=user.pk), robust=True)
+    return revoked_at

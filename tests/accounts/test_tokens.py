@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 
 from accounts.revocation import revocations, user_tokens_revoke
@@ -15,11 +16,11 @@ from accounts.services import user_deactivate
 from accounts.tokens import TokenRefused, access_token_issue, access_token_verify
 from core.errors import Unauthenticated
 from core.events import subscription
-from core.redis_store import inventory_redis
+from core.redis_store import RedisUnavailable, inventory_redis
 from core.steps import drive
 from devstack.localservers import LocalRedis
 from tests.clients import purchase
-from tests.factories import auth, make_sale, make_shopper, make_shoppers
+from tests.factories import auth, make_sale, make_shopper, make_shoppers, make_user
 from tests.polling import wait_for
 from tests.processes import ChildProcess
 
@@ -158,6 +159,22 @@ def test_deactivating_a_shopper_refuses_their_token_and_their_login(client: Clie
         "/api/auth/token/", {"username": user.username, "password": "pw-for-tests-1"}, content_type="application/json"
     )
     assert login.status_code == 400
+
+
+@pytest.mark.parametrize("change", ["deactivate", "password"])
+def test_a_save_whose_revocation_redis_cannot_take_is_not_made(own_redis: LocalRedis, change: str) -> None:
+    user = make_user()
+    stored = get_user_model().objects.values_list("is_active", "password").get(pk=user.pk)
+    own_redis.stop()
+
+    if change == "deactivate":
+        user.is_active = False
+    else:
+        user.set_password("another-pw-for-tests-2")
+    with pytest.raises(RedisUnavailable):
+        user.save()
+
+    assert get_user_model().objects.values_list("is_active", "password").get(pk=user.pk) == stored
 
 
 def test_a_valid_token_renews_itself_and_the_orders_api_takes_both_schemes(client: Client) -> None:
