@@ -10,13 +10,15 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from accounts.revocation import REVOKED_KEY
 from accounts.tokens import access_token_verify
+from core.redis_store import inventory_redis
 from orders.drain import sale_orders_drain
 from sales import inventory
 from sales.models import FlashSale, Product
 from sales.purchase import purchase_attempt
 from sales.tally import tally
-from tests.factories import auth, make_sale, make_shoppers
+from tests.factories import auth, make_sale, make_shoppers, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -148,3 +150,20 @@ def test_shoppers_without_a_password_cannot_log_in_and_a_taken_prefix_is_a_clear
     with pytest.raises(CommandError, match="between 1 and"):
         flashsale("shoppers", "0")
     assert get_user_model().objects.filter(username__startswith="nopw-").count() == 1
+
+
+def test_deactivate_names_a_user_by_username_or_id_and_says_what_it_revoked() -> None:
+    ann, bob = make_user(username="ann"), make_user(username="bob")
+
+    by_name = json.loads(flashsale("deactivate", "ann", "--json"))
+    revoked_at_ms = int(str(inventory_redis().hget(REVOKED_KEY, str(ann.pk))))
+    again = flashsale("deactivate", str(ann.pk))
+    by_id = flashsale("deactivate", str(bob.pk))
+
+    assert by_name["user_id"] == ann.pk and by_name["was_active"] is True
+    assert by_name["revoked_at_ms"] == revoked_at_ms
+    assert again.startswith(f"User {ann.pk} (ann): inactive (already).")
+    assert by_id.startswith(f"User {bob.pk} (bob): inactive.")
+    assert not get_user_model().objects.filter(is_active=True, pk__in=[ann.pk, bob.pk]).exists()
+    with pytest.raises(CommandError, match="No user 'nobody'"):
+        flashsale("deactivate", "nobody")

@@ -1,4 +1,5 @@
-"""``manage.py flashsale``: the operator's tool (init, status, buyers, reset, shoppers, capacity).
+"""``manage.py flashsale``: the operator's tool (init, status, buyers, reset, shoppers, deactivate,
+capacity).
 
 A ``<sale|product>`` argument is a sale id, or a product slug meaning that product's newest
 sale. Output is for people; ``--json`` prints one JSON document for scripts.
@@ -14,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 from django.utils import timezone
 
-from accounts.services import shoppers_create
+from accounts.services import shoppers_create, user_deactivate
 from core.errors import ApplicationError
 from core.redis_store import RedisUnavailable
 from orders.models import Order
@@ -48,7 +50,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(
-            dest="action", required=True, metavar="init|status|buyers|reset|shoppers|capacity"
+            dest="action", required=True, metavar="init|status|buyers|reset|shoppers|deactivate|capacity"
         )
 
         init = commands.add_parser("init", help="create a sale (and its product) and load it into Redis")
@@ -79,6 +81,10 @@ class Command(BaseCommand):
         shoppers.add_argument("--prefix", default="", help="usernames are <prefix>-<n> (default: random)")
         shoppers.add_argument("--password", default=None, help="let them log in with it too (default: no password)")
         shoppers.add_argument("--email-domain", default="example.com", help="their addresses: <username>@<domain>")
+        deactivate = commands.add_parser(
+            "deactivate", help="lock a user out: inactive, every token and session refused within a second"
+        )
+        deactivate.add_argument("user", help="username or user id")
         capacity = commands.add_parser(
             "capacity", help="web nodes, Redis masters and workers a sale needs (docs/scale-out.md)"
         )
@@ -266,4 +272,23 @@ class Command(BaseCommand):
                 {"id": one.user_id, "username": one.username, "token": one.token, "expires_at": one.expires_at}
                 for one in issued
             ]
+        }
+
+    def _deactivate(self, options: dict[str, Any]) -> dict[str, Any]:
+        reference = options["user"]
+        users = get_user_model().objects
+        user = users.filter(username=reference).first()
+        if user is None and reference.isdigit():
+            user = users.filter(pk=int(reference)).first()
+        if user is None:
+            raise CommandError(f"No user {reference!r} (give a username or a user id).")
+        was_active = user.is_active
+        revoked_at_ms = user_deactivate(user=user)
+        self._say(options, f"User {user.pk} ({user.get_username()}): inactive{'' if was_active else ' (already)'}.")
+        self._say(options, "  every token and session they hold is refused by every process within a second.")
+        return {
+            "user_id": user.pk,
+            "username": user.get_username(),
+            "was_active": was_active,
+            "revoked_at_ms": revoked_at_ms,
         }
