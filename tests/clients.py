@@ -1,13 +1,16 @@
 """The suites' one way to call the hot path: ``purchase()`` and ``challenge()``, in process
 (Django's test ``Client``) or over HTTP against a real server (a ``ChildProcess`` or a base
 URL). Both answers have ``status_code``, ``json()`` and ``headers``. Over the TCP door:
-``Wire``, a plain blocking socket speaking its frames, and ``tcp_ask()``."""
+``Wire``, a plain blocking socket speaking its frames, and ``tcp_ask()``. A person at a real
+server's pages (login, the admin's forms): ``Browser``, whose session the hot path's helpers
+take as headers (``session_headers()``)."""
 
 from __future__ import annotations
 
 import json
 import socket
 import struct
+from html.parser import HTMLParser
 from typing import Any, Protocol
 
 import httpx
@@ -119,3 +122,100 @@ def tcp_ask(target: Served | int, kind: int, payload: dict[str, Any]) -> dict[st
     port = target if isinstance(target, int) else int(target.url.rsplit(":", 1)[1])
     with Wire(port) as wire:
         return wire.ask(kind, payload)
+
+
+class Browser:
+    """A person at a real server's pages: cookies kept, forms read from the page and posted
+    back with what the person changed, as a browser would send them."""
+
+    def __init__(self, target: Served | str) -> None:
+        self.http = httpx.Client(base_url=target if isinstance(target, str) else target.url, timeout=30)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def form(self, path: str) -> dict[str, str | list[str]]:
+        """The fields the page's form (not the admin's logout form) would send untouched."""
+        page = self.http.get(path)
+        assert page.status_code == 200, (path, page.status_code)
+        reader = _FormReader()
+        reader.feed(page.text)
+        forms = [fields for form_id, fields in reader.forms if form_id != "logout-form"]
+        assert len(forms) == 1, (path, len(forms))
+        return forms[0]
+
+    def submit(self, path: str, **changes: str | list[str] | None) -> httpx.Response:
+        """Post the page's form back with ``changes``; None leaves a field out (an unticked box)."""
+        fields = self.form(path)
+        for name, value in changes.items():
+            if value is None:
+                fields.pop(name, None)
+            else:
+                fields[name] = value
+        return self.http.post(path, data=fields)
+
+    def log_in(self, path: str, username: str, password: str) -> None:
+        """Log in on a login page (the storefront's or the admin's); fails unless it took."""
+        answer = self.submit(path, username=username, password=password)
+        assert answer.status_code == 302, (path, answer.status_code)
+        assert "sessionid" in self.http.cookies
+
+    def session_headers(self) -> dict[str, str]:
+        """What a page's script sends to the hot path: the cookies and the CSRF token."""
+        cookies = "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
+        return {"Cookie": cookies, "X-CSRFToken": self.http.cookies["csrftoken"]}
+
+
+class _FormReader(HTMLParser):
+    """Each POST form of a page: its id and the fields a browser would submit unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[tuple[str, dict[str, str | list[str]]]] = []
+        self._fields: dict[str, str | list[str]] | None = None
+        self._select: str | None = None
+        self._first_option = False
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        given = {name: value or "" for name, value in attrs}
+        if tag == "form" and given.get("method", "").lower() == "post":
+            self._fields = {}
+            self.forms.append((given.get("id", ""), self._fields))
+        if self._fields is None or ("name" not in given and tag != "option"):
+            return
+        name = given.get("name", "")
+        if tag == "input":
+            kind = given.get("type", "text").lower()
+            if kind in ("submit", "button", "image", "reset", "file"):
+                return
+            if kind in ("checkbox", "radio") and "checked" not in given:
+                return
+            self._fields[name] = given.get("value", "on" if kind in ("checkbox", "radio") else "")
+        elif tag == "select":
+            self._select = name
+            self._fields[name] = [] if "multiple" in given else ""
+            self._first_option = "multiple" not in given  # A single choice sends its first option by default.
+        elif tag == "option" and self._select is not None:
+            chosen = self._fields[self._select]
+            if isinstance(chosen, list):
+                if "selected" in given:
+                    chosen.append(given.get("value", ""))
+            elif "selected" in given or self._first_option:
+                self._fields[self._select] = given.get("value", "")
+            self._first_option = False
+        elif tag == "textarea":
+            self._textarea = name
+            self._fields[name] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._fields is not None and self._textarea is not None:
+            self._fields[self._textarea] = str(self._fields[self._textarea]) + data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._fields = None
+        elif tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
