@@ -27,19 +27,23 @@ WSGIApplication = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 class HotPathApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
+    hot_methods: tuple[str, ...] = ("POST",)
+    """The methods the view answers; anything else is 405."""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
         self.args, self.kwargs, self.request = args, kwargs, request  # type: ignore[assignment]
-        if request.method != "POST":
-            response = error_json_response(MethodNotAllowed(f"{request.method} is not allowed here; use POST."))
-            response["Allow"] = "POST"
+        if request.method not in self.hot_methods:
+            allowed = ", ".join(self.hot_methods)
+            response = error_json_response(MethodNotAllowed(f"{request.method} is not allowed here; use {allowed}."))
+            response["Allow"] = allowed
             return response
-        return self.post(request, **kwargs)  # type: ignore[attr-defined, no-any-return]
+        return getattr(self, request.method.lower())(request, **kwargs)  # type: ignore[no-any-return, union-attr]
 
 
 class HotPathRouter:
-    """WSGI middleware in front of Django: a token-authenticated POST to a hot-path endpoint
-    goes straight to its view, skipping Django's middleware chain and URL resolver.
+    """WSGI middleware in front of Django: a token-authenticated POST (or GET: a place read in
+    a sale's line) to a hot-path endpoint goes straight to its view, skipping Django's
+    middleware chain and URL resolver.
 
     In a stampede almost every request is such a POST, and the chain (sessions, messages,
     CSRF, host validation, the clickjacking header, the resolver's nested patterns) costs as
@@ -49,7 +53,7 @@ class HotPathRouter:
     them); the response's ``close()`` still sends ``request_finished``, which recycles
     database connections as Django's handler does.
 
-    Requests not taken: those without an Authorization header, non-POSTs, other paths, and
+    Requests not taken: those without an Authorization header, other methods, other paths, and
     all of them when ``SECURE_SSL_REDIRECT`` is on and the request is not secure (Django's
     redirect applies).
     """
@@ -59,7 +63,7 @@ class HotPathRouter:
         self.patterns = tuple(patterns)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") == "POST" and environ.get("HTTP_AUTHORIZATION"):
+        if environ.get("REQUEST_METHOD") in ("POST", "GET") and environ.get("HTTP_AUTHORIZATION"):
             path = environ.get("PATH_INFO", "")
             for pattern in self.patterns:
                 match = pattern.resolve(path[1:])

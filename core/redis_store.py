@@ -171,17 +171,18 @@ CLOCK_LUA = Path(__file__).resolve().parent / "lua" / "clock.lua"
 """``now_ms_of(TIME)``: the one place a script turns the Redis clock into milliseconds."""
 
 
-def lua_script(path: Path) -> Script:
+def lua_script(path: Path, *, preludes: tuple[Path, ...] = ()) -> Script:
     """A Lua file as redis-py's ``Script``: called by SHA, its source sent once per server
     (again after NOSCRIPT: a restart, a failover or ``SCRIPT FLUSH``), never with each call.
     It works on a client, a pipeline or a cluster client, passed as ``client=`` per call.
-    A script that calls ``now_ms_of`` gets ``lua/clock.lua`` put before it.
+    A script that calls ``now_ms_of`` gets ``lua/clock.lua`` put before it, then the
+    ``preludes`` it names (shared functions), in order.
 
     The source is handed over as bytes, so the script needs no client of its own to compute
     its SHA: one script object serves every client of the process, whichever server it
     points at.
     """
-    source = path.read_bytes()
+    source = b"".join(prelude.read_bytes() for prelude in preludes) + path.read_bytes()
     if b"now_ms_of(" in source:
         source = CLOCK_LUA.read_bytes() + source
     return Script(None, source)  # type: ignore[arg-type]

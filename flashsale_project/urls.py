@@ -7,7 +7,7 @@ from accounts.views import admin_login
 from core.errors import api_not_found
 from observability.health import healthz
 from observability.views import metrics
-from sales.apis import ChallengeApi, PurchaseApi
+from sales.apis import ChallengeApi, PurchaseApi, QueueApi
 
 # Django tries patterns in order and a stampede is all challenges and purchases: they come
 # first, as one flat pattern each, instead of five nested resolvers down (~80 us a request
@@ -15,6 +15,7 @@ from sales.apis import ChallengeApi, PurchaseApi
 hot_path_urlpatterns: list[URLPattern] = [
     path("api/sales/<int:sale_id>/purchase/", PurchaseApi.as_view(), name="api-purchase"),
     path("api/sales/<int:sale_id>/challenge/", ChallengeApi.as_view(), name="api-challenge"),
+    path("api/sales/<int:sale_id>/queue/", QueueApi.as_view(), name="api-queue"),
 ]
 """Also served ahead of Django's middleware for token bearers (``core.hot_path.HotPathRouter``)."""
 urlpatterns: list[URLPattern | URLResolver] = [*hot_path_urlpatterns]

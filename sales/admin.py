@@ -44,6 +44,15 @@ class FlashSaleAdmin(admin.ModelAdmin):
                 "web process; 0: off). Changes reach a loaded sale within seconds.",
             },
         ),
+        (
+            "Waiting room",
+            {
+                "fields": ["admission", "pre_queue_opens_at", "shuffle_pre_queue", "serving_rate"],
+                "description": "Queue: shoppers join a line and are let in by number at the serving rate "
+                "(empty: auto, from the units left); a pre-queue may open before the start and be shuffled "
+                "at the start. Changes reach a loaded sale within seconds.",
+            },
+        ),
         ("Live", {"fields": ["warmed_at", "live_status"]}),
     ]
 

@@ -31,10 +31,19 @@ from core.client_address import client_ip
 from core.errors import ApplicationError, ErrorSerializer, as_application_error, body_too_large, error_json_response
 from core.hot_path import HotPathApi
 from core.metrics import purchase_observed
+from sales.passes import MAX_PASS_LENGTH
 
 from .outcomes import PurchaseAnswer, PurchaseStatus, answer_body
-from .purchase import SaleNotFound, drain_kick, purchase_attempt, purchase_body_parse, sale_challenge_issue
+from .purchase import (
+    JOIN_FIELDS,
+    SaleNotFound,
+    drain_kick,
+    purchase_attempt,
+    purchase_body_parse,
+    sale_challenge_issue,
+)
 from .selectors import sale_detail, sale_list
+from .waiting_room import PlaceStatus, place_body, queue_join, queue_place
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +153,13 @@ class PurchaseApi(HotPathApi):
         challenge = serializers.CharField(required=False, max_length=MAX_CHALLENGE_LENGTH)
         solution = serializers.CharField(required=False, max_length=MAX_SOLUTION_LENGTH)
 
+    # ``pass`` is a Python keyword: the field is declared by name.
+    InputSerializer._declared_fields["pass"] = serializers.CharField(
+        required=False,
+        max_length=MAX_PASS_LENGTH,
+        help_text="A queue-mode sale's pass (from joining its line), instead of a proof of work.",
+    )
+
     @extend_schema_serializer(component_name="PurchaseOutput")
     class OutputSerializer(serializers.Serializer):
         status = serializers.CharField()
@@ -216,6 +232,7 @@ class PurchaseApi(HotPathApi):
                 client_ip=client_ip(request),
                 challenge=body.get("challenge"),
                 solution=body.get("solution"),
+                queue_pass=body.get("pass"),
                 idempotency=(
                     IdempotentRequest.from_header(key, method="POST", path=request.path, body=raw)
                     if key is not None
@@ -269,3 +286,88 @@ class ChallengeApi(HotPathApi):
             "expires_at": serializers.DateTimeField().to_representation(issued.expires_at),
         }
         return JsonResponse(body)
+
+
+class QueueApi(HotPathApi):
+    """``/api/sales/<id>/queue/``: join a queue-mode sale's line (POST) or read one's place
+    (GET; with the pass in ``Queue-Pass`` or ``?pass=``, answered by this process alone)."""
+
+    hot_methods = ("GET", "POST")
+
+    @extend_schema_serializer(component_name="QueueJoinInput")
+    class InputSerializer(serializers.Serializer):
+        challenge = serializers.CharField(required=False, max_length=MAX_CHALLENGE_LENGTH)
+        solution = serializers.CharField(required=False, max_length=MAX_SOLUTION_LENGTH)
+
+    @extend_schema_serializer(component_name="QueuePlace")
+    class OutputSerializer(serializers.Serializer):
+        number = serializers.IntegerField(help_text="Your number: 1, 2, ... in the order joins reached the line.")
+        position = serializers.IntegerField(
+            help_text="Where your number stands (the shuffled pre-queue's place; else the number)."
+        )
+        ahead = serializers.IntegerField(help_text="Shoppers still to be let in before you.")
+        served = serializers.IntegerField(help_text="The serving counter: places up to it have been let in.")
+        eta_seconds = serializers.FloatField(
+            allow_null=True, help_text="Seconds until your turn at the measured rate (null: not moving)."
+        )
+        rate_per_second = serializers.FloatField(help_text="Places let in per second, as measured.")
+        status = serializers.ChoiceField(choices=[status.value for status in PlaceStatus])
+
+    # ``pass`` is a Python keyword: the field is declared by name.
+    OutputSerializer._declared_fields["pass"] = serializers.CharField(
+        help_text="Your pass: send it with your purchase as pass, and with your place reads."
+    )
+
+    _ERRORS = {
+        401: OpenApiResponse(ErrorSerializer, description="UNAUTHENTICATED"),
+        403: OpenApiResponse(ErrorSerializer, description="POW_INVALID (join), QUEUE_PASS_INVALID (read)"),
+        404: OpenApiResponse(ErrorSerializer, description="NOT_FOUND: no such sale, or no place of yours (read)"),
+        409: OpenApiResponse(
+            ErrorSerializer, description="SALE_NOT_QUEUED, QUEUE_NOT_OPEN (Retry-After set), SOLD_OUT, ENDED"
+        ),
+        429: OpenApiResponse(ErrorSerializer, description="RATE_LIMITED (Retry-After set)"),
+        503: OpenApiResponse(ErrorSerializer, description="UNAVAILABLE (Retry-After set)"),
+    }
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: OutputSerializer, 200: OutputSerializer, **_ERRORS},
+        summary="Join the sale's line (201), or hear your place again (200)",
+        auth=SHOPPER_AUTH,
+    )
+    def post(self, request: HttpRequest, sale_id: int) -> HttpResponse:
+        try:
+            user_id = request_user_id(request)
+            try:
+                raw = request.body
+            except RequestDataTooBig:
+                raise body_too_large() from None
+            body = purchase_body_parse(raw, JOIN_FIELDS)
+            place = queue_join(
+                sale_id=sale_id,
+                user_id=user_id,
+                client_ip=client_ip(request),
+                challenge=body.get("challenge"),
+                solution=body.get("solution"),
+            )
+        except ApplicationError as error:
+            return error_json_response(error)
+        return JsonResponse(place_body(place), status=201 if place.created else 200)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("Queue-Pass", str, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter("pass", str, OpenApiParameter.QUERY, required=False),
+        ],
+        responses={200: OutputSerializer, **_ERRORS},
+        summary="Your place in the sale's line",
+        auth=SHOPPER_AUTH,
+    )
+    def get(self, request: HttpRequest, sale_id: int) -> HttpResponse:
+        try:
+            user_id = request_user_id(request)
+            queue_pass = request.META.get("HTTP_QUEUE_PASS") or request.GET.get("pass")
+            place = queue_place(sale_id=sale_id, user_id=user_id, queue_pass=queue_pass)
+        except ApplicationError as error:
+            return error_json_response(error)
+        return JsonResponse(place_body(place))

@@ -41,6 +41,9 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from . import line
+from .line import LineState
+
 LEASE_SECONDS = 1.0
 """A lease's unspent tokens are dropped after this long."""
 LEASE_BATCH_MAX = 64
@@ -60,6 +63,8 @@ class Shed(StrEnum):
     IP = "ip"
     CROWD = "crowd"
     BUCKET = "bucket"
+    NOT_YOUR_TURN = "not_your_turn"
+    TURN_PASSED = "turn_passed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,15 @@ class AdmissionPlan:
     user_limit: int = 0
     ip_limit: int = 0
     rate_window_seconds: int = 1
+    queued: bool = False
+    """The sale lets shoppers in by their place in its line (``sales.line``)."""
+    serving_rate: int = 0
+    """Queue mode: shoppers let in per second; 0: auto, from the units left."""
+    shuffle_pre_queue: bool = False
+    turn_seconds: int = 60
+
+
+NO_LINE = LineState()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +120,8 @@ class SaleSnapshot:
     winners_complete: bool = False
     """The winners table holds every buyer (loaded from Redis, then kept by the events)."""
     plan: AdmissionPlan = AdmissionPlan()
+    line: LineState = NO_LINE
+    """A queue-mode sale's line, newest heard by the Redis clock."""
 
     @property
     def sold_out(self) -> bool:
@@ -127,6 +143,61 @@ def judge(snapshot: SaleSnapshot, *, redis_now_ms: float, held: str | None) -> V
         return Verdict(Shed.ENDED)
     if snapshot.sold_out_at_ms is not None:
         return Verdict(Shed.SOLD_OUT)
+    return GO_ON
+
+
+QUEUE_MARGIN_SECONDS = 0.5
+"""A place within this much of the counter's move (at the serving rate) goes on to the
+script, which judges by Redis's counter itself."""
+
+
+def line_rate(snapshot: SaleSnapshot) -> float:
+    """The line's serving rate now: the sale's own, or auto from the units known left."""
+    plan = snapshot.plan
+    remaining = snapshot.remaining if snapshot.remaining is not None else snapshot.total
+    return line.serving_rate(
+        configured=plan.serving_rate,
+        crowd_factor=plan.crowd_factor,
+        remaining=remaining,
+        crowd_interval_ms=plan.crowd_interval_ms,
+    )
+
+
+def line_position(snapshot: SaleSnapshot, number: int) -> int | None:
+    """Where ``number`` stands, or None while this process cannot tell: a shuffled pre-queue
+    whose size and seed it has not heard since the start."""
+    if not snapshot.plan.shuffle_pre_queue:
+        return number
+    state = snapshot.line
+    if state.pre_queue < 0:
+        return None
+    if number > state.pre_queue:
+        return number
+    if not state.seed:
+        return None
+    return line.position(seed=state.seed, pre_queue=state.pre_queue, number=number)
+
+
+def queue_judge(snapshot: SaleSnapshot, *, number: int, redis_now_ms: float) -> Verdict:
+    """A queue-mode purchase, by this process's view of the line: NOT_YOUR_TURN (and when to
+    come back) while the counter is clearly short of the shopper's place, TURN_PASSED once it
+    is clearly past their turn; otherwise the script judges by Redis's counter."""
+    rate = line_rate(snapshot)
+    place = line_position(snapshot, number)
+    if place is None or redis_now_ms < snapshot.starts_at_ms:
+        return GO_ON
+    served = line.served_at(snapshot.line, rate=rate, starts_at_ms=snapshot.starts_at_ms, now_ms=redis_now_ms)
+    margin = rate * QUEUE_MARGIN_SECONDS + 1
+    if place > served + margin:
+        wait_ms = int((place - served) * 1000 / rate) + 1 if rate > 0 else 1000
+        return Verdict(Shed.NOT_YOUR_TURN, retry_after_ms=wait_ms)
+    if line.turn_passed(
+        position_in_line=place,
+        served=line.served_at_least(snapshot.line) - margin,
+        rate=rate,
+        turn_seconds=snapshot.plan.turn_seconds,
+    ):
+        return Verdict(Shed.TURN_PASSED)
     return GO_ON
 
 
@@ -251,6 +322,21 @@ def answer_heard(snapshot: SaleSnapshot, *, sold_out: bool, remaining: int, at_m
     if sold_out and live and snapshot.returned_at_ms < at_ms:
         snapshot = dataclasses.replace(snapshot, sold_out_at_ms=max(at_ms, snapshot.sold_out_at_ms or 0))
     return snapshot
+
+
+def line_heard(snapshot: SaleSnapshot, *, state: LineState) -> SaleSnapshot:
+    """The line as Redis held it at ``state.at_ms``: kept unless something newer was heard;
+    the pre-queue's size and the seed, once known, stay known (a join's answer carries
+    neither)."""
+    known = snapshot.line
+    if state.at_ms < known.at_ms:
+        return snapshot
+    state = dataclasses.replace(
+        state,
+        pre_queue=state.pre_queue if state.pre_queue >= 0 else known.pre_queue,
+        seed=state.seed or known.seed,
+    )
+    return dataclasses.replace(snapshot, line=state)
 
 
 def subscription_lost(snapshot: SaleSnapshot) -> SaleSnapshot:

@@ -6,6 +6,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,9 +19,11 @@ from core.redis_store import inventory_redis, lua_script, sale_transaction
 from core.steps import CommandCall, ScriptCall, run_step
 
 from . import keys
+from .line import LineState
 
 _LUA = Path(__file__).resolve().parent / "lua"
-PURCHASE_SCRIPT = lua_script(_LUA / "purchase.lua")
+PURCHASE_SCRIPT = lua_script(_LUA / "purchase.lua", preludes=(_LUA / "line.lua",))
+JOIN_SCRIPT = lua_script(_LUA / "join.lua", preludes=(_LUA / "line.lua",))
 RELEASE_SCRIPT = lua_script(_LUA / "release.lua")
 LEASE_SCRIPT = lua_script(_LUA / "lease.lua")
 SALE_STATE_SCRIPT = lua_script(_LUA / "sale_state.lua")
@@ -38,6 +41,9 @@ class ScriptStatus(StrEnum):
     POW_REUSED = "POW_REUSED"
     NO_SALE = "NO_SALE"
     KEY_REUSED = "KEY_REUSED"
+    NOT_YOUR_TURN = "NOT_YOUR_TURN"
+    TURN_PASSED = "TURN_PASSED"
+    PASS_STALE = "PASS_STALE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +108,9 @@ def purchase_call(
     idempotency_digest: str = "",
     idempotency_fingerprint: str = "",
     idempotency: IdempotencyPolicy | None = None,
+    queue_number: int = 0,
+    turn_seconds: int = 0,
+    crowd_interval_ms: int = 1000,
     drain_kick_ms: int = 250,
 ) -> ScriptCall:
     """One attempt of ``lua/purchase.lua``: the script's KEYS and ARGV contract, in one place.
@@ -123,6 +132,8 @@ def purchase_call(
             keys.drain_kick_key(sale_id),
             antibot_keys.spent_challenge_key(keyspace, challenge_nonce) if spend_challenge else meta,
             antibot_keys.idempotency_records_key(keyspace, int(user_id)) if keyed else meta,
+            keys.line_key(sale_id) if queue_number else meta,
+            keys.line_state_key(sale_id) if queue_number else meta,
         ),
         (
             user_id,
@@ -135,6 +146,9 @@ def purchase_call(
             policy.per_shopper,
             policy.after_end_ms,
             policy.longest_ms,
+            int(queue_number),
+            turn_seconds,
+            crowd_interval_ms,
         ),
     )
 
@@ -170,8 +184,80 @@ class Lease:
 
 
 def sale_state_call(sale_id: int) -> ScriptCall:
-    """The meta, the stock and the Redis clock in one round trip (``lua/sale_state.lua``)."""
-    return ScriptCall(SALE_STATE_SCRIPT, (keys.meta_key(sale_id), keys.stock_key(sale_id)), ())
+    """The meta, the stock, the Redis clock and the line (a queue-mode sale's) in one round
+    trip (``lua/sale_state.lua``)."""
+    return ScriptCall(
+        SALE_STATE_SCRIPT, (keys.meta_key(sale_id), keys.stock_key(sale_id), keys.line_state_key(sale_id)), ()
+    )
+
+
+def line_state_from_reply(raw: list[Any]) -> LineState:
+    """The line's state as ``sale_state.lua`` returns it (joined, served, at_ms, pre_queue,
+    seed, measured; the seed only once the sale started)."""
+    joined, served, line_at_ms, pre_queue, seed, measured = raw
+    return LineState(
+        joined=int(joined or 0),
+        served=float(served or 0),
+        # Never moved yet: 0 served as of the start (the counter moves from there).
+        at_ms=int(line_at_ms or 0),
+        pre_queue=int(pre_queue) if pre_queue is not None else -1,
+        seed=seed or "",
+        measured_rate=float(measured or 0),
+    )
+
+
+class JoinStatus(StrEnum):
+    """Every answer ``join.lua`` can give."""
+
+    WAITING = "WAITING"
+    ADMITTED = "ADMITTED"
+    PRE_QUEUE = "PRE_QUEUE"
+    TURN_PASSED = "TURN_PASSED"
+    NOT_IN_LINE = "NOT_IN_LINE"
+    NOT_OPEN = "NOT_OPEN"
+    SOLD_OUT = "SOLD_OUT"
+    ENDED = "ENDED"
+    NOT_QUEUED = "NOT_QUEUED"
+    NO_SALE = "NO_SALE"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinAnswer:
+    """What ``join.lua`` said: the shopper's number and position, and the line around them."""
+
+    status: JoinStatus
+    number: int
+    position: int
+    served: float
+    joined: int
+    rate: float
+    measured_rate: float
+    now_ms: int
+    created: bool
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> JoinAnswer:
+        status, number, position, served, joined, rate, measured, now_ms, created = reply
+        return cls(
+            JoinStatus(status),
+            int(number),
+            int(position),
+            float(served),
+            int(joined),
+            float(rate),
+            float(measured),
+            int(now_ms),
+            created == 1,
+        )
+
+
+def join_call(*, sale_id: int, user_id: int, read_only: bool, turn_seconds: int, crowd_interval_ms: int) -> ScriptCall:
+    """Join the sale's line, or (``read_only``) read the shopper's place (``lua/join.lua``)."""
+    return ScriptCall(
+        JOIN_SCRIPT,
+        (keys.meta_key(sale_id), keys.stock_key(sale_id), keys.line_key(sale_id), keys.line_state_key(sale_id)),
+        (int(user_id), "place" if read_only else "join", turn_seconds, crowd_interval_ms),
+    )
 
 
 def holders_call(sale_id: int, user_id: int | None = None) -> ScriptCall:
@@ -212,6 +298,19 @@ def unit_release(*, sale_id: int, user_id: int, order_id: str) -> Release:
     return Release(returned=status == "RETURNED", remaining=int(remaining))
 
 
+def line_seed_ensure(sale_id: int) -> str:
+    """The seed a queue-mode sale shuffles its pre-queue with: drawn the first time, kept in
+    the line's state (it is revealed at the start; only its hash is published before)."""
+    client = inventory_redis()
+    client.hsetnx(keys.line_state_key(sale_id), "seed", secrets.token_hex(32))
+    return str(client.hget(keys.line_state_key(sale_id), "seed"))
+
+
+def line_state(sale_id: int) -> dict[str, str]:
+    """The line's state hash as Redis holds it (the operator's view)."""
+    return cast(dict[str, str], inventory_redis().hgetall(keys.line_state_key(sale_id)))
+
+
 def sale_returned_buyers(sale_id: int) -> dict[int, str]:
     raw = cast(dict[str, str], inventory_redis().hgetall(keys.returned_buyers_key(sale_id)))
     return {int(user): order_id for user, order_id in raw.items()}
@@ -232,6 +331,18 @@ class SaleMeta:
     bucket_capacity: int
     bucket_refill_per_second: int
     crowd_factor: float = 0.0
+    admission: str = "direct"
+    pre_queue_opens_at_ms: int = 0
+    """0: the line opens at the start."""
+    shuffle_pre_queue: bool = False
+    shuffle_commitment: str = ""
+    """The SHA-256 of the pre-queue's seed, published before the line opens."""
+    serving_rate: int = 0
+    """Shoppers let in per second; 0: auto (from the units left)."""
+
+    @property
+    def queued(self) -> bool:
+        return self.admission == "queue"
 
     def as_hash(self) -> dict[str, str | int]:
         return {
@@ -246,6 +357,11 @@ class SaleMeta:
             "bucket_capacity": self.bucket_capacity,
             "bucket_refill_per_second": self.bucket_refill_per_second,
             "crowd_factor": str(self.crowd_factor),
+            "admission": self.admission,
+            "pre_queue_opens_at_ms": self.pre_queue_opens_at_ms,
+            "shuffle_pre_queue": int(self.shuffle_pre_queue),
+            "shuffle_commitment": self.shuffle_commitment,
+            "serving_rate": self.serving_rate,
         }
 
     @classmethod
@@ -262,6 +378,11 @@ class SaleMeta:
             bucket_capacity=int(raw["bucket_capacity"]),
             bucket_refill_per_second=int(raw["bucket_refill_per_second"]),
             crowd_factor=float(raw.get("crowd_factor") or 0),
+            admission=raw.get("admission") or "direct",
+            pre_queue_opens_at_ms=int(raw.get("pre_queue_opens_at_ms") or 0),
+            shuffle_pre_queue=raw.get("shuffle_pre_queue") == "1",
+            shuffle_commitment=raw.get("shuffle_commitment") or "",
+            serving_rate=int(raw.get("serving_rate") or 0),
         )
 
 

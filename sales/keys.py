@@ -39,6 +39,17 @@ def buyers_key(sale_id: int) -> str:
     return f"{keyspace(sale_id)}:buyers"
 
 
+def line_key(sale_id: int) -> str:
+    """A queue-mode sale's line: user id -> the number they were given."""
+    return f"{keyspace(sale_id)}:line"
+
+
+def line_state_key(sale_id: int) -> str:
+    """The line's counters (``lua/line.lua``): the last number given, the serving counter, the
+    pre-queue's size and the shuffle's seed."""
+    return f"{keyspace(sale_id)}:line:state"
+
+
 def orders_stream_key(sale_id: int) -> str:
     return f"{keyspace(sale_id)}:orders"
 

@@ -40,6 +40,7 @@ from core.steps import Steps
 from . import funnel, inventory, keys
 from .funnel import AdmissionPlan, CrowdCount, LeaseHeld, SaleSnapshot, Shed, Verdict
 from .inventory import SaleMeta
+from .line import LineState
 
 
 class SaleWatcher(Protocol):
@@ -63,6 +64,10 @@ def admission_plan(meta: SaleMeta) -> AdmissionPlan:
         user_limit=settings.ANTIBOT_USER_LIMIT,
         ip_limit=settings.ANTIBOT_IP_LIMIT,
         rate_window_seconds=settings.ANTIBOT_RATE_WINDOW_SECONDS,
+        queued=meta.queued,
+        serving_rate=meta.serving_rate,
+        shuffle_pre_queue=meta.shuffle_pre_queue,
+        turn_seconds=settings.FLASHSALE_QUEUE_TURN_SECONDS,
     )
 
 
@@ -179,9 +184,9 @@ class KnownSale:
             )
         self.snapshot = snapshot
 
-    def heard_meta(self, meta: SaleMeta, *, remaining: int, at_ms: int) -> None:
-        """The meta as Redis holds it (or as PostgreSQL does, for a sale just loaded), and the
-        stock as of ``at_ms`` (-1: not read)."""
+    def heard_meta(self, meta: SaleMeta, *, remaining: int, at_ms: int, line: LineState | None = None) -> None:
+        """The meta as Redis holds it (or as PostgreSQL does, for a sale just loaded), the
+        stock as of ``at_ms`` (-1: not read) and, for a queue-mode sale, its line."""
         with self.lock:
             previous = self.meta
             self.meta = meta
@@ -197,6 +202,8 @@ class KnownSale:
             )
             if remaining >= 0:
                 snapshot = funnel.stock_heard(snapshot, remaining=remaining, at_ms=at_ms)
+            if line is not None:
+                snapshot = funnel.line_heard(snapshot, state=line)
             self._replace(snapshot)
             watchers = tuple(self.watchers)
         moved = previous is None or (previous.starts_at_ms, previous.ends_at_ms, previous.total) != (
@@ -236,6 +243,11 @@ class KnownSale:
                 funnel.answer_heard(self.snapshot, sold_out=sold_out, remaining=remaining, at_ms=at_ms, live=live)
             )
         self._tell_stock()
+
+    def heard_line(self, state: LineState) -> None:
+        """The line as a join or a purchase found it in Redis."""
+        with self.lock:
+            self.snapshot = funnel.line_heard(self.snapshot, state=state)
 
     def heard_holders(self, holders: dict[int, str]) -> None:
         """Every buyer of the sale, from Redis: the winners table is complete from now on."""
@@ -298,7 +310,7 @@ class KnownSales:
         """Read the sale from Redis now (``lua/sale_state.lua``: the meta, the stock and the
         Redis clock in one round trip) into its model. None when Redis does not hold it."""
         asked_at = time.time()
-        raw_meta, remaining, redis_now_ms = yield inventory.sale_state_call(sale_id)
+        raw_meta, remaining, redis_now_ms, raw_line = yield inventory.sale_state_call(sale_id)
         self.clock.heard(redis_ms=int(redis_now_ms), asked_at=asked_at, answered_at=time.time())
         if not raw_meta:
             known = self.find(sale_id)
@@ -307,7 +319,8 @@ class KnownSales:
             return None
         meta = SaleMeta.from_hash(dict(zip(raw_meta[::2], raw_meta[1::2], strict=True)))
         sale = self._sale(sale_id)
-        sale.heard_meta(meta, remaining=int(remaining), at_ms=int(redis_now_ms))
+        line = inventory.line_state_from_reply(raw_line) if meta.queued else None
+        sale.heard_meta(meta, remaining=int(remaining), at_ms=int(redis_now_ms), line=line)
         return sale
 
     def heard_meta(self, meta: SaleMeta) -> KnownSale:

@@ -38,6 +38,11 @@ class SaleStatus(models.TextChoices):
     ENDED = "ended", "Ended"
 
 
+class Admission(models.TextChoices):
+    DIRECT = "direct", "Direct: every shopper may try at once"
+    QUEUE = "queue", "Queue: shoppers join a line and are let in by number"
+
+
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -97,6 +102,29 @@ class FlashSale(models.Model):
             "through to Redis per second; the rest hear 429 (reason: crowd). 0 turns it off."
         ),
     )
+    admission = models.CharField(
+        max_length=10,
+        choices=Admission.choices,
+        default=Admission.DIRECT,
+        help_text="Direct: anyone may try to buy from the start. Queue: shoppers join a waiting room and are "
+        "let in by number at the serving rate.",
+    )
+    pre_queue_opens_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Queue mode: when shoppers may start joining the line (empty: at the start).",
+    )
+    shuffle_pre_queue = models.BooleanField(
+        default=False,
+        help_text="Queue mode: put those who joined before the start in a random order (a lottery among early "
+        "arrivals, with a seed committed before the line opens); later arrivals queue after them in order.",
+    )
+    serving_rate = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Queue mode: shoppers let in per second. Empty: auto, from the units left (crowd factor x "
+        "units left per second).",
+    )
     warmed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -112,6 +140,10 @@ class FlashSale(models.Model):
             models.CheckConstraint(condition=Q(crowd_factor__gte=0), name="flashsale_crowd_factor_not_negative"),
             models.CheckConstraint(
                 condition=Q(bucket_refill_per_second__gt=0), name="flashsale_bucket_refill_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(pre_queue_opens_at__isnull=True) | Q(pre_queue_opens_at__lte=F("starts_at")),
+                name="flashsale_pre_queue_opens_by_the_start",
             ),
         ]
 

@@ -29,6 +29,8 @@ class PurchaseStatus(StrEnum):
     ENDED = "ENDED"
     RATE_LIMITED = "RATE_LIMITED"
     POW_INVALID = "POW_INVALID"
+    NOT_YOUR_TURN = "NOT_YOUR_TURN"
+    QUEUE_PASS_INVALID = "QUEUE_PASS_INVALID"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,11 @@ OUTCOMES: dict[PurchaseStatus, Outcome] = {
     PurchaseStatus.ENDED: Outcome(409, "The sale has ended."),
     PurchaseStatus.RATE_LIMITED: Outcome(429, "Too many attempts"),
     PurchaseStatus.POW_INVALID: Outcome(403, "reused: this challenge was already spent."),
+    PurchaseStatus.NOT_YOUR_TURN: Outcome(409, "Not your turn yet: the line has not reached your place"),
+    PurchaseStatus.QUEUE_PASS_INVALID: Outcome(403, "expired: your turn passed; join the line again."),
 }
+
+PASS_STALE_DETAIL = "stale: the line holds a newer place of yours; use the pass you were given last."
 
 SHED_STATUS: dict[Shed, PurchaseStatus] = {
     Shed.WINNER: PurchaseStatus.ALREADY_PURCHASED,
@@ -57,6 +63,8 @@ SHED_STATUS: dict[Shed, PurchaseStatus] = {
     Shed.IP: PurchaseStatus.RATE_LIMITED,
     Shed.CROWD: PurchaseStatus.RATE_LIMITED,
     Shed.BUCKET: PurchaseStatus.RATE_LIMITED,
+    Shed.NOT_YOUR_TURN: PurchaseStatus.NOT_YOUR_TURN,
+    Shed.TURN_PASSED: PurchaseStatus.QUEUE_PASS_INVALID,
 }
 
 SCRIPT_STATUS: dict[ScriptStatus, PurchaseStatus] = {
@@ -66,6 +74,9 @@ SCRIPT_STATUS: dict[ScriptStatus, PurchaseStatus] = {
     ScriptStatus.NOT_STARTED: PurchaseStatus.NOT_STARTED,
     ScriptStatus.ENDED: PurchaseStatus.ENDED,
     ScriptStatus.POW_REUSED: PurchaseStatus.POW_INVALID,
+    ScriptStatus.NOT_YOUR_TURN: PurchaseStatus.NOT_YOUR_TURN,
+    ScriptStatus.TURN_PASSED: PurchaseStatus.QUEUE_PASS_INVALID,
+    ScriptStatus.PASS_STALE: PurchaseStatus.QUEUE_PASS_INVALID,
 }
 """``NO_SALE`` and ``KEY_REUSED`` are not answers: the caller reloads the sale, or refuses
 the reused key (422)."""
@@ -117,13 +128,20 @@ def rate_limited(retry_after_ms: int, reason: str) -> PurchaseAnswer:
     )
 
 
+def not_your_turn(retry_after_ms: int) -> PurchaseAnswer:
+    seconds, detail = wait_sentence(OUTCOMES[PurchaseStatus.NOT_YOUR_TURN].detail, retry_after_ms)
+    return PurchaseAnswer(
+        PurchaseStatus.NOT_YOUR_TURN, retry_after_seconds=seconds, retry_after_ms=max(1, retry_after_ms), detail=detail
+    )
+
+
 def _fixed(status: PurchaseStatus) -> PurchaseAnswer:
     return PurchaseAnswer(status, detail=OUTCOMES[status].detail)
 
 
 # The local answers that carry nothing of their own request, made once.
 _FIXED_ANSWERS: dict[Shed, PurchaseAnswer] = {
-    shed: _fixed(SHED_STATUS[shed]) for shed in (Shed.NOT_STARTED, Shed.ENDED, Shed.SOLD_OUT)
+    shed: _fixed(SHED_STATUS[shed]) for shed in (Shed.NOT_STARTED, Shed.ENDED, Shed.SOLD_OUT, Shed.TURN_PASSED)
 }
 
 
@@ -137,6 +155,8 @@ def answer_for_verdict(verdict: Verdict) -> PurchaseAnswer:
     fixed = _FIXED_ANSWERS.get(shed)
     if fixed is not None:
         return fixed
+    if shed is Shed.NOT_YOUR_TURN:
+        return not_your_turn(verdict.retry_after_ms)
     return rate_limited(verdict.retry_after_ms, shed.value)
 
 
@@ -145,8 +165,17 @@ def answer_for_refused_proof(reason: str) -> PurchaseAnswer:
     return PurchaseAnswer(PurchaseStatus.POW_INVALID, detail=reason)
 
 
+def answer_for_refused_pass(reason: str) -> PurchaseAnswer:
+    """QUEUE_PASS_INVALID, with the refusal's reason as its sentence."""
+    return PurchaseAnswer(PurchaseStatus.QUEUE_PASS_INVALID, detail=reason)
+
+
 def answer_for_script(ran: ScriptAnswer) -> PurchaseAnswer:
     """The contract's answer to what ``purchase.lua`` decided (or, replayed, had decided)."""
+    if ran.status is ScriptStatus.NOT_YOUR_TURN:
+        return not_your_turn(ran.retry_after_ms)
+    if ran.status is ScriptStatus.PASS_STALE:
+        return answer_for_refused_pass(PASS_STALE_DETAIL)
     status = SCRIPT_STATUS[ran.status]
     return PurchaseAnswer(
         status,

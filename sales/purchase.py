@@ -44,12 +44,13 @@ from core.events import subscription
 from core.steps import DatabaseWork, Steps, drive
 from core.strict_json import json_body_load
 
-from . import inventory, keys, outcomes
+from . import funnel, inventory, keys, outcomes
 from .funnel import Shed, Verdict, lease_batch
 from .inventory import IdempotencyPolicy, IdempotencyRecord, Lease, ScriptAnswer, ScriptStatus
 from .known import KnownSale, known_sales
 from .models import MAX_SALE_ID, FlashSale
 from .outcomes import PurchaseAnswer
+from .passes import MAX_PASS_LENGTH, PassRefused, pass_number
 from .tally import tally
 from .warming import sale_meta_for, sale_warm
 
@@ -124,8 +125,11 @@ def purchase_steps(
     challenge: str | None = None,
     solution: str | None = None,
     idempotency: IdempotentRequest | None = None,
+    queue_pass: str | None = None,
 ) -> Steps[PurchaseAnswer]:
     """One attempt to buy a unit of ``sale_id`` for ``user_id``, as steps (module docstring).
+    A queue-mode sale asks for ``queue_pass``, the pass its line gave the shopper, instead of
+    a proof of work (that was asked at the join).
 
     With an Idempotency-Key, the answer stored for it is given again and nothing else runs
     (docs/design.md, "Idempotency-Key"): ``purchase.lua`` looks it up first and stores only
@@ -138,7 +142,13 @@ def purchase_steps(
     known = yield from sale_known_steps(sale_id)
     tally.count(sale_id, "arrived")
     answer = yield from _attempt(
-        known, user_id=user_id, client_ip=client_ip, challenge=challenge, solution=solution, idempotency=idempotency
+        known,
+        user_id=user_id,
+        client_ip=client_ip,
+        challenge=challenge,
+        solution=solution,
+        idempotency=idempotency,
+        queue_pass=queue_pass,
     )
     tally.count(sale_id, f"answer:{answer.status}")
     return answer
@@ -157,6 +167,7 @@ def _attempt(
     challenge: str | None,
     solution: str | None,
     idempotency: IdempotentRequest | None,
+    queue_pass: str | None,
 ) -> Steps[PurchaseAnswer]:
     sale_id = known.sale_id
     live = subscription.live
@@ -171,7 +182,17 @@ def _attempt(
 
     plan = known.snapshot.plan
     nonce = ""
-    if plan.pow_difficulty > 0:
+    queue_number = 0
+    if plan.queued:
+        try:
+            queue_number = pass_number(queue_pass, sale_id=sale_id, user_id=user_id)
+        except PassRefused as refused:
+            tally.count(sale_id, "shed:pass")
+            return outcomes.answer_for_refused_pass(refused.reason)
+        turn = funnel.queue_judge(known.snapshot, number=queue_number, redis_now_ms=known_sales.clock.now_ms(now))
+        if turn.shed is not None:
+            return (yield from _local_no(sale_id, turn, user_id=user_id, winners_known=live, idempotency=idempotency))
+    elif plan.pow_difficulty > 0:
         try:
             nonce = challenge_verify(
                 challenge=challenge, solution=solution, scope_id=sale_id, user_id=user_id, now_ms=int(now * 1000)
@@ -180,7 +201,7 @@ def _attempt(
             tally.count(sale_id, "shed:pow")
             return outcomes.answer_for_refused_proof(refused.reason)
 
-    if live:
+    if live and not plan.queued:  # A queue-mode sale's line is its crowd admission.
         crowd = known.admit_crowd(now=now)
         if crowd.shed is not None:
             return (yield from _local_no(sale_id, crowd, user_id=user_id, winners_known=True, idempotency=idempotency))
@@ -209,6 +230,9 @@ def _attempt(
                 idempotency_digest=idempotency.digest if idempotency else "",
                 idempotency_fingerprint=idempotency.fingerprint if idempotency else "",
                 idempotency=_idempotency_policy() if idempotency else None,
+                queue_number=queue_number,
+                turn_seconds=settings.FLASHSALE_QUEUE_TURN_SECONDS,
+                crowd_interval_ms=settings.FLASHSALE_CROWD_INTERVAL_MS,
                 drain_kick_ms=settings.FLASHSALE_DRAIN_KICK_MS,
             )
         )
@@ -282,23 +306,28 @@ def drain_kick_warm() -> None:
         logger.warning("could not reach the Celery broker ahead of the first kick", exc_info=True)
 
 
-def purchase_body_parse(raw: bytes) -> dict[str, str]:
-    """The purchase body: empty, or a JSON object with optional string ``challenge`` and
-    ``solution`` (at most ``MAX_CHALLENGE_LENGTH`` and ``MAX_SOLUTION_LENGTH`` characters)."""
+PURCHASE_FIELDS = {"challenge": MAX_CHALLENGE_LENGTH, "solution": MAX_SOLUTION_LENGTH, "pass": MAX_PASS_LENGTH}
+"""The purchase body's fields and the longest each may be."""
+JOIN_FIELDS = {"challenge": MAX_CHALLENGE_LENGTH, "solution": MAX_SOLUTION_LENGTH}
+
+
+def purchase_body_parse(raw: bytes, fields: dict[str, int] = PURCHASE_FIELDS) -> dict[str, str]:
+    """The purchase body (or a join's, with ``JOIN_FIELDS``): empty, or a JSON object whose
+    every field is one of ``fields``, a string no longer than the field allows."""
     if not raw:
         return {}
     body = json_body_load(raw)  # malformed, too deep, lone surrogates: 400
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object.")
-    unknown = set(body) - {"challenge", "solution"}
+    unknown = set(body) - set(fields)
     if unknown:
         raise InvalidRequest(f"Unknown field(s): {', '.join(sorted(map(str, unknown)))}.")
-    for name in ("challenge", "solution"):
+    for name, longest in fields.items():
         value = body.get(name)
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            continue
+        if not isinstance(value, str):
             raise InvalidRequest(f"{name} must be a string.")
-    if len(body.get("solution") or "") > MAX_SOLUTION_LENGTH:
-        raise InvalidRequest(f"solution must be at most {MAX_SOLUTION_LENGTH} characters.")
-    if len(body.get("challenge") or "") > MAX_CHALLENGE_LENGTH:
-        raise InvalidRequest("challenge is too long to be one of ours.")
+        if len(value) > longest:
+            raise InvalidRequest(f"{name} must be at most {longest} characters.")
     return {name: value for name, value in body.items() if value is not None}

@@ -16,7 +16,7 @@ from django.utils import timezone
 from core.errors import ApplicationError
 
 from . import inventory
-from .models import FlashSale, Product
+from .models import Admission, FlashSale, Product
 from .selectors import sale_cache_key
 from .warming import SaleLocked, sale_warm
 
@@ -39,7 +39,13 @@ def sale_create(
     bucket_capacity: int = 1000,
     bucket_refill_per_second: int = 500,
     crowd_factor: Decimal | float = Decimal("2.0"),
+    admission: str = Admission.DIRECT,
+    pre_queue_opens_at: datetime | None = None,
+    shuffle_pre_queue: bool = False,
+    serving_rate: int | None = None,
 ) -> FlashSale:
+    """A new sale (not loaded into Redis: ``warming.sale_warm``). ``admission`` ``queue`` puts
+    its shoppers in a line (``sales.waiting_room``); ``serving_rate`` None is auto."""
     sale = FlashSale(
         product=product,
         price=price,
@@ -50,6 +56,10 @@ def sale_create(
         bucket_capacity=bucket_capacity,
         bucket_refill_per_second=bucket_refill_per_second,
         crowd_factor=Decimal(str(crowd_factor)),
+        admission=admission,
+        pre_queue_opens_at=pre_queue_opens_at,
+        shuffle_pre_queue=shuffle_pre_queue,
+        serving_rate=serving_rate,
     )
     sale.full_clean()
     sale.save()

@@ -16,7 +16,8 @@ from core.errors import ApplicationError
 from core.redis_store import inventory_redis
 
 from . import inventory, keys
-from .models import FlashSale, epoch_ms
+from .line import shuffle_commitment
+from .models import Admission, FlashSale, epoch_ms
 from .selectors import SALE_CACHE_SECONDS, sale_cache_key
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class SaleLocked(ApplicationError):
     default_detail = "The sale is loaded into Redis; its stock can no longer change."
 
 
-def sale_meta_for(sale: FlashSale) -> inventory.SaleMeta:
+def sale_meta_for(sale: FlashSale, *, shuffle_commitment: str = "") -> inventory.SaleMeta:
     return inventory.SaleMeta(
         sale_id=sale.pk,
         product_id=sale.product_id,
@@ -40,6 +41,11 @@ def sale_meta_for(sale: FlashSale) -> inventory.SaleMeta:
         bucket_capacity=sale.bucket_capacity,
         bucket_refill_per_second=sale.bucket_refill_per_second,
         crowd_factor=float(sale.crowd_factor),
+        admission=sale.admission,
+        pre_queue_opens_at_ms=epoch_ms(sale.pre_queue_opens_at) if sale.pre_queue_opens_at else 0,
+        shuffle_pre_queue=sale.shuffle_pre_queue and sale.admission == Admission.QUEUE,
+        shuffle_commitment=shuffle_commitment,
+        serving_rate=sale.serving_rate or 0,
     )
 
 
@@ -57,7 +63,11 @@ def sale_warm(*, sale: FlashSale) -> WarmResult:
     Raises ``SaleLocked`` when the sale's total differs from the one already in Redis: the
     live counter would no longer satisfy invariant I1.
     """
-    meta = sale_meta_for(sale)
+    commitment = ""
+    if sale.admission == Admission.QUEUE and sale.shuffle_pre_queue:
+        # The seed is drawn once and kept with the line; what is published is its hash.
+        commitment = shuffle_commitment(inventory.line_seed_ensure(sale.pk))
+    meta = sale_meta_for(sale, shuffle_commitment=commitment)
     current = inventory.sale_meta(sale.pk)
     if current is not None and current.total != meta.total:
         raise SaleLocked(

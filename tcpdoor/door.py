@@ -36,14 +36,18 @@ from core.errors import InvalidRequest, ServerError, Unauthenticated, as_applica
 from core.metrics import purchase_observed
 from core.steps import Answered, AsyncClient, Step, Steps, drive_async, start
 from sales.outcomes import PurchaseAnswer, PurchaseStatus, answer_body
+from sales.passes import MAX_PASS_LENGTH
 from sales.purchase import drain_kick, purchase_steps, sale_challenge_steps
 from sales.selectors import SaleState, sale_id_for_reference_steps, sale_state_steps
+from sales.waiting_room import Place, place_body, queue_join_steps, queue_place_steps
 
 from .frames import MessageType, error_frame, frame, json_frame
 
 logger = logging.getLogger(__name__)
 
-_ATTEMPT_FIELDS = frozenset({"product_id", "token", "user_id", "challenge", "solution", "idempotency_key"})
+_ATTEMPT_FIELDS = frozenset({"product_id", "token", "user_id", "challenge", "solution", "idempotency_key", "pass"})
+_JOIN_FIELDS = frozenset({"product_id", "token", "user_id", "challenge", "solution"})
+_PLACE_FIELDS = frozenset({"product_id", "token", "user_id", "pass"})
 _IDENTIFIED_FIELDS = frozenset({"product_id", "token", "user_id"})
 _SALE_FIELDS = frozenset({"product_id"})
 
@@ -92,6 +96,10 @@ class Door:
             return Reply(error_frame(kind, str(error)))
         if kind == MessageType.CHALLENGE:
             return self._run(kind, self._challenge_steps(request, peer_ip), _challenge_reply, _error_reply)
+        if kind in (MessageType.JOIN_QUEUE, MessageType.QUEUE_PLACE):
+            return self._run(
+                kind, self._queue_steps(kind, request, peer_ip), functools.partial(_place_reply, kind), _error_reply
+            )
         return self._run(kind, self._sale_state_steps(request), _sale_state_reply, _error_reply)
 
     # --- The purchase -------------------------------------------------------------------
@@ -113,6 +121,7 @@ class Door:
         _only(request, _ATTEMPT_FIELDS)
         challenge = _text(request, "challenge", MAX_CHALLENGE_LENGTH)
         solution = _text(request, "solution", MAX_SOLUTION_LENGTH)
+        queue_pass = _text(request, "pass", MAX_PASS_LENGTH)
         key = request.get("idempotency_key")
         if key is not None and not isinstance(key, str):
             raise InvalidRequest("idempotency_key must be a string.")
@@ -121,7 +130,9 @@ class Door:
         attempt.sale_id = sale_id
         idempotency = None
         if key is not None:
-            fingerprinted = json.dumps({"challenge": challenge, "solution": solution}, sort_keys=True).encode()
+            fingerprinted = json.dumps(
+                {"challenge": challenge, "solution": solution, "pass": queue_pass}, sort_keys=True
+            ).encode()
             idempotency = IdempotentRequest.from_header(
                 key, method="TCP", path=f"ATTEMPT_PURCHASE {sale_id}", body=fingerprinted
             )
@@ -133,6 +144,30 @@ class Door:
                 challenge=challenge,
                 solution=solution,
                 idempotency=idempotency,
+                queue_pass=queue_pass,
+            )
+        )
+
+    def _queue_steps(self, kind: int, request: dict[str, Any], peer_ip: str) -> Steps[Place]:
+        """JOIN_QUEUE: join the sale's line (with a proof of work when it asks for one);
+        QUEUE_PLACE: the shopper's place, from their ``pass`` without a round trip."""
+        joining = kind == MessageType.JOIN_QUEUE
+        _only(request, _JOIN_FIELDS if joining else _PLACE_FIELDS)
+        user_id = yield from self._identity_steps(request)
+        sale_id = yield from sale_id_for_reference_steps(_reference(request))
+        if joining:
+            return (
+                yield from queue_join_steps(
+                    sale_id=sale_id,
+                    user_id=user_id,
+                    client_ip="" if self.trust_user_id else peer_ip,
+                    challenge=_text(request, "challenge", MAX_CHALLENGE_LENGTH),
+                    solution=_text(request, "solution", MAX_SOLUTION_LENGTH),
+                )
+            )
+        return (
+            yield from queue_place_steps(
+                sale_id=sale_id, user_id=user_id, queue_pass=_text(request, "pass", MAX_PASS_LENGTH)
             )
         )
 
@@ -317,6 +352,14 @@ def _challenge_reply(value: tuple[int, Any]) -> Reply:
         "expires_at": issued.expires_at.isoformat(),
     }
     return Reply(json_frame(MessageType.CHALLENGE, body))
+
+
+def _place_reply(kind: int, place: Place) -> Reply:
+    """The REST API's place, with the door's ``status`` OK and the place's own as
+    ``place_status`` (as SALE_STATUS carries ``sale_status``)."""
+    body = place_body(place)
+    body["place_status"] = body.pop("status")
+    return Reply(json_frame(kind, {"status": "OK", **body}))
 
 
 def _sale_state_reply(state: SaleState) -> Reply:

@@ -23,11 +23,20 @@ class MessageType(IntEnum):
     CHALLENGE = 0x02
     SALE_STATUS = 0x03
     PING = 0x04
+    JOIN_QUEUE = 0x05
+    QUEUE_PLACE = 0x06
     ERROR = 0x7F
 
 
 REQUEST_TYPES = frozenset(
-    {MessageType.ATTEMPT_PURCHASE, MessageType.CHALLENGE, MessageType.SALE_STATUS, MessageType.PING}
+    {
+        MessageType.ATTEMPT_PURCHASE,
+        MessageType.CHALLENGE,
+        MessageType.SALE_STATUS,
+        MessageType.PING,
+        MessageType.JOIN_QUEUE,
+        MessageType.QUEUE_PLACE,
+    }
 )
 
 

@@ -238,6 +238,9 @@ FLASHSALE_META_LOCAL_SECONDS = env.float("FLASHSALE_META_LOCAL_SECONDS", default
 # Stock-aware admission counts attempts per interval of this length (the sale's crowd_factor
 # times the stock left is what each process lets through per interval).
 FLASHSALE_CROWD_INTERVAL_MS = env.int("FLASHSALE_CROWD_INTERVAL_MS", default=1000)
+# A queue-mode sale: an admitted shopper's turn lasts while the line moves on by about this
+# many seconds of its serving rate past them; then they may join again at the back.
+FLASHSALE_QUEUE_TURN_SECONDS = env.int("FLASHSALE_QUEUE_TURN_SECONDS", default=60)
 # Stream entries a worker turns into orders per transaction.
 FLASHSALE_DRAIN_BATCH_SIZE = env.int("FLASHSALE_DRAIN_BATCH_SIZE", default=500)
 # Sales stay watched (reconciled, listed as active) this long after they end.
@@ -282,6 +285,9 @@ ANTIBOT_CHALLENGE_TTL_SECONDS = env.int("ANTIBOT_CHALLENGE_TTL_SECONDS", default
 ANTIBOT_POW_BASE_RATE = env.int("ANTIBOT_POW_BASE_RATE", default=200)
 ANTIBOT_POW_MAX_DIFFICULTY = env.int("ANTIBOT_POW_MAX_DIFFICULTY", default=22)
 ANTIBOT_CHALLENGE_SECRET = env.str("ANTIBOT_CHALLENGE_SECRET", default="")
+# Queue passes (a queue-mode sale's place in line) are signed with a key derived from this
+# (SECRET_KEY when empty).
+QUEUE_PASS_SECRET = env.str("QUEUE_PASS_SECRET", default="")
 # Idempotency-Key: only final answers are kept (docs/design.md), at most this many per shopper
 # and sale, until this long after the sale's end, and never longer than the TTL.
 ANTIBOT_IDEMPOTENCY_KEYS_PER_SHOPPER = env.int("ANTIBOT_IDEMPOTENCY_KEYS_PER_SHOPPER", default=8)

@@ -14,6 +14,7 @@ import pytest
 from antibot.proof_of_work import solve
 from orders.models import Order
 from sales import inventory
+from sales.models import Admission
 from tests.clients import Wire, frame, tcp_ask
 from tests.factories import make_product, make_sale, make_shopper, make_user
 from tests.polling import wait_for_confirmations
@@ -21,7 +22,7 @@ from tests.processes import OPEN_ADMISSION, ChildProcess, start_tcp
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ATTEMPT, CHALLENGE, STATUS, PING, ERROR = 0x01, 0x02, 0x03, 0x04, 0x7F
+ATTEMPT, CHALLENGE, STATUS, PING, JOIN, PLACE, ERROR = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x7F
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -225,3 +226,26 @@ def test_the_trusted_mode_is_refused_off_loopback() -> None:
 
     assert refused.returncode == 1
     assert "--trust-user-id" in refused.stderr and "0.0.0.0" in refused.stderr
+
+
+def test_a_shopper_joins_the_line_reads_their_place_and_buys_with_the_pass(tcp_server: ChildProcess) -> None:
+    # Given a queue-mode sale letting in many shoppers a second
+    sale = make_sale(stock=5, pow_difficulty=0, admission=Admission.QUEUE, serving_rate=1000)
+    _, token = make_shopper()
+
+    with Wire(tcp_server.port) as wire:
+        joined = wire.ask(JOIN, {"product_id": sale.pk, "token": token})
+        again = wire.ask(JOIN, {"product_id": sale.pk, "token": token})
+        placed = wire.ask(PLACE, {"product_id": sale.pk, "token": token, "pass": joined["pass"]})
+        without = wire.ask(ATTEMPT, {"product_id": sale.pk, "token": token})
+        bought = wire.ask(ATTEMPT, {"product_id": sale.pk, "token": token, "pass": joined["pass"]})
+        forged = wire.ask(PLACE, {"product_id": sale.pk, "token": token, "pass": "q1.1.2.3.x"})
+        hostile = wire.ask(JOIN, {"product_id": sale.pk, "token": token, "pass": 7})
+
+    # Then the door answers as the REST API does, in its own frames
+    assert (joined["status"], joined["number"], joined["place_status"]) == ("OK", 1, "admitted")
+    assert again["number"] == placed["number"] == 1 and placed["pass"] == joined["pass"]
+    assert without["status"] == "QUEUE_PASS_INVALID" and without["detail"].startswith("missing")
+    assert bought["status"] == "SUCCESS"
+    assert forged["status"] == "QUEUE_PASS_INVALID"
+    assert hostile["status"] == "INVALID_REQUEST"

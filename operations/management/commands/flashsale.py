@@ -27,12 +27,24 @@ from orders.models import Order
 from orders.reconciliation import sale_reconcile
 from orders.services import sale_orders_delete
 from sales import inventory
-from sales.models import FlashSale, Product
+from sales.models import Admission, FlashSale, Product
 from sales.selectors import sale_newest_for_product
 from sales.services import product_create, sale_create, sale_reset
 from sales.warming import sale_warm
 
 from ...capacity import Demand, capacity_plan, figures_from_results
+
+
+def _serving_rate(raw: str) -> int | None:
+    if raw == "auto":
+        return None
+    try:
+        rate = int(raw)
+    except ValueError:
+        raise CommandError(f"--serving-rate is a number of shoppers a second or auto, not {raw!r}.") from None
+    if rate < 1:
+        raise CommandError("--serving-rate must be at least 1 (or auto).")
+    return rate
 
 
 def _decimal(raw: str) -> Decimal:
@@ -63,6 +75,29 @@ class Command(BaseCommand):
         init.add_argument("--pow-difficulty", type=int, default=0)
         init.add_argument("--bucket-capacity", type=int, default=1000)
         init.add_argument("--bucket-refill", type=int, default=500)
+        init.add_argument(
+            "--admission",
+            choices=[choice.value for choice in Admission],
+            default=Admission.DIRECT.value,
+            help="direct (default): everyone may try at the start; queue: shoppers join a line",
+        )
+        init.add_argument(
+            "--pre-queue-opens-in",
+            type=int,
+            default=None,
+            help="queue: seconds from now when the line opens (default: at the start)",
+        )
+        init.add_argument(
+            "--shuffle-pre-queue",
+            action="store_true",
+            help="queue: put those who join before the start in a random order",
+        )
+        init.add_argument(
+            "--serving-rate",
+            type=_serving_rate,
+            default=None,
+            help="queue: shoppers let in per second, or auto (default): from the units left",
+        )
 
         for name, text in (
             ("status", "remaining, buyers, orders in PostgreSQL, backlog, I1/I2 verdict"),
@@ -138,7 +173,18 @@ class Command(BaseCommand):
             list_price = options["list_price"] or options["price"] * 10
             product = product_create(slug=slug, name=slug.replace("-", " ").title(), list_price=list_price)
             self._say(options, f"Created product {product.slug!r} ({product.name}).")
-        starts_at = timezone.now() + timedelta(seconds=options["starts_in"])
+        now = timezone.now()
+        starts_at = now + timedelta(seconds=options["starts_in"])
+        queued = options["admission"] == Admission.QUEUE
+        if not queued and (
+            options["pre_queue_opens_in"] is not None or options["shuffle_pre_queue"] or options["serving_rate"]
+        ):
+            raise CommandError("--pre-queue-opens-in, --shuffle-pre-queue and --serving-rate need --admission queue.")
+        opens_at = None
+        if options["pre_queue_opens_in"] is not None:
+            if options["pre_queue_opens_in"] > options["starts_in"]:
+                raise CommandError("The line must open by the start: --pre-queue-opens-in <= --starts-in.")
+            opens_at = now + timedelta(seconds=options["pre_queue_opens_in"])
         sale = sale_create(
             product=product,
             price=options["price"],
@@ -148,12 +194,30 @@ class Command(BaseCommand):
             pow_difficulty=options["pow_difficulty"],
             bucket_capacity=options["bucket_capacity"],
             bucket_refill_per_second=options["bucket_refill"],
+            admission=options["admission"],
+            pre_queue_opens_at=opens_at,
+            shuffle_pre_queue=options["shuffle_pre_queue"],
+            serving_rate=options["serving_rate"],
         )
         sale_warm(sale=sale)
         self._say(options, f"Sale {sale.pk}: {sale}")
         self._say(options, f"  window   {sale.starts_at.isoformat()} .. {sale.ends_at.isoformat()}")
+        if queued:
+            rate = f"{sale.serving_rate}/s" if sale.serving_rate else "auto (from the units left)"
+            opens = sale.pre_queue_opens_at.isoformat() if sale.pre_queue_opens_at else "at the start"
+            shuffled = ", shuffled at the start" if sale.shuffle_pre_queue else ""
+            self._say(options, f"  queue    the line opens {opens}{shuffled}; serving rate {rate}")
         self._say(options, "  loaded into Redis; purchases open at the start second.")
-        return {"sale_id": sale.pk, "product": product.slug, "starts_at": sale.starts_at, "ends_at": sale.ends_at}
+        return {
+            "sale_id": sale.pk,
+            "product": product.slug,
+            "starts_at": sale.starts_at,
+            "ends_at": sale.ends_at,
+            "admission": sale.admission,
+            "pre_queue_opens_at": sale.pre_queue_opens_at,
+            "shuffle_pre_queue": sale.shuffle_pre_queue,
+            "serving_rate": sale.serving_rate or "auto",
+        }
 
     def _status(self, options: dict[str, Any]) -> dict[str, Any]:
         sale = self._sale(options["sale"])
