@@ -67,7 +67,10 @@ class HotPathRouter:
             path = environ.get("PATH_INFO", "")
             for pattern in self.patterns:
                 match = pattern.resolve(path[1:])
-                if match is not None:
+                if (
+                    match is not None
+                    and environ["REQUEST_METHOD"] in getattr(match.func, "view_class", HotPathApi).hot_methods
+                ):
                     if settings.SECURE_SSL_REDIRECT and environ.get("wsgi.url_scheme") != "https":
                         break
                     return self._serve(match, environ, start_response)

@@ -67,6 +67,7 @@ def test_the_admin_edits_difficulty_bucket_and_crowd_factor_and_the_loaded_sale_
             "bucket_capacity": 300,
             "bucket_refill_per_second": 40,
             "crowd_factor": "1.5",
+            "admission": "direct",
         },
     )
 
