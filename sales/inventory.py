@@ -58,27 +58,59 @@ class ScriptAnswer:
     kick_drain: bool
     now_ms: int
     replayed: bool = False
+    seq: int = -1
+    """The attempt's place in the sale's log (-1: not logged)."""
+    entry: str = ""
+    """The log entry's exact text (what its leaf hashes)."""
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> ScriptAnswer:
-        status, order_id, remaining, retry_after_ms, kick, now_ms, replayed = reply
+        status, order_id, remaining, retry_after_ms, kick, now_ms, replayed, seq, entry = reply
         return cls(
-            ScriptStatus(status), order_id, int(remaining), int(retry_after_ms), kick == 1, int(now_ms), replayed == 1
+            ScriptStatus(status),
+            order_id,
+            int(remaining),
+            int(retry_after_ms),
+            kick == 1,
+            int(now_ms),
+            replayed == 1,
+            int(seq),
+            entry or "",
         )
 
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
     """What a shopper's idempotency records keep of one final answer (``purchase.lua`` writes
-    them as ``"<fingerprint>|<status>|<order id>|<remaining>"``)."""
+    them as ``"<fingerprint>|<status>|<order id>|<remaining>|<seq>|<time ms>"``: the log's
+    entry of the answer is rebuilt from them, ``log_entry_attempt``)."""
 
     fingerprint: str
     answer: ScriptAnswer
 
     @classmethod
-    def parse(cls, stored: str, *, now_ms: int = 0) -> IdempotencyRecord:
-        fingerprint, status, order_id, remaining = stored.split("|")
-        return cls(fingerprint, ScriptAnswer(ScriptStatus(status), order_id, int(remaining), 0, False, now_ms, True))
+    def parse(cls, stored: str, *, sale_id: int, shopper: str) -> IdempotencyRecord:
+        fingerprint, status, order_id, remaining, seq, at_ms = stored.split("|")
+        entry = log_entry_attempt(status, sale_id=sale_id, seq=int(seq), shopper=shopper, time_ms=int(at_ms))
+        answer = ScriptAnswer(
+            ScriptStatus(status), order_id, int(remaining), 0, False, int(at_ms), True, int(seq), entry
+        )
+        return cls(fingerprint, answer)
+
+
+_LOGGED_WORDS = {"POW_REUSED": "POW_INVALID", "TURN_PASSED": "QUEUE_PASS_INVALID", "PASS_STALE": "QUEUE_PASS_INVALID"}
+
+
+def log_entry_attempt(status: str, *, sale_id: int, seq: int, shopper: str, time_ms: int) -> str:
+    """The log entry ``purchase.lua`` appends for an attempt (``""`` when it was not logged):
+    the same canonical JSON, byte for byte."""
+    if seq < 0:
+        return ""
+    outcome = _LOGGED_WORDS.get(status, status)
+    return (
+        f'{{"kind":"attempt","outcome":"{outcome}","sale":{int(sale_id)},"seq":{int(seq)},'
+        f'"shopper":"{shopper}","time_ms":{int(time_ms)}}}'
+    )
 
 
 IDEMPOTENCY_FINAL = frozenset(
@@ -111,11 +143,13 @@ def purchase_call(
     queue_number: int = 0,
     turn_seconds: int = 0,
     crowd_interval_ms: int = 1000,
+    shopper: str = "",
     drain_kick_ms: int = 250,
 ) -> ScriptCall:
     """One attempt of ``lua/purchase.lua``: the script's KEYS and ARGV contract, in one place.
     ``user_id`` is text only for a load generator's placeholder (the benchmark's
-    redis-benchmark run)."""
+    redis-benchmark run); ``shopper`` is the shopper's salted hash for the sale's log (empty:
+    not logged)."""
     meta = keys.meta_key(sale_id)
     keyspace = keys.keyspace(sale_id)
     spend_challenge = bool(challenge_nonce) and challenge_ttl_seconds > 0
@@ -134,6 +168,8 @@ def purchase_call(
             antibot_keys.idempotency_records_key(keyspace, int(user_id)) if keyed else meta,
             keys.line_key(sale_id) if queue_number else meta,
             keys.line_state_key(sale_id) if queue_number else meta,
+            keys.log_stream_key(sale_id) if shopper else meta,
+            keys.log_seq_key(sale_id) if shopper else meta,
         ),
         (
             user_id,
@@ -149,6 +185,7 @@ def purchase_call(
             int(queue_number),
             turn_seconds,
             crowd_interval_ms,
+            shopper,
         ),
     )
 
@@ -234,10 +271,12 @@ class JoinAnswer:
     measured_rate: float
     now_ms: int
     created: bool
+    seq: int = -1
+    entry: str = ""
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> JoinAnswer:
-        status, number, position, served, joined, rate, measured, now_ms, created = reply
+        status, number, position, served, joined, rate, measured, now_ms, created, seq, entry = reply
         return cls(
             JoinStatus(status),
             int(number),
@@ -248,15 +287,27 @@ class JoinAnswer:
             float(measured),
             int(now_ms),
             created == 1,
+            int(seq),
+            entry or "",
         )
 
 
-def join_call(*, sale_id: int, user_id: int, read_only: bool, turn_seconds: int, crowd_interval_ms: int) -> ScriptCall:
-    """Join the sale's line, or (``read_only``) read the shopper's place (``lua/join.lua``)."""
+def join_call(
+    *, sale_id: int, user_id: int, read_only: bool, turn_seconds: int, crowd_interval_ms: int, shopper: str = ""
+) -> ScriptCall:
+    """Join the sale's line, or (``read_only``) read the shopper's place (``lua/join.lua``);
+    a join that gives a number is logged under ``shopper`` (empty: not logged)."""
     return ScriptCall(
         JOIN_SCRIPT,
-        (keys.meta_key(sale_id), keys.stock_key(sale_id), keys.line_key(sale_id), keys.line_state_key(sale_id)),
-        (int(user_id), "place" if read_only else "join", turn_seconds, crowd_interval_ms),
+        (
+            keys.meta_key(sale_id),
+            keys.stock_key(sale_id),
+            keys.line_key(sale_id),
+            keys.line_state_key(sale_id),
+            keys.log_stream_key(sale_id),
+            keys.log_seq_key(sale_id),
+        ),
+        (int(user_id), "place" if read_only else "join", turn_seconds, crowd_interval_ms, shopper),
     )
 
 
