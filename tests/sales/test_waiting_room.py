@@ -69,7 +69,10 @@ def test_a_shopper_joins_once_and_hears_the_same_place_again(line_server: ChildP
     assert joined.status_code == 201
     assert again.status_code == read_here.status_code == read_there.status_code == 200
     body = joined.json()
-    assert set(body) == {"number", "position", "ahead", "served", "eta_seconds", "rate_per_second", "pass", "status"}
+    assert set(body) == {
+        "number", "position", "ahead", "served", "eta_seconds", "rate_per_second", "pass", "status", "receipt"
+    }  # fmt: skip
+    assert all("receipt" not in other.json() for other in (again, read_here, read_there))
     assert body["number"] == body["position"] == 1
     for other in (again.json(), read_here.json(), read_there.json()):
         assert (other["number"], other["pass"]) == (1, body["pass"])

@@ -44,7 +44,7 @@ def test_a_win_answers_the_order_and_the_stock_and_becomes_the_same_order_row(
 
     assert answer["status"] == "SUCCESS"
     assert answer["remaining_stock"] == 4
-    assert set(answer) == {"status", "detail", "order_id", "remaining_stock"}
+    assert set(answer) == {"status", "detail", "order_id", "remaining_stock", "receipt"}
     assert inventory.sale_buyers(sale.pk) == {user.pk: answer["order_id"]}
     wait_for_confirmations(sale.pk, 1)
     assert Order.objects.get(pk=answer["order_id"]).user_id == user.pk
