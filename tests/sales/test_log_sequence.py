@@ -9,7 +9,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -33,7 +33,8 @@ def log_server(django_db_setup: None) -> Iterator[ChildProcess]:
 
 
 def _logged(sale_id: int) -> list[dict[str, str]]:
-    return [fields for _, fields in inventory_redis().xrange(keys.log_stream_key(sale_id))]  # type: ignore[union-attr]
+    entries = cast(list[tuple[str, dict[str, str]]], inventory_redis().xrange(keys.log_stream_key(sale_id)))
+    return [fields for _, fields in entries]
 
 
 def _published() -> dict[str, bytes]:
