@@ -17,7 +17,7 @@ from sales import inventory
 from sales.models import Admission
 from tests.clients import Wire, frame, tcp_ask
 from tests.factories import make_product, make_sale, make_shopper, make_user
-from tests.polling import wait_for_confirmations
+from tests.polling import wait_for
 from tests.processes import OPEN_ADMISSION, ChildProcess, start_tcp
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,7 +46,7 @@ def test_a_win_answers_the_order_and_the_stock_and_becomes_the_same_order_row(
     assert answer["remaining_stock"] == 4
     assert set(answer) == {"status", "detail", "order_id", "remaining_stock"}
     assert inventory.sale_buyers(sale.pk) == {user.pk: answer["order_id"]}
-    wait_for_confirmations(sale.pk, 1)
+    wait_for(lambda: Order.objects.filter(pk=answer["order_id"]).exists(), what="the order row")
     assert Order.objects.get(pk=answer["order_id"]).user_id == user.pk
 
 
