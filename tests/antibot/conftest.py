@@ -15,6 +15,9 @@ def open_server(django_db_setup: None) -> Iterator[ChildProcess]:
     child.stop()
 
 
+GUARDED_WINDOW_SECONDS = 10
+
+
 @pytest.fixture(scope="module")
 def guarded_server(django_db_setup: None) -> Iterator[ChildProcess]:
     """granian behind a (pretend) trusted proxy that sets X-Real-IP, with tight windows:
@@ -25,7 +28,7 @@ def guarded_server(django_db_setup: None) -> Iterator[ChildProcess]:
         env={
             "ANTIBOT_USER_LIMIT": "3",
             "ANTIBOT_IP_LIMIT": "5",
-            "ANTIBOT_RATE_WINDOW_SECONDS": "10",
+            "ANTIBOT_RATE_WINDOW_SECONDS": str(GUARDED_WINDOW_SECONDS),
             "ANTIBOT_CLIENT_IP_HEADER": "X-Real-IP",
         },
     )
