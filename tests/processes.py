@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 from celery import Celery
@@ -45,6 +46,16 @@ def tests_database_url() -> str:
     db = connection.settings_dict
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     return f"postgresql://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@contextlib.contextmanager
+def buyer_row_locked(user_id: int) -> Iterator[None]:
+    """The user's row locked by a connection of this test for the duration: a drain stops at
+    that buyer's order (its foreign-key check locks the row too) and commits nothing from
+    there on, until the block ends."""
+    with psycopg.connect(tests_database_url()) as holder:
+        holder.execute("SELECT 1 FROM auth_user WHERE id = %s FOR UPDATE", [user_id])
+        yield
 
 
 def child_env(**extra: str) -> dict[str, str]:
