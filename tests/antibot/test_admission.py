@@ -3,6 +3,7 @@ per-user and per-IP windows, and a correct Retry-After on every 429."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,16 +28,26 @@ T = TypeVar("T")
 
 def test_the_bucket_admits_its_capacity_then_its_refill_rate_across_processes(open_server: ChildProcess) -> None:
     # Two web processes lease the one bucket's tokens from Redis and hand them out locally.
-    sale = make_sale(stock=10_000, bucket_capacity=5, bucket_refill_per_second=4)
+    # The crowd presses for 2.5 s, and on until it has seen a refusal and a refilled token go
+    # through: how many attempts a loaded machine makes in a second is not the bucket's rule.
+    sale = make_sale(stock=10_000, bucket_capacity=5, bucket_refill_per_second=1)
     tokens = iter([token for _, token in make_shoppers(4_000)])
+    taking = threading.Lock()
     answers: list[int] = []
 
+    def pressed_enough() -> bool:
+        pressed = time.monotonic() - started
+        return pressed > 60 or (pressed > 2.5 and 429 in answers and answers.count(201) > 5)
+
     def press_buy() -> None:
-        while time.monotonic() < deadline:
-            answers.append(purchase(open_server, sale.pk, next(tokens)).status_code)
+        while not pressed_enough():
+            with taking:
+                token = next(tokens, None)
+            if token is None:
+                return
+            answers.append(purchase(open_server, sale.pk, token).status_code)
 
     started = time.monotonic()
-    deadline = started + 2.5
     with ThreadPoolExecutor(4) as crowd:
         for _ in range(4):
             crowd.submit(press_buy)
@@ -44,9 +55,9 @@ def test_the_bucket_admits_its_capacity_then_its_refill_rate_across_processes(op
 
     admitted = answers.count(201)
     # The burst, then what refilled while the crowd pressed, plus one lease each process may
-    # have held when the run began (a token each: lease_batch(4, 5) == 1).
+    # have held when the run began (a token each: lease_batch(1, 5) == 1).
     assert set(answers) == {201, 429}
-    assert 5 < admitted <= 5 + 4 * elapsed + 2 * lease_batch(4, 5)
+    assert 5 < admitted <= 5 + 1 * elapsed + 2 * lease_batch(1, 5)
     assert inventory.sale_counts(sale.pk).buyers == admitted
 
 
