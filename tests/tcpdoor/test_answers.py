@@ -94,29 +94,25 @@ def test_sold_out_not_started_and_ended(tcp_server: ChildProcess) -> None:
 
 
 def test_rate_limited_says_why_and_how_long_to_wait_in_milliseconds(tcp_server: ChildProcess) -> None:
-    # A bucket of one token refilled each second: shoppers one after another find it empty
-    # until the next token, however long each attempt takes (a slow attempt lets one more in).
+    # A bucket of one token refilled each second, and twenty shoppers' attempts in one write:
+    # the door takes them together, so all but the token's winner find the bucket empty
+    # (one more for each second the machine took over them).
     sale = make_sale(stock=100, bucket_capacity=1, bucket_refill_per_second=1, crowd_factor=0)
     tokens = [token for _, token in make_shoppers(20)]
 
-    answers: list[dict[str, object]] = []
     started = time.monotonic()
     with Wire(tcp_server.port) as wire:
-        for token in tokens:
-            answers.append(wire.ask(ATTEMPT, {"product_id": sale.pk, "token": token}))
-            if [answer["status"] for answer in answers].count("RATE_LIMITED") == 2:
-                break
+        wire.send(b"".join(frame(ATTEMPT, json.dumps({"product_id": sale.pk, "token": t}).encode()) for t in tokens))
+        answers = [wire.read()[1] for _ in tokens]
     elapsed = time.monotonic() - started
 
-    assert answers[0]["status"] == "SUCCESS"
     assert {answer["status"] for answer in answers} == {"SUCCESS", "RATE_LIMITED"}
     refused = [answer for answer in answers if answer["status"] == "RATE_LIMITED"]
-    assert len(refused) == 2, answers
     # The token there at the start and one per second since: no more got in
     assert len(answers) - len(refused) <= 1 + elapsed, answers
     for limited in refused:
         assert limited["reason"] == "bucket"
-        assert 0 < limited["retry_after_ms"] <= 1000  # type: ignore[operator]
+        assert 0 < limited["retry_after_ms"] <= 1000
 
 
 def test_proof_of_work_through_the_challenge_message(tcp_server: ChildProcess) -> None:
