@@ -175,7 +175,7 @@ class SharedWorker:
         self.queue = queue
         self.node = child.env["NODE"]
         self.broker_url = probes.broker_url(child.env)
-        self.control = Celery(f"tests-control-{child.name}", broker=self.broker_url).control
+        self.control = Celery(f"tests-control-{child.name}", broker=self.broker_url, set_as_current=False).control
 
     @contextlib.contextmanager
     def working(self) -> Iterator[Child]:

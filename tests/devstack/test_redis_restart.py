@@ -71,7 +71,7 @@ def test_the_worker_survives_its_broker_being_killed_mid_task_and_drains_afterwa
     worker = start_worker(
         name="broker-blip", queue=queue, pool="prefork", CELERY_BROKER_URL=broker_url, FLASHSALE_DRAIN_BATCH_SIZE="2"
     )
-    tasks = Celery("broker-restart-test", broker=broker_url)
+    tasks = Celery("broker-restart-test", broker=broker_url, set_as_current=False)
     try:
         # (The drain is held at its eleventh batch until the broker is down, however fast it is.)
         with buyer_row_locked(crowd[20]):
@@ -87,7 +87,7 @@ def test_the_worker_survives_its_broker_being_killed_mid_task_and_drains_afterwa
         worker.wait_until(lambda: celery_answers(broker_url, node, timeout=0.5), what="answer a ping", timeout=90)
         won |= make_wins(sale.pk, crowd[3000:])
         tasks.close()  # This process's connections died with the broker.
-        tasks = Celery("broker-restart-test", broker=broker_url)
+        tasks = Celery("broker-restart-test", broker=broker_url, set_as_current=False)
         tasks.send_task(DRAIN_TASK, args=(sale.pk,), queue=queue)
         wait_for(lambda: len(_orders(sale.pk)) == 3001, what="every order drained", timeout=180)
         assert worker.process.poll() is None, worker.log_tail()
