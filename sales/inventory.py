@@ -257,6 +257,7 @@ class JoinStatus(StrEnum):
     ENDED = "ENDED"
     NOT_QUEUED = "NOT_QUEUED"
     NO_SALE = "NO_SALE"
+    ALREADY_PURCHASED = "ALREADY_PURCHASED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,10 +275,11 @@ class JoinAnswer:
     created: bool
     seq: int = -1
     entry: str = ""
+    order_id: str = ""
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> JoinAnswer:
-        status, number, position, served, joined, rate, measured, now_ms, created, seq, entry = reply
+        status, number, position, served, joined, rate, measured, now_ms, created, seq, entry, order_id = reply
         return cls(
             JoinStatus(status),
             int(number),
@@ -290,6 +292,7 @@ class JoinAnswer:
             created == 1,
             int(seq),
             entry or "",
+            order_id or "",
         )
 
 
@@ -307,6 +310,8 @@ def join_call(
             keys.line_state_key(sale_id),
             keys.log_stream_key(sale_id),
             keys.log_seq_key(sale_id),
+            keys.buyers_key(sale_id),
+            keys.returned_buyers_key(sale_id),
         ),
         (int(user_id), "place" if read_only else "join", turn_seconds, crowd_interval_ms, shopper),
     )
