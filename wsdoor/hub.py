@@ -220,8 +220,13 @@ class SaleRoom:
         now = self.hub.now_ms()
         starts_at_ms, ends_at_ms, _ = self._told_window
         # A queue-mode sale's hello carries the line, so a page need not wait for the next
-        # ``queue`` message to place itself; its absence tells a page the sale admits directly.
-        line_now = {"queue": self.line_figures(now).fields()} if self.told_queued else {}
+        # ``queue`` message to place itself, and when joins open (an operator may move it);
+        # its absence tells a page the sale admits directly.
+        line_now = {}
+        if self.told_queued:
+            meta = self.known.meta
+            opens_at_ms = (meta.pre_queue_opens_at_ms if meta is not None else 0) or starts_at_ms
+            line_now = {"queue": {**self.line_figures(now).fields(), "opens_at": _iso(opens_at_ms)}}
         return _message(
             "hello",
             server_time=_iso(now),

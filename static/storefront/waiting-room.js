@@ -143,6 +143,8 @@ export class WaitingRoom {
   // --- What the page hears ------------------------------------------------------------
 
   heardLine(message) {
+    // A hello's line says when joins open: an operator may have moved it since the page loaded.
+    if (message.opens_at) this.lineOpensAt = Date.parse(message.opens_at);
     this.line = {
       served: message.served,
       rate: message.rate_per_second,

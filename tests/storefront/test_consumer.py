@@ -488,7 +488,7 @@ def test_a_queue_mode_sale_tells_its_line_every_second_while_shoppers_join() -> 
         hello = await socket.receive_json_from(timeout=WAIT)
         # Then its hello carries the line: nobody in it yet, the configured rate until one is measured
         assert hello["type"] == "hello"
-        assert hello["queue"] == {"served": 0, "rate_per_second": 1.0, "waiting": 0}
+        assert hello["queue"] == {"served": 0, "rate_per_second": 1.0, "waiting": 0, "opens_at": iso(sale.starts_at)}
         gaps: list[float] = []
 
         # When ten shoppers join
@@ -544,7 +544,10 @@ def test_before_the_start_the_line_has_let_nobody_in_and_the_pre_queue_waits() -
     async def scenario() -> None:
         socket = await connected(sale.pk)
         hello = await socket.receive_json_from(timeout=WAIT)
-        assert (hello["status"], hello["queue"]) == ("scheduled", {"served": 0, "rate_per_second": 2.0, "waiting": 0})
+        assert (hello["status"], hello["queue"]) == (
+            "scheduled",
+            {"served": 0, "rate_per_second": 2.0, "waiting": 0, "opens_at": iso(sale.pre_queue_opens_at)},
+        )
         # When three shoppers join the pre-queue
         for _ in range(3):
             assert (await join_line(sale)).status.value == "pre_queue"
@@ -598,7 +601,7 @@ def test_a_sale_switched_to_queue_mode_sends_a_hello_with_its_line_and_starts_te
         await sync_to_async(sale_update)(sale=sale)
         # Then the page gets a hello with the line, then the line's messages
         hello = await next_of(socket, "hello")
-        assert hello["queue"] == {"served": 0, "rate_per_second": 3.0, "waiting": 0}
+        assert hello["queue"] == {"served": 0, "rate_per_second": 3.0, "waiting": 0, "opens_at": iso(sale.starts_at)}
         assert await next_of(socket, "queue") == {"type": "queue", "served": 0, "rate_per_second": 3.0, "waiting": 0}
         await socket.disconnect()
 

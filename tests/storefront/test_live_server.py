@@ -140,7 +140,12 @@ def test_a_page_hears_a_queue_mode_sales_line_every_second_from_a_real_ws_proces
     hello, heard = asyncio.run(scenario())
 
     # Then the hello carried the line, and every message after the sixth join counts six
-    assert hello["queue"] == {"served": 0, "rate_per_second": 1.0, "waiting": 0}
+    assert hello["queue"] == {
+        "served": 0,
+        "rate_per_second": 1.0,
+        "waiting": 0,
+        "opens_at": sale.starts_at.isoformat(timespec="milliseconds"),
+    }
     messages = [message for _, message in heard]
     assert {tuple(message) for message in messages} == {("type", "served", "rate_per_second", "waiting")}
     assert [message["served"] + message["waiting"] for message in messages[-4:]] == [6, 6, 6, 6]

@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from antibot.proof_of_work import solve
 from sales.models import Admission, FlashSale
+from sales.services import sale_update
 from tests.factories import auth, make_sale, make_shopper, make_user
 from tests.polling import wait_for
 from tests.processes import OPEN_ADMISSION, ChildProcess, start_web
@@ -333,3 +334,27 @@ def test_a_turn_that_passed_says_so_and_the_shopper_joins_again_at_the_back(
     finally:
         crowd.close()
     assert crowd.errors == []
+
+
+def test_a_page_open_when_the_operator_switches_the_sale_to_queue_mode_shows_the_line(
+    shoppers: Shoppers,
+) -> None:
+    # Given a shopper on the page of a sale that admits directly and opens in an hour
+    max_ = shoppers.page("max")
+    sale = make_sale(stock=5, starts_in=3600)
+    open_sale(max_, sale)
+    expect(max_.locator("[data-queue]")).to_be_hidden()
+    expect(max_.locator("[data-buy]")).to_be_visible()
+
+    # When the operator switches it to queue mode, its line open from now
+    sale.admission = Admission.QUEUE
+    sale.serving_rate = 1
+    sale.pre_queue_opens_at = timezone.now() - timedelta(seconds=1)
+    sale_update(sale=sale)
+
+    # Then the page shows the waiting room by itself, and the shopper joins the line
+    expect(max_.locator("[data-queue]")).to_be_visible()
+    expect(max_.locator("[data-buy]")).to_be_hidden()
+    join_in_the_browser(max_)
+    expect(max_.locator("[data-queue-position]")).to_have_text("1")
+    assert same_document(max_)
