@@ -43,7 +43,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,14 +54,13 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from core.events import subscription
 from core.redis_store import cluster_addresses, inventory_clustered, subscription_urls
 from core.steps import drive_async
-from sales import funnel, line
-from sales.funnel import SaleSnapshot
 from sales.inventory import SaleMeta
 from sales.known import KnownSale, known_sales
 from sales.models import SaleStatus, sale_status
 from sales.selectors import sale_get
 from sales.warming import sale_meta_for
 
+from .line_message import LineFigures, line_figures
 from .sockets import AsgiSend, AsgiSocket, FrameSocket, LiveSocket, Outgoing
 
 logger = logging.getLogger(__name__)
@@ -112,38 +110,6 @@ def ws_process_prepare() -> None:
         sockets_capacity(),
         settings.WS_MAX_CONNECTIONS,
         settings.WS_MAX_CONNECTIONS_PER_IP,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class LineFigures:
-    """A queue-mode sale's line as every socket of it hears it (the ``queue`` message)."""
-
-    served: int
-    """Places let in: every position up to it may buy (its turn lasting)."""
-    rate_per_second: float
-    """Places let in per second, as the scripts measured it."""
-    waiting: int
-    """Places given and not let in yet."""
-
-    def fields(self) -> dict[str, Any]:
-        return {"served": self.served, "rate_per_second": self.rate_per_second, "waiting": self.waiting}
-
-
-def line_figures(snapshot: SaleSnapshot, *, starts_at_ms: int, now_ms: float) -> LineFigures:
-    """The line at ``now_ms`` by the model: the counter as last read, moved on at the serving
-    rate (``sales.line.served_at``) and never past the last number given; the rate the
-    scripts measured, or the sale's own (configured, or auto from the units left) while
-    nothing was measured. Before ``starts_at_ms`` nobody has been let in and everyone who
-    joined (the pre-queue) waits."""
-    state = snapshot.line
-    rate = funnel.line_rate(snapshot)
-    moved = line.served_at(state, rate=rate, starts_at_ms=starts_at_ms, now_ms=now_ms)
-    served = max(0, math.floor(min(float(state.joined), moved)))
-    return LineFigures(
-        served=served,
-        rate_per_second=round(state.measured_rate or rate, 3),
-        waiting=max(0, state.joined - served),
     )
 
 
