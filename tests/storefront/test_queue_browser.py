@@ -358,3 +358,33 @@ def test_a_page_open_when_the_operator_switches_the_sale_to_queue_mode_shows_the
     join_in_the_browser(max_)
     expect(max_.locator("[data-queue-position]")).to_have_text("1")
     assert same_document(max_)
+
+
+def test_the_pages_arithmetic_of_a_place_follows_the_contract(browser: Browser, storefront_stack: Stack) -> None:
+    # Places ahead are position - served - 1, the wait (position - served) / rate, counted
+    # down since the line was heard, and the progress runs from the join to the turn
+    context = browser.new_context(base_url=storefront_stack.url)
+    try:
+        page = context.new_page()
+        page.goto("/")
+        got = page.evaluate(
+            """async () => {
+                const room = await import("/static/storefront/waiting-room.js");
+                const place = {position: 42, toTurnAtJoin: 40};
+                const at = (served, rate, since = 0, untilStart = 0) => room.standing(
+                    {place, line: {served, rate}, sinceLineSeconds: since, untilStartSeconds: untilStart});
+                return {
+                    waiting: at(24, 2), later: at(24, 2, 3), opening: at(0, 2, 0, 60), stopped: at(24, 0),
+                    next: at(41, 2), in: at(42, 2), past: at(50, 2),
+                    waits: [0, 12.2, 185, 3725].map(room.formatWait),
+                };
+            }"""
+        )
+    finally:
+        context.close()
+    assert got["waiting"] == {"ahead": 17, "admitted": False, "eta": 9, "progress": 1 - 18 / 40}
+    assert got["later"]["eta"] == 6
+    assert (got["opening"]["ahead"], got["opening"]["eta"], got["opening"]["progress"]) == (41, 81, 0)
+    assert (got["stopped"]["eta"], got["next"]["ahead"], got["next"]["eta"]) == (None, 0, 0.5)
+    assert got["in"] == got["past"] == {"ahead": 0, "admitted": True, "eta": 0, "progress": 1}
+    assert got["waits"] == ["0 s", "13 s", "3 min 05 s", "1 h 02 min"]
