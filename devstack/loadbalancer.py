@@ -10,8 +10,8 @@ balancer does, either way:
   relays the tunnel, ``timeout tunnel``), everything else to the web processes;
 - round robin over web, least connections over ws (a socket lives long); no stickiness:
   every process answers every shopper (signed tokens, sessions in the shared cache);
-- a server is in rotation while ``GET /healthz`` answers 200 (it reaches Redis and
-  PostgreSQL);
+- a server is in rotation while ``GET /readyz`` answers 200 (it reaches Redis; PostgreSQL
+  being away takes no server out, ``observability.health``);
 - ``X-Forwarded-For`` carries the shopper's address (``ANTIBOT_CLIENT_IP_HEADER``);
 - when no server can answer, the balancer itself answers the contract's 503 UNAVAILABLE
   with Retry-After, in JSON.
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.children import start_child
+from devstack.procfile import READINESS_PATH
 from devstack.localservers import LocalServerError, stop_process, wait_for_port
 
 UNAVAILABLE_FILE = "unavailable.http"
@@ -90,7 +91,7 @@ def haproxy_config(backends: Backends, *, bind: str, error_dir: str, maxconn: in
         "    timeout client 30s",
         "    timeout server 30s",
         "    timeout http-keep-alive 30s",
-        "    # /healthz asks Redis and PostgreSQL: give it more than one check interval.",
+        f"    # {READINESS_PATH} asks Redis: give it more than one check interval.",
         "    timeout check 3s",
         "    # An open WebSocket: the countdown and stock messages flow for the whole sale.",
         "    timeout tunnel 2h",
@@ -105,7 +106,7 @@ def haproxy_config(backends: Backends, *, bind: str, error_dir: str, maxconn: in
         "backend web",
         "    balance roundrobin",
         "    option httpchk",
-        "    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost",
+        f"    http-check send meth GET uri {READINESS_PATH} ver HTTP/1.1 hdr Host localhost",
         "    http-check expect status 200",
         "    default-server inter 1s fall 2 rise 1",
         "    http-response set-header X-Served-By %[srv_name]",
@@ -114,7 +115,7 @@ def haproxy_config(backends: Backends, *, bind: str, error_dir: str, maxconn: in
         "backend ws",
         "    balance leastconn",
         "    option httpchk",
-        "    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost",
+        f"    http-check send meth GET uri {READINESS_PATH} ver HTTP/1.1 hdr Host localhost",
         "    http-check expect status 200",
         "    default-server inter 1s fall 2 rise 1",
         *ws_servers,

@@ -1,6 +1,6 @@
 """Is a process of the stack up? One question per kind of process, asked from outside.
 
-- web and ws: an HTTP ``GET`` answers 200 (``/healthz`` asks Redis and PostgreSQL too);
+- web and ws: an HTTP ``GET`` answers 200 (``/readyz``: Redis answers too);
 - worker: it answers a Celery ping through the broker (so it consumes, not just runs);
 - beat: it said it started (it has no port and answers no ping), and it is still running;
 - tcp: it answers a PING frame of its protocol (docs/tcp.md).

@@ -22,6 +22,10 @@ WSGI_APP = "flashsale_project.wsgi:application"
 ASGI_APP = "flashsale_project.asgi:application"
 CELERY_APP = "flashsale_project"
 NAMES = ("web", "ws", "worker", "beat", "tcp")
+LIVENESS_PATH = "/livez"
+"""web and ws: 200 while the process serves; asks no dependency (restart it when this fails)."""
+READINESS_PATH = "/readyz"
+"""web and ws: 200 while the process can answer a purchase (Redis answers); route to it then."""
 MANAGE_PY = Path(__file__).resolve().parent.parent / "manage.py"
 
 
@@ -90,7 +94,7 @@ class Shape:
 
 
 def web(shape: Shape) -> list[str]:
-    """granian serving the WSGI app: storefront, REST API, admin, /metrics, /healthz."""
+    """granian serving the WSGI app: storefront, REST API, admin, /metrics, the probes."""
     argv = [
         shape.python, "-m", "granian", "--interface", "wsgi",
         "--host", shape.host, "--port", str(shape.web_port),

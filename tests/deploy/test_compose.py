@@ -184,7 +184,7 @@ def test_the_haproxy_files_are_the_ones_devstack_writes_and_haproxy_accepts_them
     config = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
     assert "server-template web- 16 web:8000 check resolvers docker init-addr none" in config
     assert "use_backend ws if websocket" in config
-    assert "http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost" in config
+    assert "http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost" in config
     assert "stick" not in config and "cookie" not in config  # No sticky sessions.
     # haproxy -c on the same file, its error page where this machine has it
     local = tmp_path / "haproxy.cfg"
