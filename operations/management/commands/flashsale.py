@@ -8,6 +8,7 @@ sale. Output is for people; ``--json`` prints one JSON document for scripts.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -20,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 from django.utils import timezone
 
-from accounts.services import shoppers_create, user_deactivate
+from accounts.services import admin_password_set, shoppers_create, user_deactivate
 from core.errors import ApplicationError
 from core.redis_store import RedisUnavailable
 from orders.models import Order
@@ -62,7 +63,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(
-            dest="action", required=True, metavar="init|status|buyers|reset|shoppers|deactivate|capacity"
+            dest="action", required=True, metavar="init|status|buyers|reset|shoppers|deactivate|admin|capacity"
         )
 
         init = commands.add_parser("init", help="create a sale (and its product) and load it into Redis")
@@ -120,6 +121,14 @@ class Command(BaseCommand):
             "deactivate", help="lock a user out: inactive, every token and session refused within a second"
         )
         deactivate.add_argument("user", help="username or user id")
+        admin = commands.add_parser(
+            "admin", help="create the site's administrator, or give it a new password (printed once)"
+        )
+        admin.add_argument("username")
+        admin.add_argument("--email", default="", help="its email address")
+        admin.add_argument(
+            "--password-stdin", action="store_true", help="read the password from standard input (default: random)"
+        )
         capacity = commands.add_parser(
             "capacity", help="web nodes, Redis masters and workers a sale needs (docs/scale-out.md)"
         )
@@ -336,6 +345,27 @@ class Command(BaseCommand):
                 {"id": one.user_id, "username": one.username, "token": one.token, "expires_at": one.expires_at}
                 for one in issued
             ]
+        }
+
+    def _admin(self, options: dict[str, Any]) -> dict[str, Any]:
+        password = None
+        if options["password_stdin"]:
+            password = sys.stdin.readline().rstrip("\n")
+            if not password:
+                raise CommandError("No password on standard input.")
+        account = admin_password_set(username=options["username"], email=options["email"], password=password)
+        self._say(
+            options, f"Administrator {account.username!r} {'created' if account.created else 'password changed'}."
+        )
+        if password is None:
+            self._say(options, f"  password: {account.password}")
+            self._say(options, "  shown once: keep it in a password manager; run this again to change it.")
+        if not account.created:
+            self._say(options, "  its earlier sessions and tokens are refused from now on.")
+        return {
+            "username": account.username,
+            "created": account.created,
+            "password": account.password if password is None else None,
         }
 
     def _deactivate(self, options: dict[str, Any]) -> dict[str, Any]:
