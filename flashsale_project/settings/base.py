@@ -176,10 +176,14 @@ ACCESS_TOKEN_KEYS = env.list("ACCESS_TOKEN_KEYS", default=[])
 ACCESS_TOKEN_LIFETIME_SECONDS = env.int("ACCESS_TOKEN_LIFETIME_SECONDS", default=3600)
 # Throttles (docs/accounts.md, "Throttles"): "<count>/<period>" (30/min, 10/15min, 20/hour),
 # or "off". Counted in Redis, so every web process shares one count. Password checks from
-# one address; failed logins against one username; sign-ups from one address and at one
-# username. An address can be a whole office or a carrier's NAT: the per-IP rates are loose.
+# one address (refused past it); failed logins against one username from one address, and
+# from all of them (answered LOGIN_SLOW_SECONDS later past either, never refused); sign-ups
+# from one address and at one username. An address can be a whole office or a carrier's NAT:
+# the per-IP rates are loose.
 LOGIN_THROTTLE_IP = env.str("LOGIN_THROTTLE_IP", default="60/min")
 LOGIN_THROTTLE_ACCOUNT = env.str("LOGIN_THROTTLE_ACCOUNT", default="10/15min")
+LOGIN_THROTTLE_ACCOUNT_ANY = env.str("LOGIN_THROTTLE_ACCOUNT_ANY", default="50/15min")
+LOGIN_SLOW_SECONDS = env.float("LOGIN_SLOW_SECONDS", default=2.0)
 REGISTER_THROTTLE_IP = env.str("REGISTER_THROTTLE_IP", default="20/hour")
 REGISTER_THROTTLE_ACCOUNT = env.str("REGISTER_THROTTLE_ACCOUNT", default="5/hour")
 # Request bodies on this API are tiny; anything large is refused before it is read.
