@@ -8,8 +8,8 @@ which renders one JSON object a line (``LOG_FORMAT=json``) or an aligned console
 
 A web request's lines carry its ``request_id`` (``core.client_address.EdgeHeaders`` sets
 it, and the answer's ``X-Request-ID`` header says the same). An access-log line is the
-server's own record, made into fields; behind the balancer it carries the balancer's id, the
-one the answer's header carries too.
+server's own record, made into fields: granian writes it on the thread that answered, right
+after the answer, so it carries that request's id too.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="")
 FORMATS = ("json", "console")
 GRANIAN_ACCESS = "granian.access"
 UVICORN_ACCESS = "uvicorn.access"
-# granian's access record carries its fields as a dict, the request's X-Request-ID as "_h0"
-# (its access format, devstack/procfile.py, names that one header).
 _UVICORN_FIELDS = ("client", "method", "path", "http_version", "status")
 
 
@@ -39,19 +37,17 @@ def _request_id(logger: Any, method: str, event: dict[str, Any]) -> dict[str, An
 
 
 def _access_fields(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
-    """An access-log record's arguments as fields of the line, not only inside its text."""
+    """An access-log record's arguments as fields of the line, not only inside its text
+    (the formatter passes every record's arguments as ``positional_args``; only these keep them)."""
+    args = event.pop("positional_args", None)
     record = event.get("_record")
     if record is None:
         return event
-    if record.name == GRANIAN_ACCESS and isinstance(record.args, dict):
-        fields = dict(record.args)
-        request_id = fields.pop("_h0", "-")
-        event.update(fields)
-        if request_id != "-":
-            event["request_id"] = request_id
+    if record.name == GRANIAN_ACCESS and isinstance(args, dict):
+        event.update(args)
         event["event"] = "access"
-    elif record.name == UVICORN_ACCESS and isinstance(record.args, tuple) and len(record.args) == len(_UVICORN_FIELDS):
-        event.update(zip(_UVICORN_FIELDS, record.args, strict=True))
+    elif record.name == UVICORN_ACCESS and isinstance(args, tuple) and len(args) == len(_UVICORN_FIELDS):
+        event.update(zip(_UVICORN_FIELDS, args, strict=True))
         event["event"] = "access"
     return event
 
@@ -79,6 +75,7 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
         "()": structlog.stdlib.ProcessorFormatter,
         "processors": [structlog.stdlib.ProcessorFormatter.remove_processors_meta, *finish],
         "foreign_pre_chain": pre_chain,
+        "pass_foreign_args": True,
     }
     # The servers' access loggers: a line per request, kept apart from the root so that
     # their level is the server's switch (ACCESS_LOG), not LOG_LEVEL's.

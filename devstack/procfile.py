@@ -123,9 +123,9 @@ def web(shape: Shape) -> list[str]:
     return [*argv, WSGI_APP]
 
 
-GRANIAN_ACCESS_FORMAT = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).3f %(header{x-request-id})s'
-"""granian's access line: its own fields, then the request's ``X-Request-ID`` (the
-balancer's; ``-`` without one), which ``core.logs`` turns into JSON fields."""
+GRANIAN_ACCESS_FORMAT = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).3f'
+"""granian's access line, for ``LOG_FORMAT=console``; in JSON ``core.logs`` makes its fields
+keys and adds the request id."""
 
 
 def ws(shape: Shape) -> list[str]:
