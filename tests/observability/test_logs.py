@@ -102,7 +102,7 @@ def test_the_web_access_line_is_json_with_the_answers_request_id(logged: tuple[C
             and line.get("query_string") == path_query
         ]
 
-    wait_for(lambda: access("probe=access") and access("probe=made"), what="the access lines")
+    wait_for(lambda: bool(access("probe=access") and access("probe=made")), what="the access lines")
     [line] = access("probe=access")
     assert listed.headers["X-Request-ID"] == "balancer-id-0002"
     assert (line["method"], line["status"], line["request_id"], line["level"]) == (
@@ -126,6 +126,6 @@ def test_the_ws_access_line_is_json(logged: tuple[ChildProcess, ChildProcess]) -
             line for line in json_lines(ws) if line.get("event") == "access" and "probe=ws" in str(line.get("path"))
         ]
 
-    wait_for(access, what="the ws access line")
+    wait_for(lambda: bool(access()), what="the ws access line")
     [line] = access()
     assert (line["method"], line["status"], line["logger"]) == ("GET", 200, "uvicorn.access")
