@@ -33,7 +33,7 @@ from sales.selectors import sale_newest_for_product
 from sales.services import product_create, sale_create, sale_reset
 from sales.warming import sale_warm
 
-from ...capacity import Demand, capacity_plan, figures_from_results
+from ...capacity import POD_SIZES, Demand, capacity_plan, figures_from_results, replicas_for
 
 
 def _serving_rate(raw: str) -> int | None:
@@ -142,6 +142,9 @@ class Command(BaseCommand):
         capacity.add_argument("--headroom", type=float, default=0.7, help="share of a measured figure to plan on")
         capacity.add_argument(
             "--results", type=Path, default=settings.BASE_DIR / "bench" / "results", help="make bench's results"
+        )
+        capacity.add_argument(
+            "--replicas", action="store_true", help="also the Kubernetes pods per process (deploy/k8s/)"
         )
         for sub in commands.choices.values():
             sub.add_argument("--json", action="store_true", help="print JSON")
@@ -294,7 +297,21 @@ class Command(BaseCommand):
             self._say(options, f"                {line.assumption}")
         for warning in plan.warnings:
             self._say(options, f"  WARNING: {warning}")
+        pods = replicas_for(plan, demand)
+        if options["replicas"]:
+            self._say(options, f"Kubernetes pods (deploy/k8s/; autoscalers aim at {pods.target_cpu_percent}% CPU):")
+            for name, size in POD_SIZES.items():
+                self._say(
+                    options,
+                    f"  {name:<7} {pods.minimum[name]:>4} to {pods.maximum[name]:>4}  "
+                    f"({size.cpu} CPU, {size.memory} each: {size.why})",
+                )
         return {
+            "replicas": {
+                "minimum": pods.minimum,
+                "maximum": pods.maximum,
+                "target_cpu_percent": pods.target_cpu_percent,
+            },
             "web_nodes": plan.web_nodes,
             "redis_masters": plan.redis_masters,
             "redis_replicas": plan.redis_replicas,
