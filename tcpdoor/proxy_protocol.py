@@ -38,12 +38,11 @@ class ProxyHeader:
 def proxy_header_parse(data: bytes | bytearray) -> ProxyHeader | None:
     """The header at the start of ``data``, or None while more bytes are needed. Raises
     ``ProxyHeaderError`` when they cannot be one."""
-    if len(data) < HEADER_BYTES:
-        if bytes(data) != SIGNATURE[: len(data)]:
-            raise ProxyHeaderError("not a PROXY protocol v2 header")
-        return None
-    if bytes(data[:12]) != SIGNATURE:
+    start = bytes(data[: len(SIGNATURE)])
+    if start != SIGNATURE[: len(start)]:
         raise ProxyHeaderError("not a PROXY protocol v2 header")
+    if len(data) < HEADER_BYTES:
+        return None
     version_command, family, length = data[12], data[13], struct.unpack("!H", data[14:16])[0]
     if version_command >> 4 != 2:
         raise ProxyHeaderError(f"PROXY protocol version {version_command >> 4}, not 2")
