@@ -52,12 +52,12 @@ def unavailable_response() -> str:
 @dataclass(frozen=True)
 class Backends:
     """Where the servers are. ``dns``: Docker's DNS names ``web``, ``ws`` and ``tcp`` and
-    their ports (every replica of a scaled service, up to ``slots``); otherwise loopback
-    ports."""
+    their ports (every replica of a scaled service, up to ``slots``); otherwise each server
+    is a loopback port or a ``host:port`` (servers on other hosts)."""
 
-    web_ports: tuple[int, ...] = ()
-    ws_ports: tuple[int, ...] = ()
-    tcp_ports: tuple[int, ...] = ()
+    web_ports: tuple[int | str, ...] = ()
+    ws_ports: tuple[int | str, ...] = ()
+    tcp_ports: tuple[int | str, ...] = ()
     dns: bool = False
     web_port: int = 8000
     ws_port: int = 8001
@@ -82,10 +82,11 @@ HSTS_SECONDS = 63_072_000
 """Two years: the max-age browsers' preload lists ask for."""
 
 
-def _servers(backends: Backends, name: str, port: int, ports: tuple[int, ...], options: str) -> list[str]:
+def _servers(backends: Backends, name: str, port: int, servers: tuple[int | str, ...], options: str) -> list[str]:
     if backends.dns:
         return [f"    server-template {name}- {backends.slots} {name}:{port} {options} resolvers docker init-addr none"]
-    return [f"    server {name}-{n} 127.0.0.1:{local} {options}" for n, local in enumerate(ports, 1)]
+    addresses = [f"127.0.0.1:{server}" if isinstance(server, int) else server for server in servers]
+    return [f"    server {name}-{n} {address} {options}" for n, address in enumerate(addresses, 1)]
 
 
 def haproxy_config(backends: Backends, *, edge: Edge, error_dir: str, maxconn: int = 20_000) -> str:
@@ -190,29 +191,32 @@ def haproxy_binary() -> str | None:
 
 @dataclass
 class LocalHaproxy:
-    """HAProxy on 127.0.0.1:``port`` in front of web and ws processes on loopback ports."""
+    """HAProxy on ``host``:``port`` in front of web and ws processes (loopback ports, or
+    ``host:port`` addresses elsewhere)."""
 
     config_dir: Path
     port: int
-    web_ports: tuple[int, ...]
-    ws_ports: tuple[int, ...] = ()
+    web_ports: tuple[int | str, ...]
+    ws_ports: tuple[int | str, ...] = ()
     # HTTPS on this port with this certificate (``certificates_write``); 0: plain HTTP only.
     tls_port: int = 0
     certificate: Path | None = None
     # The TCP door's processes, behind this port with the PROXY protocol; 0: none.
     tcp_port: int = 0
-    tcp_ports: tuple[int, ...] = ()
+    tcp_ports: tuple[int | str, ...] = ()
+    # Where the balancer listens (another host's address in a multi-host test).
+    host: str = "127.0.0.1"
     # HAProxy needs two descriptors per connection: kept under this machine's open-file limit.
     maxconn: int = 8000
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def https_url(self) -> str:
-        return f"https://127.0.0.1:{self.tls_port}"
+        return f"https://{self.host}:{self.tls_port}"
 
     def check(self) -> str:
         """``haproxy -c``: the configuration's verdict (raises when it is refused)."""
@@ -233,7 +237,7 @@ class LocalHaproxy:
         with log.open("ab") as log_file:
             self.process = start_child([binary, "-db", "-f", str(self.config_dir / "haproxy.cfg")], stdout=log_file)
         try:
-            wait_for_port(self.process, self.port, log, timeout=timeout)
+            wait_for_port(self.process, self.port, log, timeout=timeout, host=self.host)
         except LocalServerError as error:
             raise LocalServerError(f"HAProxy {error}") from None
         return self
@@ -248,10 +252,10 @@ class LocalHaproxy:
         config = self.config_dir / "haproxy.cfg"
         backends = Backends(web_ports=self.web_ports, ws_ports=self.ws_ports, tcp_ports=self.tcp_ports)
         edge = Edge(
-            http=f"127.0.0.1:{self.port}",
-            https=f"127.0.0.1:{self.tls_port}" if self.tls_port else "",
+            http=f"{self.host}:{self.port}",
+            https=f"{self.host}:{self.tls_port}" if self.tls_port else "",
             certificate=str(self.certificate) if self.tls_port else "",
-            tcp=f"127.0.0.1:{self.tcp_port}" if self.tcp_port else "",
+            tcp=f"{self.host}:{self.tcp_port}" if self.tcp_port else "",
         )
         config.write_text(
             haproxy_config(backends, edge=edge, error_dir=str(self.config_dir), maxconn=self.maxconn),
