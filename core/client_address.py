@@ -125,6 +125,8 @@ class EdgeHeaders:
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             headers.append(("X-Request-ID", request_id))
+            if exc_info is None:  # Passed on as the application called it.
+                return start_response(status, headers)
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start)

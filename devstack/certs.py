@@ -22,12 +22,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-# requirements-dev.txt's: a tool of the checkout (make certs), which the image leaves out.
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "deploy" / "tls"
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 CERTIFICATE_NAME = "site.pem"
@@ -45,6 +39,13 @@ def certificates_write(
 ) -> CertificatePair:
     """A self-signed certificate for ``hosts`` (names and addresses) valid ``days`` days, and
     its key, in ``directory``. Idempotent unless ``force``."""
+    # Imported here: cryptography is requirements-dev.txt's (make certs installs it), and
+    # the image and make run's virtualenv, which import every module of devstack, lack it.
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
+
     pair = CertificatePair(certificate=directory / CERTIFICATE_NAME, key=directory / KEY_NAME)
     if pair.certificate.exists() and pair.key.exists() and not force:
         return pair
