@@ -1,6 +1,7 @@
 """The log's Merkle tree with no server: core/merkle.py, which the log builds and proves
-with, gives RFC 6962's reference roots, gives every transparency-dev probe its verdict, and
-every proof it makes verifies, while a reordered leaf, a dropped leaf or a fork is caught.
+with, and the verifier's own (salelog/verify.py, a second implementation anyone runs). Both
+give RFC 6962's reference roots, give every transparency-dev probe its verdict, and every
+proof the log makes verifies, while a reordered leaf, a dropped leaf or a fork is caught.
 
 The vectors are merkle_vectors.json (its "about" says where each comes from)."""
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from core import merkle
 from core.merkle import Frontier, MemoryTree, NodeId
+from salelog import verify
 
 VECTORS = json.loads((Path(__file__).parent / "merkle_vectors.json").read_text(encoding="utf-8"))
 REFERENCE = VECTORS["reference"]
@@ -42,22 +44,26 @@ def _mth(leaves: list[bytes]) -> bytes:
 def test_leaves_and_nodes_hash_as_rfc_6962_says_in_both_implementations() -> None:
     hasher = VECTORS["hasher"]
     assert merkle.EMPTY_ROOT.hex() == hasher["empty_root"]
+    assert verify.Tree([]).root().hex() == hasher["empty_root"]
     for case in hasher["leaf_cases"]:
         entry = case["input_ascii"].encode()
-        assert merkle.leaf_hash(entry).hex() == case["leaf_hash"]
+        assert merkle.leaf_hash(entry).hex() == verify.leaf_hash(entry).hex() == case["leaf_hash"]
     for case in hasher["node_cases"]:
         left, right = case["left_ascii"].encode(), case["right_ascii"].encode()
-        assert merkle.node_hash(left, right).hex() == case["node_hash"]
+        assert merkle.node_hash(left, right).hex() == verify.node_hash(left, right).hex() == case["node_hash"]
 
 
 def test_every_prefix_of_the_reference_tree_has_the_reference_root_and_nodes() -> None:
     tree = MemoryTree(LEAVES)
+    theirs = verify.Tree(LEAVES)
     for size, expected in enumerate(REFERENCE["roots"]):
         assert merkle.root(LEAVES[:size]).hex() == expected, size
         assert tree.root(size).hex() == expected, size
+        assert theirs.root(size).hex() == expected, size
     for level, hashes in enumerate(REFERENCE["nodes"]):
         for index, expected in enumerate(hashes):
             assert tree.nodes[NodeId(level, index)].hex() == expected
+            assert theirs.levels[level][index].hex() == expected
     assert len(tree.nodes) == sum(len(hashes) for hashes in REFERENCE["nodes"])
 
 
@@ -76,7 +82,7 @@ def _probe_id(probe: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("probe", VECTORS["inclusion"], ids=_probe_id)
-def test_every_inclusion_probe_gets_its_verdict(probe: dict[str, Any]) -> None:
+def test_every_inclusion_probe_gets_its_verdict_from_both_verifiers(probe: dict[str, Any]) -> None:
     arguments = (
         probe["leafIdx"],
         probe["treeSize"],
@@ -85,10 +91,11 @@ def test_every_inclusion_probe_gets_its_verdict(probe: dict[str, Any]) -> None:
         base64.b64decode(probe["root"]),
     )
     assert merkle.verify_inclusion(*arguments) is not probe["wantErr"]
+    assert verify.verify_inclusion(*arguments) is not probe["wantErr"]
 
 
 @pytest.mark.parametrize("probe", VECTORS["consistency"], ids=_probe_id)
-def test_every_consistency_probe_gets_its_verdict(probe: dict[str, Any]) -> None:
+def test_every_consistency_probe_gets_its_verdict_from_both_verifiers(probe: dict[str, Any]) -> None:
     arguments = (
         probe["size1"],
         probe["size2"],
@@ -97,6 +104,7 @@ def test_every_consistency_probe_gets_its_verdict(probe: dict[str, Any]) -> None
         _b64(probe["proof"]),
     )
     assert merkle.verify_consistency(*arguments) is not probe["wantErr"]
+    assert verify.verify_consistency(*arguments) is not probe["wantErr"]
 
 
 def test_the_proofs_the_log_makes_of_the_reference_tree_are_the_published_ones() -> None:
@@ -128,12 +136,15 @@ def test_every_inclusion_proof_verifies_and_names_only_its_own_leaf(leaves: list
     proof = tree.inclusion_proof(index, size)
 
     assert merkle.verify_inclusion(index, size, leaves[index], proof, root)
+    assert verify.verify_inclusion(index, size, leaves[index], proof, root)
     assert len(proof) == len(merkle.inclusion_ranges(index, size)) <= size.bit_length()
     stranger = merkle.leaf_hash(b"not in the log")
     assert not merkle.verify_inclusion(index, size, stranger, proof, root)
+    assert not verify.verify_inclusion(index, size, stranger, proof, root)
     if proof:
         flipped = [proof[0][:-1] + bytes([proof[0][-1] ^ 1]), *proof[1:]]
         assert not merkle.verify_inclusion(index, size, leaves[index], flipped, root)
+        assert not verify.verify_inclusion(index, size, leaves[index], flipped, root)
         assert not merkle.verify_inclusion(index, size, leaves[index], proof[:-1], root)
 
 
@@ -145,6 +156,8 @@ def test_every_consistency_proof_between_two_sizes_verifies(leaves: list[bytes],
     proof = tree.consistency_proof(first, second)
 
     assert merkle.verify_consistency(first, second, tree.root(first), tree.root(second), proof)
+    assert verify.verify_consistency(first, second, tree.root(first), tree.root(second), proof)
+    assert verify.verify_consistency(first, second, verify.Tree(leaves).root(first), tree.root(second), proof)
     if first < second:
         assert not merkle.verify_consistency(first, second, tree.root(first), tree.root(second - 1), proof)
 
@@ -169,6 +182,9 @@ def test_a_reordered_leaf_is_caught(leaves: list[bytes], data: st.DataObject) ->
         assert not merkle.verify_consistency(
             first, size, honest.root(first), other.root(), other.consistency_proof(first, size)
         )
+        assert not verify.verify_consistency(
+            first, size, honest.root(first), other.root(), other.consistency_proof(first, size)
+        )
 
 
 @given(leaves=leaf_lists.filter(lambda leaves: len(leaves) >= 2), data=st.data())
@@ -182,6 +198,7 @@ def test_a_dropped_leaf_is_caught(leaves: list[bytes], data: st.DataObject) -> N
     for first in range(dropped + 1, len(shorter)):
         proof = other.consistency_proof(first, len(shorter))
         assert not merkle.verify_consistency(first, len(shorter), honest.root(first), other.root(), proof)
+        assert not verify.verify_consistency(first, len(shorter), honest.root(first), other.root(), proof)
     # ...and the receipt of the dropped entry finds another entry at its seq.
     proof = other.inclusion_proof(dropped, len(shorter))
     assert not merkle.verify_inclusion(dropped, len(shorter), leaves[dropped], proof, other.root())
@@ -203,6 +220,7 @@ def test_a_forked_checkpoint_is_caught(
     first = data.draw(st.integers(min_value=shared + 1, max_value=min(fork_a.size, second)), label="first")
     proof = fork_b.consistency_proof(first, second)
     assert not merkle.verify_consistency(first, second, fork_a.root(first), fork_b.root(second), proof)
+    assert not verify.verify_consistency(first, second, fork_a.root(first), fork_b.root(second), proof)
 
 
 @given(leaves=leaf_lists)
@@ -215,7 +233,7 @@ def test_appending_to_the_frontier_reports_every_complete_subtree_once(leaves: l
             completed[node] = value
     tree = MemoryTree(leaves)
     assert completed == {node: value for node, value in tree.nodes.items() if node.level > 0}
-    assert frontier.root() == _mth(leaves)
+    assert frontier.root() == _mth(leaves) == verify.Tree(leaves).root()
     assert len(frontier.hashes) == len(leaves).bit_count()
     assert Frontier.from_bytes(len(leaves), frontier.to_bytes()) == frontier
     with pytest.raises(ValueError):
