@@ -1,0 +1,99 @@
+"""Log entries as the sales scripts sequence them, written straight into a sale's log stream,
+so the log's side is tested on its own: ``seq`` and ``entry`` (canonical JSON: sorted keys,
+no spaces) per stream entry, seq from 0 without a gap. Receipts signed as the contract says.
+``build_until``: beat's part, a real worker's pass sent again and again until a state holds."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from core import merkle
+from core.redis_store import inventory_redis
+from salelog.signing import signing_keys
+from salelog.tasks import build_sale_logs
+from sales import keys
+from tests.polling import wait_for
+
+
+def canonical(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def shopper(name: object) -> str:
+    return hashlib.sha256(str(name).encode()).hexdigest()[:32]
+
+
+def attempt(sale_id: int, seq: int, outcome: str, *, who: object = None, time_ms: int = 0) -> bytes:
+    return canonical(
+        {
+            "kind": "attempt",
+            "outcome": outcome,
+            "sale": sale_id,
+            "seq": seq,
+            "shopper": shopper(seq if who is None else who),
+            "time_ms": time_ms or 1_796_160_000_000 + seq,
+        }
+    )
+
+
+def join(sale_id: int, seq: int, number: int, *, time_ms: int = 0) -> bytes:
+    return canonical(
+        {
+            "kind": "join",
+            "number": number,
+            "outcome": "waiting",
+            "sale": sale_id,
+            "seq": seq,
+            "shopper": shopper(f"joiner-{number}"),
+            "time_ms": time_ms or 1_796_160_000_000 + seq,
+        }
+    )
+
+
+def attempts(sale_id: int, outcomes: Sequence[str], *, first_seq: int = 0, time_ms: int = 0) -> list[bytes]:
+    return [
+        attempt(sale_id, first_seq + n, outcome, time_ms=time_ms + n if time_ms else 0)
+        for n, outcome in enumerate(outcomes)
+    ]
+
+
+def stream_write(sale_id: int, entries: Sequence[bytes], *, first_seq: int | None = None) -> None:
+    """XADD each entry with its seq (read from the entry unless ``first_seq`` says)."""
+    client = inventory_redis()
+    pipe = client.pipeline(transaction=False)
+    for n, entry in enumerate(entries):
+        seq = json.loads(entry)["seq"] if first_seq is None else first_seq + n
+        pipe.xadd(keys.log_stream_key(sale_id), {"seq": seq, "entry": entry.decode()})
+    pipe.execute()
+
+
+def receipt(sale_id: int, seq: int, entry: bytes) -> dict[str, Any]:
+    """The receipt of an entry, signed with the first of LOG_SIGNING_KEYS."""
+    key = signing_keys()[0]
+    fields: dict[str, Any] = {
+        "key_id": key.key_id,
+        "sale_id": sale_id,
+        "seq": seq,
+        "leaf_hash": merkle.leaf_hash(entry).hex(),
+        "time_ms": json.loads(entry)["time_ms"],
+    }
+    return fields | {"signature": base64.b64encode(key.private.sign(canonical(fields))).decode()}
+
+
+def build_until(condition: Callable[[], bool], *, what: str, queue: str = "celery", timeout: float = 60.0) -> None:
+    """Send the builder's task to a real worker on ``queue`` once a second, as beat does,
+    until ``condition()`` holds (a pass that found the log held by another does nothing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        build_sale_logs.apply_async(queue=queue, expires=5)
+        try:
+            wait_for(condition, what=what, timeout=1.0)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
