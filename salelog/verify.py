@@ -416,25 +416,34 @@ class Leaves:
     parsed: list[dict[str, Any]]
 
 
-def _entries_check(report: Report, listed: list[dict[str, Any]], *, size: int, sale_id: int) -> Leaves:
+def entries_verdict(listed: Sequence[Any], *, size: int, sale_id: int) -> tuple[Verdict, Leaves]:
+    """The entries as listed (the entries endpoint's shape): each one's bytes hash to its
+    leaf hash, it is a canonical JSON object of this sale naming its own seq, and there are
+    as many as the checkpoint says."""
     raw: list[bytes] = []
     hashes: list[bytes] = []
     parsed: list[dict[str, Any]] = []
     problems: list[str] = []
-    for index, item in enumerate(listed):
+    for index, listed_item in enumerate(listed):
+        item = listed_item if isinstance(listed_item, dict) else {}
         try:
             entry = base64.b64decode(item["entry"], validate=True)
             stated = bytes.fromhex(item["leaf_hash"])
             value = json.loads(entry)
         except (KeyError, TypeError, ValueError, binascii.Error):
             problems.append(f"index {index} is not an entry")
-            entry, stated, value = b"", b"", {}
+            raw.append(b"")
+            hashes.append(leaf_hash(b""))
+            parsed.append({})
+            continue
         raw.append(entry)
         hashes.append(leaf_hash(entry))
         parsed.append(value if isinstance(value, dict) else {})
-        if stated and stated != hashes[-1]:
+        if stated != hashes[-1]:
             problems.append(f"index {index}: its leaf_hash is not the hash of its bytes")
-        if isinstance(value, dict):
+        if not isinstance(value, dict):
+            problems.append(f"index {index} is not a JSON object")
+        else:
             if item.get("seq") != index or value.get("seq") != index:
                 problems.append(f"index {index} holds the entry of seq {value.get('seq')} (listed {item.get('seq')})")
             if "sale" in value and value["sale"] != sale_id:
@@ -443,14 +452,12 @@ def _entries_check(report: Report, listed: list[dict[str, Any]], *, size: int, s
                 problems.append(f"index {index} is not canonical JSON")
     if len(listed) != size:
         problems.append(f"{len(listed)} entries for a checkpoint of {size}")
-    report.check(
-        "entries",
-        not problems,
-        "; ".join(problems[:6]) + (f" (and {len(problems) - 6} more)" if len(problems) > 6 else "")
-        if problems
-        else f"{size} entries, seq 0..{size - 1}, each hashing to its leaf hash",
-    )
-    return Leaves(raw=raw, hashes=hashes, parsed=parsed)
+    if problems:
+        more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
+        verdict = Verdict(False, "; ".join(problems[:6]) + more)
+    else:
+        verdict = Verdict(True, f"{size} entries, seq 0..{size - 1}, each hashing to its leaf hash" if size else "none")
+    return verdict, Leaves(raw=raw, hashes=hashes, parsed=parsed)
 
 
 def _parting_point(shop: Shop, tree: Tree, head: Checkpoint) -> int:
@@ -578,7 +585,8 @@ def verify(
             raise Unreadable(f"{entries_file}: not a JSON list of entries")
     else:
         listed = shop.entries(head.size)
-    leaves = _entries_check(report, listed, size=head.size, sale_id=sale_id)
+    verdict, leaves = entries_verdict(listed, size=head.size, sale_id=sale_id)
+    report.check("entries", verdict.passed, verdict.detail)
     tree = Tree(leaves.hashes)
     tree_holds = tree.size == head.size and tree.root() == head.root
     if tree_holds:

@@ -175,6 +175,28 @@ def test_joins_are_numbered_in_log_order_and_the_seed_is_the_committed_one() -> 
     assert not verify.shuffle_verdict(late, seed=seed, commitment=commitment).passed
 
 
+def _listed(entry: bytes, seq: int) -> dict[str, Any]:
+    return {"seq": seq, "entry": base64.b64encode(entry).decode(), "leaf_hash": merkle.leaf_hash(entry).hex()}
+
+
+def test_the_entries_must_hash_to_their_leaves_name_their_seq_and_be_canonical_json() -> None:
+    good = [_listed(verify.canonical_json(_attempt(seq, "SOLD_OUT")), seq) for seq in range(3)]
+    verdict, leaves = verify.entries_verdict(good, size=3, sale_id=7)
+    assert verdict.passed, verdict.detail
+    assert leaves.hashes == [bytes.fromhex(item["leaf_hash"]) for item in good]
+
+    swapped = [good[0], good[2], good[1]]
+    assert "index 1 holds the entry of seq 2" in verify.entries_verdict(swapped, size=3, sale_id=7)[0].detail
+    lying = [*good[:2], {**good[2], "leaf_hash": "00" * 32}]
+    assert "index 2: its leaf_hash is not the hash" in verify.entries_verdict(lying, size=3, sale_id=7)[0].detail
+    spaced = [*good[:2], _listed(json.dumps(_attempt(2, "SOLD_OUT")).encode(), 2)]
+    assert "index 2 is not canonical JSON" in verify.entries_verdict(spaced, size=3, sale_id=7)[0].detail
+    assert "of sale 7" in verify.entries_verdict(good, size=3, sale_id=8)[0].detail
+    assert "2 entries for a checkpoint of 3" in verify.entries_verdict(good[:2], size=3, sale_id=7)[0].detail
+    junk = verify.entries_verdict(["x", {"seq": 1}, _listed(b"5", 2)], size=3, sale_id=7)[0].detail
+    assert junk == "index 0 is not an entry; index 1 is not an entry; index 2 is not a JSON object"
+
+
 def test_the_verifier_imports_only_the_standard_library_and_cryptography() -> None:
     source = (ROOT / "salelog" / "verify.py").read_text(encoding="utf-8")
     imported = set()
