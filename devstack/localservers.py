@@ -128,9 +128,6 @@ class LocalRedis:
             "--daemonize", "no",
             # Thousands of WebSocket and HTTP clients share this server in tests and benches.
             "--maxclients", "20000",
-            # The failover tests stall a replica with DEBUG SLEEP, which Valkey refuses unless
-            # enabled; "local" keeps it to loopback connections, the only ones bound here.
-            "--enable-debug-command", "local",
             *self.options,
         ]  # fmt: skip
         self.process = start_child(command)

@@ -61,8 +61,9 @@ def tcp_answers(port: int, host: str = "127.0.0.1", *, timeout: float = 2.0) -> 
 def celery_answers(broker_url: str, node: str, *, timeout: float = 1.0) -> bool:
     """The worker ``node`` answered a ping through ``broker_url`` within ``timeout``."""
     # A bare app, and a fresh one each time: pinging needs only the broker, and a connection
-    # kept from before a broker restart would be dead.
-    with Celery("devstack-probe", broker=broker_url) as app:
+    # kept from before a broker restart would be dead. Never the process's current app: the
+    # tasks a caller sends go on through its own.
+    with Celery("devstack-probe", broker=broker_url, set_as_current=False) as app:
         try:
             replies = app.control.ping(destination=[node], timeout=timeout) or []
         except (OperationalError, RedisError, OSError):

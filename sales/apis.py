@@ -43,7 +43,7 @@ from .purchase import (
     sale_challenge_issue,
 )
 from .selectors import sale_detail, sale_list
-from .waiting_room import PlaceStatus, place_body, queue_join, queue_place
+from .waiting_room import PlaceStatus, QueuePassInvalid, place_body, queue_join, queue_place
 
 logger = logging.getLogger(__name__)
 
@@ -366,8 +366,12 @@ class QueueApi(HotPathApi):
     def get(self, request: HttpRequest, sale_id: int) -> HttpResponse:
         try:
             user_id = request_user_id(request)
-            queue_pass = request.META.get("HTTP_QUEUE_PASS") or request.GET.get("pass")
-            place = queue_place(sale_id=sale_id, user_id=user_id, queue_pass=queue_pass)
+            queue_pass = request.META.get("HTTP_QUEUE_PASS")
+            if queue_pass == "":
+                # granian hands over a header value that is not ASCII as empty; no pass is
+                # empty, so this one is not a pass this server issued.
+                raise QueuePassInvalid("forged: the Queue-Pass header holds no pass this server issued.")
+            place = queue_place(sale_id=sale_id, user_id=user_id, queue_pass=queue_pass or request.GET.get("pass"))
         except ApplicationError as error:
             return error_json_response(error)
         return JsonResponse(place_body(place))

@@ -56,6 +56,11 @@ def log_stream_key(sale_id: int) -> str:
     return f"{keyspace(sale_id)}:log"
 
 
+def log_seq_key(sale_id: int) -> str:
+    """The log's counter: the last sequence number given, plus one."""
+    return f"{keyspace(sale_id)}:log:seq"
+
+
 def orders_stream_key(sale_id: int) -> str:
     return f"{keyspace(sale_id)}:orders"
 

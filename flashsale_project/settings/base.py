@@ -247,10 +247,7 @@ FLASHSALE_DRAIN_BATCH_SIZE = env.int("FLASHSALE_DRAIN_BATCH_SIZE", default=500)
 # Sales stay watched (reconciled, listed as active) this long after they end.
 FLASHSALE_WATCH_AFTER_END_SECONDS = env.int("FLASHSALE_WATCH_AFTER_END_SECONDS", default=24 * 3600)
 # --- The transparency log (docs/design.md, "The transparency log") -------------------------
-# Ed25519 keys "<key id>:<base64 of a 32-byte seed>,...": the first signs receipts and
-# checkpoints, every one is published (GET /api/log/keys/) so a retired key's signatures
-# still verify; empty: one development key derived from SECRET_KEY, key id "dev".
-LOG_SIGNING_KEYS = env.list("LOG_SIGNING_KEYS", default=[])
+# Its signing keys (LOG_SIGNING_KEYS) are read with the sequencing's settings below.
 # A sale's log is named "<LOG_ORIGIN>/<sale id>" in its checkpoints (printable ASCII, no space
 # and no "+"), fixed for the sale when its log is created.
 LOG_ORIGIN = env.str("LOG_ORIGIN", default="flashsale.localhost/sales")
@@ -308,6 +305,14 @@ ANTIBOT_CHALLENGE_TTL_SECONDS = env.int("ANTIBOT_CHALLENGE_TTL_SECONDS", default
 ANTIBOT_POW_BASE_RATE = env.int("ANTIBOT_POW_BASE_RATE", default=200)
 ANTIBOT_POW_MAX_DIFFICULTY = env.int("ANTIBOT_POW_MAX_DIFFICULTY", default=22)
 ANTIBOT_CHALLENGE_SECRET = env.str("ANTIBOT_CHALLENGE_SECRET", default="")
+# The transparency log (docs/design.md): every attempt that reaches a sale's script, and
+# every join that gives a number, is appended to the sale's log and answered with a receipt
+# signed by the first of LOG_SIGNING_KEYS ("<key id>:<base64 32-byte Ed25519 seed>,...";
+# empty: a development key derived from SECRET_KEY). Shoppers appear in the log as an HMAC
+# under a key derived from LOG_SHOPPER_SECRET (SECRET_KEY when empty).
+FLASHSALE_LOG_ENABLED = env.bool("FLASHSALE_LOG_ENABLED", default=True)
+LOG_SIGNING_KEYS = env.list("LOG_SIGNING_KEYS", default=[])
+LOG_SHOPPER_SECRET = env.str("LOG_SHOPPER_SECRET", default="")
 # Queue passes (a queue-mode sale's place in line) are signed with a key derived from this
 # (SECRET_KEY when empty).
 QUEUE_PASS_SECRET = env.str("QUEUE_PASS_SECRET", default="")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -47,8 +46,7 @@ def test_a_process_that_cannot_start_ends_the_run_named_with_its_last_lines(run_
     assert "[make run] start-up failed: web exited during start-up (exit code 2)." in console.lines
     assert "[make run] ready." not in console.lines
     assert console.lines[-1] == "[make run] stopped."
-    time.sleep(0.5)
-    assert still_running(list(console.seen.values())) == []
+    wait_for(lambda: still_running(list(console.seen.values())) == [], what="every process to end", timeout=30)
 
 
 def test_after_ready_a_dead_process_is_restarted_while_the_others_keep_serving(run_dir: Path) -> None:
@@ -92,5 +90,4 @@ def test_after_ready_a_dead_process_is_restarted_while_the_others_keep_serving(r
 
     assert code == 0, console.text()
     assert console.lines[-1] == "[make run] stopped."
-    time.sleep(0.5)
-    assert still_running(list(console.seen.values())) == []
+    wait_for(lambda: still_running(list(console.seen.values())) == [], what="every process to end", timeout=30)

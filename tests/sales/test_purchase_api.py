@@ -30,7 +30,7 @@ def test_a_win_answers_201_with_the_order_id_and_the_stock_left(client: Client) 
 
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"status", "detail", "order_id", "remaining_stock"}
+    assert set(body) == {"status", "detail", "order_id", "remaining_stock", "receipt"}
     assert body["status"] == "SUCCESS"
     assert body["remaining_stock"] == 2
     assert inventory.sale_buyers(sale.pk) == {user.pk: body["order_id"]}
