@@ -43,12 +43,12 @@ from core import merkle
 from core.merkle import Frontier
 from core.redis_store import inventory_redis
 from sales import keys
+from sales.receipts import signing_keys
 
 from .checkpoints import checkpoint_sign, origin_acceptable
 from .keys import CHECKPOINTS_CHANNEL
 from .models import Checkpoint, LogEntry, LogNode, SaleLog
 from .selectors import TreeIncomplete, checkpoint_latest, stored_consistency_proof, tree_nodes
-from .signing import signing_keys
 
 logger = logging.getLogger(__name__)
 

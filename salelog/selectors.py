@@ -14,10 +14,10 @@ from django.db.models import Q
 from core import merkle
 from core.merkle import NodeId
 from sales.models import FlashSale
+from sales.receipts import SigningKey, signing_keys
 from sales.selectors import sale_get, sales_watched
 
 from .models import Checkpoint, LogEntry, LogNode, SaleLog
-from .signing import SigningKey, signing_keys
 
 ENTRIES_PAGE_MAX = 1000
 """Entries one page of ``GET /api/sales/<id>/log/entries`` holds at most."""

@@ -1,22 +1,20 @@
 """Log entries as the sales scripts sequence them, written straight into a sale's log stream,
 so the log's side is tested on its own: ``seq`` and ``entry`` (canonical JSON: sorted keys,
-no spaces) per stream entry, seq from 0 without a gap. Receipts signed as the contract says.
+no spaces) per stream entry, seq from 0 without a gap, and their receipts.
 ``build_until``: beat's part, a real worker's pass sent again and again until a state holds."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from core import merkle
 from core.redis_store import inventory_redis
-from salelog.signing import signing_keys
 from salelog.tasks import build_sale_logs
 from sales import keys
+from sales.receipts import receipt_for
 from tests.polling import wait_for
 
 
@@ -73,16 +71,8 @@ def stream_write(sale_id: int, entries: Sequence[bytes], *, first_seq: int | Non
 
 
 def receipt(sale_id: int, seq: int, entry: bytes) -> dict[str, Any]:
-    """The receipt of an entry, signed with the first of LOG_SIGNING_KEYS."""
-    key = signing_keys()[0]
-    fields: dict[str, Any] = {
-        "key_id": key.key_id,
-        "sale_id": sale_id,
-        "seq": seq,
-        "leaf_hash": merkle.leaf_hash(entry).hex(),
-        "time_ms": json.loads(entry)["time_ms"],
-    }
-    return fields | {"signature": base64.b64encode(key.private.sign(canonical(fields))).decode()}
+    """The receipt the sale's answer carries for an entry (``sales.receipts``)."""
+    return receipt_for(sale_id=sale_id, seq=seq, entry=entry, time_ms=json.loads(entry)["time_ms"])
 
 
 def build_until(condition: Callable[[], bool], *, what: str, queue: str = "celery", timeout: float = 60.0) -> None:

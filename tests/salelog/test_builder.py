@@ -21,8 +21,8 @@ from salelog.builder import sale_log_build
 from salelog.keys import CHECKPOINTS_CHANNEL
 from salelog.models import Checkpoint, LogEntry, LogNode, SaleLog
 from salelog.selectors import stored_consistency_proof
-from salelog.signing import signing_keys
 from sales import keys
+from sales.receipts import signing_keys
 from tests.factories import make_sale
 from tests.processes import ChildProcess, start_worker
 from tests.salelog.logs import attempts, build_until, stream_write
@@ -35,7 +35,7 @@ def _size(sale_id: int) -> int:
 
 
 def _published_keys() -> dict[str, bytes]:
-    return {key.key_id: key.public for key in signing_keys()}
+    return {key.key_id: key.public_raw for key in signing_keys()}
 
 
 def _stored(sale_id: int) -> list[bytes]:

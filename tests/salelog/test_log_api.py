@@ -13,7 +13,7 @@ from core import merkle
 from salelog import verify
 from salelog.builder import sale_log_build
 from salelog.models import Checkpoint
-from salelog.signing import signing_keys
+from sales.receipts import signing_keys
 from tests.factories import make_sale
 from tests.processes import ChildProcess
 from tests.salelog.logs import attempts, stream_write

@@ -1,11 +1,13 @@
 """The verifier as a stranger runs it: salelog/verify.py copied to another directory, where
-nothing of the project can be imported, against a real web server. On an honest log it
-says the receipts are in the log, the log is consistent and the winners were the first
-arrivals; on a copy of the log with two entries swapped it names the proofs that failed;
-on a log whose script refused a shopper while stock was left, the fairness check fails."""
+nothing of the project can be imported, against a real web server. On a sale a crowd
+bought from, sequenced by the real scripts and built by a real worker, it says the receipt
+of a win is in the log, the log is consistent and the winners were the first arrivals; on
+a copy of a log with two entries swapped it names the proofs that failed; on a log whose
+script refused a shopper while stock was left, the fairness check fails."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -18,10 +20,10 @@ import pytest
 from django.utils import timezone
 
 from salelog.builder import sale_log_build
-from salelog.models import Checkpoint
-from tests.factories import make_sale
+from salelog.models import Checkpoint, SaleLog
+from tests.factories import auth, make_sale, make_shoppers
 from tests.processes import ROOT, ChildProcess
-from tests.salelog.logs import attempts, join, receipt, stream_write
+from tests.salelog.logs import attempts, build_until, join, receipt, stream_write
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,6 +74,45 @@ def _live_log(tmp_path: Path) -> tuple[int, Path, Path]:
     answer = tmp_path / "answer-2.json"
     answer.write_text(json.dumps({"status": "SUCCESS", "receipt": receipt(sale.pk, 2, entries[2])}), encoding="utf-8")
     return sale.pk, answer, kept
+
+
+def test_a_crowds_sale_passes_the_verifier_run_from_elsewhere_with_a_winners_receipt(
+    web_server: ChildProcess, celery_worker: ChildProcess, tmp_path: Path
+) -> None:
+    # Given 40 shoppers pressing "Buy" at once on a sale of three units
+    sale = make_sale(stock=3)
+    shoppers = make_shoppers(40)
+
+    async def crowd() -> list[dict[str, object]]:
+        async with httpx.AsyncClient(base_url=web_server.url, timeout=30) as client:
+            answers = await asyncio.gather(
+                *(client.post(f"/api/sales/{sale.pk}/purchase/", content=b"{}", headers=auth(t)) for _, t in shoppers)
+            )
+        return [answer.json() for answer in answers]
+
+    answers = asyncio.run(crowd())
+    sequenced = [answer for answer in answers if "receipt" in answer]
+    won = [answer for answer in sequenced if answer["status"] == "SUCCESS"]
+    assert len(won) == 3
+    build_until(
+        lambda: SaleLog.objects.filter(pk=sale.pk, size=len(sequenced)).exists(), what="every answer in the log"
+    )
+    kept = tmp_path / "win.json"
+    kept.write_text(json.dumps(won[-1]), encoding="utf-8")
+
+    # When someone else runs the verifier with the last winner's answer
+    run = _verify(_stranger(tmp_path), web_server.url, str(sale.pk), "--receipt", str(kept))
+
+    # Then the receipt is in the log, the log is consistent and the winners came first
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = _lines(run)
+    seq = won[-1]["receipt"]["seq"]  # type: ignore[index]
+    assert (
+        f"PASS receipt win.json inclusion (entries): entry {seq} of the entries is the receipt's, and the entries "
+        "hash to the checkpoint" in lines
+    )
+    assert f"PASS tree: the {len(sequenced)} entries hash to the checkpoint's root" in lines
+    assert any(line.startswith("PASS winners: the 3 SUCCESS attempts are the first 3 of") for line in lines), lines
 
 
 def test_the_verifier_run_from_elsewhere_passes_an_honest_log(web_server: ChildProcess, tmp_path: Path) -> None:
