@@ -1,7 +1,8 @@
 """Log entries as the sales scripts sequence them, written straight into a sale's log stream,
 so the log's side is tested on its own: ``seq`` and ``entry`` (canonical JSON: sorted keys,
 no spaces) per stream entry, seq from 0 without a gap, and their receipts.
-``build_until``: beat's part, a real worker's pass sent again and again until a state holds."""
+``build_until``: beat's part, a real worker's pass sent until a state holds;
+``build_here``: a pass in this process, once no other pass holds the log."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.redis_store import inventory_redis
+from salelog.builder import BuildPass, sale_log_build
 from salelog.tasks import build_sale_logs
 from sales import keys
 from sales.receipts import receipt_for
 from tests.polling import wait_for
+from tests.salelog import LOG_QUEUE
 
 
 def canonical(value: dict[str, Any]) -> bytes:
@@ -61,9 +64,10 @@ def attempts(sale_id: int, outcomes: Sequence[str], *, first_seq: int = 0, time_
 
 
 def stream_write(sale_id: int, entries: Sequence[bytes], *, first_seq: int | None = None) -> None:
-    """XADD each entry with its seq (read from the entry unless ``first_seq`` says)."""
+    """XADD each entry with its seq (read from the entry unless ``first_seq`` says), all in one
+    transaction: a builder sees all of them or none."""
     client = inventory_redis()
-    pipe = client.pipeline(transaction=False)
+    pipe = client.pipeline(transaction=True)
     for n, entry in enumerate(entries):
         seq = json.loads(entry)["seq"] if first_seq is None else first_seq + n
         pipe.xadd(keys.log_stream_key(sale_id), {"seq": seq, "entry": entry.decode()})
@@ -75,15 +79,30 @@ def receipt(sale_id: int, seq: int, entry: bytes) -> dict[str, Any]:
     return receipt_for(sale_id=sale_id, seq=seq, entry=entry, time_ms=json.loads(entry)["time_ms"])
 
 
-def build_until(condition: Callable[[], bool], *, what: str, queue: str = "celery", timeout: float = 60.0) -> None:
-    """Send the builder's task to a real worker on ``queue`` once a second, as beat does,
-    until ``condition()`` holds (a pass that found the log held by another does nothing)."""
+def build_until(
+    condition: Callable[[], bool], *, what: str, queue: str = LOG_QUEUE, timeout: float = 60.0, resend: float = 20.0
+) -> None:
+    """Send the builder's task to a real worker on ``queue``, as beat does, until
+    ``condition()`` holds: again only when ``resend`` seconds passed without it (a pass that
+    found the log held by another did nothing), so a pass is rarely left queued behind."""
     deadline = time.monotonic() + timeout
     while True:
-        build_sale_logs.apply_async(queue=queue, expires=5)
+        build_sale_logs.apply_async(queue=queue, expires=resend)
         try:
-            wait_for(condition, what=what, timeout=1.0)
+            wait_for(condition, what=what, timeout=min(resend, max(0.0, deadline - time.monotonic())))
             return
         except AssertionError:
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 raise
+
+
+def build_here(**arguments: Any) -> BuildPass:
+    """``sale_log_build`` in this process, again while a worker's pass holds the log."""
+    passes: list[BuildPass] = []
+
+    def done() -> bool:
+        passes.append(sale_log_build(**arguments))
+        return not passes[-1].busy
+
+    wait_for(done, what=f"the log of sale {arguments.get('sale_id')} free to build")
+    return passes[-1]

@@ -17,7 +17,6 @@ from django.utils import timezone
 from core import merkle
 from core.redis_store import inventory_redis
 from salelog import verify
-from salelog.builder import sale_log_build
 from salelog.keys import CHECKPOINTS_CHANNEL
 from salelog.models import Checkpoint, LogEntry, LogNode, SaleLog
 from salelog.selectors import stored_consistency_proof
@@ -25,7 +24,7 @@ from sales import keys
 from sales.receipts import signing_keys
 from tests.factories import make_sale
 from tests.processes import ChildProcess, start_worker
-from tests.salelog.logs import attempts, build_until, stream_write
+from tests.salelog.logs import attempts, build_here, build_until, stream_write
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,7 +56,7 @@ def _checkpoints_consistent(sale_id: int) -> None:
 
 
 def test_the_builder_moves_the_stream_into_the_log_and_publishes_a_signed_checkpoint_per_batch(
-    celery_worker: ChildProcess,
+    log_worker: ChildProcess,
 ) -> None:
     sale = make_sale(stock=3)
     entries = attempts(sale.pk, ["NOT_STARTED", "SUCCESS", "SUCCESS", "ALREADY_PURCHASED", "SUCCESS"])
@@ -134,7 +133,7 @@ def test_a_builder_sigkilled_mid_pass_is_resumed_with_no_entry_lost_or_doubled()
     assert inventory_redis().xlen(keys.log_stream_key(sale.pk)) == 0
 
 
-def test_a_tree_that_does_not_extend_the_last_checkpoint_is_never_signed(celery_worker: ChildProcess) -> None:
+def test_a_tree_that_does_not_extend_the_last_checkpoint_is_never_signed(log_worker: ChildProcess) -> None:
     # Given a log of six entries whose stored frontier was altered since its last checkpoint
     sale, witness = make_sale(stock=3), make_sale(stock=3)  # the witness is built after the sale in a pass
     entries = attempts(sale.pk, ["SUCCESS", "SUCCESS", "SUCCESS", "SOLD_OUT", "SOLD_OUT", "SOLD_OUT", "SOLD_OUT"])
@@ -155,7 +154,7 @@ def test_a_tree_that_does_not_extend_the_last_checkpoint_is_never_signed(celery_
     assert _size(sale.pk) == 6
     assert LogEntry.objects.filter(sale=sale).count() == 6
     assert inventory_redis().xlen(keys.log_stream_key(sale.pk)) == 1
-    result = sale_log_build(sale_id=sale.pk)
+    result = build_here(sale_id=sale.pk)
     assert "does not hash to its frontier" in result.refused
     assert result.checkpoints == []
 
@@ -164,31 +163,32 @@ def test_a_stream_entry_that_contradicts_the_log_or_skips_a_seq_is_refused() -> 
     sale = make_sale(stock=3)
     entries = attempts(sale.pk, ["SUCCESS", "SUCCESS", "SOLD_OUT"])
     stream_write(sale.pk, entries)
-    assert sale_log_build(sale_id=sale.pk).size == 3
+    build_here(sale_id=sale.pk)
+    assert _size(sale.pk) == 3
 
     # A second entry for seq 1 with other bytes: a fork at the sequencer, never appended
     stream_write(sale.pk, attempts(sale.pk, ["SOLD_OUT"], first_seq=1))
-    refused = sale_log_build(sale_id=sale.pk)
+    refused = build_here(sale_id=sale.pk)
     assert "other bytes than the log holds" in refused.refused
     assert inventory_redis().xlen(keys.log_stream_key(sale.pk)) == 1
     inventory_redis().delete(keys.log_stream_key(sale.pk))
 
     # An entry past a gap (seq 4 where 3 is next): nothing after the gap is appended
     stream_write(sale.pk, attempts(sale.pk, ["SOLD_OUT"], first_seq=4))
-    assert "skips from seq 3 to 4" in sale_log_build(sale_id=sale.pk).refused
+    assert "skips from seq 3 to 4" in build_here(sale_id=sale.pk).refused
     assert _size(sale.pk) == 3
     assert list(Checkpoint.objects.filter(sale=sale).values_list("size", flat=True)) == [3]
 
     # The same entries again (a pass killed before it trimmed): checked, trimmed, not doubled
     inventory_redis().delete(keys.log_stream_key(sale.pk))
     stream_write(sale.pk, entries)
-    again = sale_log_build(sale_id=sale.pk)
+    again = build_here(sale_id=sale.pk)
     assert (again.refused, again.appended, again.checkpoints) == ("", 0, [])
     assert inventory_redis().xlen(keys.log_stream_key(sale.pk)) == 0
 
 
 def test_an_ended_sales_log_is_frozen_at_a_final_checkpoint_and_takes_nothing_after(
-    celery_worker: ChildProcess,
+    log_worker: ChildProcess,
 ) -> None:
     # Given a sale that ended a minute ago with four entries, and one that ended with none
     grace = settings.FLASHSALE_LOG_FREEZE_AFTER_END_SECONDS
@@ -211,7 +211,7 @@ def test_an_ended_sales_log_is_frozen_at_a_final_checkpoint_and_takes_nothing_af
     assert verify.checkpoint_signer(empty.note, _published_keys())[0].size == 0
     # ...and an entry arriving later stays out of the frozen log
     stream_write(ended.pk, attempts(ended.pk, ["ENDED"], first_seq=4))
-    assert sale_log_build(sale_id=ended.pk, ends_at=ended.ends_at, now=timezone.now()).frozen
+    assert build_here(sale_id=ended.pk, ends_at=ended.ends_at, now=timezone.now()).frozen
     assert _size(ended.pk) == 4
     assert Checkpoint.objects.filter(sale=ended).count() == 1
 

@@ -11,12 +11,11 @@ import pytest
 
 from core import merkle
 from salelog import verify
-from salelog.builder import sale_log_build
 from salelog.models import Checkpoint
 from sales.receipts import signing_keys
 from tests.factories import make_sale
 from tests.processes import ChildProcess
-from tests.salelog.logs import attempts, stream_write
+from tests.salelog.logs import attempts, build_here, stream_write
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,9 +37,10 @@ def _two_checkpoint_log() -> tuple[int, list[bytes]]:
     sale = make_sale(stock=5)
     entries = attempts(sale.pk, ["SOLD_OUT"] * TOTAL)
     stream_write(sale.pk, entries[:FIRST])
-    assert sale_log_build(sale_id=sale.pk, batch_size=FIRST).size == FIRST
+    build_here(sale_id=sale.pk, batch_size=FIRST)
     stream_write(sale.pk, entries[FIRST:])
-    assert sale_log_build(sale_id=sale.pk, batch_size=TOTAL).size == TOTAL
+    build_here(sale_id=sale.pk, batch_size=TOTAL)
+    assert list(Checkpoint.objects.filter(sale=sale).values_list("size", flat=True)) == [FIRST, TOTAL]
     return sale.pk, entries
 
 
