@@ -68,18 +68,20 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def _port_accepts(port: int) -> bool:
+def _port_accepts(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
-def wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path, *, timeout: float) -> None:
+def wait_for_port(
+    process: subprocess.Popen[bytes], port: int, log: Path, *, timeout: float, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise LocalServerError(f"exited with code {process.returncode}; see {log}")
-        if _port_accepts(port):
+        if _port_accepts(port, host):
             return
         time.sleep(0.05)
     process.kill()

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from accounts.views import admin_login
 from core.errors import api_not_found
-from observability.health import healthz
+from observability.health import livez, readyz
 from observability.views import metrics
 from sales.apis import ChallengeApi, PurchaseApi, QueueApi
 
@@ -26,7 +26,9 @@ urlpatterns += [
     # The admin's login behind the login throttles (accounts.throttles), then the admin.
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
-    path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
+    path("readyz", readyz, name="readyz"),
+    path("healthz", readyz, name="healthz"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("metrics", metrics, name="metrics"),

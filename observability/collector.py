@@ -32,6 +32,8 @@ from sales import inventory, keys
 from sales.inventory import LineCounts
 from sales.selectors import sale_line_counts, sales_watched
 
+from .health import postgresql_answers
+
 logger = logging.getLogger(__name__)
 
 
@@ -232,6 +234,19 @@ def _line_families(lines: dict[int, LineCounts]) -> Iterator[Metric]:
         yield family
 
 
+class PostgresqlCollector:
+    """``flash_sale_postgresql_up``: PostgreSQL answered this scrape's ``SELECT 1``. Every
+    process reports it, the ws process included: readiness leaves PostgreSQL out (web stays
+    in rotation while it is away), so this gauge is where its absence shows."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "flash_sale_postgresql_up",
+            "1 when PostgreSQL answered this scrape's SELECT 1, 0 when it did not.",
+            1 if postgresql_answers() else 0,
+        )
+
+
 def scrape_registry() -> CollectorRegistry:
     """A registry for one scrape: every process's metrics (multiprocess mode) or this
     process's (single process), plus the stack-wide collector when this process reports it."""
@@ -240,6 +255,7 @@ def scrape_registry() -> CollectorRegistry:
         MultiProcessCollector(registry)
     else:
         registry.register(REGISTRY)
+    registry.register(PostgresqlCollector())
     if settings.METRICS_STACK_COLLECTOR:
         registry.register(StackCollector())
     return registry

@@ -33,6 +33,7 @@ from core.hot_path import HotPathApi
 from core.metrics import purchase_observed
 from sales.passes import MAX_PASS_LENGTH
 
+from .models import Admission
 from .outcomes import PurchaseAnswer, PurchaseStatus, answer_body
 from .purchase import (
     JOIN_FIELDS,
@@ -73,6 +74,11 @@ class SaleSerializer(serializers.Serializer):
     starts_at = serializers.DateTimeField(source="sale.starts_at")
     ends_at = serializers.DateTimeField(source="sale.ends_at")
     status = serializers.CharField()
+    admission = serializers.ChoiceField(
+        source="sale.admission",
+        choices=Admission.values,
+        help_text="direct: everyone may try at the start; queue: join the line (/queue/) and buy when let in.",
+    )
 
 
 class SaleListApi(APIView):

@@ -267,7 +267,8 @@ def _place_here(known: KnownSale, *, number: int, queue_pass: str) -> Place | No
         status = PlaceStatus.WAITING
     elif line.turn_passed(
         position_in_line=position,
-        served=line.served_at_least(state),
+        served=line.served_at_least(state, rate=rate, starts_at_ms=snapshot.starts_at_ms, now_ms=redis_now_ms)
+        - funnel.QUEUE_MARGIN_SECONDS * rate,
         rate=rate,
         turn_seconds=snapshot.plan.turn_seconds,
     ):

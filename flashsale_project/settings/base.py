@@ -5,6 +5,10 @@ docs/configuration.md lists every variable read here (a test holds the two toget
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
+from core.logs import log_level_valid, logging_config
+
 from .environment import env, redis_db_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -173,10 +177,14 @@ ACCESS_TOKEN_KEYS = env.list("ACCESS_TOKEN_KEYS", default=[])
 ACCESS_TOKEN_LIFETIME_SECONDS = env.int("ACCESS_TOKEN_LIFETIME_SECONDS", default=3600)
 # Throttles (docs/accounts.md, "Throttles"): "<count>/<period>" (30/min, 10/15min, 20/hour),
 # or "off". Counted in Redis, so every web process shares one count. Password checks from
-# one address; failed logins against one username; sign-ups from one address and at one
-# username. An address can be a whole office or a carrier's NAT: the per-IP rates are loose.
+# one address (refused past it); failed logins against one username from one address, and
+# from all of them (answered LOGIN_SLOW_SECONDS later past either, never refused); sign-ups
+# from one address and at one username. An address can be a whole office or a carrier's NAT:
+# the per-IP rates are loose.
 LOGIN_THROTTLE_IP = env.str("LOGIN_THROTTLE_IP", default="60/min")
 LOGIN_THROTTLE_ACCOUNT = env.str("LOGIN_THROTTLE_ACCOUNT", default="10/15min")
+LOGIN_THROTTLE_ACCOUNT_ANY = env.str("LOGIN_THROTTLE_ACCOUNT_ANY", default="50/15min")
+LOGIN_SLOW_SECONDS = env.float("LOGIN_SLOW_SECONDS", default=2.0)
 REGISTER_THROTTLE_IP = env.str("REGISTER_THROTTLE_IP", default="20/hour")
 REGISTER_THROTTLE_ACCOUNT = env.str("REGISTER_THROTTLE_ACCOUNT", default="5/hour")
 # Request bodies on this API are tiny; anything large is refused before it is read.
@@ -202,23 +210,14 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        # Django logs every 4xx answer as a warning; in a stampede that is a log line per
-        # "sold out". Server errors are still logged.
-        "django.request": {"level": "ERROR"},
-        # A line per task received and succeeded, every beat tick: the services log what
-        # matters (orders moved, repairs, invariant breaks) themselves.
-        "celery.app.trace": {"level": "WARNING"},
-        "celery.worker.strategy": {"level": "WARNING"},
-    },
-}
+# Logs (core/logs.py): JSON lines for an operator's search, or console lines for a person;
+# every logger, the servers' access logs included, through the same formatter.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="console")
+try:
+    LOGGING = logging_config(level=log_level_valid(LOG_LEVEL), fmt=LOG_FORMAT.strip().lower())
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from None
 
 # --- The sale -----------------------------------------------------------------------------
 # Sales starting within this many seconds are loaded into Redis by beat.
@@ -288,9 +287,15 @@ FLASHSALE_BENCH_ENDPOINTS = env.bool("FLASHSALE_BENCH_ENDPOINTS", default=False)
 # Where the storefront opens its WebSocket; empty means the page's own host.
 FLASHSALE_WS_URL = env.str("FLASHSALE_WS_URL", default="")
 
+# --- The balancer in front (core/client_address.py) ----------------------------------------
+# Peers that may say who a request is for (X-Forwarded-For, X-Forwarded-Proto, X-Request-ID,
+# the PROXY protocol on the TCP door): loopback always, and these CIDRs (the balancer's
+# network). Anyone else's forwarding headers are dropped.
+TRUSTED_PROXY_NETWORKS = env.list("TRUSTED_PROXY_NETWORKS", default=[])
+
 # --- Anti-bot (README: "The knobs") ---------------------------------------------------------
 # The header a trusted proxy sets to the client's address ("X-Real-IP", "X-Forwarded-For");
-# empty: the TCP peer (REMOTE_ADDR). Never set it without such a proxy in front.
+# empty: the TCP peer (REMOTE_ADDR). Believed only from TRUSTED_PROXY_NETWORKS.
 ANTIBOT_CLIENT_IP_HEADER = env.str("ANTIBOT_CLIENT_IP_HEADER", default="")
 # With X-Forwarded-For: how many proxies of ours append to it (the client is that many from the right).
 ANTIBOT_TRUSTED_PROXY_COUNT = env.int("ANTIBOT_TRUSTED_PROXY_COUNT", default=1)
@@ -340,6 +345,9 @@ TCP_WRITE_TIMEOUT_SECONDS = env.float("TCP_WRITE_TIMEOUT_SECONDS", default=10.0)
 TCP_SHUTDOWN_GRACE_SECONDS = env.float("TCP_SHUTDOWN_GRACE_SECONDS", default=10.0)
 # Networks (CIDRs) besides loopback where --trust-user-id may listen and be connected from.
 TCP_TRUSTED_NETWORKS = env.list("TCP_TRUSTED_NETWORKS", default=[])
+# Behind a TCP balancer: a connection from TRUSTED_PROXY_NETWORKS (or loopback) may start
+# with a PROXY protocol v2 header naming the shopper's address (HAProxy's send-proxy-v2).
+TCP_PROXY_PROTOCOL = env.bool("TCP_PROXY_PROTOCOL", default=False)
 
 # --- Metrics (README: "Observability") ------------------------------------------------------
 # /metrics answers loopback always, these networks (CIDRs), and a request carrying

@@ -169,5 +169,7 @@ def test_the_client_ip_is_never_taken_blindly_from_forwarded_headers(
     header: str, proxies: int, meta: dict[str, str], expected: str
 ) -> None:
     request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.9", **meta)  # type: ignore[arg-type]
-    with override_settings(ANTIBOT_CLIENT_IP_HEADER=header, ANTIBOT_TRUSTED_PROXY_COUNT=proxies):
+    with override_settings(
+        ANTIBOT_CLIENT_IP_HEADER=header, ANTIBOT_TRUSTED_PROXY_COUNT=proxies, TRUSTED_PROXY_NETWORKS=["10.0.0.0/24"]
+    ):
         assert client_ip(request) == expected

@@ -68,7 +68,7 @@ def test_after_ready_a_dead_process_is_restarted_while_the_others_keep_serving(r
 
         # Then web goes on answering while they come back, each named in the log
         assert httpx.get(f"http://127.0.0.1:{web_port}/healthz", timeout=10).status_code == 200
-        for name, check in (("worker", "answered a ping"), ("ws", r"answered /healthz")):
+        for name, check in (("worker", "answered a ping"), ("ws", r"answered /readyz")):
             console.wait_for(rf"\[make run\] {name} exited \(killed by SIGKILL\) after .* restarting it in", timeout=60,
                              after=said)  # fmt: skip
             console.wait_for(rf"\[make run\] {name} is up again \(it {check}", timeout=120, after=said)
