@@ -35,6 +35,7 @@ urlpatterns += [
     path("api/auth/", include("accounts.urls")),
     path("api/sales/", include("sales.urls")),
     path("api/orders/", include("orders.urls")),
+    path("api/", include("salelog.urls")),
     # Anything else under /api/ (a malformed id, a missing slash) is the contract's JSON 404.
     re_path(r"^api/", api_not_found),
     path("", include("storefront.urls")),

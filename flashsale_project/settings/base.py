@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "accounts",
     "sales",
     "orders",
+    "salelog",
     "storefront",
     "operations",
     "tcpdoor",
@@ -244,6 +245,20 @@ FLASHSALE_QUEUE_TURN_SECONDS = env.int("FLASHSALE_QUEUE_TURN_SECONDS", default=6
 FLASHSALE_DRAIN_BATCH_SIZE = env.int("FLASHSALE_DRAIN_BATCH_SIZE", default=500)
 # Sales stay watched (reconciled, listed as active) this long after they end.
 FLASHSALE_WATCH_AFTER_END_SECONDS = env.int("FLASHSALE_WATCH_AFTER_END_SECONDS", default=24 * 3600)
+# --- The transparency log (docs/design.md, "The transparency log") -------------------------
+# Its signing keys (LOG_SIGNING_KEYS) are read with the sequencing's settings below.
+# A sale's log is named "<LOG_ORIGIN>/<sale id>" in its checkpoints (printable ASCII, no space
+# and no "+"), fixed for the sale when its log is created.
+LOG_ORIGIN = env.str("LOG_ORIGIN", default="flashsale.localhost/sales")
+# Beat's log builder tick: each tick moves the new entries of every watched sale into
+# PostgreSQL and signs a checkpoint over them, so a checkpoint lags its newest entry by about
+# a tick plus the pass.
+FLASHSALE_LOG_INTERVAL_SECONDS = env.float("FLASHSALE_LOG_INTERVAL_SECONDS", default=1.0)
+# Entries the builder appends per transaction (and per checkpoint).
+FLASHSALE_LOG_BATCH_SIZE = env.int("FLASHSALE_LOG_BATCH_SIZE", default=1000)
+# A sale's log is frozen with a final checkpoint once the sale ended this long ago; the
+# margin covers attempts judged by the script in the last instant of the window.
+FLASHSALE_LOG_FREEZE_AFTER_END_SECONDS = env.int("FLASHSALE_LOG_FREEZE_AFTER_END_SECONDS", default=30)
 CELERY_BEAT_SCHEDULE = {
     # A tick nobody ran before the next one is worthless, hence the expiry.
     "warm-upcoming-sales": {
@@ -260,6 +275,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "orders.tasks.reconcile_sales",
         "schedule": FLASHSALE_RECONCILE_INTERVAL_SECONDS,
         "options": {"expires": FLASHSALE_RECONCILE_INTERVAL_SECONDS},
+    },
+    "build-sale-logs": {
+        "task": "salelog.tasks.build_sale_logs",
+        "schedule": FLASHSALE_LOG_INTERVAL_SECONDS,
+        "options": {"expires": FLASHSALE_LOG_INTERVAL_SECONDS},
     },
 }
 # `make bench` only: mount /bench/control/ and the naive shop under /bench/ (404 otherwise).
