@@ -27,6 +27,7 @@ from core.redis_store import RedisUnavailable
 from orders.models import Order
 from orders.reconciliation import sale_reconcile
 from orders.services import sale_orders_delete
+from salelog.services import sale_log_delete
 from sales import inventory
 from sales.models import Admission, FlashSale, Product
 from sales.selectors import sale_newest_for_product
@@ -332,14 +333,18 @@ class Command(BaseCommand):
     def _reset(self, options: dict[str, Any]) -> dict[str, Any]:
         sale = self._sale(options["sale"])
         result = sale_reset(sale=sale, force=options["force"])
+        log_entries_deleted = sale_log_delete(sale_id=sale.pk)
         orders_deleted = sale_orders_delete(sale=sale) if options["delete_orders"] else 0
         self._say(options, f"Sale {sale.pk}: deleted {result.redis_keys_deleted} Redis key(s)")
+        if log_entries_deleted:
+            self._say(options, f"  and its transparency log ({log_entries_deleted} entries): it starts again at 0")
         if options["delete_orders"]:
             self._say(options, f"  and {orders_deleted} order(s) in PostgreSQL")
         self._say(options, "  warm it again (admin action, or beat within its lead time) to sell.")
         return {
             "sale_id": sale.pk,
             "redis_keys_deleted": result.redis_keys_deleted,
+            "log_entries_deleted": log_entries_deleted,
             "orders_deleted": orders_deleted,
         }
 
