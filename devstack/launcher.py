@@ -153,6 +153,8 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
     web_url = f"http://127.0.0.1:{args.web_port}/"
     ws_url = f"ws://127.0.0.1:{args.ws_port}"
     env["FLASHSALE_WS_URL"] = ws_url
+    # The email's links and the demo shop's webhook endpoint name the web process's address.
+    env["FLASHSALE_SITE_URL"] = web_url.rstrip("/")
     env.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1")
     env["PYTHONUNBUFFERED"] = "1"
     # prometheus_client's multiprocess mode: one directory per run, cleaned before start.

@@ -6,7 +6,7 @@
 // it does not wait for `sale_started`, which only confirms (a ws process fanning out to
 // thousands of sockets, or one that is down, must not delay anyone's Buy).
 import { SaleFeed } from "./live-feed.js";
-import { ChallengeSolver, purchase } from "./purchase.js";
+import { ChallengeSolver, WinState, purchase } from "./purchase.js";
 
 const TICK_MS = 200;
 // A countdown message from the server is shown as is for this long; after that (socket
@@ -46,6 +46,13 @@ class SalePage {
     this.cooldownUntil = 0;
     this.result = null;
     this.solver = new ChallengeSolver();
+    this.win = new WinState({
+      saleId: config.sale_id,
+      shopper: config.shopper,
+      orderId: config.owned_order_id,
+      orderUrl: config.order_url,
+      onChange: () => this.render(),
+    });
     this.el = {
       countdown: root.querySelector("[data-countdown]"),
       countdownBlock: root.querySelector("[data-countdown-block]"),
@@ -55,6 +62,7 @@ class SalePage {
       buyHint: root.querySelector("[data-buy-hint]"),
       result: root.querySelector("[data-result]"),
       connection: root.querySelector("[data-connection]"),
+      ownedHint: root.querySelector("[data-owned-hint]"),
     };
   }
 
@@ -166,9 +174,13 @@ class SalePage {
   renderButton(phase) {
     const button = this.el.button;
     if (!button) return;
+    if (this.win.render(button, this.el.ownedHint)) return;
     const coolingDown = Date.now() < this.cooldownUntil;
     let label = "Buy now";
     if (this.busy) label = "Processing...";
+    // The wait is counted down on the button, outside the live region: a screen reader
+    // hears the result once, not a number every second.
+    else if (coolingDown && phase === "live") label = `Try again in ${Math.ceil((this.cooldownUntil - Date.now()) / 1000)} s`;
     else if (phase === "sold_out") label = "Sold out";
     else if (phase === "ended") label = "Sale ended";
     button.disabled = this.busy || phase !== "live" || coolingDown;
@@ -179,7 +191,7 @@ class SalePage {
 
   async buy() {
     // Disabled at once, before any await: a double click cannot send two purchases.
-    if (this.busy || this.phase() !== "live") return;
+    if (this.busy || this.win.orderId || this.phase() !== "live") return;
     this.busy = true;
     this.showResult(null);
     this.render();
@@ -205,19 +217,13 @@ class SalePage {
     }
     if (outcome.kind === "ended") this.serverStatus = "ended";
     if (outcome.kind === "retry") this.cooldownUntil = Date.now() + outcome.seconds * 1000;
+    this.win.heard(outcome);
     this.showResult(outcome);
     this.render();
   }
 
   renderRetry() {
-    const left = Math.ceil((this.cooldownUntil - Date.now()) / 1000);
-    const heading = this.el.result.querySelector("strong");
-    if (left <= 0) {
-      this.showResult(null);
-      return;
-    }
-    const text = `Try again in ${left} s`;
-    if (heading && heading.textContent !== text) heading.textContent = text;
+    if (Date.now() >= this.cooldownUntil) this.showResult(null);
   }
 
   showResult(outcome) {
@@ -263,8 +269,8 @@ class SalePage {
         break;
       case "retry":
         box.classList.add("result-warning");
-        add("strong", `Try again in ${outcome.seconds} s`);
-        add("p", "The shop is very busy right now.");
+        add("strong", "The shop is very busy right now");
+        add("p", `Buy turns back on by itself in ${outcome.seconds} s.`);
         break;
       case "not_started":
         box.classList.add("result-warning");

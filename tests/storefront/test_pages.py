@@ -212,12 +212,15 @@ def test_orders_show_the_shoppers_own_orders_with_their_status(client: Client) -
     assert "Pending payment" in html
 
 
-def test_an_order_not_written_yet_is_announced_and_the_page_refreshes(client: Client) -> None:
+def test_an_order_not_written_yet_is_announced_and_followed_without_a_reload_timer(client: Client) -> None:
     make_user(username="ida")
     awaited = "0b0e4c0e-5c8b-4a5e-9a53-1f0d8c3b7a10"
 
     html = logged_in(client, "ida").get(f"/orders/?order={awaited}").content.decode()
 
     assert f"Order {awaited} is being recorded." in html
-    assert "window.location.reload" in html
+    assert "window.location.reload" not in html
+    assert "storefront/orders-page.js" in html
+    config = json.loads(re.search(r'<script id="orders-config" type="application/json">(.*?)</script>', html, re.S)[1])
+    assert config["following"] == [{"order_id": awaited, "api_url": f"/api/orders/{awaited}/", "status": None}]
     assert "is being recorded" not in logged_in(Client(), "ida").get("/orders/?order=junk").content.decode()
