@@ -72,6 +72,7 @@ class WebhookEndpointForm(forms.ModelForm):
     """Registration through the same checks as ``manage.py flashsale webhooks add``: the
     secret's form, the events, the URL resolved now (server-side request forgery guard)."""
 
+    url = forms.URLField(max_length=2000, assume_scheme="https")
     events = forms.MultipleChoiceField(choices=WebhookEventType.choices, widget=forms.CheckboxSelectMultiple)
     secret = forms.CharField(
         required=False,
