@@ -155,10 +155,20 @@ def _order_context(request: HttpRequest, order: Order) -> dict[str, Any]:
 @login_required
 def order_page(request: HttpRequest, order_id: uuid.UUID) -> HttpResponse:
     """One order: its state followed live, the pay link while it is pending, the time left to
-    pay when there is a payment window. Someone else's order is a 404, like the API."""
+    pay when there is a payment window. An order not in PostgreSQL yet (a win the worker has
+    not written) is awaited on the same page, which shows it once it is there; someone else's
+    order looks the same, so nothing about it is told."""
     order = order_of_user(user_id=request.user.pk or 0, order_id=str(order_id))
     if order is None:
-        raise Http404("You have no order with this id.")
+        awaited = {
+            "order_id": str(order_id),
+            "api_url": reverse("api-order", args=[order_id]),
+            "status": None,
+            "final": False,
+            "pay_by": None,
+            "server_time": timezone.now().isoformat(),
+        }
+        return render(request, "storefront/order.html", {"awaited_order": str(order_id), "order_config": awaited})
     return render(request, "storefront/order.html", _order_context(request, order))
 
 

@@ -130,7 +130,11 @@ function orderPage(root, config) {
   const follower = new OrderFollower({
     apiUrl: config.api_url,
     status: config.status,
-    onOrder: (order) => settle(order.status),
+    onOrder: (order) => {
+      // Not in PostgreSQL until now (the answers were 404): one reload shows the order.
+      if (config.status === null) window.location.reload();
+      else settle(order.status);
+    },
     onStop: () => followingNote(note, root, follower),
   });
   if (countdown && payBy !== null && !follower.final) {

@@ -221,6 +221,8 @@ def test_an_order_not_written_yet_is_announced_and_followed_without_a_reload_tim
     assert f"Order {awaited} is being recorded." in html
     assert "window.location.reload" not in html
     assert "storefront/orders-page.js" in html
-    config = json.loads(re.search(r'<script id="orders-config" type="application/json">(.*?)</script>', html, re.S)[1])
+    found = re.search(r'<script id="orders-config" type="application/json">(.*?)</script>', html, re.S)
+    assert found is not None
+    config = json.loads(found.group(1))
     assert config["following"] == [{"order_id": awaited, "api_url": f"/api/orders/{awaited}/", "status": None}]
     assert "is being recorded" not in logged_in(Client(), "ida").get("/orders/?order=junk").content.decode()
