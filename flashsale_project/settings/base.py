@@ -283,7 +283,8 @@ WEBHOOKS_TIMEOUT_SECONDS = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=15.0)
 # The default follows the Standard Webhooks example: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h,
 # the last attempt at least 31.5 hours after the first.
 WEBHOOKS_RETRY_DELAYS_SECONDS = seconds_list(
-    "WEBHOOKS_RETRY_DELAYS_SECONDS", default=[5, 300, 1800, 7200, 18000, 36000, 50400]
+    "WEBHOOKS_RETRY_DELAYS_SECONDS",
+    env.list("WEBHOOKS_RETRY_DELAYS_SECONDS", default=["5", "300", "1800", "7200", "18000", "36000", "50400"]),
 )
 # Each wait is lengthened by a random share up to this (never shortened).
 WEBHOOKS_RETRY_JITTER = env.float("WEBHOOKS_RETRY_JITTER", default=0.2)

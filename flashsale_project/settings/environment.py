@@ -46,9 +46,9 @@ class StrictEnv(environ.Env):
 env = StrictEnv()
 
 
-def seconds_list(var: str, default: list[float]) -> list[float]:
-    """A comma-separated list of non-negative numbers of seconds, refused with the variable's name."""
-    raw = env.list(var, default=[str(value) for value in default])
+def seconds_list(var: str, raw: list[str]) -> list[float]:
+    """``raw`` (``env.list(var, ...)``) as non-negative numbers of seconds, refused with the
+    variable's name."""
     try:
         values = [float(item) for item in raw]
     except ValueError:
