@@ -34,15 +34,18 @@ class HeldOrder:
     status: str | None
 
 
-def order_held_in_sale(*, user_id: int, sale_id: int) -> HeldOrder | None:
+def order_held_in_sale(*, user_id: int, sale_id: int, loaded: bool) -> HeldOrder | None:
     """The shopper's order of the sale, as the sale's page shows it. Redis's buyers (and
-    returned buyers) answer first, in one round trip, so a win not yet drained shows too;
-    PostgreSQL adds the status. None for a shopper who holds nothing, or with Redis away."""
+    returned buyers) answer, in one round trip, so a win not yet drained shows too; only a
+    winner costs a PostgreSQL read (the status). For a sale never ``loaded`` into Redis, or
+    with Redis away, PostgreSQL answers alone. None for a shopper who holds nothing."""
     try:
         held = run_step(inventory_redis(), inventory.holders_call(sale_id, user_id))
     except RedisError:
-        held = None
+        held, loaded = None, False
     if not held:
+        if loaded:
+            return None
         order = Order.objects.filter(sale_id=sale_id, user_id=user_id).only("id", "status").first()
         return None if order is None else HeldOrder(order_id=str(order.id), status=order.status)
     status = Order.objects.filter(id=held).values_list("status", flat=True).first()

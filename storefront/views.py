@@ -69,7 +69,7 @@ def sale_page(request: HttpRequest, sale_id: int) -> HttpResponse:
     page_url = reverse("storefront-sale", args=[sale.pk])
     held: HeldOrder | None = None
     if request.user.is_authenticated:
-        held = order_held_in_sale(user_id=request.user.pk or 0, sale_id=sale.pk)
+        held = order_held_in_sale(user_id=request.user.pk or 0, sale_id=sale.pk, loaded=sale.warmed_at is not None)
     config = {
         "sale_id": sale.pk,
         "starts_at": sale.starts_at.isoformat(),
