@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from core.errors import ApplicationError
@@ -18,7 +18,6 @@ from .webhooks import (
     endpoint_pause,
     endpoint_resume,
     endpoint_rotate,
-    endpoints_backlog,
     events_check,
     private_addresses_allowed,
     secret_check,
@@ -130,8 +129,14 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     actions = ["resume", "pause", "rotate_secret"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookEndpoint]:
-        self._backlog = endpoints_backlog()
-        return super().get_queryset(request)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                pending_count=Count("deliveries", filter=Q(deliveries__status=DeliveryStatus.PENDING)),
+                dead_count=Count("deliveries", filter=Q(deliveries__status=DeliveryStatus.DEAD)),
+            )
+        )
 
     @admin.display(description="State")
     def state(self, endpoint: WebhookEndpoint) -> str:
@@ -146,11 +151,11 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     @admin.display(description="Pending")
     def pending(self, endpoint: WebhookEndpoint) -> int:
-        return getattr(self, "_backlog", {}).get(endpoint.pk, {}).get("pending", 0)
+        return int(getattr(endpoint, "pending_count", 0))
 
     @admin.display(description="Dead letters")
     def dead(self, endpoint: WebhookEndpoint) -> int:
-        return getattr(self, "_backlog", {}).get(endpoint.pk, {}).get("dead", 0)
+        return int(getattr(endpoint, "dead_count", 0))
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         for endpoint in WebhookEndpoint.objects.filter(paused_at__isnull=False):
