@@ -28,6 +28,7 @@ RELEASE_SCRIPT = lua_script(_LUA / "release.lua")
 LEASE_SCRIPT = lua_script(_LUA / "lease.lua")
 SALE_STATE_SCRIPT = lua_script(_LUA / "sale_state.lua")
 HOLDERS_SCRIPT = lua_script(_LUA / "holders.lua")
+LINE_COUNTS_SCRIPT = lua_script(_LUA / "line_counts.lua", preludes=(_LUA / "line.lua",))
 
 
 class ScriptStatus(StrEnum):
@@ -58,27 +59,59 @@ class ScriptAnswer:
     kick_drain: bool
     now_ms: int
     replayed: bool = False
+    seq: int = -1
+    """The attempt's place in the sale's log (-1: not logged)."""
+    entry: str = ""
+    """The log entry's exact text (what its leaf hashes)."""
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> ScriptAnswer:
-        status, order_id, remaining, retry_after_ms, kick, now_ms, replayed = reply
+        status, order_id, remaining, retry_after_ms, kick, now_ms, replayed, seq, entry = reply
         return cls(
-            ScriptStatus(status), order_id, int(remaining), int(retry_after_ms), kick == 1, int(now_ms), replayed == 1
+            ScriptStatus(status),
+            order_id,
+            int(remaining),
+            int(retry_after_ms),
+            kick == 1,
+            int(now_ms),
+            replayed == 1,
+            int(seq),
+            entry or "",
         )
 
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
     """What a shopper's idempotency records keep of one final answer (``purchase.lua`` writes
-    them as ``"<fingerprint>|<status>|<order id>|<remaining>"``)."""
+    them as ``"<fingerprint>|<status>|<order id>|<remaining>|<seq>|<time ms>"``: the log's
+    entry of the answer is rebuilt from them, ``log_entry_attempt``)."""
 
     fingerprint: str
     answer: ScriptAnswer
 
     @classmethod
-    def parse(cls, stored: str, *, now_ms: int = 0) -> IdempotencyRecord:
-        fingerprint, status, order_id, remaining = stored.split("|")
-        return cls(fingerprint, ScriptAnswer(ScriptStatus(status), order_id, int(remaining), 0, False, now_ms, True))
+    def parse(cls, stored: str, *, sale_id: int, shopper: str) -> IdempotencyRecord:
+        fingerprint, status, order_id, remaining, seq, at_ms = stored.split("|")
+        entry = log_entry_attempt(status, sale_id=sale_id, seq=int(seq), shopper=shopper, time_ms=int(at_ms))
+        answer = ScriptAnswer(
+            ScriptStatus(status), order_id, int(remaining), 0, False, int(at_ms), True, int(seq), entry
+        )
+        return cls(fingerprint, answer)
+
+
+_LOGGED_WORDS = {"POW_REUSED": "POW_INVALID", "TURN_PASSED": "QUEUE_PASS_INVALID", "PASS_STALE": "QUEUE_PASS_INVALID"}
+
+
+def log_entry_attempt(status: str, *, sale_id: int, seq: int, shopper: str, time_ms: int) -> str:
+    """The log entry ``purchase.lua`` appends for an attempt (``""`` when it was not logged):
+    the same canonical JSON, byte for byte."""
+    if seq < 0:
+        return ""
+    outcome = _LOGGED_WORDS.get(status, status)
+    return (
+        f'{{"kind":"attempt","outcome":"{outcome}","sale":{int(sale_id)},"seq":{int(seq)},'
+        f'"shopper":"{shopper}","time_ms":{int(time_ms)}}}'
+    )
 
 
 IDEMPOTENCY_FINAL = frozenset(
@@ -111,11 +144,13 @@ def purchase_call(
     queue_number: int = 0,
     turn_seconds: int = 0,
     crowd_interval_ms: int = 1000,
+    shopper: str = "",
     drain_kick_ms: int = 250,
 ) -> ScriptCall:
     """One attempt of ``lua/purchase.lua``: the script's KEYS and ARGV contract, in one place.
     ``user_id`` is text only for a load generator's placeholder (the benchmark's
-    redis-benchmark run)."""
+    redis-benchmark run); ``shopper`` is the shopper's salted hash for the sale's log (empty:
+    not logged)."""
     meta = keys.meta_key(sale_id)
     keyspace = keys.keyspace(sale_id)
     spend_challenge = bool(challenge_nonce) and challenge_ttl_seconds > 0
@@ -134,6 +169,8 @@ def purchase_call(
             antibot_keys.idempotency_records_key(keyspace, int(user_id)) if keyed else meta,
             keys.line_key(sale_id) if queue_number else meta,
             keys.line_state_key(sale_id) if queue_number else meta,
+            keys.log_stream_key(sale_id) if shopper else meta,
+            keys.log_seq_key(sale_id) if shopper else meta,
         ),
         (
             user_id,
@@ -149,6 +186,7 @@ def purchase_call(
             int(queue_number),
             turn_seconds,
             crowd_interval_ms,
+            shopper,
         ),
     )
 
@@ -219,6 +257,7 @@ class JoinStatus(StrEnum):
     ENDED = "ENDED"
     NOT_QUEUED = "NOT_QUEUED"
     NO_SALE = "NO_SALE"
+    ALREADY_PURCHASED = "ALREADY_PURCHASED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,10 +273,13 @@ class JoinAnswer:
     measured_rate: float
     now_ms: int
     created: bool
+    seq: int = -1
+    entry: str = ""
+    order_id: str = ""
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> JoinAnswer:
-        status, number, position, served, joined, rate, measured, now_ms, created = reply
+        status, number, position, served, joined, rate, measured, now_ms, created, seq, entry, order_id = reply
         return cls(
             JoinStatus(status),
             int(number),
@@ -248,15 +290,30 @@ class JoinAnswer:
             float(measured),
             int(now_ms),
             created == 1,
+            int(seq),
+            entry or "",
+            order_id or "",
         )
 
 
-def join_call(*, sale_id: int, user_id: int, read_only: bool, turn_seconds: int, crowd_interval_ms: int) -> ScriptCall:
-    """Join the sale's line, or (``read_only``) read the shopper's place (``lua/join.lua``)."""
+def join_call(
+    *, sale_id: int, user_id: int, read_only: bool, turn_seconds: int, crowd_interval_ms: int, shopper: str = ""
+) -> ScriptCall:
+    """Join the sale's line, or (``read_only``) read the shopper's place (``lua/join.lua``);
+    a join that gives a number is logged under ``shopper`` (empty: not logged)."""
     return ScriptCall(
         JOIN_SCRIPT,
-        (keys.meta_key(sale_id), keys.stock_key(sale_id), keys.line_key(sale_id), keys.line_state_key(sale_id)),
-        (int(user_id), "place" if read_only else "join", turn_seconds, crowd_interval_ms),
+        (
+            keys.meta_key(sale_id),
+            keys.stock_key(sale_id),
+            keys.line_key(sale_id),
+            keys.line_state_key(sale_id),
+            keys.log_stream_key(sale_id),
+            keys.log_seq_key(sale_id),
+            keys.buyers_key(sale_id),
+            keys.returned_buyers_key(sale_id),
+        ),
+        (int(user_id), "place" if read_only else "join", turn_seconds, crowd_interval_ms, shopper),
     )
 
 
@@ -309,6 +366,67 @@ def line_seed_ensure(sale_id: int) -> str:
 def line_state(sale_id: int) -> dict[str, str]:
     """The line's state hash as Redis holds it (the operator's view)."""
     return cast(dict[str, str], inventory_redis().hgetall(keys.line_state_key(sale_id)))
+
+
+@dataclass(frozen=True, slots=True)
+class LineCounts:
+    """A queue-mode sale's line at one instant of the Redis clock, as its operator sees it
+    (docs/observability.md, "The waiting room")."""
+
+    joined: int
+    """Numbers given: the last one (they are gap-free)."""
+    served: float
+    """The serving counter, where the next call would move it (it may run a second's
+    serving ahead of an empty line)."""
+    rate: float
+    """Places let in per second now: the sale's serving rate, or auto from the units left."""
+    measured_rate: float
+    """Places let in per second, as the scripts last measured it."""
+    window_open: bool
+    """The sale's window is open by the Redis clock: the counter moves."""
+    admitted: int
+    """min(joined, served): places let in."""
+    waiting: int
+    """joined - admitted: places still to be let in (the line's length)."""
+    admitted_unused: int
+    """Admitted places whose shopper has not bought and whose turn has not passed."""
+    abandoned: int
+    """Admitted places whose turn passed without a purchase."""
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> LineCounts:
+        joined, served, rate, measured, window_open, admitted, passed, bought_in_turn, bought_passed = reply
+        admitted, passed = int(admitted), int(passed)
+        return cls(
+            joined=int(joined),
+            served=float(served),
+            rate=float(rate),
+            measured_rate=float(measured),
+            window_open=window_open == 1,
+            admitted=admitted,
+            waiting=int(joined) - admitted,
+            admitted_unused=admitted - passed - int(bought_in_turn),
+            abandoned=passed - int(bought_passed),
+        )
+
+
+def line_counts(*, sale_id: int, turn_seconds: int, crowd_interval_ms: int) -> LineCounts | None:
+    """The sale's line counted in one read-only call (``lua/line_counts.lua``); None for a
+    sale that is not loaded or admits directly. Its cost grows with the units sold, not
+    with the line."""
+    reply = LINE_COUNTS_SCRIPT(
+        [
+            keys.meta_key(sale_id),
+            keys.stock_key(sale_id),
+            keys.line_key(sale_id),
+            keys.line_state_key(sale_id),
+            keys.buyers_key(sale_id),
+            keys.returned_buyers_key(sale_id),
+        ],
+        [turn_seconds, crowd_interval_ms],
+        client=inventory_redis(),
+    )
+    return LineCounts.from_reply(reply) if reply else None
 
 
 def sale_returned_buyers(sale_id: int) -> dict[int, str]:

@@ -50,6 +50,17 @@ def line_state_key(sale_id: int) -> str:
     return f"{keyspace(sale_id)}:line:state"
 
 
+def log_stream_key(sale_id: int) -> str:
+    """The sale's transparency log as the scripts append it: ``seq`` and the exact bytes of
+    each ``entry`` (the log builder moves them into PostgreSQL and its Merkle tree)."""
+    return f"{keyspace(sale_id)}:log"
+
+
+def log_seq_key(sale_id: int) -> str:
+    """The log's counter: the last sequence number given, plus one."""
+    return f"{keyspace(sale_id)}:log:seq"
+
+
 def orders_stream_key(sale_id: int) -> str:
     return f"{keyspace(sale_id)}:orders"
 

@@ -11,6 +11,7 @@ REST API as a status and a JSON body, the TCP door as a frame.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -103,6 +104,8 @@ class PurchaseAnswer:
     detail: str = ""
     reason: str = ""
     kick_drain: bool = field(default=False, compare=False)
+    receipt: dict[str, Any] | None = field(default=None, compare=False)
+    """The signed promise that the attempt is in the sale's log (sequenced answers only)."""
 
     @property
     def http_status(self) -> int:
@@ -110,9 +113,9 @@ class PurchaseAnswer:
 
     @property
     def carries_own_body(self) -> bool:
-        """The body names something of this request (an order id, the stock), so it cannot
-        be encoded once for everyone."""
-        return self.status in (PurchaseStatus.SUCCESS, PurchaseStatus.ALREADY_PURCHASED)
+        """The body names something of this request (an order id, the stock, a receipt), so
+        it cannot be encoded once for everyone."""
+        return self.receipt is not None or self.status in (PurchaseStatus.SUCCESS, PurchaseStatus.ALREADY_PURCHASED)
 
 
 def rate_limited(retry_after_ms: int, reason: str) -> PurchaseAnswer:
@@ -170,20 +173,23 @@ def answer_for_refused_pass(reason: str) -> PurchaseAnswer:
     return PurchaseAnswer(PurchaseStatus.QUEUE_PASS_INVALID, detail=reason)
 
 
-def answer_for_script(ran: ScriptAnswer) -> PurchaseAnswer:
-    """The contract's answer to what ``purchase.lua`` decided (or, replayed, had decided)."""
+def answer_for_script(ran: ScriptAnswer, *, receipt: dict[str, Any] | None = None) -> PurchaseAnswer:
+    """The contract's answer to what ``purchase.lua`` decided (or, replayed, had decided),
+    with the receipt of its log entry."""
     if ran.status is ScriptStatus.NOT_YOUR_TURN:
-        return not_your_turn(ran.retry_after_ms)
-    if ran.status is ScriptStatus.PASS_STALE:
-        return answer_for_refused_pass(PASS_STALE_DETAIL)
-    status = SCRIPT_STATUS[ran.status]
-    return PurchaseAnswer(
-        status,
-        order_id=ran.order_id or None,
-        remaining_stock=ran.remaining if ran.remaining >= 0 else None,
-        detail=OUTCOMES[status].detail,
-        kick_drain=ran.kick_drain,
-    )
+        answer = not_your_turn(ran.retry_after_ms)
+    elif ran.status is ScriptStatus.PASS_STALE:
+        answer = answer_for_refused_pass(PASS_STALE_DETAIL)
+    else:
+        status = SCRIPT_STATUS[ran.status]
+        answer = PurchaseAnswer(
+            status,
+            order_id=ran.order_id or None,
+            remaining_stock=ran.remaining if ran.remaining >= 0 else None,
+            detail=OUTCOMES[status].detail,
+            kick_drain=ran.kick_drain,
+        )
+    return answer if receipt is None else dataclasses.replace(answer, receipt=receipt)
 
 
 def answer_body(answer: PurchaseAnswer) -> dict[str, Any]:
@@ -192,15 +198,20 @@ def answer_body(answer: PurchaseAnswer) -> dict[str, Any]:
     ``order_id`` for ALREADY_PURCHASED, ``reason`` for RATE_LIMITED. How long to wait travels
     as each transport says it (``Retry-After``, ``retry_after_ms``)."""
     if answer.status is PurchaseStatus.SUCCESS:
-        return {
+        won: dict[str, Any] = {
             "status": answer.status.value,
             "detail": answer.detail,
             "order_id": answer.order_id,
             "remaining_stock": answer.remaining_stock,
         }
+        if answer.receipt is not None:
+            won["receipt"] = answer.receipt
+        return won
     body: dict[str, Any] = {"status": answer.status.value, "detail": answer.detail}
     if answer.status is PurchaseStatus.ALREADY_PURCHASED:
         body["order_id"] = answer.order_id
     if answer.reason:
         body["reason"] = answer.reason
+    if answer.receipt is not None:
+        body["receipt"] = answer.receipt
     return body

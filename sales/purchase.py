@@ -51,6 +51,7 @@ from .known import KnownSale, known_sales
 from .models import MAX_SALE_ID, FlashSale
 from .outcomes import PurchaseAnswer
 from .passes import MAX_PASS_LENGTH, PassRefused, pass_number
+from .receipts import receipt_for, shopper_hash
 from .tally import tally
 from .warming import sale_meta_for, sale_warm
 
@@ -218,6 +219,7 @@ def _attempt(
         return (yield from _local_no(sale_id, token, user_id=user_id, winners_known=live, idempotency=idempotency))
 
     order_id = str(uuid.uuid4())
+    shopper = shopper_hash(sale_id=sale_id, user_id=user_id) if settings.FLASHSALE_LOG_ENABLED else ""
     tally.count(sale_id, "script")
     ran = ScriptAnswer.from_reply(
         (
@@ -233,6 +235,7 @@ def _attempt(
                 queue_number=queue_number,
                 turn_seconds=settings.FLASHSALE_QUEUE_TURN_SECONDS,
                 crowd_interval_ms=settings.FLASHSALE_CROWD_INTERVAL_MS,
+                shopper=shopper,
                 drain_kick_ms=settings.FLASHSALE_DRAIN_KICK_MS,
             )
         )
@@ -242,8 +245,8 @@ def _attempt(
         raise SaleNotFound("The sale is being reloaded; try again.")
     if ran.status is ScriptStatus.KEY_REUSED:
         raise IdempotencyKeyReused()
-    if ran.replayed:
-        return outcomes.answer_for_script(ran)  # An earlier answer: nothing new was heard.
+    if ran.replayed:  # An earlier answer: nothing new was heard.
+        return outcomes.answer_for_script(ran, receipt=_receipt(sale_id, ran))
     if ran.status is ScriptStatus.ALREADY_PURCHASED and ran.order_id == order_id:
         # The connection dropped after the script ran and the client ran it again: the unit
         # held is the one this very request won.
@@ -256,7 +259,17 @@ def _attempt(
         at_ms=ran.now_ms,
         live=subscription.live,
     )
-    return outcomes.answer_for_script(ran)
+    if ran.status is ScriptStatus.SUCCESS:
+        # One line per win (never per refusal): the order id the drain logs again.
+        logger.info("order won", extra={"order_id": ran.order_id, "sale_id": sale_id, "user_id": user_id})
+    return outcomes.answer_for_script(ran, receipt=_receipt(sale_id, ran))
+
+
+def _receipt(sale_id: int, ran: ScriptAnswer) -> dict[str, Any] | None:
+    """The signed receipt of the attempt's log entry (None: it was not logged)."""
+    if ran.seq < 0:
+        return None
+    return receipt_for(sale_id=sale_id, seq=ran.seq, entry=ran.entry.encode(), time_ms=ran.now_ms)
 
 
 def _local_no(
@@ -273,11 +286,13 @@ def _local_no(
     if verdict.shed is Shed.WINNER and idempotency is not None:
         stored = yield inventory.idempotency_record_call(sale_id=sale_id, user_id=user_id, digest=idempotency.digest)
         if stored:
-            record = IdempotencyRecord.parse(stored)
+            record = IdempotencyRecord.parse(
+                stored, sale_id=sale_id, shopper=shopper_hash(sale_id=sale_id, user_id=user_id)
+            )
             if record.fingerprint != idempotency.fingerprint:
                 raise IdempotencyKeyReused()
             tally.count(sale_id, "shed:winner")
-            return outcomes.answer_for_script(record.answer)
+            return outcomes.answer_for_script(record.answer, receipt=_receipt(sale_id, record.answer))
     tally.count(sale_id, f"shed:{verdict.shed}")
     return outcomes.answer_for_verdict(verdict)
 

@@ -29,6 +29,7 @@ from .line import LineState
 from .outcomes import RATE_LIMIT_REASONS
 from .passes import PassRefused, pass_issue, pass_number
 from .purchase import SaleNotFound, sale_known_steps
+from .receipts import receipt_for, shopper_hash
 from .tally import tally
 
 
@@ -62,6 +63,16 @@ class LineSoldOut(ApplicationError):
     default_detail = "Sold out: every unit has been sold."
 
 
+class AlreadyBought(ApplicationError):
+    """A buyer needs no place: they hold their unit (the order is in the body)."""
+
+    code = "ALREADY_PURCHASED"
+    default_detail = "You already hold this sale's limit of one unit."
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(extra={"order_id": order_id})
+
+
 class LineEnded(ApplicationError):
     code = "ENDED"
     default_detail = "The sale has ended."
@@ -91,11 +102,13 @@ class Place:
     status: PlaceStatus
     rate_per_second: float
     created: bool = False
+    receipt: dict[str, object] | None = None
+    """The signed promise that the join is in the sale's log (a join that gave the number)."""
 
 
 def place_body(place: Place) -> dict[str, object]:
     """The contract's body of a place, whatever carries it (the REST API, the TCP door)."""
-    return {
+    body: dict[str, object] = {
         "number": place.number,
         "position": place.position,
         "ahead": place.ahead,
@@ -105,6 +118,9 @@ def place_body(place: Place) -> dict[str, object]:
         "pass": place.queue_pass,
         "status": place.status.value,
     }
+    if place.receipt is not None:
+        body["receipt"] = place.receipt
+    return body
 
 
 _PLACED = {
@@ -174,6 +190,7 @@ def _ask(known: KnownSale, *, user_id: int, read_only: bool) -> Steps[JoinAnswer
                 read_only=read_only,
                 turn_seconds=settings.FLASHSALE_QUEUE_TURN_SECONDS,
                 crowd_interval_ms=settings.FLASHSALE_CROWD_INTERVAL_MS,
+                shopper=shopper_hash(sale_id=known.sale_id, user_id=user_id) if settings.FLASHSALE_LOG_ENABLED else "",
             )
         )
     )
@@ -187,6 +204,8 @@ def _ask(known: KnownSale, *, user_id: int, read_only: bool) -> Steps[JoinAnswer
         meta = known.meta
         opens_at_ms = (meta.pre_queue_opens_at_ms or meta.starts_at_ms) if meta is not None else answer.now_ms
         raise QueueNotOpen(opens_at_ms - answer.now_ms)
+    if answer.status is JoinStatus.ALREADY_PURCHASED:
+        raise AlreadyBought(answer.order_id)
     if answer.status is JoinStatus.SOLD_OUT:
         raise LineSoldOut()
     if answer.status is JoinStatus.ENDED:
@@ -215,6 +234,11 @@ def _place(known: KnownSale, answer: JoinAnswer, *, user_id: int) -> Place:
         status=_PLACED[answer.status],
         rate_per_second=round(rate, 3),
         created=answer.created,
+        receipt=(
+            receipt_for(sale_id=known.sale_id, seq=answer.seq, entry=answer.entry.encode(), time_ms=answer.now_ms)
+            if answer.seq >= 0
+            else None
+        ),
     )
 
 
@@ -243,7 +267,8 @@ def _place_here(known: KnownSale, *, number: int, queue_pass: str) -> Place | No
         status = PlaceStatus.WAITING
     elif line.turn_passed(
         position_in_line=position,
-        served=line.served_at_least(state),
+        served=line.served_at_least(state, rate=rate, starts_at_ms=snapshot.starts_at_ms, now_ms=redis_now_ms)
+        - funnel.QUEUE_MARGIN_SECONDS * rate,
         rate=rate,
         turn_seconds=snapshot.plan.turn_seconds,
     ):

@@ -78,16 +78,22 @@ def sale_page(request: HttpRequest, sale_id: int) -> HttpResponse:
         "remaining_stock": view.remaining_stock,
         "status": view.status.value,
         "pow_difficulty": sale.pow_difficulty,
+        "admission": sale.admission,
+        "line_opens_at": (sale.pre_queue_opens_at or sale.starts_at).isoformat(),
+        "shuffle_pre_queue": sale.shuffle_pre_queue,
+        "turn_seconds": settings.FLASHSALE_QUEUE_TURN_SECONDS,
+        # The waiting room keeps a pass per sale and shopper (another may log in on the tab).
+        "shopper": request.user.pk if request.user.is_authenticated else None,
         "socket_url": socket_url(request, sale.pk),
         "sale_api_url": reverse("api-sale", args=[sale.pk]),
         "challenge_url": reverse("api-challenge", args=[sale.pk]),
         "purchase_url": reverse("api-purchase", args=[sale.pk]),
+        "queue_url": reverse("api-queue", args=[sale.pk]),
         "orders_url": reverse("storefront-orders"),
         "order_url": reverse("storefront-order", args=["00000000-0000-0000-0000-000000000000"]),
-        # The win state: the order this shopper holds (on every reload and in every tab), and
-        # who they are, so a win in one tab reaches their other tabs of this sale.
+        # The win state: the order this shopper holds, on every reload and in every tab (a
+        # win in one tab reaches the shopper's other tabs of this sale by "shopper" above).
         "owned_order_id": held.order_id if held else None,
-        "shopper": request.user.pk if request.user.is_authenticated else None,
         "login_url": redirect_to_login(page_url).url,
         # The page prefers the csrftoken cookie (another tab may have rotated it at login).
         "csrf_token": get_token(request),

@@ -5,6 +5,10 @@ docs/configuration.md lists every variable read here (a test holds the two toget
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
+from core.logs import log_level_valid, logging_config
+
 from .environment import env, redis_db_url, seconds_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -30,6 +34,7 @@ INSTALLED_APPS = [
     "accounts",
     "sales",
     "orders",
+    "salelog",
     "storefront",
     "operations",
     "tcpdoor",
@@ -172,10 +177,14 @@ ACCESS_TOKEN_KEYS = env.list("ACCESS_TOKEN_KEYS", default=[])
 ACCESS_TOKEN_LIFETIME_SECONDS = env.int("ACCESS_TOKEN_LIFETIME_SECONDS", default=3600)
 # Throttles (docs/accounts.md, "Throttles"): "<count>/<period>" (30/min, 10/15min, 20/hour),
 # or "off". Counted in Redis, so every web process shares one count. Password checks from
-# one address; failed logins against one username; sign-ups from one address and at one
-# username. An address can be a whole office or a carrier's NAT: the per-IP rates are loose.
+# one address (refused past it); failed logins against one username from one address, and
+# from all of them (answered LOGIN_SLOW_SECONDS later past either, never refused); sign-ups
+# from one address and at one username. An address can be a whole office or a carrier's NAT:
+# the per-IP rates are loose.
 LOGIN_THROTTLE_IP = env.str("LOGIN_THROTTLE_IP", default="60/min")
 LOGIN_THROTTLE_ACCOUNT = env.str("LOGIN_THROTTLE_ACCOUNT", default="10/15min")
+LOGIN_THROTTLE_ACCOUNT_ANY = env.str("LOGIN_THROTTLE_ACCOUNT_ANY", default="50/15min")
+LOGIN_SLOW_SECONDS = env.float("LOGIN_SLOW_SECONDS", default=2.0)
 REGISTER_THROTTLE_IP = env.str("REGISTER_THROTTLE_IP", default="20/hour")
 REGISTER_THROTTLE_ACCOUNT = env.str("REGISTER_THROTTLE_ACCOUNT", default="5/hour")
 # Request bodies on this API are tiny; anything large is refused before it is read.
@@ -201,23 +210,14 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        # Django logs every 4xx answer as a warning; in a stampede that is a log line per
-        # "sold out". Server errors are still logged.
-        "django.request": {"level": "ERROR"},
-        # A line per task received and succeeded, every beat tick: the services log what
-        # matters (orders moved, repairs, invariant breaks) themselves.
-        "celery.app.trace": {"level": "WARNING"},
-        "celery.worker.strategy": {"level": "WARNING"},
-    },
-}
+# Logs (core/logs.py): JSON lines for an operator's search, or console lines for a person;
+# every logger, the servers' access logs included, through the same formatter.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="console")
+try:
+    LOGGING = logging_config(level=log_level_valid(LOG_LEVEL), fmt=LOG_FORMAT.strip().lower())
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from None
 
 # --- The sale -----------------------------------------------------------------------------
 # Sales starting within this many seconds are loaded into Redis by beat.
@@ -245,6 +245,20 @@ FLASHSALE_QUEUE_TURN_SECONDS = env.int("FLASHSALE_QUEUE_TURN_SECONDS", default=6
 FLASHSALE_DRAIN_BATCH_SIZE = env.int("FLASHSALE_DRAIN_BATCH_SIZE", default=500)
 # Sales stay watched (reconciled, listed as active) this long after they end.
 FLASHSALE_WATCH_AFTER_END_SECONDS = env.int("FLASHSALE_WATCH_AFTER_END_SECONDS", default=24 * 3600)
+# --- The transparency log (docs/design.md, "The transparency log") -------------------------
+# Its signing keys (LOG_SIGNING_KEYS) are read with the sequencing's settings below.
+# A sale's log is named "<LOG_ORIGIN>/<sale id>" in its checkpoints (printable ASCII, no space
+# and no "+"), fixed for the sale when its log is created.
+LOG_ORIGIN = env.str("LOG_ORIGIN", default="flashsale.localhost/sales")
+# Beat's log builder tick: each tick moves the new entries of every watched sale into
+# PostgreSQL and signs a checkpoint over them, so a checkpoint lags its newest entry by about
+# a tick plus the pass.
+FLASHSALE_LOG_INTERVAL_SECONDS = env.float("FLASHSALE_LOG_INTERVAL_SECONDS", default=1.0)
+# Entries the builder appends per transaction (and per checkpoint).
+FLASHSALE_LOG_BATCH_SIZE = env.int("FLASHSALE_LOG_BATCH_SIZE", default=1000)
+# A sale's log is frozen with a final checkpoint once the sale ended this long ago; the
+# margin covers attempts judged by the script in the last instant of the window.
+FLASHSALE_LOG_FREEZE_AFTER_END_SECONDS = env.int("FLASHSALE_LOG_FREEZE_AFTER_END_SECONDS", default=30)
 CELERY_BEAT_SCHEDULE = {
     # A tick nobody ran before the next one is worthless, hence the expiry.
     "warm-upcoming-sales": {
@@ -266,6 +280,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "orders.tasks.send_overdue_webhooks",
         "schedule": 30.0,
         "options": {"expires": 30.0},
+    },
+    "build-sale-logs": {
+        "task": "salelog.tasks.build_sale_logs",
+        "schedule": FLASHSALE_LOG_INTERVAL_SECONDS,
+        "options": {"expires": FLASHSALE_LOG_INTERVAL_SECONDS},
     },
 }
 
@@ -310,9 +329,15 @@ FLASHSALE_BENCH_ENDPOINTS = env.bool("FLASHSALE_BENCH_ENDPOINTS", default=False)
 # Where the storefront opens its WebSocket; empty means the page's own host.
 FLASHSALE_WS_URL = env.str("FLASHSALE_WS_URL", default="")
 
+# --- The balancer in front (core/client_address.py) ----------------------------------------
+# Peers that may say who a request is for (X-Forwarded-For, X-Forwarded-Proto, X-Request-ID,
+# the PROXY protocol on the TCP door): loopback always, and these CIDRs (the balancer's
+# network). Anyone else's forwarding headers are dropped.
+TRUSTED_PROXY_NETWORKS = env.list("TRUSTED_PROXY_NETWORKS", default=[])
+
 # --- Anti-bot (README: "The knobs") ---------------------------------------------------------
 # The header a trusted proxy sets to the client's address ("X-Real-IP", "X-Forwarded-For");
-# empty: the TCP peer (REMOTE_ADDR). Never set it without such a proxy in front.
+# empty: the TCP peer (REMOTE_ADDR). Believed only from TRUSTED_PROXY_NETWORKS.
 ANTIBOT_CLIENT_IP_HEADER = env.str("ANTIBOT_CLIENT_IP_HEADER", default="")
 # With X-Forwarded-For: how many proxies of ours append to it (the client is that many from the right).
 ANTIBOT_TRUSTED_PROXY_COUNT = env.int("ANTIBOT_TRUSTED_PROXY_COUNT", default=1)
@@ -327,6 +352,14 @@ ANTIBOT_CHALLENGE_TTL_SECONDS = env.int("ANTIBOT_CHALLENGE_TTL_SECONDS", default
 ANTIBOT_POW_BASE_RATE = env.int("ANTIBOT_POW_BASE_RATE", default=200)
 ANTIBOT_POW_MAX_DIFFICULTY = env.int("ANTIBOT_POW_MAX_DIFFICULTY", default=22)
 ANTIBOT_CHALLENGE_SECRET = env.str("ANTIBOT_CHALLENGE_SECRET", default="")
+# The transparency log (docs/design.md): every attempt that reaches a sale's script, and
+# every join that gives a number, is appended to the sale's log and answered with a receipt
+# signed by the first of LOG_SIGNING_KEYS ("<key id>:<base64 32-byte Ed25519 seed>,...";
+# empty: a development key derived from SECRET_KEY). Shoppers appear in the log as an HMAC
+# under a key derived from LOG_SHOPPER_SECRET (SECRET_KEY when empty).
+FLASHSALE_LOG_ENABLED = env.bool("FLASHSALE_LOG_ENABLED", default=True)
+LOG_SIGNING_KEYS = env.list("LOG_SIGNING_KEYS", default=[])
+LOG_SHOPPER_SECRET = env.str("LOG_SHOPPER_SECRET", default="")
 # Queue passes (a queue-mode sale's place in line) are signed with a key derived from this
 # (SECRET_KEY when empty).
 QUEUE_PASS_SECRET = env.str("QUEUE_PASS_SECRET", default="")
@@ -354,6 +387,9 @@ TCP_WRITE_TIMEOUT_SECONDS = env.float("TCP_WRITE_TIMEOUT_SECONDS", default=10.0)
 TCP_SHUTDOWN_GRACE_SECONDS = env.float("TCP_SHUTDOWN_GRACE_SECONDS", default=10.0)
 # Networks (CIDRs) besides loopback where --trust-user-id may listen and be connected from.
 TCP_TRUSTED_NETWORKS = env.list("TCP_TRUSTED_NETWORKS", default=[])
+# Behind a TCP balancer: a connection from TRUSTED_PROXY_NETWORKS (or loopback) may start
+# with a PROXY protocol v2 header naming the shopper's address (HAProxy's send-proxy-v2).
+TCP_PROXY_PROTOCOL = env.bool("TCP_PROXY_PROTOCOL", default=False)
 
 # --- Metrics (README: "Observability") ------------------------------------------------------
 # /metrics answers loopback always, these networks (CIDRs), and a request carrying
