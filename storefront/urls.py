@@ -6,5 +6,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.home, name="storefront-home"),
     path("sales/<int:sale_id>/", views.sale_page, name="storefront-sale"),
     path("orders/", views.orders_page, name="storefront-orders"),
+    path("orders/<uuid:order_id>/", views.order_page, name="storefront-order"),
+    path("orders/<uuid:order_id>/pay/", views.order_pay, name="storefront-order-pay"),
     path("accounts/", include("accounts.web_urls")),
 ]
