@@ -5,13 +5,15 @@ from the WebSocket (``wsdoor.consumers``) and the REST API, driven by
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.templatetags.static import static
@@ -22,10 +24,17 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from orders.models import Order, OrderStatus
 from orders.payments import payment_deadline, payment_provider, payment_reference
 from orders.selectors import HeldOrder, order_held_in_sale, order_of_user, orders_of_user
+from salelog import verify
+from salelog.selectors import shopper_win_entry
 from sales.models import Product, SaleStatus
+from sales.receipts import receipt_for, shopper_hash
 from sales.selectors import SaleView, sale_detail, sale_list
 
 PLACEHOLDER_IMAGE = "storefront/placeholder.svg"
+
+
+VERIFIER = Path(verify.__file__)
+"""The verifier as one file (it imports nothing of the project)."""
 
 
 def product_image_src(product: Product) -> str:
@@ -176,6 +185,36 @@ def order_page(request: HttpRequest, order_id: uuid.UUID) -> HttpResponse:
         }
         return render(request, "storefront/order.html", {"awaited_order": str(order_id), "order_config": awaited})
     return render(request, "storefront/order.html", _order_context(request, order))
+
+
+@login_required
+def order_receipt(request: HttpRequest, order_id: uuid.UUID) -> HttpResponse:
+    """The order's receipt from the sale's transparency log, to download and verify: the
+    same signed receipt the purchase answered (Ed25519 signs deterministically), built from
+    the log's entry of the win. 404 until the log holds it (a few seconds after the win)."""
+    order = order_of_user(user_id=request.user.pk or 0, order_id=str(order_id))
+    if order is None:
+        raise Http404("You have no order with this id.")
+    entry = shopper_win_entry(sale_id=order.sale_id, shopper=shopper_hash(sale_id=order.sale_id, user_id=order.user_id))
+    if entry is None:
+        raise Http404("The sale's log does not hold this win yet; try again in a few seconds.")
+    receipt = receipt_for(
+        sale_id=order.sale_id,
+        seq=entry.seq,
+        entry=bytes(entry.entry),
+        time_ms=int(json.loads(bytes(entry.entry))["time_ms"]),
+    )
+    response = JsonResponse(receipt, json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="receipt-sale-{order.sale_id}-order-{order.id}.json"'
+    return response
+
+
+def log_verifier(request: HttpRequest) -> HttpResponse:
+    """The transparency log's verifier, one file anyone can run (Python and ``cryptography``
+    only): ``python verify.py verify <shop URL> <sale> --receipt receipt.json``."""
+    response = HttpResponse(VERIFIER.read_bytes(), content_type="text/x-python; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="verify.py"'
+    return response
 
 
 @login_required
