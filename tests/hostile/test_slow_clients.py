@@ -9,13 +9,18 @@ take is generous on top of that, for a shared machine."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
 
 import httpx
 import pytest
 
 from core.errors import RequestTimeout
+from devstack.children import spawn
 from sales import inventory
 from tests.clients import purchase
 from tests.factories import make_sale, make_shopper
@@ -27,6 +32,7 @@ from .raw import Answer, Raw, head
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+ROOT = Path(__file__).resolve().parents[2]
 # Past a deadline, how much later the server may act and still pass, on a busy machine.
 SLACK_SECONDS = 15.0
 BODIES_REFUSED = {
@@ -194,3 +200,50 @@ def test_fifteen_hundred_half_sent_header_blocks_from_one_address_are_all_closed
     held = [seconds for seconds in ends if seconds is not None]
     assert -1.0 not in held, "answered instead of closed"
     assert min(held) >= timeout - 0.1
+
+
+def test_the_tier_answers_others_while_one_address_holds_many_slow_connections(
+    slow_web: ChildProcess, source: str, tmp_path: Path
+) -> None:
+    # Given one address holding 300 slow connections (bench/slowcrowd.py, the benchmark's crowd):
+    # half trickling header blocks, half bodies (anonymous logins announcing 60,000 bytes, and
+    # one shopper's purchases), a byte a second each, each reopened when the server ends it
+    sale = make_sale(stock=1000)
+    _, crowd_token = make_shopper()
+    status = tmp_path / "crowd.json"
+    crowd = spawn(
+        "slow-crowd",
+        [
+            sys.executable, "-m", "bench.slowcrowd", "--port", str(_port(slow_web)), "--sale", str(sale.pk),
+            "--token", crowd_token, "--status", str(status), "--source", source, "--connections", "300",
+        ],
+        env=dict(os.environ), cwd=ROOT, log=tmp_path / "crowd.log",
+    )  # fmt: skip
+    try:
+        # Held: every connection opened, and each kind has met the server's answer to it
+        def held() -> bool:
+            try:
+                seen = json.loads(status.read_text())
+            except (FileNotFoundError, ValueError):
+                return False
+            ended = seen["ended"]
+            return sum(seen["opened"].values()) >= 300 and bool(ended["headers"]) and bool(ended["bodies"])
+
+        crowd.wait_until(held, what="hold 300 slow connections", timeout=HEADER_TIMEOUT_MS / 1000 + 2 * SLACK_SECONDS)
+
+        # When others ask for the health check and buy, from another address
+        answers = []
+        for _ in range(5):
+            healthz = httpx.get(f"{slow_web.url}/healthz", timeout=5)
+            bought = purchase(slow_web.url, sale.pk, make_shopper()[1])
+            answers.append((healthz.status_code, bought.status_code))
+        seen = json.loads(status.read_text())
+    finally:
+        crowd.stop()
+
+    # Then each is answered in time
+    assert answers == [(200, 201)] * 5
+    # And the slow connections heard only the contract's answers: header blocks closed at
+    # their timeout, bodies 429 (their address over its cap)
+    assert set(seen["ended"]["headers"]) == {"closed"}
+    assert set(seen["ended"]["bodies"]) == {"429"}
