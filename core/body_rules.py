@@ -1,5 +1,5 @@
 """The web server's rules for request bodies, as pure functions: how a body is framed, whether
-an address may start sending one more, and whether one came too late (docs/design.md, "Slow
+an address may begin sending one more, and whether one came too late (docs/design.md, "Slow
 clients and bodies").
 
 ``core.request_bodies`` applies them; nothing here reads a clock, takes a lock, starts a
@@ -15,9 +15,15 @@ body.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 HTTP2_AND_LATER = ("HTTP/2", "HTTP/3")
+PATIENCE_SECONDS = 0.05
+"""A body arriving this long already is slow. Far longer than a whole body's read takes when
+it came with its headers, even when its thread then waits its turn for the interpreter;
+short enough that a slow address's first burst holds threads only this long."""
 BODILESS_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -61,10 +67,29 @@ def body_framing(
     return NO_BODY
 
 
-def may_start_body(*, reading: int, cap: int) -> bool:
-    """An address with ``reading`` bodies being read by this process may begin one more
-    (``cap`` 0: no limit)."""
-    return cap <= 0 or reading < cap
+class Admission(Enum):
+    START = "start"
+    WAIT = "wait"
+    REFUSE = "refuse"
+
+
+def body_admission(reading: Sequence[float], *, now: float, cap: int, patience: float) -> Admission:
+    """May an address whose bodies being read by this process began at ``reading`` (seconds)
+    begin one more? Below ``cap`` (0: no limit), yes. At it, no when one of them has been
+    arriving for ``patience`` already: that address sends slowly. Otherwise they are all
+    fresh, as a busy client's are when their threads wait for the interpreter after the body
+    came: wait for one to end (``admission_wait``), at most until one turns ``patience`` old."""
+    if cap <= 0 or len(reading) < cap:
+        return Admission.START
+    if any(began + patience <= now for began in reading):
+        return Admission.REFUSE
+    return Admission.WAIT
+
+
+def admission_wait(reading: Sequence[float], *, now: float, patience: float) -> float:
+    """Seconds until the oldest of ``reading`` turns ``patience`` old: how long a ``WAIT``
+    may last before it is decided again."""
+    return max(0.0, min(reading) + patience - now)
 
 
 def arrived_late(*, began: float, ended: float, timeout: float) -> bool:

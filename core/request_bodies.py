@@ -15,8 +15,11 @@ What granian 2.8's WSGI interface allows, measured (docs/reliability.md):
 
 So a slow body holds its request thread; what this middleware bounds is how many one address
 holds: a request with a body from an address that already has ``WEB_BODIES_PER_IP`` bodies
-being read by this process is answered 429 before a byte of its body is read (granian then
-closes the connection), and the other threads serve everyone else. A body that arrives whole
+being read by this process, one of them arriving for ``PATIENCE_SECONDS`` already, is
+answered 429 before a byte of its body is read (granian then closes the connection), and the
+other threads serve everyone else. When the address's bodies are all fresh, as a busy
+client's are (a thread whose body came may still wait its turn for the interpreter), the
+request waits for one of them to end instead, at most until one turns slow. A body that arrives whole
 but later than ``WEB_BODY_TIMEOUT_SECONDS`` after its read began is answered 408 and changes
 nothing. Header blocks have their own deadline in granian (``WEB_HEADER_TIMEOUT_MS``, in the
 procfile); behind HAProxy, the balancer buffers whole requests and times out slow ones itself
@@ -37,7 +40,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpResponse
 
-from .body_rules import arrived_late, body_framing, may_start_body
+from .body_rules import PATIENCE_SECONDS, Admission, admission_wait, arrived_late, body_admission, body_framing
 from .client_address import client_ip_of
 from .errors import (
     API_PREFIX,
@@ -68,8 +71,11 @@ class RequestBodies:
         self.timeout: float = settings.WEB_BODY_TIMEOUT_SECONDS
         self.cap: int = settings.WEB_BODIES_PER_IP
         self.limit: int | None = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        self._reading: dict[str, int] = {}
+        # address -> when each of its bodies being read began (monotonic seconds)
+        self._reading: dict[str, list[float]] = {}
         self._lock = threading.Lock()
+        self._read_ended = threading.Condition(self._lock)
+        self._waiting = 0
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         framing = body_framing(
@@ -96,21 +102,13 @@ class RequestBodies:
     def _read(self, environ: dict[str, Any], *, length: int | None) -> bytes | ApplicationError:
         """The whole body, or the error to answer instead."""
         address = client_ip_of(environ)
-        with self._lock:
-            reading = self._reading.get(address, 0)
-            if not may_start_body(reading=reading, cap=self.cap):
-                return bodies_refusal()
-            self._reading[address] = reading + 1
-        began = time.monotonic()
+        began = self._begin(address)
+        if began is None:
+            return bodies_refusal()
         try:
             body = self._read_body(environ["wsgi.input"], length=length)
         finally:
-            with self._lock:
-                left = self._reading[address] - 1
-                if left:
-                    self._reading[address] = left
-                else:
-                    del self._reading[address]
+            self._end(address, began)
         if arrived_late(began=began, ended=time.monotonic(), timeout=self.timeout):
             return RequestTimeout()
         if body is None or (length is not None and len(body) < length):
@@ -118,6 +116,33 @@ class RequestBodies:
         if length is None and self.limit is not None and len(body) > self.limit:
             return body_too_large()
         return body
+
+    def _begin(self, address: str) -> float | None:
+        """Count one more body of ``address`` being read, and when it began; None: refused."""
+        with self._lock:
+            while True:
+                reading = self._reading.setdefault(address, [])
+                now = time.monotonic()
+                admission = body_admission(reading, now=now, cap=self.cap, patience=PATIENCE_SECONDS)
+                if admission is Admission.START:
+                    reading.append(now)
+                    return now
+                if admission is Admission.REFUSE:
+                    return None
+                self._waiting += 1
+                try:
+                    self._read_ended.wait(admission_wait(reading, now=now, patience=PATIENCE_SECONDS))
+                finally:
+                    self._waiting -= 1
+
+    def _end(self, address: str, began: float) -> None:
+        with self._lock:
+            reading = self._reading[address]
+            reading.remove(began)  # any equal start time would do: only the times count
+            if not reading:
+                del self._reading[address]
+            if self._waiting:
+                self._read_ended.notify_all()
 
     def _read_body(self, stream: Any, *, length: int | None) -> bytes | None:
         try:

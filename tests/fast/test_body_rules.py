@@ -1,5 +1,5 @@
 """The web server's rules for request bodies (core/body_rules.py), with no server: framing as
-HTTP says, the per-address cap, the deadline."""
+HTTP says, the per-address cap and its patience with fresh bodies, the deadline."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from core.body_rules import NO_BODY, Framing, arrived_late, body_framing, may_start_body
+from core.body_rules import (
+    NO_BODY,
+    PATIENCE_SECONDS,
+    Admission,
+    Framing,
+    admission_wait,
+    arrived_late,
+    body_admission,
+    body_framing,
+)
 
 LIMIT = 65536
 
@@ -72,14 +81,46 @@ def test_an_http_2_body_without_a_length_is_read_to_the_end_of_its_stream(protoc
     assert _framing(protocol=protocol, length="12") == Framing(12)
 
 
-@given(reading=st.integers(min_value=0, max_value=1000), cap=st.integers(min_value=1, max_value=1000))
-def test_an_address_starts_a_body_only_below_its_cap(reading: int, cap: int) -> None:
-    assert may_start_body(reading=reading, cap=cap) is (reading < cap)
+starts = st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), max_size=20)
 
 
-@given(reading=st.integers(min_value=0, max_value=10**6))
-def test_a_cap_of_zero_is_no_limit(reading: int) -> None:
-    assert may_start_body(reading=reading, cap=0)
+@given(reading=starts, cap=st.integers(min_value=1, max_value=20), later=st.floats(min_value=0, max_value=10))
+def test_below_its_cap_an_address_begins_a_body_at_once(reading: list[float], cap: int, later: float) -> None:
+    now = max(reading, default=0.0) + later
+    admission = body_admission(reading, now=now, cap=cap, patience=PATIENCE_SECONDS)
+
+    assert (admission is Admission.START) is (len(reading) < cap)
+
+
+@given(reading=starts, later=st.floats(min_value=0, max_value=10))
+def test_a_cap_of_zero_is_no_limit(reading: list[float], later: float) -> None:
+    now = max(reading, default=0.0) + later
+    assert body_admission(reading, now=now, cap=0, patience=PATIENCE_SECONDS) is Admission.START
+
+
+@given(reading=starts.filter(bool), late=st.floats(min_value=0, max_value=10))
+def test_at_its_cap_an_address_arriving_slowly_is_refused(reading: list[float], late: float) -> None:
+    # One of its bodies has been arriving for the patience already
+    now = min(reading) + PATIENCE_SECONDS + late
+
+    assert body_admission(reading, now=now, cap=len(reading), patience=PATIENCE_SECONDS) is Admission.REFUSE
+
+
+@given(
+    fresh=st.lists(st.floats(min_value=0, max_value=PATIENCE_SECONDS * 0.99), min_size=1, max_size=20),
+)
+def test_at_its_cap_an_address_whose_bodies_are_all_fresh_waits_at_most_the_patience(fresh: list[float]) -> None:
+    # A busy client's bodies, each begun less than the patience ago
+    now = PATIENCE_SECONDS
+    reading = [now - age for age in fresh]
+
+    assert body_admission(reading, now=now, cap=len(reading), patience=PATIENCE_SECONDS) is Admission.WAIT
+    wait = admission_wait(reading, now=now, patience=PATIENCE_SECONDS)
+    assert 0 < wait <= PATIENCE_SECONDS
+    # And once that wait is over (a clock tick later), the oldest is slow: the address is
+    # refused, never left waiting
+    over = now + wait + 1e-9
+    assert body_admission(reading, now=over, cap=len(reading), patience=PATIENCE_SECONDS) is Admission.REFUSE
 
 
 @given(
