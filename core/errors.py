@@ -57,6 +57,7 @@ TRANSPORT_ANSWERS: dict[str, TransportAnswer] = {
     "NOT_FOUND": TransportAnswer(404, 4404),
     "METHOD_NOT_ALLOWED": TransportAnswer(405, 4405),
     "NOT_ACCEPTABLE": TransportAnswer(406, 4406),
+    "REQUEST_TIMEOUT": TransportAnswer(408, 4408),
     "SALE_LOCKED": TransportAnswer(409, 4409),
     "SALE_LIVE": TransportAnswer(409, 4409),
     "SALE_NOT_QUEUED": TransportAnswer(409, 4409),
@@ -134,6 +135,14 @@ class NotFound(ApplicationError):
 class MethodNotAllowed(ApplicationError):
     code = "METHOD_NOT_ALLOWED"
     default_detail = "This method is not allowed here."
+
+
+class RequestTimeout(ApplicationError):
+    """A request that did not arrive whole in time: its body, on the web server
+    (``core.request_bodies``), or its headers and body, at the balancer (its ``errorfile``)."""
+
+    code = "REQUEST_TIMEOUT"
+    default_detail = "The request did not arrive whole in time; nothing was changed. Send it again."
 
 
 class ServerError(ApplicationError):

@@ -183,9 +183,10 @@ class PurchaseApi(HotPathApi):
     @extend_schema_serializer(component_name="PurchaseRateLimited")
     class RateLimitedSerializer(ErrorSerializer):
         reason = serializers.ChoiceField(
-            choices=["bucket", "crowd", "user", "ip"],
+            choices=["bucket", "crowd", "user", "ip", "slow"],
             help_text="What said no: the sale's token bucket, stock-aware admission (more shoppers than "
-            "units left), your account's or your address's window.",
+            "units left), your account's or your address's window, or the web server (your address "
+            "has its cap of request bodies still arriving).",
         )
 
     @extend_schema_serializer(component_name="PurchaseRejected")
@@ -221,7 +222,7 @@ class PurchaseApi(HotPathApi):
             422: OpenApiResponse(ErrorSerializer, description="IDEMPOTENCY_KEY_REUSED"),
             429: OpenApiResponse(
                 RateLimitedSerializer,
-                description="RATE_LIMITED (Retry-After set); reason: bucket, crowd, user or ip",
+                description="RATE_LIMITED (Retry-After set); reason: bucket, crowd, user, ip or slow",
             ),
             503: OpenApiResponse(ErrorSerializer, description="UNAVAILABLE (Retry-After set)"),
         },

@@ -190,6 +190,16 @@ REGISTER_THROTTLE_ACCOUNT = env.str("REGISTER_THROTTLE_ACCOUNT", default="5/hour
 # Request bodies on this API are tiny; anything large is refused before it is read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
 
+# --- The web server's requests (docs/design.md, "Slow clients and bodies") ----------------
+# Bodies one address may be sending to one web process at once; one more, while one of them
+# has been arriving a while, is answered 429 before a byte of it is read (0: no limit). A slow
+# body holds its thread until it arrives (granian has no body timeout): this bounds how many
+# threads one address can hold.
+WEB_BODIES_PER_IP = env.int("WEB_BODIES_PER_IP", default=4)
+# A body that arrives whole but later than this after its headers is answered 408 and changes
+# nothing (granian's WEB_HEADER_TIMEOUT_MS bounds the headers; 0: no deadline).
+WEB_BODY_TIMEOUT_SECONDS = env.float("WEB_BODY_TIMEOUT_SECONDS", default=5.0)
+
 # --- Email --------------------------------------------------------------------------------
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
