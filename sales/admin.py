@@ -4,14 +4,16 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from core.errors import ApplicationError
 from core.redis_store import RedisUnavailable
+from core.shop_time import shop_zone
 
 from . import inventory
+from .forms import FlashSaleForm
 from .models import FlashSale, Product
 from .services import sale_update
 from .warming import sale_warm
@@ -24,8 +26,13 @@ class ProductAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
 
 
+WINDOW = "Window"
+"""The window's fieldset; its title gets the shop's zone (``get_fieldsets``)."""
+
+
 @admin.register(FlashSale)
 class FlashSaleAdmin(admin.ModelAdmin):
+    form = FlashSaleForm
     list_display = ["__str__", "price", "total_stock", "remaining", "starts_at", "ends_at", "state", "warmed_at"]
     list_filter = ["product"]
     list_select_related = ["product"]
@@ -34,7 +41,7 @@ class FlashSaleAdmin(admin.ModelAdmin):
     readonly_fields = ["warmed_at", "live_status"]
     fieldsets = [
         (None, {"fields": ["product", "price", "total_stock", "per_user_limit"]}),
-        ("Window (UTC)", {"fields": ["starts_at", "ends_at"]}),
+        (WINDOW, {"fields": ["starts_at", "ends_at"]}),
         (
             "Admission and anti-bot",
             {
@@ -55,6 +62,26 @@ class FlashSaleAdmin(admin.ModelAdmin):
         ),
         ("Live", {"fields": ["warmed_at", "live_status"]}),
     ]
+
+    def get_fieldsets(self, request: HttpRequest, obj: FlashSale | None = None) -> Any:
+        # The window's title names the zone it is typed in, read per request (not at import).
+        named = f"Window ({shop_zone().key})"
+        fieldsets = super().get_fieldsets(request, obj)
+        return [(named if title == WINDOW else title, options) for title, options in fieldsets]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        with timezone.override(shop_zone()):  # The list's times in the shop's zone, as the form's.
+            return _rendered(super().changelist_view(request, extra_context))
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        with timezone.override(shop_zone()):
+            return _rendered(super().changeform_view(request, object_id, form_url, extra_context))
 
     def get_readonly_fields(self, request: HttpRequest, obj: FlashSale | None = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
@@ -121,6 +148,15 @@ class FlashSaleAdmin(admin.ModelAdmin):
                 continue
             state = "stock initialized" if result.stock_initialized else "live stock kept"
             self.message_user(request, f"Sale {sale.pk} warmed ({state}).", level=messages.SUCCESS)
+
+
+def _rendered(response: HttpResponse) -> HttpResponse:
+    """A template response rendered now, while the zone the caller made current holds (it
+    would otherwise render after the view returned)."""
+    render = getattr(response, "render", None)
+    if render is not None:
+        render()
+    return response
 
 
 def _funnel_rows(stats: dict[str, int]) -> list[tuple[str, object]]:

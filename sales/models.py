@@ -7,6 +7,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from core.shop_time import shop_zone, wall_time_label
+
 
 class Product(models.Model):
     slug = models.SlugField(unique=True)
@@ -148,7 +150,8 @@ class FlashSale(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.product.name} at {self.price} ({self.total_stock} units, {self.starts_at:%Y-%m-%d %H:%M} UTC)"
+        starts = wall_time_label(self.starts_at, shop_zone())
+        return f"{self.product.name} at {self.price} ({self.total_stock} units, {starts})"
 
     def status_at(self, now: datetime, *, remaining_stock: int) -> SaleStatus:
         return sale_status(

@@ -197,9 +197,13 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 LANGUAGE_CODE = "en-us"
+# Times are aware UTC inside (the database, Redis, the API); the shop's zone is only how the
+# admin, manage.py and the pages show and take them (core/shop_time.py).
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The wall clock the shop schedules its sales by: an IANA name (Asia/Shanghai, Europe/Paris).
+SHOP_TIME_ZONE = env.str("SHOP_TIME_ZONE", default="UTC")
 
 LOGGING = {
     "version": 1,

@@ -7,12 +7,14 @@ sale. Output is for people; ``--json`` prints one JSON document for scripts.
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -23,6 +25,15 @@ from django.utils import timezone
 from accounts.services import shoppers_create, user_deactivate
 from core.errors import ApplicationError
 from core.redis_store import RedisUnavailable
+from core.shop_time import (
+    UnknownTimeZone,
+    WallTimeInvalid,
+    shop_zone,
+    wall_time_label,
+    wall_time_parse,
+    wall_time_to_utc,
+    zone_named,
+)
 from orders.models import Order
 from orders.reconciliation import sale_reconcile
 from orders.services import sale_orders_delete
@@ -45,6 +56,20 @@ def _serving_rate(raw: str) -> int | None:
     if rate < 1:
         raise CommandError("--serving-rate must be at least 1 (or auto).")
     return rate
+
+
+def _wall_time(raw: str) -> datetime:
+    try:
+        return wall_time_parse(raw)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _zone(raw: str) -> ZoneInfo:
+    try:
+        return zone_named(raw)
+    except UnknownTimeZone as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _decimal(raw: str) -> Decimal:
@@ -70,7 +95,18 @@ class Command(BaseCommand):
         init.add_argument("stock", type=int)
         init.add_argument("--price", type=_decimal, default=Decimal("1.00"))
         init.add_argument("--list-price", type=_decimal, default=None, help="for a new product (default 10x price)")
-        init.add_argument("--starts-in", type=int, default=60, help="seconds from now (default 60)")
+        when = init.add_mutually_exclusive_group()
+        when.add_argument("--starts-in", type=int, default=None, help="seconds from now (default 60)")
+        when.add_argument(
+            "--starts-at",
+            type=_wall_time,
+            default=None,
+            metavar='"YYYY-MM-DD HH:MM"',
+            help="the start on the shop's clock (SHOP_TIME_ZONE), or --tz's",
+        )
+        init.add_argument(
+            "--tz", type=_zone, default=None, help="the zone --starts-at is in (an IANA name; default SHOP_TIME_ZONE)"
+        )
         init.add_argument("--duration", type=int, default=3600, help="seconds the sale stays open (default 3600)")
         init.add_argument("--pow-difficulty", type=int, default=0)
         init.add_argument("--bucket-capacity", type=int, default=1000)
@@ -174,7 +210,16 @@ class Command(BaseCommand):
             product = product_create(slug=slug, name=slug.replace("-", " ").title(), list_price=list_price)
             self._say(options, f"Created product {product.slug!r} ({product.name}).")
         now = timezone.now()
-        starts_at = now + timedelta(seconds=options["starts_in"])
+        zone = options["tz"] or shop_zone()
+        if options["starts_at"] is not None:
+            try:
+                starts_at = wall_time_to_utc(options["starts_at"], zone)
+            except WallTimeInvalid as error:
+                raise CommandError(str(error)) from None
+        else:
+            if options["tz"] is not None:
+                raise CommandError("--tz names the zone of --starts-at; give --starts-at too.")
+            starts_at = now + timedelta(seconds=60 if options["starts_in"] is None else options["starts_in"])
         queued = options["admission"] == Admission.QUEUE
         if not queued and (
             options["pre_queue_opens_in"] is not None or options["shuffle_pre_queue"] or options["serving_rate"]
@@ -182,9 +227,9 @@ class Command(BaseCommand):
             raise CommandError("--pre-queue-opens-in, --shuffle-pre-queue and --serving-rate need --admission queue.")
         opens_at = None
         if options["pre_queue_opens_in"] is not None:
-            if options["pre_queue_opens_in"] > options["starts_in"]:
-                raise CommandError("The line must open by the start: --pre-queue-opens-in <= --starts-in.")
             opens_at = now + timedelta(seconds=options["pre_queue_opens_in"])
+            if opens_at > starts_at:
+                raise CommandError("The line must open by the start: --pre-queue-opens-in at most the start.")
         sale = sale_create(
             product=product,
             price=options["price"],
@@ -201,7 +246,9 @@ class Command(BaseCommand):
         )
         sale_warm(sale=sale)
         self._say(options, f"Sale {sale.pk}: {sale}")
-        self._say(options, f"  window   {sale.starts_at.isoformat()} .. {sale.ends_at.isoformat()}")
+        starts, ends = wall_time_label(sale.starts_at, zone), wall_time_label(sale.ends_at, zone)
+        self._say(options, f"  window   {starts} .. {ends}")
+        self._say(options, f"           {sale.starts_at.isoformat()} .. {sale.ends_at.isoformat()} (UTC)")
         if queued:
             rate = f"{sale.serving_rate}/s" if sale.serving_rate else "auto (from the units left)"
             opens = sale.pre_queue_opens_at.isoformat() if sale.pre_queue_opens_at else "at the start"
@@ -211,10 +258,12 @@ class Command(BaseCommand):
         return {
             "sale_id": sale.pk,
             "product": product.slug,
-            "starts_at": sale.starts_at,
-            "ends_at": sale.ends_at,
+            "starts_at": sale.starts_at.isoformat(),
+            "ends_at": sale.ends_at.isoformat(),
+            "time_zone": zone.key,
+            "starts_at_wall": wall_time_label(sale.starts_at, zone),
             "admission": sale.admission,
-            "pre_queue_opens_at": sale.pre_queue_opens_at,
+            "pre_queue_opens_at": sale.pre_queue_opens_at.isoformat() if sale.pre_queue_opens_at else None,
             "shuffle_pre_queue": sale.shuffle_pre_queue,
             "serving_rate": sale.serving_rate or "auto",
         }
