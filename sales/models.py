@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -58,6 +59,12 @@ def sale_status(*, now_ms: int, starts_at_ms: int, ends_at_ms: int, remaining_st
     if remaining_stock <= 0:
         return SaleStatus.SOLD_OUT
     return SaleStatus.LIVE
+
+
+class SaleQuerySet(models.QuerySet["FlashSale"]):
+    def real(self) -> SaleQuerySet:
+        """Sales shoppers see: no rehearsal's shadow sale."""
+        return self.filter(rehearsal_of__isnull=True)
 
 
 class FlashSale(models.Model):
@@ -127,8 +134,20 @@ class FlashSale(models.Model):
         help_text="Queue mode: shoppers let in per second. Empty: auto, from the units left (crowd factor x "
         "units left per second).",
     )
+    rehearsal_of = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="shadows",
+        help_text="A rehearsal's shadow sale: the sale it rehearses. Shadow sales, and their orders, are left out "
+        "of the storefront, order lists, exports and emails.",
+    )
     warmed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SaleQuerySet.as_manager()
 
     class Meta:
         ordering = ["starts_at", "id"]
@@ -151,7 +170,12 @@ class FlashSale(models.Model):
 
     def __str__(self) -> str:
         starts = wall_time_label(self.starts_at, shop_zone())
-        return f"{self.product.name} at {self.price} ({self.total_stock} units, {starts})"
+        shadow = f", rehearsal of sale {self.rehearsal_of_id}" if self.rehearsal_of_id else ""
+        return f"{self.product.name} at {self.price} ({self.total_stock} units, {starts}{shadow})"
+
+    @property
+    def is_shadow(self) -> bool:
+        return self.rehearsal_of_id is not None
 
     def status_at(self, now: datetime, *, remaining_stock: int) -> SaleStatus:
         return sale_status(
@@ -160,3 +184,36 @@ class FlashSale(models.Model):
             ends_at_ms=epoch_ms(self.ends_at),
             remaining_stock=remaining_stock,
         )
+
+
+class RehearsalStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    ABORTED = "aborted", "Aborted"
+
+
+class SaleRehearsal(models.Model):
+    """One rehearsal of a sale: a synthetic crowd against a shadow sale with the sale's own
+    admission settings and a stock of its own; its report is kept here once the shadow sale,
+    its shoppers and its orders are gone."""
+
+    sale = models.ForeignKey(FlashSale, on_delete=models.CASCADE, related_name="rehearsals")
+    shadow_sale_id = models.PositiveBigIntegerField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=RehearsalStatus.choices, default=RehearsalStatus.RUNNING)
+    shoppers = models.PositiveIntegerField()
+    attempts = models.PositiveSmallIntegerField()
+    stock = models.PositiveIntegerField()
+    targets = models.JSONField(default=dict, blank=True)
+    report = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Rehearsal {self.pk} of sale {self.sale_id} ({self.get_status_display()})"

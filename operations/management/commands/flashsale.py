@@ -1,5 +1,5 @@
-"""``manage.py flashsale``: the operator's tool (init, status, buyers, reset, shoppers, deactivate,
-capacity).
+"""``manage.py flashsale``: the operator's tool (init, status, buyers, reset, export, shoppers,
+deactivate, capacity).
 
 A ``<sale|product>`` argument is a sale id, or a product slug meaning that product's newest
 sale. Output is for people; ``--json`` prints one JSON document for scripts.
@@ -34,6 +34,7 @@ from core.shop_time import (
     wall_time_to_utc,
     zone_named,
 )
+from orders.exports import FORMATS, orders_export_write, orders_for_export
 from orders.models import Order
 from orders.reconciliation import sale_reconcile
 from orders.services import sale_orders_delete
@@ -87,7 +88,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(
-            dest="action", required=True, metavar="init|status|buyers|reset|shoppers|deactivate|capacity"
+            dest="action", required=True, metavar="init|status|buyers|reset|export|shoppers|deactivate|capacity"
         )
 
         init = commands.add_parser("init", help="create a sale (and its product) and load it into Redis")
@@ -145,6 +146,10 @@ class Command(BaseCommand):
             if name == "reset":
                 sub.add_argument("--force", action="store_true", help="reset even while the sale is live")
                 sub.add_argument("--delete-orders", action="store_true", help="also delete its orders in PostgreSQL")
+        export = commands.add_parser("export", help="the sale's orders as CSV or JSON (after the sale)")
+        export.add_argument("sale", help="sale id or product slug")
+        export.add_argument("--format", choices=FORMATS, default="csv", help="csv (default) or json")
+        export.add_argument("--output", type=Path, default=None, help="write to this file (default: stdout)")
         shoppers = commands.add_parser(
             "shoppers", help="create N shoppers at once and print their usernames and tokens (load tests)"
         )
@@ -365,6 +370,22 @@ class Command(BaseCommand):
             "redis_keys_deleted": result.redis_keys_deleted,
             "orders_deleted": orders_deleted,
         }
+
+    def _export(self, options: dict[str, Any]) -> dict[str, Any]:
+        sale = self._sale(options["sale"])
+        if sale.is_shadow:
+            raise CommandError(f"Sale {sale.pk} is a rehearsal's shadow sale: its orders are not exported.")
+        orders = orders_for_export(sale_ids=[sale.pk])
+        output: Path | None = options["output"]
+        if output is None:
+            if options["json"]:
+                raise CommandError("--json prints a summary of the export; give --output FILE for the orders.")
+            orders_export_write(orders, form=options["format"], write=lambda piece: self.stdout.write(piece, ending=""))
+            return {}
+        with output.open("w", encoding="utf-8", newline="") as out:
+            count = orders_export_write(orders, form=options["format"], write=out.write)
+        self._say(options, f"Sale {sale.pk}: {count} order(s) written to {output} ({options['format']}).")
+        return {"sale_id": sale.pk, "orders": count, "format": options["format"], "output": str(output)}
 
     def _shoppers(self, options: dict[str, Any]) -> dict[str, Any]:
         if not 1 <= options["count"] <= 1_000_000:
