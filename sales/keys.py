@@ -75,6 +75,12 @@ def stats_key(sale_id: int) -> str:
     return f"{keyspace(sale_id)}:stats"
 
 
+def latency_key(sale_id: int) -> str:
+    """The purchase answer's time in the server, counted in fixed buckets by every process
+    (``sales.latency``: bucket bound in ms -> answers)."""
+    return f"{keyspace(sale_id)}:latency"
+
+
 def drain_kick_key(sale_id: int) -> str:
     return f"{keyspace(sale_id)}:drain-kick"
 
