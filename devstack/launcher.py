@@ -82,6 +82,8 @@ def first_minute(*, web_url: str, demo_said: list[str], passwords_file: Path) ->
         found = DEMO_SALE_PAGE.match(line)
         if found:
             lines.append(f"  demo sale   {web_url.rstrip('/')}{found.group(1)}")
+            sale_id = found.group(1).strip("/").rsplit("/", 1)[1]
+            lines.append(f"  console     {web_url.rstrip('/')}/admin/sales/flashsale/{sale_id}/console/")
     try:
         passwords = json.loads(passwords_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):

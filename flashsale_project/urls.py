@@ -7,6 +7,7 @@ from accounts.views import admin_login
 from core.errors import api_not_found
 from observability.health import healthz
 from observability.views import metrics
+from operations.views import sale_console
 from sales.apis import ChallengeApi, PurchaseApi, QueueApi
 
 # Django tries patterns in order and a stampede is all challenges and purchases: they come
@@ -25,6 +26,12 @@ if settings.FLASHSALE_BENCH_ENDPOINTS:
 urlpatterns += [
     # The admin's login behind the login throttles (accounts.throttles), then the admin.
     path("admin/login/", admin_login, name="admin-login"),
+    # The operator's console of a sale, staff only, beside the sale's admin pages.
+    path(
+        "admin/sales/flashsale/<int:sale_id>/console/",
+        admin.site.admin_view(sale_console),
+        name="admin-sale-console",
+    ),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api-schema"),

@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -38,7 +39,7 @@ class FlashSaleAdmin(admin.ModelAdmin):
     list_select_related = ["product"]
     date_hierarchy = "starts_at"
     actions = ["warm"]
-    readonly_fields = ["warmed_at", "live_status"]
+    readonly_fields = ["warmed_at", "live_status", "operator_links"]
     fieldsets = [
         (None, {"fields": ["product", "price", "total_stock", "per_user_limit"]}),
         (WINDOW, {"fields": ["starts_at", "ends_at"]}),
@@ -60,7 +61,7 @@ class FlashSaleAdmin(admin.ModelAdmin):
                 "at the start. Changes reach a loaded sale within seconds.",
             },
         ),
-        ("Live", {"fields": ["warmed_at", "live_status"]}),
+        ("Live", {"fields": ["warmed_at", "live_status", "operator_links"]}),
     ]
 
     def get_fieldsets(self, request: HttpRequest, obj: FlashSale | None = None) -> Any:
@@ -104,6 +105,21 @@ class FlashSaleAdmin(admin.ModelAdmin):
     def state(self, sale: FlashSale) -> str:
         left = self._remaining(sale)
         return sale.status_at(timezone.now(), remaining_stock=sale.total_stock if left is None else left).label
+
+    @admin.display(description="Console and orders")
+    def operator_links(self, sale: FlashSale) -> str:
+        if sale.pk is None:
+            return "Saved sales have a live console and their orders' export here."
+        export = reverse("admin:orders_order_export")
+        return format_html(
+            '<a href="{}" data-console-link>Open the live console</a> (figures each second, kept after the sale) · '
+            'orders: <a href="{}?sale={}&amp;format=csv">CSV</a>, <a href="{}?sale={}&amp;format=json">JSON</a>',
+            reverse("admin-sale-console", args=[sale.pk]),
+            export,
+            sale.pk,
+            export,
+            sale.pk,
+        )
 
     @admin.display(description="Live status (from Redis)")
     def live_status(self, sale: FlashSale) -> str:

@@ -269,8 +269,11 @@ CELERY_BEAT_SCHEDULE = {
 }
 # `make bench` only: mount /bench/control/ and the naive shop under /bench/ (404 otherwise).
 FLASHSALE_BENCH_ENDPOINTS = env.bool("FLASHSALE_BENCH_ENDPOINTS", default=False)
-# Where the storefront opens its WebSocket; empty means the page's own host.
+# Where the storefront opens its WebSocket; empty means the page's own host. The operator
+# console's socket is on the same server.
 FLASHSALE_WS_URL = env.str("FLASHSALE_WS_URL", default="")
+# The console keeps each sale's figures this long after it last recorded one (for review).
+FLASHSALE_CONSOLE_KEEP_SECONDS = env.int("FLASHSALE_CONSOLE_KEEP_SECONDS", default=14 * 24 * 3600)
 
 # --- Anti-bot (README: "The knobs") ---------------------------------------------------------
 # The header a trusted proxy sets to the client's address ("X-Real-IP", "X-Forwarded-For");
