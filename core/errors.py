@@ -62,6 +62,8 @@ TRANSPORT_ANSWERS: dict[str, TransportAnswer] = {
     "SALE_NOT_QUEUED": TransportAnswer(409, 4409),
     "QUEUE_NOT_OPEN": TransportAnswer(409, 4409),
     "ORDER_NOT_PENDING": TransportAnswer(409, 4409),
+    "REHEARSAL_REFUSED": TransportAnswer(409, 4409),
+    "REHEARSAL_RUNNING": TransportAnswer(409, 4409),
     "UNSUPPORTED_MEDIA_TYPE": TransportAnswer(415, 4415),
     "IDEMPOTENCY_KEY_REUSED": TransportAnswer(422, 4422),
     "POW_INVALID": TransportAnswer(403, 4403),

@@ -195,6 +195,9 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
     web_url = f"http://127.0.0.1:{args.web_port}/"
     ws_url = f"ws://127.0.0.1:{args.ws_port}"
     env["FLASHSALE_WS_URL"] = ws_url
+    # A rehearsal started from the admin sends its crowd (from a worker) to this stack.
+    env["FLASHSALE_REHEARSAL_URL"] = web_url
+    env["FLASHSALE_REHEARSAL_TCP"] = f"127.0.0.1:{args.tcp_port}"
     env.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1")
     env["PYTHONUNBUFFERED"] = "1"
     # prometheus_client's multiprocess mode: one directory per run, cleaned before start.

@@ -7,7 +7,7 @@ from accounts.views import admin_login
 from core.errors import api_not_found
 from observability.health import healthz
 from observability.views import metrics
-from operations.views import sale_console
+from operations.views import sale_console, sale_rehearse
 from sales.apis import ChallengeApi, PurchaseApi, QueueApi
 
 # Django tries patterns in order and a stampede is all challenges and purchases: they come
@@ -32,6 +32,11 @@ urlpatterns += [
         admin.site.admin_view(sale_console),
         name="admin-sale-console",
     ),
+    path(
+        "admin/sales/flashsale/<int:sale_id>/rehearse/",
+        admin.site.admin_view(sale_rehearse),
+        name="admin-sale-rehearse",
+    ),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api-schema"),
@@ -40,6 +45,7 @@ urlpatterns += [
     path("api/auth/", include("accounts.urls")),
     path("api/sales/", include("sales.urls")),
     path("api/orders/", include("orders.urls")),
+    path("api/admin/", include("operations.urls")),
     # Anything else under /api/ (a malformed id, a missing slash) is the contract's JSON 404.
     re_path(r"^api/", api_not_found),
     path("", include("storefront.urls")),

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -38,7 +38,7 @@ class FlashSaleAdmin(admin.ModelAdmin):
     list_filter = ["product"]
     list_select_related = ["product"]
     date_hierarchy = "starts_at"
-    actions = ["warm"]
+    actions = ["warm", "rehearse"]
     readonly_fields = ["warmed_at", "live_status", "operator_links"]
     fieldsets = [
         (None, {"fields": ["product", "price", "total_stock", "per_user_limit"]}),
@@ -106,20 +106,49 @@ class FlashSaleAdmin(admin.ModelAdmin):
         left = self._remaining(sale)
         return sale.status_at(timezone.now(), remaining_stock=sale.total_stock if left is None else left).label
 
-    @admin.display(description="Console and orders")
+    @admin.display(description="Console, orders, rehearsals")
     def operator_links(self, sale: FlashSale) -> str:
         if sale.pk is None:
-            return "Saved sales have a live console and their orders' export here."
+            return "Saved sales have a live console, their orders' export and rehearsals here."
         export = reverse("admin:orders_order_export")
-        return format_html(
+        links = format_html(
             '<a href="{}" data-console-link>Open the live console</a> (figures each second, kept after the sale) · '
-            'orders: <a href="{}?sale={}&amp;format=csv">CSV</a>, <a href="{}?sale={}&amp;format=json">JSON</a>',
+            'orders: <a href="{}?sale={}&amp;format=csv">CSV</a>, <a href="{}?sale={}&amp;format=json">JSON</a> · '
+            '<a href="{}" data-rehearse-link>Rehearse</a>',
             reverse("admin-sale-console", args=[sale.pk]),
             export,
             sale.pk,
             export,
             sale.pk,
+            reverse("admin-sale-rehearse", args=[sale.pk]),
         )
+        rehearsals = [
+            format_html(
+                '<li data-rehearsal="{}"><a href="{}">Rehearsal {}</a>: {} ({} shoppers x {}, {}){}</li>',
+                rehearsal.pk,
+                reverse("admin:sales_salerehearsal_change", args=[rehearsal.pk]),
+                rehearsal.pk,
+                rehearsal.get_status_display(),
+                rehearsal.shoppers,
+                rehearsal.attempts,
+                f"{rehearsal.started_at:%Y-%m-%d %H:%M}",
+                format_html(' · <a href="{}">JSON</a>', reverse("api-rehearsal", args=[rehearsal.pk])),
+            )
+            for rehearsal in sale.rehearsals.all()[:5]
+        ]
+        if not rehearsals:
+            return links
+        return format_html(
+            '{}<ul class="rehearsals">{}</ul>', links, format_html_join("", "{}", ((r,) for r in rehearsals))
+        )
+
+    @admin.action(description="Rehearse: a shadow sale with the same admission settings and a synthetic crowd")
+    def rehearse(self, request: HttpRequest, queryset: QuerySet[FlashSale]) -> HttpResponse | None:
+        sales = list(queryset[:2])
+        if len(sales) != 1:
+            self.message_user(request, "Rehearse one sale at a time.", level=messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin-sale-rehearse", args=[sales[0].pk]))
 
     @admin.display(description="Live status (from Redis)")
     def live_status(self, sale: FlashSale) -> str:

@@ -207,7 +207,11 @@ class SaleRehearsal(models.Model):
     shoppers = models.PositiveIntegerField()
     attempts = models.PositiveSmallIntegerField()
     stock = models.PositiveIntegerField()
+    transport = models.CharField(max_length=10, default="http")
     targets = models.JSONField(default=dict, blank=True)
+    stage = models.JSONField(
+        default=dict, blank=True, help_text="What the rehearsal set up: its shoppers (a name prefix and an id range)."
+    )
     report = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

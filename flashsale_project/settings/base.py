@@ -220,6 +220,8 @@ LOGGING = {
         # matters (orders moved, repairs, invariant breaks) themselves.
         "celery.app.trace": {"level": "WARNING"},
         "celery.worker.strategy": {"level": "WARNING"},
+        # A line per request of a rehearsal's crowd (operations.crowd) says nothing the report does not.
+        "httpx": {"level": "WARNING"},
     },
 }
 
@@ -266,7 +268,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": FLASHSALE_RECONCILE_INTERVAL_SECONDS,
         "options": {"expires": FLASHSALE_RECONCILE_INTERVAL_SECONDS},
     },
+    "sweep-rehearsals": {
+        "task": "operations.tasks.sweep_rehearsals",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }
+# Rehearsals started from the admin: a Celery worker sends their crowd to the stack here (the
+# REST API) and, when asked, to its TCP door (host:port) (docs/operating.md, "Rehearsing").
+FLASHSALE_REHEARSAL_URL = env.str("FLASHSALE_REHEARSAL_URL", default="http://127.0.0.1:8000")
+FLASHSALE_REHEARSAL_TCP = env.str("FLASHSALE_REHEARSAL_TCP", default="127.0.0.1:8002")
 # `make bench` only: mount /bench/control/ and the naive shop under /bench/ (404 otherwise).
 FLASHSALE_BENCH_ENDPOINTS = env.bool("FLASHSALE_BENCH_ENDPOINTS", default=False)
 # Where the storefront opens its WebSocket; empty means the page's own host. The operator

@@ -8,12 +8,16 @@ sale. Output is for people; ``--json`` prints one JSON document for scripts.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
 import json
+import os
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -45,6 +49,10 @@ from sales.services import product_create, sale_create, sale_reset
 from sales.warming import sale_warm
 
 from ...capacity import Demand, capacity_plan, figures_from_results
+from ...rehearsing import ApiStage, LocalStage, StageClient, rehearsal_drive
+from ...reports import report_failures as _failures
+from ...reports import report_lines
+from ...verdicts import Targets
 
 
 def _serving_rate(raw: str) -> int | None:
@@ -88,7 +96,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(
-            dest="action", required=True, metavar="init|status|buyers|reset|export|shoppers|deactivate|capacity"
+            dest="action",
+            required=True,
+            metavar="init|status|buyers|reset|export|rehearse|shoppers|deactivate|capacity",
         )
 
         init = commands.add_parser("init", help="create a sale (and its product) and load it into Redis")
@@ -150,6 +160,35 @@ class Command(BaseCommand):
         export.add_argument("sale", help="sale id or product slug")
         export.add_argument("--format", choices=FORMATS, default="csv", help="csv (default) or json")
         export.add_argument("--output", type=Path, default=None, help="write to this file (default: stdout)")
+        rehearse = commands.add_parser(
+            "rehearse", help="a shadow sale with the sale's admission settings, a synthetic crowd, a report"
+        )
+        rehearse.add_argument("sale", help="sale id (or, on this stack, a product slug)")
+        rehearse.add_argument("--shoppers", type=int, required=True, help="shoppers in the crowd")
+        rehearse.add_argument("--attempts", type=int, required=True, help="purchase attempts each, at most")
+        rehearse.add_argument("--stock", type=int, default=None, help="the shadow sale's units (default: the sale's)")
+        rehearse.add_argument(
+            "--against", default=None, metavar="URL", help="a stack by its URL, through its admin API (a staff login)"
+        )
+        rehearse.add_argument(
+            "--tcp",
+            nargs="?",
+            const="",
+            default=None,
+            metavar="HOST:PORT",
+            help="the crowd buys through the TCP door (default FLASHSALE_REHEARSAL_TCP; with --against its host:8002)",
+        )
+        rehearse.add_argument(
+            "--operator",
+            default=None,
+            help="the staff username: with --against, logged in with FLASHSALE_OPERATOR_PASSWORD (or "
+            "FLASHSALE_OPERATOR_TOKEN, a token); on this stack, who asked",
+        )
+        rehearse.add_argument("--target-p99-ms", type=float, default=500.0, help="the shoppers' p99 at most (500)")
+        rehearse.add_argument(
+            "--target-sell-out-s", type=float, default=None, help="sold out within this many seconds (default: none)"
+        )
+        rehearse.add_argument("--allow-errors", action="store_true", help="do not fail on errors (5xx, refused)")
         shoppers = commands.add_parser(
             "shoppers", help="create N shoppers at once and print their usernames and tokens (load tests)"
         )
@@ -188,6 +227,8 @@ class Command(BaseCommand):
             raise CommandError(f"Redis is unreachable: {error}") from None
         if options["json"]:
             self.stdout.write(json.dumps(result, indent=2, default=str))
+        if action == "rehearse" and not result.get("passed"):
+            raise CommandError(f"Rehearsal {result.get('rehearsal_id')} failed: {_failures(result)}")
 
     def _say(self, options: dict[str, Any], line: str) -> None:
         if not options["json"]:
@@ -386,6 +427,67 @@ class Command(BaseCommand):
             count = orders_export_write(orders, form=options["format"], write=out.write)
         self._say(options, f"Sale {sale.pk}: {count} order(s) written to {output} ({options['format']}).")
         return {"sale_id": sale.pk, "orders": count, "format": options["format"], "output": str(output)}
+
+    def _rehearse(self, options: dict[str, Any]) -> dict[str, Any]:
+        targets = Targets(
+            p99_ms=options["target_p99_ms"],
+            sell_out_seconds=options["target_sell_out_s"],
+            zero_errors=not options["allow_errors"],
+        )
+        against: str | None = options["against"]
+        tcp: str | None = options["tcp"]
+        stage: StageClient
+        if against is None:
+            sale = self._sale(options["sale"])
+            operator = None
+            if options["operator"]:
+                operator = get_user_model().objects.filter(username=options["operator"], is_staff=True).first()
+                if operator is None:
+                    raise CommandError(f"No staff user {options['operator']!r}.")
+            stage = LocalStage(requested_by_id=operator.pk if operator is not None else None)
+            sale_id, crowd_url = sale.pk, settings.FLASHSALE_REHEARSAL_URL
+            if tcp == "":
+                tcp = settings.FLASHSALE_REHEARSAL_TCP
+        else:
+            if not options["sale"].isdigit():
+                raise CommandError("With --against, name the sale by its id.")
+            sale_id, crowd_url = int(options["sale"]), against
+            if tcp == "":
+                tcp = f"{urlsplit(against).hostname}:8002"
+            stage = asyncio.run(self._remote_stage(against, options["operator"]))
+        self._say(options, f"Rehearsing sale {sale_id} against {crowd_url}{f' (TCP door {tcp})' if tcp else ''} ...")
+
+        async def rehearse() -> dict[str, Any]:
+            try:
+                return await rehearsal_drive(
+                    stage,
+                    crowd_url=crowd_url,
+                    sale_id=sale_id,
+                    shoppers=options["shoppers"],
+                    attempts=options["attempts"],
+                    stock=options["stock"],
+                    targets=targets,
+                    tcp=tcp,
+                    say=lambda line: self._say(options, line),
+                )
+            finally:
+                await stage.close()
+
+        report = asyncio.run(rehearse())
+        for line in report_lines(report):
+            self._say(options, line)
+        return report
+
+    async def _remote_stage(self, against: str, username: str | None) -> ApiStage:
+        token = os.environ.get("FLASHSALE_OPERATOR_TOKEN")
+        if token:
+            return ApiStage(against, token=token)
+        if not username:
+            raise CommandError(
+                "With --against, give --operator (and FLASHSALE_OPERATOR_PASSWORD) or FLASHSALE_OPERATOR_TOKEN."
+            )
+        password = os.environ.get("FLASHSALE_OPERATOR_PASSWORD") or getpass.getpass(f"{username}'s password: ")
+        return await ApiStage.logged_in(against, username=username, password=password)
 
     def _shoppers(self, options: dict[str, Any]) -> dict[str, Any]:
         if not 1 <= options["count"] <= 1_000_000:
