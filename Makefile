@@ -8,11 +8,12 @@ ARGS ?=
 # program:package pairs `make deps` checks: chromium (browser tests), promtool (alert rule
 # tests; Debian's prometheus), wrk and redis-benchmark / redis-cli (the benchmark; redis-tools),
 # git (the make-run test clones the checkout), haproxy (the load balancer in front of several
-# web processes: its tests and the benchmark's stampede through it).
-DEPS ?= chromium:chromium promtool:prometheus wrk:wrk redis-benchmark:redis-tools redis-cli:redis-tools git:git haproxy:haproxy
+# web processes: its tests and the benchmark's stampede through it), amtool (the
+# Alertmanager configuration's check; Debian's prometheus-alertmanager).
+DEPS ?= chromium:chromium promtool:prometheus wrk:wrk redis-benchmark:redis-tools redis-cli:redis-tools git:git haproxy:haproxy amtool:prometheus-alertmanager
 
 .DEFAULT_GOAL := help
-.PHONY: help run deps test test-fast lint format bench bench-quick clean
+.PHONY: help run deps test test-fast lint format bench bench-quick certs clean
 
 help:
 	@echo "make run          the whole stack on this machine (Ctrl-C stops it); installs requirements.txt into .venv"
@@ -22,6 +23,7 @@ help:
 	@echo "make bench        the load benchmark (ARGS=--quick for a smoke run)"
 	@echo "make bench-quick  the benchmark's smoke run (about a minute and a half)"
 	@echo "make deps         the Debian programs the tests and benchmarks run (apt-get, as root or with sudo)"
+	@echo "make certs        a self-signed certificate and key in deploy/tls/ for trying the compose stack over HTTPS"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +65,10 @@ bench: deps $(VENV)/.dev
 
 bench-quick: deps $(VENV)/.dev
 	$(BIN)/python -m bench --quick $(ARGS)
+
+# A self-signed pair for .env's TLS_CERT_FILE / TLS_KEY_FILE (ARGS="--host shop.example.com").
+certs: $(VENV)/.dev
+	$(BIN)/python -m devstack.certs $(ARGS)
 
 clean:
 	rm -rf .run artifacts bench/results .pytest_cache .mypy_cache .ruff_cache .hypothesis staticfiles

@@ -119,8 +119,9 @@ class TokenApi(APIView):
         summary="Get an access token",
         description=(
             "With a username and password; or, to renew a token before it expires, with no body and "
-            "Authorization: Token <token>. Password checks are throttled per address and per account "
-            "(LOGIN_THROTTLE_IP, LOGIN_THROTTLE_ACCOUNT: failed attempts)."
+            "Authorization: Token <token>. Password checks are refused past LOGIN_THROTTLE_IP per address; "
+            "an address that failed for an account (LOGIN_THROTTLE_ACCOUNT), or an account guessed from many "
+            "addresses (LOGIN_THROTTLE_ACCOUNT_ANY), is answered LOGIN_SLOW_SECONDS later, never refused."
         ),
     )
     def post(self, request: Request) -> Response:
@@ -134,10 +135,11 @@ class TokenApi(APIView):
             given = self.InputSerializer(data=request.data)
             given.is_valid(raise_exception=True)
             username = given.validated_data["username"]
-            login_attempt_begin(client_ip=client_ip(request), username=username)
+            address = client_ip(request)
+            login_attempt_begin(client_ip=address, username=username)
             user = authenticate(request, **given.validated_data)
             if user is None:
-                login_attempt_failed(username=username)
+                login_attempt_failed(client_ip=address, username=username)
                 raise InvalidRequest("Unknown username or wrong password.")
         issued = token_issue(user=user)
         return Response(self.OutputSerializer({"token": issued.token, "expires_at": _expiry(issued)}).data)

@@ -105,3 +105,30 @@ def user_deactivate(*, user: User) -> int:
         get_user_model().objects.filter(pk=user.pk).update(is_active=False)
         transaction.on_commit(functools.partial(user_access_revoke_committed, user_id=user.pk), robust=True)
     return revoked_at
+
+
+@dataclass(frozen=True)
+class AdminPassword:
+    username: str
+    password: str
+    created: bool
+
+
+def admin_password_set(*, username: str, email: str = "", password: str | None = None) -> AdminPassword:
+    """The site administrator ``username`` (staff, superuser, active) with a new password:
+    created if missing, else its password replaced, which revokes its earlier sessions and
+    tokens (``accounts.receivers``). ``password`` None: a random one, returned once."""
+    chosen = password or secrets.token_urlsafe(18)
+    users = get_user_model().objects
+    with transaction.atomic():
+        user = users.select_for_update().filter(username=username).first()
+        created = user is None
+        if user is None:
+            user = users.create_superuser(username=username, email=email, password=chosen)
+        else:
+            user.is_staff = user.is_superuser = user.is_active = True
+            if email:
+                user.email = email
+            user.set_password(chosen)
+            user.save()
+    return AdminPassword(username=username, password=chosen, created=created)

@@ -55,7 +55,7 @@ class ShopperLoginView(LoginView):
         return response
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
-        login_attempt_failed(username=self.request.POST.get("username", ""))
+        login_attempt_failed(client_ip=client_ip(self.request), username=self.request.POST.get("username", ""))
         return super().form_invalid(form)
 
 
@@ -72,7 +72,7 @@ def admin_login(request: HttpRequest) -> HttpResponse:
         return _too_many(error)
     response = admin.site.login(request)
     if not request.user.is_authenticated:
-        login_attempt_failed(username=username)
+        login_attempt_failed(client_ip=client_ip(request), username=username)
     return response
 
 

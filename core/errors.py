@@ -68,6 +68,7 @@ TRANSPORT_ANSWERS: dict[str, TransportAnswer] = {
     "IDEMPOTENCY_KEY_REUSED": TransportAnswer(422, 4422),
     "POW_INVALID": TransportAnswer(403, 4403),
     "SOLD_OUT": TransportAnswer(409, 4409),
+    "ALREADY_PURCHASED": TransportAnswer(409, 4409),
     "ENDED": TransportAnswer(409, 4409),
     "QUEUE_PASS_INVALID": TransportAnswer(403, 4403),
     "RATE_LIMITED": TransportAnswer(429, 1013),

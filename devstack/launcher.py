@@ -28,7 +28,7 @@ from prometheus_client import multiprocess
 
 from devstack import probes
 from devstack.localservers import LocalPostgres, LocalRedis, LocalServerError, free_port
-from devstack.procfile import Shape, command, node_name
+from devstack.procfile import READINESS_PATH, Shape, command, node_name
 from devstack.supervisor import Program, StartupFailure, Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,14 +104,14 @@ def programs(shape: Shape, *, env: dict[str, str]) -> list[Program]:
         Program(
             "web",
             command("web", shape),
-            ready=lambda: probes.http_ok(f"{web_url}/healthz"),
-            ready_means="answered /healthz",
+            ready=lambda: probes.http_ok(web_url + READINESS_PATH),
+            ready_means=f"answered {READINESS_PATH}",
         ),
         Program(
             "ws",
             command("ws", shape),
-            ready=lambda: probes.http_ok(f"{ws_url}/healthz"),
-            ready_means="answered /healthz",
+            ready=lambda: probes.http_ok(ws_url + READINESS_PATH),
+            ready_means=f"answered {READINESS_PATH}",
         ),
         Program(
             "worker",

@@ -10,9 +10,15 @@ balancer does, either way:
   relays the tunnel, ``timeout tunnel``), everything else to the web processes;
 - round robin over web, least connections over ws (a socket lives long); no stickiness:
   every process answers every shopper (signed tokens, sessions in the shared cache);
-- a server is in rotation while ``GET /healthz`` answers 200 (it reaches Redis and
-  PostgreSQL);
-- ``X-Forwarded-For`` carries the shopper's address (``ANTIBOT_CLIENT_IP_HEADER``);
+- a server is in rotation while ``GET /readyz`` answers 200 (it reaches Redis; PostgreSQL
+  being away takes no server out, ``observability.health``);
+- TLS ends here: plain HTTP is redirected to HTTPS, answers carry HSTS, the WebSocket is
+  ``wss://``;
+- ``X-Forwarded-For`` carries the shopper's address (``ANTIBOT_CLIENT_IP_HEADER``),
+  ``X-Forwarded-Proto`` the scheme, ``X-Request-ID`` a fresh id; the processes believe them
+  from the balancer's network only (``TRUSTED_PROXY_NETWORKS``);
+- the TCP door's connections go to the tcp processes with a PROXY protocol v2 header naming
+  the shopper;
 - when no server can answer, the balancer itself answers the contract's 503 UNAVAILABLE
   with Retry-After, in JSON.
 
@@ -29,6 +35,8 @@ from pathlib import Path
 
 from devstack.children import start_child
 from devstack.localservers import LocalServerError, stop_process, wait_for_port
+from devstack.probes import TCP_PING
+from devstack.procfile import READINESS_PATH
 
 UNAVAILABLE_FILE = "unavailable.http"
 """The raw HTTP answer HAProxy sends when no server is up (its ``errorfile 503``), kept in
@@ -43,27 +51,130 @@ def unavailable_response() -> str:
 
 @dataclass(frozen=True)
 class Backends:
-    """Where the servers are. ``dns``: Docker's DNS names ``web`` and ``ws`` and their
-    ports (every replica of a scaled service, up to ``slots``); otherwise loopback ports."""
+    """Where the servers are. ``dns``: Docker's DNS names ``web``, ``ws`` and ``tcp`` and
+    their ports (every replica of a scaled service, up to ``slots``); otherwise each server
+    is a loopback port or a ``host:port`` (servers on other hosts)."""
 
-    web_ports: tuple[int, ...] = ()
-    ws_ports: tuple[int, ...] = ()
+    web_ports: tuple[int | str, ...] = ()
+    ws_ports: tuple[int | str, ...] = ()
+    tcp_ports: tuple[int | str, ...] = ()
     dns: bool = False
     web_port: int = 8000
     ws_port: int = 8001
+    tcp_port: int = 8002
     slots: int = 16
 
 
-def haproxy_config(backends: Backends, *, bind: str, error_dir: str, maxconn: int = 20_000) -> str:
-    """The HAProxy configuration (module docstring)."""
+@dataclass(frozen=True)
+class Edge:
+    """What the balancer listens on. ``https`` with ``certificate`` (a PEM certificate; its
+    key beside it as ``<certificate>.key``, which HAProxy loads by that name) terminates TLS:
+    plain HTTP then only redirects, and answers carry HSTS. ``tcp``: the TCP door's port,
+    forwarded with the PROXY protocol (empty: no TCP door)."""
+
+    http: str
+    https: str = ""
+    certificate: str = ""
+    tcp: str = ""
+
+
+HSTS_SECONDS = 63_072_000
+"""Two years: the max-age browsers' preload lists ask for."""
+
+
+def _servers(backends: Backends, name: str, port: int, servers: tuple[int | str, ...], options: str) -> list[str]:
     if backends.dns:
-        web_servers = [
-            f"    server-template web- {backends.slots} web:{backends.web_port} check resolvers docker init-addr none"
+        return [f"    server-template {name}- {backends.slots} {name}:{port} {options} resolvers docker init-addr none"]
+    addresses = [f"127.0.0.1:{server}" if isinstance(server, int) else server for server in servers]
+    return [f"    server {name}-{n} {address} {options}" for n, address in enumerate(addresses, 1)]
+
+
+def haproxy_config(backends: Backends, *, edge: Edge, error_dir: str, maxconn: int = 20_000) -> str:
+    """The HAProxy configuration (module docstring)."""
+    tls = bool(edge.https)
+    lines = [
+        "# Written by devstack/loadbalancer.py (haproxy_config); edit it there.",
+        "global",
+        f"    maxconn {maxconn}",
+        *(["    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets"] if tls else []),
+        "",
+        "defaults",
+        "    option redispatch",
+        "    retries 2",
+        "    timeout connect 2s",
+        "    timeout client 30s",
+        "    timeout server 30s",
+        f"    # {READINESS_PATH} asks Redis: give it more than one check interval.",
+        "    timeout check 3s",
+        "    # An open WebSocket: the countdown and stock messages flow for the whole sale.",
+        "    timeout tunnel 2h",
+        "",
+        "frontend shop",
+        "    mode http",
+        "    option http-keep-alive",
+        "    timeout http-keep-alive 30s",
+        f"    errorfile 503 {error_dir}/{UNAVAILABLE_FILE}",
+        f"    bind {edge.http}",
+    ]
+    if tls:
+        lines += [
+            f"    bind {edge.https} ssl crt {edge.certificate} alpn http/1.1",
+            "    http-request redirect scheme https code 301 unless { ssl_fc }",
+            f'    http-response set-header Strict-Transport-Security "max-age={HSTS_SECONDS}" if {{ ssl_fc }}',
         ]
-        ws_servers = [
-            f"    server-template ws- {backends.slots} ws:{backends.ws_port} check resolvers docker init-addr none"
+    lines += [
+        "    # The processes believe these from this balancer only (TRUSTED_PROXY_NETWORKS): what a",
+        "    # client sent is replaced, the shopper's address appended to X-Forwarded-For.",
+        "    option forwardfor",
+        f"    http-request set-header X-Forwarded-Proto {'https' if tls else 'http'}",
+        "    unique-id-format %[uuid()]",
+        "    http-request set-header X-Request-ID %[unique-id]",
+        "    acl websocket path_beg /ws/",
+        "    use_backend ws if websocket",
+        "    default_backend web",
+        "",
+        "backend web",
+        "    mode http",
+        "    balance roundrobin",
+        "    option httpchk",
+        f"    http-check send meth GET uri {READINESS_PATH} ver HTTP/1.1 hdr Host localhost",
+        "    http-check expect status 200",
+        "    default-server inter 1s fall 2 rise 1",
+        "    http-response set-header X-Served-By %[srv_name]",
+        *_servers(backends, "web", backends.web_port, backends.web_ports, "check"),
+        "",
+        "backend ws",
+        "    mode http",
+        "    balance leastconn",
+        "    option httpchk",
+        f"    http-check send meth GET uri {READINESS_PATH} ver HTTP/1.1 hdr Host localhost",
+        "    http-check expect status 200",
+        "    default-server inter 1s fall 2 rise 1",
+        *_servers(backends, "ws", backends.ws_port, backends.ws_ports, "check"),
+    ]
+    if edge.tcp:
+        lines += [
+            "",
+            "# The TCP door: each connection goes to one door process, which reads the shopper's",
+            "# address from the PROXY protocol header (TCP_PROXY_PROTOCOL, TRUSTED_PROXY_NETWORKS).",
+            "frontend tcp",
+            "    mode tcp",
+            f"    bind {edge.tcp}",
+            "    timeout client 2m",
+            "    default_backend tcp",
+            "",
+            "backend tcp",
+            "    mode tcp",
+            "    balance leastconn",
+            "    timeout server 2m",
+            "    option tcp-check",
+            f"    tcp-check send-binary {TCP_PING.hex()}",
+            "    tcp-check expect binary 04",
+            "    default-server inter 1s fall 2 rise 1",
+            *_servers(backends, "tcp", backends.tcp_port, backends.tcp_ports, "check send-proxy-v2"),
         ]
-        resolvers = [
+    if backends.dns:
+        lines += [
             "",
             "# Docker's embedded DNS: each replica of a scaled service is one A record.",
             "resolvers docker",
@@ -71,55 +182,6 @@ def haproxy_config(backends: Backends, *, bind: str, error_dir: str, maxconn: in
             "    hold valid 5s",
             "    accepted_payload_size 8192",
         ]
-    else:
-        web_servers = [f"    server web-{n} 127.0.0.1:{port} check" for n, port in enumerate(backends.web_ports, 1)]
-        ws_servers = [f"    server ws-{n} 127.0.0.1:{port} check" for n, port in enumerate(backends.ws_ports, 1)]
-        resolvers = []
-    lines = [
-        "# Written by devstack/loadbalancer.py (haproxy_config); edit it there.",
-        "global",
-        f"    maxconn {maxconn}",
-        "",
-        "defaults",
-        "    mode http",
-        "    option forwardfor",
-        "    option http-keep-alive",
-        "    option redispatch",
-        "    retries 2",
-        "    timeout connect 2s",
-        "    timeout client 30s",
-        "    timeout server 30s",
-        "    timeout http-keep-alive 30s",
-        "    # /healthz asks Redis and PostgreSQL: give it more than one check interval.",
-        "    timeout check 3s",
-        "    # An open WebSocket: the countdown and stock messages flow for the whole sale.",
-        "    timeout tunnel 2h",
-        f"    errorfile 503 {error_dir}/{UNAVAILABLE_FILE}",
-        "",
-        "frontend shop",
-        f"    bind {bind}",
-        "    acl websocket path_beg /ws/",
-        "    use_backend ws if websocket",
-        "    default_backend web",
-        "",
-        "backend web",
-        "    balance roundrobin",
-        "    option httpchk",
-        "    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost",
-        "    http-check expect status 200",
-        "    default-server inter 1s fall 2 rise 1",
-        "    http-response set-header X-Served-By %[srv_name]",
-        *web_servers,
-        "",
-        "backend ws",
-        "    balance leastconn",
-        "    option httpchk",
-        "    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost",
-        "    http-check expect status 200",
-        "    default-server inter 1s fall 2 rise 1",
-        *ws_servers,
-        *resolvers,
-    ]
     return "\n".join(lines) + "\n"
 
 
@@ -129,19 +191,32 @@ def haproxy_binary() -> str | None:
 
 @dataclass
 class LocalHaproxy:
-    """HAProxy on 127.0.0.1:``port`` in front of web and ws processes on loopback ports."""
+    """HAProxy on ``host``:``port`` in front of web and ws processes (loopback ports, or
+    ``host:port`` addresses elsewhere)."""
 
     config_dir: Path
     port: int
-    web_ports: tuple[int, ...]
-    ws_ports: tuple[int, ...] = ()
+    web_ports: tuple[int | str, ...]
+    ws_ports: tuple[int | str, ...] = ()
+    # HTTPS on this port with this certificate (``certificates_write``); 0: plain HTTP only.
+    tls_port: int = 0
+    certificate: Path | None = None
+    # The TCP door's processes, behind this port with the PROXY protocol; 0: none.
+    tcp_port: int = 0
+    tcp_ports: tuple[int | str, ...] = ()
+    # Where the balancer listens (another host's address in a multi-host test).
+    host: str = "127.0.0.1"
     # HAProxy needs two descriptors per connection: kept under this machine's open-file limit.
     maxconn: int = 8000
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://{self.host}:{self.tls_port}"
 
     def check(self) -> str:
         """``haproxy -c``: the configuration's verdict (raises when it is refused)."""
@@ -162,7 +237,7 @@ class LocalHaproxy:
         with log.open("ab") as log_file:
             self.process = start_child([binary, "-db", "-f", str(self.config_dir / "haproxy.cfg")], stdout=log_file)
         try:
-            wait_for_port(self.process, self.port, log, timeout=timeout)
+            wait_for_port(self.process, self.port, log, timeout=timeout, host=self.host)
         except LocalServerError as error:
             raise LocalServerError(f"HAProxy {error}") from None
         return self
@@ -175,27 +250,35 @@ class LocalHaproxy:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         (self.config_dir / UNAVAILABLE_FILE).write_text(unavailable_response(), encoding="utf-8", newline="")
         config = self.config_dir / "haproxy.cfg"
-        backends = Backends(web_ports=self.web_ports, ws_ports=self.ws_ports)
+        backends = Backends(web_ports=self.web_ports, ws_ports=self.ws_ports, tcp_ports=self.tcp_ports)
+        edge = Edge(
+            http=f"{self.host}:{self.port}",
+            https=f"{self.host}:{self.tls_port}" if self.tls_port else "",
+            certificate=str(self.certificate) if self.tls_port else "",
+            tcp=f"{self.host}:{self.tcp_port}" if self.tcp_port else "",
+        )
         config.write_text(
-            haproxy_config(
-                backends, bind=f"127.0.0.1:{self.port}", error_dir=str(self.config_dir), maxconn=self.maxconn
-            ),
+            haproxy_config(backends, edge=edge, error_dir=str(self.config_dir), maxconn=self.maxconn),
             encoding="utf-8",
         )
         return config
 
 
 COMPOSE_DIR = Path(__file__).resolve().parent.parent / "deploy" / "haproxy"
-COMPOSE_BIND = ":8080"
 COMPOSE_ERROR_DIR = "/usr/local/etc/haproxy"
 """Where docker-compose.yml mounts ``deploy/haproxy/`` in the official haproxy image."""
+COMPOSE_CERTIFICATE = "/usr/local/etc/haproxy/tls/site.pem"
+"""Where docker-compose.yml mounts ``TLS_CERT_FILE`` (and ``TLS_KEY_FILE`` beside it, as
+``site.pem.key``)."""
+COMPOSE_EDGE = Edge(http=":8080", https=":8443", certificate=COMPOSE_CERTIFICATE, tcp=":8002")
+"""The container's ports; compose publishes them as HTTP_PORT, HTTPS_PORT and TCP_PORT."""
 
 
 def compose_files() -> dict[Path, str]:
     """``deploy/haproxy/``'s generated files as the compose stack runs them (a test holds the
     checked-in copies to these; ``python -m devstack.loadbalancer`` writes them)."""
     return {
-        COMPOSE_DIR / "haproxy.cfg": haproxy_config(Backends(dns=True), bind=COMPOSE_BIND, error_dir=COMPOSE_ERROR_DIR),
+        COMPOSE_DIR / "haproxy.cfg": haproxy_config(Backends(dns=True), edge=COMPOSE_EDGE, error_dir=COMPOSE_ERROR_DIR),
     }
 
 

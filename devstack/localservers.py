@@ -68,18 +68,20 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def _port_accepts(port: int) -> bool:
+def _port_accepts(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
-def wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path, *, timeout: float) -> None:
+def wait_for_port(
+    process: subprocess.Popen[bytes], port: int, log: Path, *, timeout: float, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise LocalServerError(f"exited with code {process.returncode}; see {log}")
-        if _port_accepts(port):
+        if _port_accepts(port, host):
             return
         time.sleep(0.05)
     process.kill()
@@ -128,9 +130,6 @@ class LocalRedis:
             "--daemonize", "no",
             # Thousands of WebSocket and HTTP clients share this server in tests and benches.
             "--maxclients", "20000",
-            # The failover tests stall a replica with DEBUG SLEEP, which Valkey refuses unless
-            # enabled; "local" keeps it to loopback connections, the only ones bound here.
-            "--enable-debug-command", "local",
             *self.options,
         ]  # fmt: skip
         self.process = start_child(command)

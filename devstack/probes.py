@@ -1,6 +1,6 @@
 """Is a process of the stack up? One question per kind of process, asked from outside.
 
-- web and ws: an HTTP ``GET`` answers 200 (``/healthz`` asks Redis and PostgreSQL too);
+- web and ws: an HTTP ``GET`` answers 200 (``/readyz``: Redis answers too);
 - worker: it answers a Celery ping through the broker (so it consumes, not just runs);
 - beat: it said it started (it has no port and answers no ping), and it is still running;
 - tcp: it answers a PING frame of its protocol (docs/tcp.md).
@@ -10,14 +10,22 @@ This module imports nothing from Django.
 
 from __future__ import annotations
 
+import argparse
+import os
 import socket
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 
 from celery import Celery
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
+
+from devstack.procfile import LIVENESS_PATH, NAMES, READINESS_PATH, Shape, node_name
+
+PROBE_KINDS = ("live", "ready")
 
 BEAT_STARTED = "beat: Starting..."
 """The line Celery beat logs once its scheduler is set up (after the broker's transport loaded)."""
@@ -61,8 +69,9 @@ def tcp_answers(port: int, host: str = "127.0.0.1", *, timeout: float = 2.0) -> 
 def celery_answers(broker_url: str, node: str, *, timeout: float = 1.0) -> bool:
     """The worker ``node`` answered a ping through ``broker_url`` within ``timeout``."""
     # A bare app, and a fresh one each time: pinging needs only the broker, and a connection
-    # kept from before a broker restart would be dead.
-    with Celery("devstack-probe", broker=broker_url) as app:
+    # kept from before a broker restart would be dead. Never the process's current app: the
+    # tasks a caller sends go on through its own.
+    with Celery("devstack-probe", broker=broker_url, set_as_current=False) as app:
         try:
             replies = app.control.ping(destination=[node], timeout=timeout) or []
         except (OperationalError, RedisError, OSError):
@@ -80,3 +89,41 @@ def broker_url(environ: dict[str, str]) -> str:
     """The Celery broker the processes of ``environ`` use: ``CELERY_BROKER_URL``, else
     ``REDIS_URL``'s server, db 1 (flashsale_project/settings/base.py)."""
     return environ.get("CELERY_BROKER_URL") or redis_db_url(environ["REDIS_URL"], 1)
+
+
+def process_answers(kind: str, name: str, environ: Mapping[str, str]) -> bool:
+    """The probe ``kind`` (``live`` or ``ready``) of process ``name`` of the container whose
+    environment is ``environ``, asked from inside it: what compose's healthchecks, the
+    Dockerfile's and the manifests' exec probes run (``devstack.deployment``).
+
+    web and ws: ``LIVENESS_PATH`` / ``READINESS_PATH`` on their port. tcp: a PING frame
+    answered. worker: alive while its process runs (the container's main process), ready
+    once it answers a ping through the broker. beat: its schedule file exists.
+    """
+    shape = Shape.from_environ(environ)
+    if name in ("web", "ws"):
+        port = shape.web_port if name == "web" else shape.ws_port
+        return http_ok(f"http://127.0.0.1:{port}{LIVENESS_PATH if kind == 'live' else READINESS_PATH}")
+    if name == "tcp":
+        return tcp_answers(shape.tcp_port)
+    if name == "worker":
+        return kind == "live" or celery_answers(
+            broker_url(dict(environ)), node_name(shape, socket.gethostname()), timeout=5.0
+        )
+    if name == "beat":
+        return shape.beat_schedule.exists()
+    raise ValueError(f"no process named {name!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.probes", description="Exit 0 when this container's process answers the probe."
+    )
+    parser.add_argument("kind", choices=PROBE_KINDS)
+    parser.add_argument("name", choices=NAMES)
+    args = parser.parse_args(argv)
+    return 0 if process_answers(args.kind, args.name, os.environ) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,6 +22,10 @@ WSGI_APP = "flashsale_project.wsgi:application"
 ASGI_APP = "flashsale_project.asgi:application"
 CELERY_APP = "flashsale_project"
 NAMES = ("web", "ws", "worker", "beat", "tcp")
+LIVENESS_PATH = "/livez"
+"""web and ws: 200 while the process serves; asks no dependency (restart it when this fails)."""
+READINESS_PATH = "/readyz"
+"""web and ws: 200 while the process can answer a purchase (Redis answers); route to it then."""
 MANAGE_PY = Path(__file__).resolve().parent.parent / "manage.py"
 
 
@@ -46,6 +50,12 @@ class Shape:
     # A collectstatic output that granian serves under /static/ (None: no static files).
     static_root: Path | None = None
     server_log_level: str = "warning"
+    # The servers' access logs (a line per request, in LOG_FORMAT): an operator's choice,
+    # off by default since it is work on every answer of the hot path.
+    access_log: bool = False
+    # Peers uvicorn believes X-Forwarded-For and X-Forwarded-Proto from: loopback and
+    # TRUSTED_PROXY_NETWORKS, as the WSGI side (core/client_address.py).
+    trusted_proxies: tuple[str, ...] = ()
     # Celery. %h is the host name, as Celery expands it.
     worker_node: str = "worker@%h"
     worker_pool: str = "prefork"
@@ -71,14 +81,21 @@ class Shape:
         def number(name: str, fallback: int) -> int:
             return int(environ.get(name) or fallback)
 
+        def flag(name: str) -> bool:
+            return (environ.get(name) or "").strip().lower() in {"1", "true", "yes", "on"}
+
         static_root = environ.get("STATIC_ROOT")
         return cls(
             host=environ.get("LISTEN_HOST") or default.host,
             web_port=number("WEB_PORT", default.web_port),
             ws_port=number("WS_PORT", default.ws_port),
             tcp_port=number("TCP_PORT", default.tcp_port),
-            tcp_trust_user_id=(environ.get("TCP_TRUST_USER_ID") or "").lower() in {"1", "true", "yes"},
+            tcp_trust_user_id=flag("TCP_TRUST_USER_ID"),
             tcp_metrics_port=number("TCP_METRICS_PORT", default.tcp_metrics_port),
+            access_log=flag("ACCESS_LOG"),
+            trusted_proxies=tuple(
+                cidr.strip() for cidr in (environ.get("TRUSTED_PROXY_NETWORKS") or "").split(",") if cidr.strip()
+            ),
             web_workers=number("WEB_WORKERS", default.web_workers),
             web_threads=number("WEB_THREADS", default.web_threads),
             web_backpressure=number("WEB_BACKPRESSURE", default.web_backpressure),
@@ -90,7 +107,7 @@ class Shape:
 
 
 def web(shape: Shape) -> list[str]:
-    """granian serving the WSGI app: storefront, REST API, admin, /metrics, /healthz."""
+    """granian serving the WSGI app: storefront, REST API, admin, /metrics, the probes."""
     argv = [
         shape.python, "-m", "granian", "--interface", "wsgi",
         "--host", shape.host, "--port", str(shape.web_port),
@@ -99,9 +116,16 @@ def web(shape: Shape) -> list[str]:
         "--backpressure", str(shape.web_backpressure),
         "--log-level", shape.server_log_level,
     ]  # fmt: skip
+    if shape.access_log:
+        argv += ["--access-log", "--access-log-fmt", GRANIAN_ACCESS_FORMAT]
     if shape.static_root is not None:
         argv += ["--static-path-route", "/static", "--static-path-mount", str(shape.static_root)]
     return [*argv, WSGI_APP]
+
+
+GRANIAN_ACCESS_FORMAT = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).3f'
+"""granian's access line, for ``LOG_FORMAT=console``; in JSON ``core.logs`` makes its fields
+keys and adds the request id."""
 
 
 def ws(shape: Shape) -> list[str]:
@@ -111,7 +135,8 @@ def ws(shape: Shape) -> list[str]:
     return [
         shape.python, "-m", "uvicorn", ASGI_APP,
         "--host", shape.host, "--port", str(shape.ws_port),
-        "--no-access-log", "--log-level", shape.server_log_level,
+        "--access-log" if shape.access_log else "--no-access-log", "--log-level", shape.server_log_level,
+        "--proxy-headers", "--forwarded-allow-ips", ",".join(("127.0.0.1", "::1", *shape.trusted_proxies)),
         *WS_UVICORN_OPTIONS,
     ]  # fmt: skip
 

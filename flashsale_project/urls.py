@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from accounts.views import admin_login
 from core.errors import api_not_found
-from observability.health import healthz
+from observability.health import livez, readyz
 from observability.views import metrics
 from operations.views import sale_console, sale_rehearse
 from sales.apis import ChallengeApi, PurchaseApi, QueueApi
@@ -38,7 +38,9 @@ urlpatterns += [
         name="admin-sale-rehearse",
     ),
     path("admin/", admin.site.urls),
-    path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
+    path("readyz", readyz, name="readyz"),
+    path("healthz", readyz, name="healthz"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("metrics", metrics, name="metrics"),
@@ -46,6 +48,7 @@ urlpatterns += [
     path("api/sales/", include("sales.urls")),
     path("api/orders/", include("orders.urls")),
     path("api/admin/", include("operations.urls")),
+    path("api/", include("salelog.urls")),
     # Anything else under /api/ (a malformed id, a missing slash) is the contract's JSON 404.
     re_path(r"^api/", api_not_found),
     path("", include("storefront.urls")),

@@ -1,2 +1,2 @@
 """Observability, an adapter on top of the apps: the scrape-time collector of stack-wide
-metrics, ``/metrics`` and ``/healthz``."""
+metrics, ``/metrics`` and the probes (``/livez``, ``/readyz``)."""

@@ -2,7 +2,7 @@
 ``core.metrics`` the per-process ones).
 
 Stack-wide values (stock, buyers, order backlog, orders in PostgreSQL, reconciliation
-counters, Celery workers) live in Redis, PostgreSQL and the broker already. ``StackCollector``
+counters, a queue-mode sale's line, Celery workers) live in Redis, PostgreSQL and the broker already. ``StackCollector``
 reads them when ``/metrics`` is scraped, on the scrape's registry only: once per scrape, never
 per process, and always exactly what Redis holds (a gauge kept current by each web process
 would be one process's last write, wrong as soon as another process sells).
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from celery import current_app
@@ -29,7 +29,10 @@ from core.redis_store import inventory_redis
 from orders.drain import sale_backlog
 from orders.models import Order
 from sales import inventory, keys
-from sales.selectors import sales_watched
+from sales.inventory import LineCounts
+from sales.selectors import sale_line_counts, sales_watched
+
+from .health import postgresql_answers
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +51,16 @@ class SaleReading:
     violations_i1: int
     violations_i2: int
     funnel: dict[str, int]
+    line: LineCounts | None = None
+    """A queue-mode sale's line (None: the sale admits directly)."""
 
 
 def sales_read() -> list[SaleReading]:
     """Every watched sale loaded into Redis. PostgreSQL is read first, Redis after: an
     order committed in between shows as one more acknowledged buyer than orders for an
     instant, which the I2 alert's ``for: 1m`` absorbs. ``remaining`` and ``buyers`` come
-    from one MULTI (``sale_counts``), so I1 is judged on one instant.
+    from one MULTI (``sale_counts``), so I1 is judged on one instant; a queue-mode sale's
+    line from one read-only script call (``sale_line_counts``).
 
     Raises the database's or Redis's error when either cannot answer."""
     sale_ids = sales_watched()
@@ -85,6 +91,7 @@ def sales_read() -> list[SaleReading]:
                 violations_i1=int(reconcile.get("violations_i1", 0)),
                 violations_i2=int(reconcile.get("violations_i2", 0)),
                 funnel=inventory.sale_stats(sale_id),
+                line=sale_line_counts(sale_id),
             )
         )
     return readings
@@ -186,6 +193,58 @@ def _sale_families(readings: list[SaleReading]) -> Iterator[Metric]:
         violations.add_metric([sale, "I2"], reading.violations_i2)
     yield repairs
     yield violations
+    yield from _line_families({reading.sale_id: reading.line for reading in readings if reading.line is not None})
+
+
+def _line_families(lines: dict[int, LineCounts]) -> Iterator[Metric]:
+    """A queue-mode sale's line (docs/observability.md, "The waiting room"): what every
+    process would answer now, computed from Redis's counter and the Redis clock."""
+    gauges: dict[str, tuple[str, Callable[[LineCounts], float]]] = {
+        "flash_sale_queue_joined": ("Numbers the line has given (gap-free: the last one).", lambda c: c.joined),
+        "flash_sale_queue_waiting": (
+            "Places still to be let in: joined - min(joined, served), the line's length.",
+            lambda c: c.waiting,
+        ),
+        "flash_sale_queue_served": (
+            "The serving counter (places up to it are let in; it may run a second's serving ahead of an empty line).",
+            lambda c: c.served,
+        ),
+        "flash_sale_queue_admitted": ("Places let in: min(joined, served).", lambda c: c.admitted),
+        "flash_sale_queue_admitted_unused": (
+            "Admitted places whose shopper has not bought and whose turn has not passed.",
+            lambda c: c.admitted_unused,
+        ),
+        "flash_sale_queue_abandoned": (
+            "Admitted places whose turn passed without a purchase.",
+            lambda c: c.abandoned,
+        ),
+        "flash_sale_queue_rate_per_second": (
+            "Places let in per second now: the sale's serving rate, or auto from the units left.",
+            lambda c: c.rate,
+        ),
+        "flash_sale_queue_window_open": (
+            "1 while the sale's window is open by the Redis clock (the counter moves), else 0.",
+            lambda c: int(c.window_open),
+        ),
+    }
+    for name, (documentation, value) in gauges.items():
+        family = GaugeMetricFamily(name, documentation, labels=["sale"])
+        for sale_id, counts in lines.items():
+            family.add_metric([str(sale_id)], value(counts))
+        yield family
+
+
+class PostgresqlCollector:
+    """``flash_sale_postgresql_up``: PostgreSQL answered this scrape's ``SELECT 1``. Every
+    process reports it, the ws process included: readiness leaves PostgreSQL out (web stays
+    in rotation while it is away), so this gauge is where its absence shows."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "flash_sale_postgresql_up",
+            "1 when PostgreSQL answered this scrape's SELECT 1, 0 when it did not.",
+            1 if postgresql_answers() else 0,
+        )
 
 
 def scrape_registry() -> CollectorRegistry:
@@ -196,6 +255,7 @@ def scrape_registry() -> CollectorRegistry:
         MultiProcessCollector(registry)
     else:
         registry.register(REGISTRY)
+    registry.register(PostgresqlCollector())
     if settings.METRICS_STACK_COLLECTOR:
         registry.register(StackCollector())
     return registry

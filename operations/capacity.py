@@ -214,3 +214,62 @@ def capacity_plan(demand: Demand, figures: NodeFigures) -> Plan:
             "crowd_factor or its bucket refill so the funnel sheds more in the web processes"
         )
     return plan
+
+
+# --- Kubernetes: pods and replicas from the plan (deploy/k8s/, operations/manifests.py) ------
+
+WS_SOCKETS_PER_PROCESS = Figure(15_000, "sockets", "README: 15,000 WebSockets on one ws process, p50 78 ms")
+
+
+@dataclass(frozen=True)
+class PodSize:
+    """What one pod of a process asks the scheduler for, and why that size."""
+
+    cpu: str
+    memory: str
+    memory_limit: str
+    why: str
+
+
+POD_SIZES: dict[str, PodSize] = {
+    "web": PodSize("2", "1Gi", "2Gi", "one web node of the model: 2 cores, granian with 2 workers x 8 threads"),
+    "ws": PodSize("1", "512Mi", "1Gi", "one uvicorn process (one core); about 11 KB a socket at the measured 15,000"),
+    "worker": PodSize("1", "512Mi", "1Gi", "two prefork processes waiting on PostgreSQL more than computing"),
+    "beat": PodSize("100m", "128Mi", "256Mi", "a schedule: a few task messages a second"),
+    "tcp": PodSize("1", "512Mi", "1Gi", "one asyncio process (one core)"),
+}
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """Pods per process for a plan: ``minimum`` to run at all (two where a pod may be
+    lost without an outage), ``maximum`` for the demand (the autoscalers' ceiling)."""
+
+    minimum: dict[str, int]
+    maximum: dict[str, int]
+    target_cpu_percent: int
+
+
+WORKER_PROCESSES_PER_POD = 2
+
+
+def replicas_for(plan: Plan, demand: Demand) -> Replicas:
+    """Pods for ``plan``: web as its web nodes, ws as the crowd's sockets over what one
+    process holds, worker as its worker processes two a pod; beat one, tcp two. The
+    autoscalers aim at the plan's headroom (``demand.headroom``) of the CPU asked for."""
+    sockets = math.ceil(demand.users / WS_SOCKETS_PER_PROCESS.value)
+    minimum = {"web": 2, "ws": 2, "worker": 1, "beat": 1, "tcp": 2}
+    wanted = {
+        "web": plan.web_nodes,
+        "ws": sockets,
+        "worker": math.ceil(plan.workers / WORKER_PROCESSES_PER_POD),
+        "beat": 1,
+        "tcp": 2,
+    }
+    maximum = {name: max(minimum[name], count) for name, count in wanted.items()}
+    return Replicas(minimum=minimum, maximum=maximum, target_cpu_percent=round(demand.headroom * 100))
+
+
+MANIFEST_DEMAND = Demand(users=200_000, peak_seconds=1.0, attempts_per_user=1.0, stock=100)
+"""The demand deploy/k8s/ is written for (its replica counts and autoscaler ceilings):
+``manage.py flashsale capacity --replicas`` prints the counts for any other."""

@@ -115,6 +115,7 @@ def _persist_and_ack(sale_id: int, entries: list[tuple[str, dict[str, str] | Non
             orders.append(WonOrder.from_entry(entry_id, fields))
         except (KeyError, ValueError, InvalidOperation) as error:
             _dead_letter(sale_id, entry_id, fields, f"malformed entry: {error!r}")
+    drained = list(orders)
     if orders:
         try:
             orders_insert(orders)
@@ -124,9 +125,16 @@ def _persist_and_ack(sale_id: int, entries: list[tuple[str, dict[str, str] | Non
                     orders_insert([won])
                 except IntegrityError as error:
                     _dead_letter(sale_id, won.entry_id, None, f"insert refused: {error}")
+                    drained.remove(won)
     ids = [entry_id for entry_id, _ in entries]
     if ids:
         inventory_redis().xack(stream, keys.ORDERS_GROUP, *ids)
+    for won in drained:
+        # The order id the win logged: one win followed from the answer to its row.
+        logger.info(
+            "order drained",
+            extra={"order_id": str(won.order_id), "sale_id": sale_id, "user_id": won.user_id, "entry_id": won.entry_id},
+        )
     return len(ids)
 
 

@@ -8,7 +8,8 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
-from django.core.mail import send_mail
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -22,10 +23,18 @@ from .models import Order, OrderStatus
 logger = logging.getLogger(__name__)
 
 
+def confirmation_message_id(order_id: object) -> str:
+    """The one Message-ID of an order's confirmation, whichever worker sends it, however often."""
+    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(" >") or "flashsale.invalid"
+    return f"<order-{order_id}.confirmation@{domain}>"
+
+
 def order_confirmations_send(*, order_ids: Sequence[str]) -> int:
     """Email each order's buyer once. The row is locked while its mail goes out and marked
-    sent in the same transaction: a crash may send a mail twice, never zero times (beat
-    re-sends what stays unmarked). Returns how many were sent."""
+    sent in the same transaction: a crash between the two may send the mail again, never zero
+    times (beat re-sends what stays unmarked). A resent mail is the same message: its
+    Message-ID is the order's (``confirmation_message_id``), which mail systems and clients
+    use to show it once. Returns how many were sent."""
     sent = 0
     for order_id in order_ids:
         with transaction.atomic():
@@ -41,13 +50,14 @@ def order_confirmations_send(*, order_ids: Sequence[str]) -> int:
                 logger.info("order %s is a rehearsal's: no email", order.id)
             elif order.user.email:
                 context = {"order": order, "sale": order.sale, "product": order.sale.product, "user": order.user}
-                send_mail(
+                mail = EmailMultiAlternatives(
                     subject=render_to_string("emails/order_confirmation_subject.txt", context).strip(),
-                    message=render_to_string("emails/order_confirmation.txt", context),
-                    from_email=None,
-                    recipient_list=[order.user.email],
-                    html_message=render_to_string("emails/order_confirmation.html", context),
+                    body=render_to_string("emails/order_confirmation.txt", context),
+                    to=[order.user.email],
+                    headers={"Message-ID": confirmation_message_id(order.id)},
                 )
+                mail.attach_alternative(render_to_string("emails/order_confirmation.html", context), "text/html")
+                mail.send()
                 sent += 1
             else:
                 logger.info("order %s: buyer %s has no email address; nothing to send", order.id, order.user_id)

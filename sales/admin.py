@@ -15,7 +15,9 @@ from core.shop_time import shop_zone
 
 from . import inventory
 from .forms import FlashSaleForm
+from .inventory import LineCounts
 from .models import FlashSale, Product
+from .selectors import sale_line_counts
 from .services import sale_update
 from .warming import sale_warm
 
@@ -157,6 +159,7 @@ class FlashSaleAdmin(admin.ModelAdmin):
         try:
             counts = inventory.sale_counts(sale.pk)
             stats = inventory.sale_stats(sale.pk)
+            line = sale_line_counts(sale.pk)
         except RedisUnavailable:
             return "Redis is unreachable."
         if not counts.loaded:
@@ -168,6 +171,8 @@ class FlashSaleAdmin(admin.ModelAdmin):
             ("Orders in the stream", counts.stream_length),
             ("I1: remaining + buyers = total", f"{counts.remaining} + {counts.buyers} = {counts.total}: {verdict}"),
         ]
+        if line is not None:
+            rows += _line_rows(line, stats)
         rows += _funnel_rows(stats)
         return format_html(
             '<table class="live-status">{}</table>',
@@ -202,6 +207,28 @@ def _rendered(response: HttpResponse) -> HttpResponse:
     if render is not None:
         render()
     return response
+
+
+def _line_rows(line: LineCounts, stats: dict[str, int]) -> list[tuple[str, object]]:
+    """A queue-mode sale's line now by the Redis clock (docs/observability.md, "The waiting
+    room"), and its joins as the web processes counted them (up to a second behind)."""
+    moving = f"{line.rate:g} places/s" if line.window_open else "still: the window is closed"
+    rows: list[tuple[str, object]] = [
+        ("Line: numbers given", line.joined),
+        ("Line: waiting (still to be let in)", line.waiting),
+        ("Line: serving counter", f"{line.served:.1f} ({moving}; measured {line.measured_rate:g}/s)"),
+        ("Line: admitted", line.admitted),
+        ("Line: admitted, not bought, turn not passed", line.admitted_unused),
+        ("Line: abandoned (turn passed, no purchase)", line.abandoned),
+        ("Joins: new places", stats.get("queue:joined", 0)),
+        ("Joins: a place heard again", stats.get("queue:rejoined", 0)),
+    ]
+    rows += [
+        (f"Joins answered in the process: {name.removeprefix('queue:shed:').replace('_', ' ')}", count)
+        for name, count in sorted(stats.items())
+        if name.startswith("queue:shed:")
+    ]
+    return rows
 
 
 def _funnel_rows(stats: dict[str, int]) -> list[tuple[str, object]]:

@@ -33,6 +33,7 @@ from core.hot_path import HotPathApi
 from core.metrics import purchase_observed
 from sales.passes import MAX_PASS_LENGTH
 
+from .models import Admission
 from .outcomes import PurchaseAnswer, PurchaseStatus, answer_body
 from .purchase import (
     JOIN_FIELDS,
@@ -44,7 +45,7 @@ from .purchase import (
 )
 from .selectors import sale_detail, sale_list
 from .tally import tally
-from .waiting_room import PlaceStatus, place_body, queue_join, queue_place
+from .waiting_room import PlaceStatus, QueuePassInvalid, place_body, queue_join, queue_place
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,11 @@ class SaleSerializer(serializers.Serializer):
     starts_at = serializers.DateTimeField(source="sale.starts_at")
     ends_at = serializers.DateTimeField(source="sale.ends_at")
     status = serializers.CharField()
+    admission = serializers.ChoiceField(
+        source="sale.admission",
+        choices=Admission.values,
+        help_text="direct: everyone may try at the start; queue: join the line (/queue/) and buy when let in.",
+    )
 
 
 class SaleListApi(APIView):
@@ -370,8 +376,12 @@ class QueueApi(HotPathApi):
     def get(self, request: HttpRequest, sale_id: int) -> HttpResponse:
         try:
             user_id = request_user_id(request)
-            queue_pass = request.META.get("HTTP_QUEUE_PASS") or request.GET.get("pass")
-            place = queue_place(sale_id=sale_id, user_id=user_id, queue_pass=queue_pass)
+            queue_pass = request.META.get("HTTP_QUEUE_PASS")
+            if queue_pass == "":
+                # granian hands over a header value that is not ASCII as empty; no pass is
+                # empty, so this one is not a pass this server issued.
+                raise QueuePassInvalid("forged: the Queue-Pass header holds no pass this server issued.")
+            place = queue_place(sale_id=sale_id, user_id=user_id, queue_pass=queue_pass or request.GET.get("pass"))
         except ApplicationError as error:
             return error_json_response(error)
         return JsonResponse(place_body(place))

@@ -193,7 +193,8 @@ def queue_judge(snapshot: SaleSnapshot, *, number: int, redis_now_ms: float) -> 
         return Verdict(Shed.NOT_YOUR_TURN, retry_after_ms=wait_ms)
     if line.turn_passed(
         position_in_line=place,
-        served=line.served_at_least(snapshot.line) - margin,
+        served=line.served_at_least(snapshot.line, rate=rate, starts_at_ms=snapshot.starts_at_ms, now_ms=redis_now_ms)
+        - margin,
         rate=rate,
         turn_seconds=snapshot.plan.turn_seconds,
     ):

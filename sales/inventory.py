@@ -28,6 +28,7 @@ RELEASE_SCRIPT = lua_script(_LUA / "release.lua")
 LEASE_SCRIPT = lua_script(_LUA / "lease.lua")
 SALE_STATE_SCRIPT = lua_script(_LUA / "sale_state.lua")
 HOLDERS_SCRIPT = lua_script(_LUA / "holders.lua")
+LINE_COUNTS_SCRIPT = lua_script(_LUA / "line_counts.lua", preludes=(_LUA / "line.lua",))
 
 
 class ScriptStatus(StrEnum):
@@ -256,6 +257,7 @@ class JoinStatus(StrEnum):
     ENDED = "ENDED"
     NOT_QUEUED = "NOT_QUEUED"
     NO_SALE = "NO_SALE"
+    ALREADY_PURCHASED = "ALREADY_PURCHASED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,10 +275,11 @@ class JoinAnswer:
     created: bool
     seq: int = -1
     entry: str = ""
+    order_id: str = ""
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> JoinAnswer:
-        status, number, position, served, joined, rate, measured, now_ms, created, seq, entry = reply
+        status, number, position, served, joined, rate, measured, now_ms, created, seq, entry, order_id = reply
         return cls(
             JoinStatus(status),
             int(number),
@@ -289,6 +292,7 @@ class JoinAnswer:
             created == 1,
             int(seq),
             entry or "",
+            order_id or "",
         )
 
 
@@ -306,6 +310,8 @@ def join_call(
             keys.line_state_key(sale_id),
             keys.log_stream_key(sale_id),
             keys.log_seq_key(sale_id),
+            keys.buyers_key(sale_id),
+            keys.returned_buyers_key(sale_id),
         ),
         (int(user_id), "place" if read_only else "join", turn_seconds, crowd_interval_ms, shopper),
     )
@@ -360,6 +366,67 @@ def line_seed_ensure(sale_id: int) -> str:
 def line_state(sale_id: int) -> dict[str, str]:
     """The line's state hash as Redis holds it (the operator's view)."""
     return cast(dict[str, str], inventory_redis().hgetall(keys.line_state_key(sale_id)))
+
+
+@dataclass(frozen=True, slots=True)
+class LineCounts:
+    """A queue-mode sale's line at one instant of the Redis clock, as its operator sees it
+    (docs/observability.md, "The waiting room")."""
+
+    joined: int
+    """Numbers given: the last one (they are gap-free)."""
+    served: float
+    """The serving counter, where the next call would move it (it may run a second's
+    serving ahead of an empty line)."""
+    rate: float
+    """Places let in per second now: the sale's serving rate, or auto from the units left."""
+    measured_rate: float
+    """Places let in per second, as the scripts last measured it."""
+    window_open: bool
+    """The sale's window is open by the Redis clock: the counter moves."""
+    admitted: int
+    """min(joined, served): places let in."""
+    waiting: int
+    """joined - admitted: places still to be let in (the line's length)."""
+    admitted_unused: int
+    """Admitted places whose shopper has not bought and whose turn has not passed."""
+    abandoned: int
+    """Admitted places whose turn passed without a purchase."""
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> LineCounts:
+        joined, served, rate, measured, window_open, admitted, passed, bought_in_turn, bought_passed = reply
+        admitted, passed = int(admitted), int(passed)
+        return cls(
+            joined=int(joined),
+            served=float(served),
+            rate=float(rate),
+            measured_rate=float(measured),
+            window_open=window_open == 1,
+            admitted=admitted,
+            waiting=int(joined) - admitted,
+            admitted_unused=admitted - passed - int(bought_in_turn),
+            abandoned=passed - int(bought_passed),
+        )
+
+
+def line_counts(*, sale_id: int, turn_seconds: int, crowd_interval_ms: int) -> LineCounts | None:
+    """The sale's line counted in one read-only call (``lua/line_counts.lua``); None for a
+    sale that is not loaded or admits directly. Its cost grows with the units sold, not
+    with the line."""
+    reply = LINE_COUNTS_SCRIPT(
+        [
+            keys.meta_key(sale_id),
+            keys.stock_key(sale_id),
+            keys.line_key(sale_id),
+            keys.line_state_key(sale_id),
+            keys.buyers_key(sale_id),
+            keys.returned_buyers_key(sale_id),
+        ],
+        [turn_seconds, crowd_interval_ms],
+        client=inventory_redis(),
+    )
+    return LineCounts.from_reply(reply) if reply else None
 
 
 def sale_returned_buyers(sale_id: int) -> dict[int, str]:

@@ -72,9 +72,10 @@ def served_at(state: LineState, *, rate: float, starts_at_ms: int, now_ms: float
     return state.served + rate * max(0.0, now_ms - since) / 1000
 
 
-def served_at_least(state: LineState) -> float:
-    """Places let in for sure: the counter and the line as last heard (neither goes back)."""
-    return min(float(state.joined), state.served)
+def served_at_least(state: LineState, *, rate: float, starts_at_ms: int, now_ms: float) -> float:
+    """Places let in by ``now_ms`` for sure (at a rate that did not fall): the line as last
+    heard (it only grows), and the counter moved on at ``rate`` up to it."""
+    return min(float(state.joined), served_at(state, rate=rate, starts_at_ms=starts_at_ms, now_ms=now_ms))
 
 
 def idle_allowance(rate: float) -> float:

@@ -259,6 +259,9 @@ def _attempt(
         at_ms=ran.now_ms,
         live=subscription.live,
     )
+    if ran.status is ScriptStatus.SUCCESS:
+        # One line per win (never per refusal): the order id the drain logs again.
+        logger.info("order won", extra={"order_id": ran.order_id, "sale_id": sale_id, "user_id": user_id})
     return outcomes.answer_for_script(ran, receipt=_receipt(sale_id, ran))
 
 

@@ -80,6 +80,16 @@ def sale_detail(sale_id: int, *, now: datetime | None = None) -> SaleView | None
     return _view(sale, inventory.remaining_stock_many([sale.pk])[sale.pk], now)
 
 
+def sale_line_counts(sale_id: int) -> inventory.LineCounts | None:
+    """A queue-mode sale's line as its operator sees it (None: the sale admits directly or
+    is not loaded), by the turn and crowd interval this process serves with."""
+    return inventory.line_counts(
+        sale_id=sale_id,
+        turn_seconds=settings.FLASHSALE_QUEUE_TURN_SECONDS,
+        crowd_interval_ms=settings.FLASHSALE_CROWD_INTERVAL_MS,
+    )
+
+
 def sales_watched(*, now: datetime | None = None) -> list[int]:
     """Sales loaded into Redis that beat keeps draining and reconciling: running, or ended
     within the watch period."""

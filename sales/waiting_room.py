@@ -63,6 +63,16 @@ class LineSoldOut(ApplicationError):
     default_detail = "Sold out: every unit has been sold."
 
 
+class AlreadyBought(ApplicationError):
+    """A buyer needs no place: they hold their unit (the order is in the body)."""
+
+    code = "ALREADY_PURCHASED"
+    default_detail = "You already hold this sale's limit of one unit."
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(extra={"order_id": order_id})
+
+
 class LineEnded(ApplicationError):
     code = "ENDED"
     default_detail = "The sale has ended."
@@ -194,6 +204,8 @@ def _ask(known: KnownSale, *, user_id: int, read_only: bool) -> Steps[JoinAnswer
         meta = known.meta
         opens_at_ms = (meta.pre_queue_opens_at_ms or meta.starts_at_ms) if meta is not None else answer.now_ms
         raise QueueNotOpen(opens_at_ms - answer.now_ms)
+    if answer.status is JoinStatus.ALREADY_PURCHASED:
+        raise AlreadyBought(answer.order_id)
     if answer.status is JoinStatus.SOLD_OUT:
         raise LineSoldOut()
     if answer.status is JoinStatus.ENDED:
@@ -255,7 +267,8 @@ def _place_here(known: KnownSale, *, number: int, queue_pass: str) -> Place | No
         status = PlaceStatus.WAITING
     elif line.turn_passed(
         position_in_line=position,
-        served=line.served_at_least(state),
+        served=line.served_at_least(state, rate=rate, starts_at_ms=snapshot.starts_at_ms, now_ms=redis_now_ms)
+        - funnel.QUEUE_MARGIN_SECONDS * rate,
         rate=rate,
         turn_seconds=snapshot.plan.turn_seconds,
     ):

@@ -73,10 +73,17 @@ def sale_page(request: HttpRequest, sale_id: int) -> HttpResponse:
         "remaining_stock": view.remaining_stock,
         "status": view.status.value,
         "pow_difficulty": sale.pow_difficulty,
+        "admission": sale.admission,
+        "line_opens_at": (sale.pre_queue_opens_at or sale.starts_at).isoformat(),
+        "shuffle_pre_queue": sale.shuffle_pre_queue,
+        "turn_seconds": settings.FLASHSALE_QUEUE_TURN_SECONDS,
+        # The waiting room keeps a pass per sale and shopper (another may log in on the tab).
+        "shopper": request.user.pk if request.user.is_authenticated else None,
         "socket_url": socket_url(request, sale.pk),
         "sale_api_url": reverse("api-sale", args=[sale.pk]),
         "challenge_url": reverse("api-challenge", args=[sale.pk]),
         "purchase_url": reverse("api-purchase", args=[sale.pk]),
+        "queue_url": reverse("api-queue", args=[sale.pk]),
         "orders_url": reverse("storefront-orders"),
         "login_url": redirect_to_login(page_url).url,
         # The page prefers the csrftoken cookie (another tab may have rotated it at login).

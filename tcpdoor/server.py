@@ -18,6 +18,11 @@ What bounds each connection, so no client can grow memory or hold others up:
   ``idle_timeout`` without a frame;
 - connections in all and per address are capped; one over the cap gets ERROR and is closed.
 
+Behind a TCP balancer (``TCP_PROXY_PROTOCOL``), a connection from a trusted balancer may
+start with a PROXY protocol v2 header (``proxy_protocol``): the address it names is the
+shopper's, for the per-address cap and the per-IP windows. Such a connection counts
+against the total cap at once and against its shopper's address once the header is read.
+
 So a connection holds at most one frame being received plus one read, ``max_in_flight``
 answers, and the transport's write buffer (``WRITE_BUFFER_HIGH`` bytes before it pauses).
 
@@ -30,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -39,17 +43,17 @@ from typing import Any, cast
 
 from django.conf import settings
 
+from core.client_address import IPNetwork, address_in
 from core.metrics import TCP_CONNECTIONS
 
 from .door import Door, Reply
 from .frames import FrameBuffer, FramingError, MessageType, error_frame
+from .proxy_protocol import FIRST_BYTE, ProxyHeaderError, proxy_header_parse
 
 logger = logging.getLogger(__name__)
 
 WRITE_BUFFER_HIGH = 256 * 1024
 SWEEP_SECONDS = 0.25
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -77,28 +81,6 @@ class Limits:
         )
 
 
-def trusted_networks(cidrs: list[str] | tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    """``TCP_TRUSTED_NETWORKS`` parsed. Raises ValueError naming a bad entry."""
-    networks = []
-    for cidr in cidrs:
-        try:
-            networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
-        except ValueError as error:
-            raise ValueError(f"TCP_TRUSTED_NETWORKS: {error}") from None
-    return tuple(networks)
-
-
-def address_trusted(address: str, networks: tuple[IPNetwork, ...]) -> bool:
-    """Loopback, or inside one of ``networks`` (an IPv4 address mapped into IPv6 counts as IPv4)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback or any(ip in network for network in networks)
-
-
 class _Slot:
     """One frame's place in its connection's answer order."""
 
@@ -116,7 +98,11 @@ class Connection(asyncio.Protocol):
         self.limits = server.limits
         self.buffer = FrameBuffer(max_payload=self.limits.max_payload)
         self.transport: asyncio.Transport | None = None
-        self.ip = ""
+        self.ip = ""  # the shopper's address: the peer's, or what a trusted balancer named
+        self.peer = ""
+        self.counted_ip: str | None = None  # the address this connection counts against
+        self.awaiting_proxy = False
+        self.preamble = bytearray()
         self.queue: collections.deque[_Slot] = collections.deque()
         self.reading = True
         self.closing = False
@@ -132,8 +118,9 @@ class Connection(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass, but is one
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        self.ip = str(peer[0]) if peer else ""
-        refusal = self.server.admit(self)
+        self.ip = self.peer = str(peer[0]) if peer else ""
+        self.awaiting_proxy = self.server.reads_proxy_header(self.peer)
+        refusal = self.server.admit(self, per_ip=not self.awaiting_proxy)
         if refusal is not None:
             self.closed = True
             transport.write(error_frame(MessageType.ERROR, refusal))
@@ -152,8 +139,38 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing or self.closed:
             return
+        if self.awaiting_proxy:
+            rest = self._proxy_header(data)
+            if rest is None:
+                return
+            data = rest
         self.buffer.feed(data)
         self._take()
+
+    def _proxy_header(self, data: bytes) -> bytes | None:
+        """What follows the PROXY header once it is read (the whole of ``data`` when the
+        connection does not start with one); None while it is incomplete or was refused."""
+        self.preamble += data
+        if self.preamble[0] != FIRST_BYTE:
+            rest = bytes(self.preamble)
+        else:
+            try:
+                header = proxy_header_parse(self.preamble)
+            except ProxyHeaderError as error:
+                self.fail(str(error))
+                return None
+            if header is None:
+                return None
+            rest = bytes(self.preamble[header.length :])
+            if header.source is not None:
+                self.ip = header.source
+        self.preamble = bytearray()
+        self.awaiting_proxy = False
+        refusal = self.server.admit_address(self)
+        if refusal is not None:
+            self.fail(refusal)
+            return None
+        return rest
 
     def pause_writing(self) -> None:
         self.write_blocked_since = time.monotonic()
@@ -296,12 +313,21 @@ class Connection(asyncio.Protocol):
 class DoorServer:
     """The listening socket and every connection of one process."""
 
-    def __init__(self, *, door: Door, limits: Limits, trusted: tuple[IPNetwork, ...] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        door: Door,
+        limits: Limits,
+        trusted: tuple[IPNetwork, ...] | None = None,
+        proxies: tuple[IPNetwork, ...] | None = None,
+    ) -> None:
         """``trusted``: None lets any address connect; a tuple (trusted mode) lets only loopback
-        and those networks in."""
+        and those networks in. ``proxies``: None reads no PROXY header; a tuple reads one from
+        loopback and those networks (the balancer's)."""
         self.door = door
         self.limits = limits
         self.trusted = trusted
+        self.proxies = proxies
         self.connections: set[Connection] = set()
         self.per_ip: collections.Counter[str] = collections.Counter()
         self.tasks: set[asyncio.Future[Any]] = set()
@@ -319,27 +345,43 @@ class DoorServer:
         assert self.listener is not None
         return int(self.listener.sockets[0].getsockname()[1])
 
-    def admit(self, connection: Connection) -> str | None:
-        """None to serve the connection, else why it is refused."""
+    def reads_proxy_header(self, peer: str) -> bool:
+        return self.proxies is not None and address_in(peer, self.proxies)
+
+    def admit(self, connection: Connection, *, per_ip: bool = True) -> str | None:
+        """None to serve the connection, else why it is refused. ``per_ip`` False: the
+        address is not known yet (``admit_address`` follows)."""
         limits = self.limits
-        if self.trusted is not None and not address_trusted(connection.ip, self.trusted):
+        if self.trusted is not None and not address_in(connection.peer, self.trusted):
             return "this door trusts user_id: it serves loopback and TCP_TRUSTED_NETWORKS only"
         if limits.max_connections and len(self.connections) >= limits.max_connections:
             return f"too many connections: the door holds {limits.max_connections}"
+        if per_ip:
+            refusal = self.admit_address(connection)
+            if refusal is not None:
+                return refusal
+        self.connections.add(connection)
+        TCP_CONNECTIONS.inc()
+        return None
+
+    def admit_address(self, connection: Connection) -> str | None:
+        """Count ``connection`` against its shopper's address; None, or why it is refused."""
+        limits = self.limits
         if limits.max_per_ip and self.per_ip[connection.ip] >= limits.max_per_ip:
             return f"too many connections from {connection.ip}: at most {limits.max_per_ip}"
-        self.connections.add(connection)
         self.per_ip[connection.ip] += 1
-        TCP_CONNECTIONS.inc()
+        connection.counted_ip = connection.ip
         return None
 
     def forget(self, connection: Connection) -> None:
         if connection in self.connections:
             self.connections.discard(connection)
-            self.per_ip[connection.ip] -= 1
-            if self.per_ip[connection.ip] <= 0:
-                del self.per_ip[connection.ip]
             TCP_CONNECTIONS.dec()
+        counted, connection.counted_ip = connection.counted_ip, None
+        if counted is not None:
+            self.per_ip[counted] -= 1
+            if self.per_ip[counted] <= 0:
+                del self.per_ip[counted]
 
     def spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -29,6 +29,8 @@ from tests.processes import (  # noqa: E402, F401 - fixtures
     cluster_celery_worker,
     cluster_web_server,
     purchase_stack,
+    shared_celery_worker,
+    shared_cluster_celery_worker,
     tcp_server,
     web_server,
 )

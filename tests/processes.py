@@ -2,16 +2,24 @@
 (``devstack.procfile``): granian serving the WSGI app, uvicorn serving the ASGI app, Celery
 workers and beat. Each listens on 127.0.0.1 only, on a free port, and is stopped by the
 fixture that started it. Their logs go to ``artifacts/logs/``.
+
+A Celery worker that outlives one test (the session's, a module's) is a ``SharedWorker``: it
+takes tasks only while a test that asked for it runs, and is idle before that test's
+database is flushed (``SharedWorker.working``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+import redis
+from celery import Celery
 from django.db import connection
 
 from devstack import probes
@@ -19,6 +27,7 @@ from devstack.children import Child, spawn
 from devstack.localservers import LocalRedisCluster, free_port
 from devstack.procfile import Shape, command
 from flashsale_project.settings.environment import redis_db_url
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "artifacts" / "logs"
@@ -37,6 +46,16 @@ def tests_database_url() -> str:
     db = connection.settings_dict
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     return f"postgresql://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@contextlib.contextmanager
+def buyer_row_locked(user_id: int) -> Iterator[None]:
+    """The user's row locked by a connection of this test for the duration: a drain stops at
+    that buyer's order (its foreign-key check locks the row too) and commits nothing from
+    there on, until the block ends."""
+    with psycopg.connect(tests_database_url()) as holder:
+        holder.execute("SELECT 1 FROM auth_user WHERE id = %s FOR UPDATE", [user_id])
+        yield
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -131,11 +150,118 @@ def tcp_server(django_db_setup: None) -> Iterator[Child]:
     child.stop()
 
 
+# A solo worker answers a control message only between tasks: a drain of thousands of
+# orders may keep it from answering this long.
+WORKER_ANSWERS_WITHIN = 120.0
+
+
+class SharedWorker:
+    """A Celery worker started once for many tests, which works only for the test that asked
+    for it (``working``).
+
+    Between such tests it consumes nothing: the drain tasks the servers kick for other tests'
+    wins wait in its queue, and are dropped when the next test that asks for it begins. Before
+    that test's end it stops consuming and waits until it holds no task, so nothing it does
+    overlaps what comes after: above all the flush of a transactional test's database.
+    TRUNCATE takes its tables' locks one after another. A drain's transaction holds the
+    orders table (its insert) and then locks rows of the sale and user tables (the foreign-key
+    checks), a confirmation's holds the orders table and reads the others: begun before the
+    flush, either can wait for a table TRUNCATE already holds while TRUNCATE waits for the
+    orders table, which PostgreSQL ends as a deadlock.
+    """
+
+    def __init__(self, child: Child, *, queue: str = "celery") -> None:
+        self.child = child
+        self.queue = queue
+        self.node = child.env["NODE"]
+        self.broker_url = probes.broker_url(child.env)
+        self.control = Celery(f"tests-control-{child.name}", broker=self.broker_url, set_as_current=False).control
+
+    @contextlib.contextmanager
+    def working(self) -> Iterator[Child]:
+        """The worker consuming its queue for the duration, idle and consuming nothing after."""
+        self.resume()
+        try:
+            yield self.child
+        finally:
+            self.pause()
+
+    def resume(self) -> None:
+        """Drop what waits in the queue (kicked for tests that did not ask for a worker), then
+        consume it."""
+        with redis.Redis.from_url(self.broker_url) as broker:
+            broker.delete(self.queue)
+        self._tell("add_consumer")
+
+    def pause(self) -> None:
+        """Stop consuming, then wait until the worker holds no task (one it had received with
+        a countdown runs first). Tasks sent meanwhile wait in the queue."""
+        if self.child.process.poll() is not None:
+            return  # A dead worker starts no transaction.
+        self._tell("cancel_consumer")
+        wait_for(self._holds_nothing, what=f"{self.node} to finish its tasks", timeout=WORKER_ANSWERS_WITHIN)
+
+    def settle(self) -> None:
+        """Return once the worker has run every task sent to it so far and holds none (what
+        those tasks sent in turn included), still consuming."""
+        while True:
+            self.pause()
+            if not self.queued():
+                break
+            self._tell("add_consumer")
+            wait_for(lambda: not self.queued(), what=f"{self.node} to take its queue", timeout=WORKER_ANSWERS_WITHIN)
+        self._tell("add_consumer")
+
+    def queued(self) -> int:
+        """Tasks waiting in the queue, taken by no worker yet (kombu keeps a queue on Redis as
+        a list of that name)."""
+        with redis.Redis.from_url(self.broker_url) as broker:
+            return int(broker.llen(self.queue))
+
+    def _tell(self, command: str) -> None:
+        replies = self.control.broadcast(
+            command,
+            arguments={"queue": self.queue},
+            destination=[self.node],
+            reply=True,
+            timeout=WORKER_ANSWERS_WITHIN,
+        )
+        if not any(self.node in reply for reply in replies or []):
+            raise AssertionError(f"{self.node} did not answer {command}:\n{self.child.log_tail()}")
+
+    def _holds_nothing(self) -> bool:
+        # Checked in the order a task moves (scheduled, reserved, active): with nothing
+        # arriving, what is empty once stays empty.
+        inspect = self.control.inspect(destination=[self.node], timeout=1.0)
+        for held in (inspect.scheduled, inspect.reserved, inspect.active):
+            if (held() or {}).get(self.node) != []:
+                return False
+        return True
+
+    def stop(self) -> None:
+        self.control.app.close()
+        self.child.stop()
+
+
+def start_shared_worker(**env: str) -> SharedWorker:
+    """A worker for many tests (``SharedWorker``), consuming nothing until one asks."""
+    shared = SharedWorker(start_worker(**env))
+    shared.pause()
+    return shared
+
+
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup: None) -> Iterator[Child]:
-    child = start_worker()
-    yield child
-    child.stop()
+def shared_celery_worker(django_db_setup: None) -> Iterator[SharedWorker]:
+    shared = start_shared_worker()
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture
+def celery_worker(shared_celery_worker: SharedWorker) -> Iterator[Child]:
+    """The session's worker, draining and confirming for this test alone."""
+    with shared_celery_worker.working() as child:
+        yield child
 
 
 def cluster_env(cluster: LocalRedisCluster) -> dict[str, str]:
@@ -157,16 +283,25 @@ def cluster_web_server(django_db_setup: None, redis_cluster: LocalRedisCluster) 
 
 
 @pytest.fixture(scope="session")
-def cluster_celery_worker(django_db_setup: None, redis_cluster: LocalRedisCluster) -> Iterator[Child]:
-    """A Celery worker draining sales kept on the session's Redis Cluster."""
-    child = start_worker(name="cluster-worker", **cluster_env(redis_cluster))
-    yield child
-    child.stop()
+def shared_cluster_celery_worker(django_db_setup: None, redis_cluster: LocalRedisCluster) -> Iterator[SharedWorker]:
+    shared = start_shared_worker(name="cluster-worker", **cluster_env(redis_cluster))
+    yield shared
+    shared.stop()
 
 
 @pytest.fixture
-def purchase_stack(sale_data: str, request: pytest.FixtureRequest) -> tuple[Child, Child]:
-    """(web, worker) serving the sale data ``sale_data`` chose: the one Redis or the cluster."""
+def cluster_celery_worker(shared_cluster_celery_worker: SharedWorker) -> Iterator[Child]:
+    """A Celery worker draining sales kept on the session's Redis Cluster, for this test."""
+    with shared_cluster_celery_worker.working() as child:
+        yield child
+
+
+@pytest.fixture
+def purchase_stack(sale_data: str, request: pytest.FixtureRequest) -> tuple[Child, SharedWorker]:
+    """(web, worker) serving the sale data ``sale_data`` chose: the one Redis or the cluster;
+    the worker works for this test."""
     if sale_data == "cluster":
-        return request.getfixturevalue("cluster_web_server"), request.getfixturevalue("cluster_celery_worker")
-    return request.getfixturevalue("web_server"), request.getfixturevalue("celery_worker")
+        request.getfixturevalue("cluster_celery_worker")
+        return request.getfixturevalue("cluster_web_server"), request.getfixturevalue("shared_cluster_celery_worker")
+    request.getfixturevalue("celery_worker")
+    return request.getfixturevalue("web_server"), request.getfixturevalue("shared_celery_worker")

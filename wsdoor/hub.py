@@ -9,6 +9,10 @@ same bytes to every socket it holds (docs/websockets.md has the measurements beh
 - ``SaleRoom._tick``: one task per sale with listeners: ``countdown`` each second before the
   start, ``sale_started`` at the start second, ``sale_ended`` at the end, by the Redis clock
   (the clock ``purchase.lua`` judges the window by), as the process's ``RedisClock`` has it.
+- ``SaleRoom._line_tick``: for a queue-mode sale, once a second: one read of the sale
+  (``known_sales.load_steps``: its meta, stock and line) for the whole room, then one
+  ``queue`` message (the serving counter, the measured rate, how many wait) to every socket.
+  A page knows its own place, so nothing is sent per socket.
 - ``SaleRoom.broadcast``: pushes one message to every socket without waiting for any of them
   (``wsdoor.sockets``). A socket gets its ``hello`` when it joins, before any broadcast.
 - ``LiveHub._sweep``: once a second, drops sockets whose unsent bytes waited longer than
@@ -56,11 +60,14 @@ from sales.models import SaleStatus, sale_status
 from sales.selectors import sale_get
 from sales.warming import sale_meta_for
 
+from .line_message import LineFigures, line_figures
 from .sockets import AsgiSend, AsgiSocket, FrameSocket, LiveSocket, Outgoing
 
 logger = logging.getLogger(__name__)
 
 STOCK_INTERVAL_SECONDS = 0.25
+LINE_INTERVAL_SECONDS = 1.0
+"""A queue-mode sale's ``queue`` message goes out this often (and its one read of the sale)."""
 SWEEP_SECONDS = 1.0
 FILES_KEPT = 100
 """Open files a ws process keeps for itself (Redis, PostgreSQL, logs, the listening socket)."""
@@ -130,11 +137,15 @@ class SaleRoom:
         self.listeners: dict[LiveSocket, None] = {}
         self.told_remaining = self._remaining()
         self._told_window = self._window()
+        # Whether the sale lets shoppers in by their place in its line, as its sockets were told.
+        self.told_queued = known.snapshot.plan.queued
         self._stale = False
         self._stock_sent_at = 0.0
         self._stock_flush: asyncio.TimerHandle | None = None
         self._sold_out_sent = self.told_remaining <= 0
         self._ticker = asyncio.create_task(self._tick(), name=f"sale-{self.sale_id}-tick")
+        self._line: asyncio.Task[None] | None = None
+        self._line_follow()
 
     @property
     def size(self) -> int:
@@ -166,12 +177,22 @@ class SaleRoom:
 
     def close(self) -> None:
         self._ticker.cancel()
+        if self._line is not None:
+            self._line.cancel()
         if self._stock_flush is not None:
             self._stock_flush.cancel()
 
     def hello(self) -> str:
         now = self.hub.now_ms()
         starts_at_ms, ends_at_ms, _ = self._told_window
+        # A queue-mode sale's hello carries the line, so a page need not wait for the next
+        # ``queue`` message to place itself, and when joins open (an operator may move it);
+        # its absence tells a page the sale admits directly.
+        line_now = {}
+        if self.told_queued:
+            meta = self.known.meta
+            opens_at_ms = (meta.pre_queue_opens_at_ms if meta is not None else 0) or starts_at_ms
+            line_now = {"queue": {**self.line_figures(now).fields(), "opens_at": _iso(opens_at_ms)}}
         return _message(
             "hello",
             server_time=_iso(now),
@@ -179,7 +200,11 @@ class SaleRoom:
             ends_at=_iso(ends_at_ms),
             remaining_stock=max(self.told_remaining, 0),
             status=self.status(now).value,
+            **line_now,
         )
+
+    def line_figures(self, now_ms: float) -> LineFigures:
+        return line_figures(self.known.snapshot, starts_at_ms=self._told_window[0], now_ms=now_ms)
 
     def broadcast(self, text: str) -> None:
         message = Outgoing.of(text)
@@ -229,6 +254,7 @@ class SaleRoom:
         if window == self._told_window and not self._stale:
             return
         self._told_window = window
+        self.told_queued = self.known.snapshot.plan.queued
         self._stale = False
         remaining = self.known.snapshot.remaining
         if remaining is not None:
@@ -236,7 +262,16 @@ class SaleRoom:
             self._sold_out_sent = remaining <= 0
         self._ticker.cancel()
         self._ticker = asyncio.create_task(self._tick(), name=f"sale-{self.sale_id}-tick")
+        self._line_follow()
         self.broadcast(self.hello())
+
+    def _line_follow(self) -> None:
+        """Run the line's ticker while the sale is in queue mode (an operator may switch it)."""
+        if self.told_queued and (self._line is None or self._line.done()):
+            self._line = asyncio.create_task(self._line_tick(), name=f"sale-{self.sale_id}-line")
+        elif not self.told_queued and self._line is not None:
+            self._line.cancel()
+            self._line = None
 
     # --- The room's task ----------------------------------------------------------------
 
@@ -282,6 +317,36 @@ class SaleRoom:
             if watched_open:
                 self.broadcast(_message("sale_ended"))
             return
+
+    async def _line_tick(self) -> None:
+        """Once a second until the end, for the whole room: one read of the sale from Redis
+        (its meta, stock and line in one round trip), then one ``queue`` message, encoded
+        once. The first goes a second after the room opened: the room's first read and every
+        ``hello`` carry the line. A sold-out sale's line waits for nothing: neither read nor
+        message until a unit comes back (``stock``). A sale Redis does not hold has no line
+        yet (its loading announces it). A failed read sends nothing: the pages count down on
+        their own until the next one."""
+        failing = False
+        due = time.monotonic()
+        while True:
+            # On the second's schedule, not a second after a slow read; never a burst to
+            # catch up after a stall.
+            due = max(due + LINE_INTERVAL_SECONDS, time.monotonic())
+            await asyncio.sleep(due - time.monotonic())
+            if not self.told_queued or self.hub.now_ms() >= self._told_window[1]:
+                return
+            if self.told_remaining <= 0 or self.known.meta is None:
+                continue
+            try:
+                known = await self.hub.sale_read(self.sale_id)
+            except Exception:  # Redis away: the next second reads again
+                if not failing:
+                    logger.warning("ws: could not read sale %s's line", self.sale_id, exc_info=True)
+                failing = True
+                continue
+            failing = False
+            if known is not None and self.told_queued:
+                self.broadcast(_message("queue", **self.line_figures(self.hub.now_ms()).fields()))
 
 
 class _RoomWatcher:
@@ -477,9 +542,13 @@ class LiveHub:
         self._rereads.add(task)
         task.add_done_callback(self._rereads.discard)
 
+    async def sale_read(self, sale_id: int) -> KnownSale | None:
+        """Read the sale from Redis into the process's model (meta, stock, line, clock)."""
+        return await drive_async(known_sales.load_steps(sale_id), self._redis)
+
     async def _reread(self, room: SaleRoom) -> None:
         try:
-            await drive_async(known_sales.load_steps(room.sale_id), self._redis)
+            await self.sale_read(room.sale_id)
         except Exception:  # the subscription's next live read covers it
             logger.warning("ws: could not read sale %s again", room.sale_id, exc_info=True)
             return

@@ -5,6 +5,10 @@ docs/configuration.md lists every variable read here (a test holds the two toget
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
+from core.logs import log_level_valid, logging_config
+
 from .environment import env, redis_db_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -30,6 +34,7 @@ INSTALLED_APPS = [
     "accounts",
     "sales",
     "orders",
+    "salelog",
     "storefront",
     "operations",
     "tcpdoor",
@@ -172,10 +177,14 @@ ACCESS_TOKEN_KEYS = env.list("ACCESS_TOKEN_KEYS", default=[])
 ACCESS_TOKEN_LIFETIME_SECONDS = env.int("ACCESS_TOKEN_LIFETIME_SECONDS", default=3600)
 # Throttles (docs/accounts.md, "Throttles"): "<count>/<period>" (30/min, 10/15min, 20/hour),
 # or "off". Counted in Redis, so every web process shares one count. Password checks from
-# one address; failed logins against one username; sign-ups from one address and at one
-# username. An address can be a whole office or a carrier's NAT: the per-IP rates are loose.
+# one address (refused past it); failed logins against one username from one address, and
+# from all of them (answered LOGIN_SLOW_SECONDS later past either, never refused); sign-ups
+# from one address and at one username. An address can be a whole office or a carrier's NAT:
+# the per-IP rates are loose.
 LOGIN_THROTTLE_IP = env.str("LOGIN_THROTTLE_IP", default="60/min")
 LOGIN_THROTTLE_ACCOUNT = env.str("LOGIN_THROTTLE_ACCOUNT", default="10/15min")
+LOGIN_THROTTLE_ACCOUNT_ANY = env.str("LOGIN_THROTTLE_ACCOUNT_ANY", default="50/15min")
+LOGIN_SLOW_SECONDS = env.float("LOGIN_SLOW_SECONDS", default=2.0)
 REGISTER_THROTTLE_IP = env.str("REGISTER_THROTTLE_IP", default="20/hour")
 REGISTER_THROTTLE_ACCOUNT = env.str("REGISTER_THROTTLE_ACCOUNT", default="5/hour")
 # Request bodies on this API are tiny; anything large is refused before it is read.
@@ -205,25 +214,14 @@ USE_TZ = True
 # The wall clock the shop schedules its sales by: an IANA name (Asia/Shanghai, Europe/Paris).
 SHOP_TIME_ZONE = env.str("SHOP_TIME_ZONE", default="UTC")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        # Django logs every 4xx answer as a warning; in a stampede that is a log line per
-        # "sold out". Server errors are still logged.
-        "django.request": {"level": "ERROR"},
-        # A line per task received and succeeded, every beat tick: the services log what
-        # matters (orders moved, repairs, invariant breaks) themselves.
-        "celery.app.trace": {"level": "WARNING"},
-        "celery.worker.strategy": {"level": "WARNING"},
-        # A line per request of a rehearsal's crowd (operations.crowd) says nothing the report does not.
-        "httpx": {"level": "WARNING"},
-    },
-}
+# Logs (core/logs.py): JSON lines for an operator's search, or console lines for a person;
+# every logger, the servers' access logs included, through the same formatter.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="console")
+try:
+    LOGGING = logging_config(level=log_level_valid(LOG_LEVEL), fmt=LOG_FORMAT.strip().lower())
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from None
 
 # --- The sale -----------------------------------------------------------------------------
 # Sales starting within this many seconds are loaded into Redis by beat.
@@ -251,6 +249,20 @@ FLASHSALE_QUEUE_TURN_SECONDS = env.int("FLASHSALE_QUEUE_TURN_SECONDS", default=6
 FLASHSALE_DRAIN_BATCH_SIZE = env.int("FLASHSALE_DRAIN_BATCH_SIZE", default=500)
 # Sales stay watched (reconciled, listed as active) this long after they end.
 FLASHSALE_WATCH_AFTER_END_SECONDS = env.int("FLASHSALE_WATCH_AFTER_END_SECONDS", default=24 * 3600)
+# --- The transparency log (docs/design.md, "The transparency log") -------------------------
+# Its signing keys (LOG_SIGNING_KEYS) are read with the sequencing's settings below.
+# A sale's log is named "<LOG_ORIGIN>/<sale id>" in its checkpoints (printable ASCII, no space
+# and no "+"), fixed for the sale when its log is created.
+LOG_ORIGIN = env.str("LOG_ORIGIN", default="flashsale.localhost/sales")
+# Beat's log builder tick: each tick moves the new entries of every watched sale into
+# PostgreSQL and signs a checkpoint over them, so a checkpoint lags its newest entry by about
+# a tick plus the pass.
+FLASHSALE_LOG_INTERVAL_SECONDS = env.float("FLASHSALE_LOG_INTERVAL_SECONDS", default=1.0)
+# Entries the builder appends per transaction (and per checkpoint).
+FLASHSALE_LOG_BATCH_SIZE = env.int("FLASHSALE_LOG_BATCH_SIZE", default=1000)
+# A sale's log is frozen with a final checkpoint once the sale ended this long ago; the
+# margin covers attempts judged by the script in the last instant of the window.
+FLASHSALE_LOG_FREEZE_AFTER_END_SECONDS = env.int("FLASHSALE_LOG_FREEZE_AFTER_END_SECONDS", default=30)
 CELERY_BEAT_SCHEDULE = {
     # A tick nobody ran before the next one is worthless, hence the expiry.
     "warm-upcoming-sales": {
@@ -273,6 +285,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    "build-sale-logs": {
+        "task": "salelog.tasks.build_sale_logs",
+        "schedule": FLASHSALE_LOG_INTERVAL_SECONDS,
+        "options": {"expires": FLASHSALE_LOG_INTERVAL_SECONDS},
+    },
 }
 # Rehearsals started from the admin: a Celery worker sends their crowd to the stack here (the
 # REST API) and, when asked, to its TCP door (host:port) (docs/operating.md, "Rehearsing").
@@ -286,9 +303,15 @@ FLASHSALE_WS_URL = env.str("FLASHSALE_WS_URL", default="")
 # The console keeps each sale's figures this long after it last recorded one (for review).
 FLASHSALE_CONSOLE_KEEP_SECONDS = env.int("FLASHSALE_CONSOLE_KEEP_SECONDS", default=14 * 24 * 3600)
 
+# --- The balancer in front (core/client_address.py) ----------------------------------------
+# Peers that may say who a request is for (X-Forwarded-For, X-Forwarded-Proto, X-Request-ID,
+# the PROXY protocol on the TCP door): loopback always, and these CIDRs (the balancer's
+# network). Anyone else's forwarding headers are dropped.
+TRUSTED_PROXY_NETWORKS = env.list("TRUSTED_PROXY_NETWORKS", default=[])
+
 # --- Anti-bot (README: "The knobs") ---------------------------------------------------------
 # The header a trusted proxy sets to the client's address ("X-Real-IP", "X-Forwarded-For");
-# empty: the TCP peer (REMOTE_ADDR). Never set it without such a proxy in front.
+# empty: the TCP peer (REMOTE_ADDR). Believed only from TRUSTED_PROXY_NETWORKS.
 ANTIBOT_CLIENT_IP_HEADER = env.str("ANTIBOT_CLIENT_IP_HEADER", default="")
 # With X-Forwarded-For: how many proxies of ours append to it (the client is that many from the right).
 ANTIBOT_TRUSTED_PROXY_COUNT = env.int("ANTIBOT_TRUSTED_PROXY_COUNT", default=1)
@@ -338,6 +361,9 @@ TCP_WRITE_TIMEOUT_SECONDS = env.float("TCP_WRITE_TIMEOUT_SECONDS", default=10.0)
 TCP_SHUTDOWN_GRACE_SECONDS = env.float("TCP_SHUTDOWN_GRACE_SECONDS", default=10.0)
 # Networks (CIDRs) besides loopback where --trust-user-id may listen and be connected from.
 TCP_TRUSTED_NETWORKS = env.list("TCP_TRUSTED_NETWORKS", default=[])
+# Behind a TCP balancer: a connection from TRUSTED_PROXY_NETWORKS (or loopback) may start
+# with a PROXY protocol v2 header naming the shopper's address (HAProxy's send-proxy-v2).
+TCP_PROXY_PROTOCOL = env.bool("TCP_PROXY_PROTOCOL", default=False)
 
 # --- Metrics (README: "Observability") ------------------------------------------------------
 # /metrics answers loopback always, these networks (CIDRs), and a request carrying

@@ -11,26 +11,34 @@
 -- {"kind":"join","number","outcome","sale","seq","shopper","time_ms"}, outcome the place's
 -- status word (pre_queue, waiting, admitted).
 --
+-- A shopper who holds a unit of the sale (or held one that went back) hears
+-- ALREADY_PURCHASED with their order id, as purchase.lua answers them, and gets no place.
+--
 -- KEYS: 1 meta  2 stock  3 line (user -> number)  4 the line's state (line.lua)
---       5 the log stream  6 the log's counter
+--       5 the log stream  6 the log's counter  7 buyers  8 returned buyers
 -- ARGV: 1 user id  2 'join' or 'place'  3 turn seconds  4 crowd interval ms
 --       5 the shopper's salted hash for the log ('': the log is off)
 -- Returns {status, number, position, served, joined, rate, measured, now_ms, created, seq,
--- entry}:
+-- entry, order_id}:
 --   status: WAITING, ADMITTED, PRE_QUEUE (before the start), TURN_PASSED (place only),
 --           NOT_IN_LINE (place only), NOT_OPEN (before the line opens), SOLD_OUT, ENDED,
 --           NOT_QUEUED (the sale admits directly), NO_SALE;
 --   served, rate and measured as strings (fractions); created is 1 when this call gave the
---   number; seq and entry the log's (-1 and '' when nothing was appended).
+--   number; seq and entry the log's (-1 and '' when nothing was appended); order_id the
+--   buyer's for ALREADY_PURCHASED ('' otherwise).
 
 local now_ms = now_ms_of(redis.call('TIME'))
 local meta = redis.call('HMGET', KEYS[1], 'starts_at_ms', 'ends_at_ms', 'admission', 'pre_queue_opens_at_ms',
     'serving_rate', 'crowd_factor', 'sale_id')
 if not meta[1] then
-    return {'NO_SALE', 0, 0, '0', 0, '0', '0', now_ms, 0, -1, ''}
+    return {'NO_SALE', 0, 0, '0', 0, '0', '0', now_ms, 0, -1, '', ''}
 end
 if meta[3] ~= 'queue' then
-    return {'NOT_QUEUED', 0, 0, '0', 0, '0', '0', now_ms, 0, -1, ''}
+    return {'NOT_QUEUED', 0, 0, '0', 0, '0', '0', now_ms, 0, -1, '', ''}
+end
+local bought = redis.call('HGET', KEYS[7], ARGV[1]) or redis.call('HGET', KEYS[8], ARGV[1])
+if bought then
+    return {'ALREADY_PURCHASED', 0, 0, '0', 0, '0', '0', now_ms, 0, -1, '', bought}
 end
 local starts_at_ms, ends_at_ms = tonumber(meta[1]), tonumber(meta[2])
 local opens_at_ms = tonumber(meta[4]) or starts_at_ms
@@ -49,7 +57,7 @@ local function said(status, number, position, served, joined, measured, created)
     end
     -- The counter may run a little ahead of an empty line; what was let in is at most the line.
     return {status, number, position, string.format('%.6f', math.min(served, joined)), joined,
-        string.format('%.6f', rate), string.format('%.6f', measured), now_ms, created, seq, entry}
+        string.format('%.6f', rate), string.format('%.6f', measured), now_ms, created, seq, entry, ''}
 end
 
 if now_ms >= ends_at_ms then

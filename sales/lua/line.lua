@@ -17,6 +17,15 @@ local function line_rate(configured, crowd_factor, remaining, crowd_interval_ms)
     return math.ceil(crowd_factor * remaining) * 1000 / crowd_interval_ms
 end
 
+-- The counter at now_ms: served (as of the instant at) moved on at rate, ahead of the last
+-- number given by at most a second's serving (an empty line lets the next arrivals straight in).
+local function line_served_at(served, joined, at, rate, now_ms)
+    if now_ms <= at then
+        return served
+    end
+    return math.min(joined + math.max(1, rate), served + rate * (now_ms - at) / 1000)
+end
+
 -- Move the counter to now_ms (ahead of the last number given by at most a second's serving:
 -- an empty line lets the next arrivals straight in), fix the pre-queue's size at the start,
 -- measure the rate every few seconds. Returns served, joined, P, measured; places up to
@@ -37,7 +46,7 @@ local function line_advance(state_key, starts_at_ms, rate, now_ms)
         redis.call('HSET', state_key, 'pre_queue', pre_queue, 'window_at_ms', now_ms, 'window_served', served)
     end
     if now_ms > at then
-        served = math.min(joined + math.max(1, rate), served + rate * (now_ms - at) / 1000)
+        served = line_served_at(served, joined, at, rate, now_ms)
         local window_at = tonumber(s[5]) or now_ms
         if now_ms - window_at >= 2000 then
             measured = (served - (tonumber(s[6]) or 0)) * 1000 / (now_ms - window_at)

@@ -1,7 +1,8 @@
 // One purchase as the REST contract describes it: a proof-of-work challenge solved by a Web
-// Worker, then POST /purchase/ with an Idempotency-Key. A network failure or a 503 is retried
-// with the same key and body: the server judges a key's requests one after the other and
-// gives a win again to its retry, so a retry can never buy twice.
+// Worker (or, for a queue-mode sale, the line's pass instead), then POST /purchase/ with an
+// Idempotency-Key. A network failure or a 503 is retried with the same key and body: the
+// server judges a key's requests one after the other and gives a win again to its retry, so
+// a retry can never buy twice.
 
 const RETRIES = 4;
 
@@ -18,7 +19,7 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function seconds(retryAfter) {
+export function seconds(retryAfter) {
   const value = Number.parseInt(retryAfter ?? "", 10);
   return Number.isFinite(value) && value > 0 ? value : 1;
 }
@@ -47,6 +48,9 @@ export function outcomeOf(httpStatus, body, retryAfter) {
   if (status === "SOLD_OUT") return { kind: "sold_out" };
   if (status === "NOT_STARTED") return { kind: "not_started" };
   if (status === "ENDED") return { kind: "ended" };
+  if (status === "NOT_YOUR_TURN") return { kind: "not_your_turn", seconds: seconds(retryAfter) };
+  // The detail starts with the reason: missing, forged, wrong sale, wrong user, expired, stale.
+  if (status === "QUEUE_PASS_INVALID") return { kind: "pass_refused", reason: String(body.detail ?? "").split(":")[0] };
   if (httpStatus === 429 || httpStatus === 503) return { kind: "retry", seconds: seconds(retryAfter) };
   if (httpStatus === 401) return { kind: "login" };
   if (httpStatus === 0) return { kind: "offline" };
@@ -54,30 +58,22 @@ export function outcomeOf(httpStatus, body, retryAfter) {
 }
 
 /**
- * Try to buy one unit. Resolves to an outcome (see `outcomeOf`); never rejects.
- * @param {{challengeUrl: string, purchaseUrl: string, csrfToken: string, powDifficulty: number,
- *          solver: ChallengeSolver}} options
+ * POST `payload` (a JSON string) to `url` with the session's CSRF token; a network failure or
+ * a 503 is sent again, the same bytes, a few times. Resolves to {httpStatus, body, retryAfter}
+ * (httpStatus 0: offline); never rejects.
  */
-export async function purchase({ challengeUrl, purchaseUrl, csrfToken, powDifficulty, solver }) {
-  let body = {};
-  if (powDifficulty > 0) {
-    const solved = await solver.solve(challengeUrl, csrfToken);
-    if (!solved.ok) return outcomeOf(solved.httpStatus, solved.body, solved.retryAfter);
-    if (solved.difficulty > 0) body = { challenge: solved.challenge, solution: solved.solution };
-  }
-  const key = idempotencyKey();
-  const payload = JSON.stringify(body);
+export async function postRetried(url, { csrfToken, payload, headers = {} }) {
   for (let attempt = 0; ; attempt++) {
     let response;
     try {
-      response = await fetch(purchaseUrl, {
+      response = await fetch(url, {
         method: "POST",
         credentials: "same-origin",
         headers: {
           Accept: "application/json",
           "Content-Type": "application/json",
           "X-CSRFToken": csrfToken,
-          "Idempotency-Key": key,
+          ...headers,
         },
         body: payload,
       });
@@ -86,14 +82,37 @@ export async function purchase({ challengeUrl, purchaseUrl, csrfToken, powDiffic
         await sleep(250 * 2 ** attempt);
         continue;
       }
-      return outcomeOf(0, null, null);
+      return { httpStatus: 0, body: null, retryAfter: null };
     }
-    const answer = await response.json().catch(() => null);
+    const body = await response.json().catch(() => null);
     const retryAfter = response.headers.get("Retry-After");
     if (response.status === 503 && attempt < RETRIES) {
       await sleep(seconds(retryAfter) * 1000);
       continue;
     }
-    return outcomeOf(response.status, answer, retryAfter);
+    return { httpStatus: response.status, body, retryAfter };
   }
+}
+
+/**
+ * Try to buy one unit. Resolves to an outcome (see `outcomeOf`); never rejects. A queue-mode
+ * sale's purchase carries `queuePass` and no proof of work (the join asked for that).
+ * @param {{challengeUrl: string, purchaseUrl: string, csrfToken: string, powDifficulty: number,
+ *          solver: ChallengeSolver, queuePass?: string}} options
+ */
+export async function purchase({ challengeUrl, purchaseUrl, csrfToken, powDifficulty, solver, queuePass }) {
+  let body = {};
+  if (queuePass) {
+    body = { pass: queuePass };
+  } else if (powDifficulty > 0) {
+    const solved = await solver.solve(challengeUrl, csrfToken);
+    if (!solved.ok) return outcomeOf(solved.httpStatus, solved.body, solved.retryAfter);
+    if (solved.difficulty > 0) body = { challenge: solved.challenge, solution: solved.solution };
+  }
+  const answer = await postRetried(purchaseUrl, {
+    csrfToken,
+    payload: JSON.stringify(body),
+    headers: { "Idempotency-Key": idempotencyKey() },
+  });
+  return outcomeOf(answer.httpStatus, answer.body, answer.retryAfter);
 }

@@ -1,4 +1,5 @@
-// The product page: live countdown, live stock and the Buy button.
+// The product page: live countdown, live stock and the Buy button; for a queue-mode sale,
+// the waiting room (waiting-room.js) in front of Buy.
 //
 // Time: the page keeps the offset between the server's clock and its own (from `hello`,
 // or from a poll while the socket is down) and judges the start and the end by the
@@ -7,6 +8,7 @@
 // thousands of sockets, or one that is down, must not delay anyone's Buy).
 import { SaleFeed } from "./live-feed.js";
 import { ChallengeSolver, purchase } from "./purchase.js";
+import { WaitingRoom } from "./waiting-room.js";
 
 const TICK_MS = 200;
 // A countdown message from the server is shown as is for this long; after that (socket
@@ -46,6 +48,10 @@ class SalePage {
     this.cooldownUntil = 0;
     this.result = null;
     this.solver = new ChallengeSolver();
+    // A queue-mode sale's page holds the waiting room; `hello` says when an operator switches.
+    this.queued = config.admission === "queue";
+    this.lastPhase = null;
+    this.everLive = false;
     this.el = {
       countdown: root.querySelector("[data-countdown]"),
       countdownBlock: root.querySelector("[data-countdown-block]"),
@@ -55,7 +61,22 @@ class SalePage {
       buyHint: root.querySelector("[data-buy-hint]"),
       result: root.querySelector("[data-result]"),
       connection: root.querySelector("[data-connection]"),
+      queue: root.querySelector("[data-queue]"),
     };
+    this.room = this.el.queue ? new WaitingRoom({ root: this.el.queue, config, page: this }) : null;
+  }
+
+  csrf() {
+    return csrfToken(this.config.csrf_token);
+  }
+
+  /** The shop asked to wait: Buy and Join wait with the shopper. */
+  coolDown(seconds) {
+    this.cooldownUntil = Date.now() + seconds * 1000;
+  }
+
+  coolingDown() {
+    return Date.now() < this.cooldownUntil;
   }
 
   start() {
@@ -63,10 +84,28 @@ class SalePage {
     this.feed = new SaleFeed({
       socketUrl: this.config.socket_url,
       pollUrl: this.config.sale_api_url,
-      onConnection: (state) => this.showConnection(state),
+      onConnection: (state) => {
+        // Back after a drop: the line may have moved on without this page.
+        if (state === "live" && this.everLive && this.queued) this.room?.readPlace();
+        if (state === "live") this.everLive = true;
+        this.showConnection(state);
+      },
       on: {
-        hello: (message) => this.snapshot(message, Date.now()),
-        snapshot: (sale, localAt) => this.snapshot(sale, localAt),
+        hello: (message) => {
+          // A queue-mode sale's hello carries its line; one without it admits directly.
+          this.admissionIs(message.queue ? "queue" : "direct");
+          if (message.queue) this.room?.heardLine(message.queue);
+          this.snapshot(message, Date.now());
+        },
+        snapshot: (sale, localAt) => {
+          this.admissionIs(sale.admission);
+          this.snapshot(sale, localAt);
+          // The socket is down: the place is read as often as the sale is polled.
+          if (this.queued && this.room?.pass) this.room.readPlace();
+        },
+        queue: (message) => {
+          if (this.queued) this.room?.heardLine(message);
+        },
         countdown: (message) => {
           this.serverCountdown = { seconds: message.seconds_remaining, at: Date.now() };
           this.render();
@@ -77,15 +116,23 @@ class SalePage {
           if (this.remaining > 0 && this.serverStatus === "sold_out") this.serverStatus = "live";
           this.render();
         },
-        sold_out: () => {
-          this.remaining = 0;
-          this.serverSays("sold_out");
-        },
+        sold_out: () => this.soldOut(),
         sale_ended: () => this.serverSays("ended"),
       },
     });
     this.feed.start();
     setInterval(() => this.render(), TICK_MS);
+    if (this.queued) this.room?.readPlace();
+    this.render();
+  }
+
+  /** "direct" or "queue": an operator may switch a sale while its page is open. */
+  admissionIs(admission) {
+    const queued = admission === "queue";
+    if (queued === this.queued) return;
+    this.queued = queued;
+    // The shopper may hold a place already (joined in another tab).
+    if (queued) this.room?.readPlace();
     this.render();
   }
 
@@ -101,6 +148,11 @@ class SalePage {
     this.serverStatus = sale.status;
     this.serverCountdown = null;
     this.render();
+  }
+
+  soldOut() {
+    this.remaining = 0;
+    this.serverSays("sold_out");
   }
 
   serverSays(status) {
@@ -144,6 +196,8 @@ class SalePage {
   render() {
     const phase = this.phase();
     if (phase === "scheduled") this.armStart();
+    if (this.lastPhase === "scheduled" && phase === "live" && this.queued) this.room?.saleStarted();
+    this.lastPhase = phase;
     this.root.dataset.state = phase;
     this.el.stock.textContent = String(Math.max(0, this.remaining));
     if (phase === "scheduled") {
@@ -159,8 +213,21 @@ class SalePage {
       ended: "Sale ended",
     };
     if (this.el.status.textContent !== words[phase]) this.el.status.textContent = words[phase];
-    if (this.el.buyHint) this.el.buyHint.hidden = phase !== "scheduled";
+    if (this.el.queue) this.el.queue.hidden = !this.queued;
+    if (this.queued) this.room?.render(phase);
+    this.renderHint(phase);
     this.renderButton(phase);
+  }
+
+  renderHint(phase) {
+    const hint = this.el.buyHint;
+    if (!hint) return;
+    const queueState = this.queued ? this.room?.state(phase) : null;
+    const text = this.queued
+      ? "The button turns on by itself when your turn comes."
+      : "The button turns on by itself when the sale opens.";
+    if (hint.textContent !== text) hint.textContent = text;
+    hint.hidden = this.queued ? !["pre_queue", "drawing", "waiting"].includes(queueState) : phase !== "scheduled";
   }
 
   renderButton(phase) {
@@ -171,15 +238,20 @@ class SalePage {
     if (this.busy) label = "Processing...";
     else if (phase === "sold_out") label = "Sold out";
     else if (phase === "ended") label = "Sale ended";
-    button.disabled = this.busy || phase !== "live" || coolingDown;
+    // In a queue-mode sale, Buy is the shopper's once they hold a place, and on at their turn.
+    const turn = !this.queued || (this.room !== null && this.room.admitted(phase));
+    button.hidden = this.queued && !(this.room?.holdsPlace() || phase === "sold_out" || phase === "ended");
+    button.disabled = this.busy || phase !== "live" || coolingDown || !turn;
     button.setAttribute("aria-busy", String(this.busy));
     if (button.textContent !== label) button.textContent = label;
     if (this.result?.kind === "retry") this.renderRetry();
+    if (this.result?.kind === "not_your_turn" && !this.coolingDown()) this.showResult(null);
   }
 
   async buy() {
     // Disabled at once, before any await: a double click cannot send two purchases.
     if (this.busy || this.phase() !== "live") return;
+    if (this.queued && !this.room?.admitted("live")) return;
     this.busy = true;
     this.showResult(null);
     this.render();
@@ -191,10 +263,12 @@ class SalePage {
         csrfToken: csrfToken(this.config.csrf_token),
         powDifficulty: this.config.pow_difficulty,
         solver: this.solver,
+        queuePass: this.queued ? this.room.pass : undefined,
       });
     } finally {
       this.busy = false;
     }
+    if (this.queued) this.room.purchased(outcome);
     if (outcome.kind === "login") {
       window.location.assign(this.config.login_url);
       return;
@@ -204,8 +278,9 @@ class SalePage {
       this.serverStatus = "sold_out";
     }
     if (outcome.kind === "ended") this.serverStatus = "ended";
-    if (outcome.kind === "retry") this.cooldownUntil = Date.now() + outcome.seconds * 1000;
-    this.showResult(outcome);
+    if (outcome.kind === "retry" || outcome.kind === "not_your_turn") this.coolDown(outcome.seconds);
+    // The waiting room's status line says a passed turn, and a stale pass is replaced quietly.
+    this.showResult(outcome.kind === "pass_refused" ? null : outcome);
     this.render();
   }
 
@@ -274,6 +349,16 @@ class SalePage {
       case "ended":
         box.classList.add("result-info");
         add("strong", "Sale ended");
+        break;
+      case "not_your_turn":
+        box.classList.add("result-warning");
+        add("strong", "Not your turn yet");
+        add("p", "The line has not reached your place; Buy turns on again in a moment.");
+        break;
+      case "not_open":
+        box.classList.add("result-warning");
+        add("strong", "The line is not open yet");
+        add("p", `It opens in ${outcome.seconds} s; press Join again then.`);
         break;
       case "offline":
         box.classList.add("result-warning");

@@ -190,7 +190,8 @@ def test_the_adaptive_difficulty_adds_a_bit_per_doubling_of_the_challenge_rate()
     assert adaptive_difficulty(floor=0, rate=10**6) == 0  # Off stays off.
 
 
-@override_settings(ANTIBOT_POW_BASE_RATE=10, ANTIBOT_USER_LIMIT=0, ANTIBOT_IP_LIMIT=0)
+# A low base: the rate is counted per second, and a loaded machine may issue only a few.
+@override_settings(ANTIBOT_POW_BASE_RATE=2, ANTIBOT_USER_LIMIT=0, ANTIBOT_IP_LIMIT=0)
 def test_issued_difficulty_rises_with_the_sales_challenge_rate() -> None:
     sale = make_sale(pow_difficulty=DIFFICULTY)
     user, _ = make_shopper()
@@ -198,5 +199,5 @@ def test_issued_difficulty_rises_with_the_sales_challenge_rate() -> None:
     difficulties = [sale_challenge_issue(sale_id=sale.pk, user_id=user.pk).difficulty for _ in range(60)]
 
     assert difficulties[0] == DIFFICULTY
-    assert difficulties[-1] >= DIFFICULTY + 2  # At least 30 a second against a base of 10.
+    assert difficulties[-1] >= DIFFICULTY + 2  # At least 5 in a second against a base of 2.
     assert max(difficulties) <= 22

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from tests.requirements_files import requirement_lines
@@ -57,6 +58,19 @@ def test_the_dockerfile_installs_the_production_requirements_alone() -> None:
     installs = [line for line in dockerfile.splitlines() if line.startswith("RUN pip install")]
     assert installs == ["RUN pip install --no-cache-dir -r requirements-production.txt"]
     assert "COPY requirements-production.txt ." in dockerfile
+    assert "\nUSER flashsale\n" in dockerfile  # not root
+    assert (
+        'HEALTHCHECK --interval=10s --timeout=3s --retries=5 CMD ["python", "-m", "devstack.probes", "live", "web"]'
+        in dockerfile
+    )
+    # The secrets of a checkout (.env, the TLS key) never reach the image.
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", "deploy/tls", ".venv", ".run"} <= set(ignored)
+
+
+def test_the_image_carries_the_projects_version() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert f"\nARG VERSION={version}\n" in (ROOT / "Dockerfile").read_text()
 
 
 def test_requirements_txt_is_production_and_the_embedded_servers() -> None:
@@ -71,6 +85,7 @@ def test_what_the_containers_run_imports_without_the_embedded_servers() -> None:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "flashsale_project.settings.production",
         "SECRET_KEY": "import-check-only",
+        "ALLOWED_HOSTS": "import-check-only",
     }
     result = subprocess.run(
         [sys.executable, "-c", IMPORT_WITHOUT_EMBEDDED, *EMBEDDED_MODULES],

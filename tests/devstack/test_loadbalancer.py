@@ -23,7 +23,7 @@ from orders.models import Order
 from sales import inventory
 from tests.factories import make_sale, make_shoppers
 from tests.polling import wait_for
-from tests.processes import OPEN_ADMISSION, ChildProcess, start_web, start_worker, start_ws
+from tests.processes import OPEN_ADMISSION, ChildProcess, SharedWorker, start_shared_worker, start_web, start_ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,15 +31,15 @@ WEB_PROCESSES = 3
 
 
 @pytest.fixture(scope="module")
-def balanced(
+def balanced_stack(
     django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[LocalHaproxy, list[ChildProcess]]]:
+) -> Iterator[tuple[LocalHaproxy, list[ChildProcess], SharedWorker]]:
     # A broker database of their own, and their own worker: the session's worker stays unstarted
     # for the suites that count waiting orders.
     env = {**OPEN_ADMISSION, "CELERY_BROKER_URL": redis_db_url(os.environ["REDIS_URL"], 6)}
     webs = [start_web(workers=1, env=env) for _ in range(WEB_PROCESSES)]
     ws = start_ws(env=env)
-    worker = start_worker(name="lb-worker", **env)
+    worker = start_shared_worker(name="lb-worker", **env)
     balancer = LocalHaproxy(
         config_dir=tmp_path_factory.mktemp("haproxy"),
         port=free_port(),
@@ -48,12 +48,22 @@ def balanced(
     ).start()
     # Every server passed its first health check.
     wait_for(lambda: len(_served_by(balancer, 3 * WEB_PROCESSES)) == WEB_PROCESSES, what="all web servers in rotation")
-    yield balancer, webs
+    yield balancer, webs, worker
     balancer.stop()
     worker.stop()
     ws.stop()
     for web in webs:
         web.stop()
+
+
+@pytest.fixture
+def balanced(
+    balanced_stack: tuple[LocalHaproxy, list[ChildProcess], SharedWorker],
+) -> Iterator[tuple[LocalHaproxy, list[ChildProcess]]]:
+    """The module's stack, its worker working for this test (idle before its flush)."""
+    balancer, webs, worker = balanced_stack
+    with worker.working():
+        yield balancer, webs
 
 
 def _served_by(balancer: LocalHaproxy, requests: int) -> Counter[str]:

@@ -151,8 +151,7 @@ def test_make_run_on_a_fresh_checkout_serves_a_purchase_end_to_end_and_ctrl_c_st
     # Then all of it stops
     # GNU make re-raises the SIGINT it got once its child finished, as shells expect of Ctrl-C.
     assert code in (0, -signal.SIGINT), console.text()
-    time.sleep(0.5)
-    assert still_running(stack) == []
+    wait_for(lambda: still_running(stack) == [], what="every process to end", timeout=30)
     for port in (web_port, ws_port):
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=2)

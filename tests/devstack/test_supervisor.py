@@ -17,6 +17,8 @@ import pytest
 from devstack.supervisor import Program, StartupFailure, Supervisor
 from tests.polling import wait_for
 
+from .console import still_running
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -166,6 +168,7 @@ def test_stop_all_ends_each_program_and_what_it_forked_even_one_that_ignores_sig
 
     run.supervisor.stop_all()
 
-    assert [p.pid for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    # SIGKILL is sent to the whole group; the kernel ends its processes a moment later.
+    wait_for(lambda: still_running(processes) == [], what="every process of both programs to end", timeout=30)
     assert run.supervisor.running["polite"].process.returncode == -signal.SIGTERM
     assert run.supervisor.running["stubborn"].process.returncode == -signal.SIGKILL

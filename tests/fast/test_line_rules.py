@@ -93,15 +93,20 @@ def test_a_process_says_not_your_turn_only_when_the_counter_is_clearly_short(num
     now_ms = 1_000_000 + since_start_ms
     served = 10 * since_start_ms / 1000
     verdict = funnel.queue_judge(snapshot, number=number, redis_now_ms=now_ms)
+    margin = 10 * funnel.QUEUE_MARGIN_SECONDS + 1
+    surely = min(20_000, served) - margin
     if verdict.shed is Shed.NOT_YOUR_TURN:
         # Then a local "not yet" is given only beyond the margin, with the wait until the turn
         assert number > served + 10 * funnel.QUEUE_MARGIN_SECONDS
         assert verdict.retry_after_ms >= (number - served) * 100
+    elif verdict.shed is Shed.TURN_PASSED:
+        # And a turn is called passed only by what Redis surely let in, a margin short
+        assert surely - number >= 10 * 60
     else:
-        # And everyone else goes on to the script, which judges by Redis's counter: a turn is
-        # called passed here only by what Redis surely let in (nothing yet, as heard here)
+        # And everyone else goes on to the script, which judges by Redis's counter
         assert verdict is funnel.GO_ON
-        assert number <= served + 10 * funnel.QUEUE_MARGIN_SECONDS + 1
+        assert number <= served + margin
+        assert surely - number < 10 * 60
 
 
 @given(number=st.integers(min_value=1, max_value=2_000), served=st.floats(min_value=0, max_value=2_000))

@@ -5,8 +5,9 @@ on a Redis and a PostgreSQL of the suite's own, which a case may kill, stop and 
 Shoppers buy over HTTP from this process (``purchase_crowd``), each retrying what the
 contract says to retry (429, 503, a refused connection) until it hears a final answer; every
 answer is kept with its instant, so a case can tell what clients saw during its fault and
-when the stack answered again. ``verdict`` checks I1-I4, one order and one email per
-acknowledged win, against the servers themselves.
+when the stack answered again. ``join_crowd`` does the same for a queue-mode sale's line,
+each shopper joining until they hear their place. ``verdict`` checks I1-I4, one order and
+one email per acknowledged win, against the servers themselves.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from email import message_from_string
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +67,9 @@ class Stack:
         )
         return json.loads(result.stdout)
 
-    def sale(self, name: str, stock: int) -> int:
+    def sale(self, name: str, stock: int, *options: str) -> int:
         created = self.manage("flashsale", "init", name, str(stock), "--starts-in", "0", "--duration", "3600",
-                              "--bucket-capacity", "100000", "--bucket-refill", "100000")  # fmt: skip
+                              "--bucket-capacity", "100000", "--bucket-refill", "100000", *options)  # fmt: skip
         return int(created["sale_id"])
 
     def shoppers(self, count: int) -> list[tuple[int, str]]:
@@ -79,6 +83,15 @@ class Stack:
         """When the supervisor said ``program`` is up again (seconds, monotonic clock)."""
         self.console.wait_for(rf"\[make run\] {program} is up again", timeout=timeout, after=after)
         return time.monotonic()
+
+    def kill(self, program: str) -> dict[str, Any]:
+        """SIGKILL ``program`` and wait for the supervisor to bring it back; when, and how long."""
+        pid = self.pid(program)
+        said = len(self.console.lines)
+        at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        up = self.up_again(program, after=said)
+        return {"at": at, "restarted_by_supervisor_after_s": round(up - at, 2), "killed_pid": pid}
 
 
 @dataclass
@@ -167,7 +180,85 @@ def purchase_crowd(base: str, sale_id: int, shoppers: list[tuple[int, str]], *, 
     return result
 
 
-def first_answer_after(result: CrowdResult, moment: float) -> float | None:
+@dataclass
+class JoinResult:
+    places: dict[int, int] = field(default_factory=dict)  # user -> the number a 201 or 200 answered
+    passes: dict[int, str] = field(default_factory=dict)
+    heard_again: int = 0  # places answered 200: the shopper's join had run, its answer was lost
+    answers: list[Answer] = field(default_factory=list)
+    bad: list[str] = field(default_factory=list)  # answers outside the contract
+
+    def statuses(self, since: float = 0.0, until: float = float("inf")) -> Counter[str]:
+        return Counter(
+            f"{answer.status} {answer.code}".strip() for answer in self.answers if since <= answer.at < until
+        )
+
+
+async def _joiner(
+    http: httpx.AsyncClient, sale_id: int, user_id: int, token: str, *, start_at: float, deadline: float,
+    result: JoinResult,
+) -> None:  # fmt: skip
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    headers = {"Authorization": f"Token {token}"}
+    while time.monotonic() < deadline:
+        try:
+            response = await http.post(f"/api/sales/{sale_id}/queue/", headers=headers)
+        except httpx.HTTPError:
+            result.answers.append(Answer(time.monotonic(), 0))
+            await asyncio.sleep(0.2)
+            continue
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        code = str(body.get("status", ""))
+        result.answers.append(Answer(time.monotonic(), response.status_code, code))
+        if response.status_code in (200, 201) and isinstance(body.get("number"), int):
+            if user_id in result.places and result.places[user_id] != body["number"]:
+                result.bad.append(f"shopper {user_id} heard {result.places[user_id]}, then {body['number']}")
+            result.places[user_id] = body["number"]
+            result.passes[user_id] = body["pass"]
+            result.heard_again += response.status_code == 200
+            return
+        if response.status_code in (429, 503):
+            if "Retry-After" not in response.headers:
+                result.bad.append(f"{response.status_code} without Retry-After")
+            await asyncio.sleep(min(float(response.headers.get("Retry-After", "1")), 0.5) * random.uniform(0.5, 1))
+            continue
+        result.bad.append(f"{response.status_code} {response.text[:200]}")
+        return
+
+
+def join_crowd(base: str, sale_id: int, shoppers: list[tuple[int, str]], *, spread: float, deadline_s: float,
+               result: JoinResult) -> None:  # fmt: skip
+    """Each shopper joins the sale's line once at a random instant within ``spread`` seconds,
+    retrying 429, 503 and refused connections until the line answers their place (or
+    ``deadline_s``); ``result`` fills in as they are answered, for a case to watch."""
+
+    async def crowd() -> None:
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        deadline = time.monotonic() + deadline_s
+        async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as http:
+            began = time.monotonic()
+            await asyncio.gather(
+                *(
+                    _joiner(
+                        http,
+                        sale_id,
+                        user,
+                        token,
+                        start_at=began + random.uniform(0, spread),
+                        deadline=deadline,
+                        result=result,
+                    )
+                    for user, token in shoppers
+                )
+            )
+
+    asyncio.run(crowd())
+
+
+def first_answer_after(result: CrowdResult | JoinResult, moment: float) -> float | None:
     """When the stack first answered a purchase again (any HTTP answer but 503) after the last
     failure that followed ``moment``."""
     after = sorted((answer for answer in result.answers if answer.at >= moment), key=lambda answer: answer.at)
@@ -200,13 +291,17 @@ def _orders(database_url: str, sale_id: int) -> list[tuple[int, str]]:
 
 
 def _emails(mail_dir: Path, order_ids: set[str]) -> Counter[str]:
-    seen: Counter[str] = Counter()
+    """Distinct confirmation messages per order. A worker killed between sending a mail and
+    marking it sent sends it again: the same message (its Message-ID is the order's), which
+    counts once, as a mail client shows it once; two different messages count twice."""
+    seen: dict[str, set[str]] = {}
     for message in mail_dir.iterdir():
         text = message.read_text(errors="replace")
+        message_id = (message_from_string(text)["Message-ID"] or text).strip()
         for order_id in order_ids:
             if order_id in text:
-                seen[order_id] += 1
-    return seen
+                seen.setdefault(order_id, set()).add(message_id)
+    return Counter({order_id: len(ids) for order_id, ids in seen.items()})
 
 
 def verdict(stack: Stack, sale_id: int, crowd: CrowdResult, *, drain_timeout: float = 240) -> Verdict:

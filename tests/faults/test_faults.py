@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -79,12 +77,7 @@ def judged_window(crowd: Any, since: float, until: float | None) -> dict[str, in
 
 
 def _kill_program(stack: Stack, program: str) -> dict[str, Any]:
-    pid = stack.pid(program)
-    said = len(stack.console.lines)
-    at = time.monotonic()
-    os.kill(pid, signal.SIGKILL)
-    up = stack.up_again(program, after=said)
-    return {"at": at, "restarted_by_supervisor_after_s": round(up - at, 2), "killed_pid": pid}
+    return stack.kill(program)
 
 
 def test_sigkill_of_the_workers_main_process(stack: Stack) -> None:

@@ -43,10 +43,28 @@ def test_production_settings_refuse_to_start_without_a_secret_key() -> None:
     assert "Set the SECRET_KEY environment variable." in result.stderr
 
 
-def test_production_settings_default_to_safe_values() -> None:
+def test_production_settings_refuse_to_start_without_the_host_names() -> None:
     result = _settings_in_child("flashsale_project.settings.production", SECRET_KEY="x" * 50)
+    assert result.returncode != 0
+    assert "Set the ALLOWED_HOSTS environment variable." in result.stderr
+
+
+def test_production_settings_default_to_safe_values() -> None:
+    result = _settings_in_child("flashsale_project.settings.production", SECRET_KEY="x" * 50, ALLOWED_HOSTS="shop.test")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "[]", "True"]
+    assert result.stdout.split() == ["False", "['shop.test']", "True"]
+
+
+def test_a_log_format_or_level_that_is_none_is_refused_by_name() -> None:
+    result = _settings_in_child(
+        "flashsale_project.settings.production", SECRET_KEY="x", ALLOWED_HOSTS="a", LOG_FORMAT="xml"
+    )
+    assert result.returncode != 0
+    assert "LOG_FORMAT='xml' is not one of json, console." in result.stderr
+    result = _settings_in_child(
+        "flashsale_project.settings.production", SECRET_KEY="x", ALLOWED_HOSTS="a", LOG_LEVEL="LOUD"
+    )
+    assert "LOG_LEVEL='LOUD' is not a level" in result.stderr
 
 
 def test_production_settings_read_the_environment() -> None:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import yaml
 
+from sales.models import Admission
 from tests.factories import auth, make_sale, make_shoppers
 
 from .scraping import MetricsServer
@@ -146,6 +147,8 @@ def test_the_panels_the_issue_asks_for_are_there(dashboard: dict[str, Any]) -> N
         "flash_sale_order_backlog",
         "flash_sale_invariant_violations_total",
         "flash_sale_ws_connections",
+        "flash_sale_queue_waiting",
+        "flash_sale_queue_abandoned",
     ):
         assert needed in exprs, needed
 
@@ -154,8 +157,10 @@ def test_the_panels_the_issue_asks_for_are_there(dashboard: dict[str, Any]) -> N
 def test_every_query_names_a_metric_the_live_server_exposes(
     dashboard: dict[str, Any], metrics_server: MetricsServer
 ) -> None:
-    # Given a live server that has answered a purchase and a page (so labelled series exist)
+    # Given a live server that has answered a purchase and a page, and a queue-mode sale (so
+    # labelled series exist)
     sale = make_sale(stock=2)
+    make_sale(stock=2, admission=Admission.QUEUE, serving_rate=1)
     (_, token), *_ = make_shoppers(1)
     purchase = httpx.post(f"{metrics_server.url}/api/sales/{sale.pk}/purchase/", json={}, headers=auth(token))
     assert purchase.status_code == 201

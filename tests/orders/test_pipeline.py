@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 from django.utils import timezone
@@ -17,7 +15,7 @@ from sales import inventory, keys
 from sales.purchase import purchase_attempt
 from tests.factories import auth, make_sale, make_shoppers, make_user, make_wins
 from tests.polling import wait_for
-from tests.processes import ChildProcess, start_web, start_worker
+from tests.processes import ChildProcess, buyer_row_locked, start_web, start_worker
 
 
 def _orders(sale_id: int) -> dict[int, str]:
@@ -30,6 +28,14 @@ def _orders(sale_id: int) -> dict[int, str]:
 def _pending(sale_id: int) -> int:
     summary = inventory.inventory_redis().xpending(keys.orders_stream_key(sale_id), keys.ORDERS_GROUP)
     return int(summary["pending"])
+
+
+def _all_idle_past(sale_id: int, idle_ms: int) -> bool:
+    """Every entry delivered and not acknowledged has waited longer than ``idle_ms``."""
+    held = inventory.inventory_redis().xpending_range(
+        keys.orders_stream_key(sale_id), keys.ORDERS_GROUP, min="-", max="+", count=10_000
+    )
+    return bool(held) and all(int(entry["time_since_delivered"]) > idle_ms for entry in held)
 
 
 @pytest.mark.django_db
@@ -128,25 +134,28 @@ def test_a_buyer_without_an_email_address_is_marked_confirmed_without_a_message(
 def test_a_worker_killed_mid_drain_leaves_exactly_one_order_per_buyer_once_another_worker_takes_over() -> None:
     # Given 2,000 won units waiting in the stream
     sale = make_sale(stock=2000, bucket_capacity=5000)
-    won = make_wins(sale.pk, [user_id for user_id, _ in make_shoppers(2000)])
+    buyers = [user_id for user_id, _ in make_shoppers(2000)]
+    won = make_wins(sale.pk, buyers)
     settings_for_test = {"FLASHSALE_CLAIM_IDLE_MS": "1000", "FLASHSALE_DRAIN_BATCH_SIZE": "5"}
     # A queue of this test's own: only its two workers may drain this sale.
     queue = f"crash-test-{sale.pk}"
     first: ChildProcess = start_worker(name="doomed", queue=queue, **settings_for_test)
     try:
-        # When a worker starts draining them in small batches and is SIGKILLed mid-way
-        drain_sale_orders.apply_async((sale.pk,), queue=queue)
-        wait_for(lambda: Order.objects.filter(sale=sale).exists(), what="the first orders", timeout=60)
-        first.kill()
+        # When a worker drains them in small batches and is SIGKILLed mid-way (held at the
+        # eleventh batch, however fast it is)
+        with buyer_row_locked(buyers[50]):
+            drain_sale_orders.apply_async((sale.pk,), queue=queue)
+            wait_for(lambda: Order.objects.filter(sale=sale).count() == 50, what="the first ten batches", timeout=60)
+            first.kill()
     finally:
         first.stop()
     at_kill = Order.objects.filter(sale=sale).count()
-    assert at_kill < 2000, "the worker finished before it was killed; the test proved nothing"
+    assert at_kill == 50
 
     # Then a new worker reclaims what the dead one held and finishes the job
     second = start_worker(name="survivor", queue=queue, **settings_for_test)
     try:
-        time.sleep(1.2)  # Past the claim idle time of the dead worker's entries.
+        wait_for(lambda: _all_idle_past(sale.pk, 1000), what="the dead worker's entries past the claim idle time")
         drain_sale_orders.apply_async((sale.pk,), queue=queue)
         wait_for(lambda: Order.objects.filter(sale=sale).count() >= 2000 and _pending(sale.pk) == 0, what="all orders")
     finally:

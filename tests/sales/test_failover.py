@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import httpx
+import psutil
 import pytest
 import redis
 
@@ -131,12 +133,12 @@ def _once_the_slot_map_is_fresh(read: Callable[[], T]) -> T:
             time.sleep(0.1)
 
 
-def _fail_over(cluster: LocalRedisCluster, *, replica_asleep: float = 0.0) -> dict[str, float]:
+def _fail_over(cluster: LocalRedisCluster, *, replica_lagging: bool = False) -> dict[str, float]:
     """A live sale on ``cluster`` (three masters with a replica each), a web server on it, a
-    crowd buying; the sale's master is SIGKILLed. With ``replica_asleep``, its replica stops
-    for that long (``DEBUG SLEEP``) and the master drops its link just before, so the wins
-    from then to the kill are acknowledged and never replicated. Checks everything the module docstring says and
-    returns what it measured."""
+    crowd buying; the sale's master is SIGKILLed. With ``replica_lagging``, its replica is
+    stopped (SIGSTOP) and the master drops its link just after, so the wins from then to the
+    kill are acknowledged and never replicated; the replica goes on (SIGCONT) once the master
+    is dead. Checks everything the module docstring says and returns what it measured."""
     sale = make_sale(stock=100_000, bucket_capacity=100_000, bucket_refill_per_second=100_000, crowd_factor=0)
     master = cluster.master_of(keys.stock_key(sale.pk))
     [replica] = cluster.replicas_of(master)
@@ -151,22 +153,25 @@ def _fail_over(cluster: LocalRedisCluster, *, replica_asleep: float = 0.0) -> di
     )
     crowd = Crowd(web.url, sale.pk)
     before, after = shoppers[:BEFORE_KILL], shoppers[BEFORE_KILL:]
-    sleeper: threading.Thread | None = None
+    stopped_at: float | None = None
+    stopped_for = 0.0
     try:
         crowd.start()
         crowd.send(before)
         wait_for(lambda: len(crowd.answers) >= BEFORE_KILL, what="the first wins", timeout=120)
         crowd.send(after)
         wait_for(lambda: len(crowd.answers) >= BEFORE_KILL + 50, what="the crowd buying again", timeout=120)
-        if replica_asleep:
-            # The replica stops reading, then the master drops its link: what the master writes
-            # from here on reaches no replica (the asleep one cannot reconnect).
-            asleep_at = time.monotonic()
-            sleeper = threading.Thread(target=_sleep, args=(replica, replica_asleep))
-            sleeper.start()
-            time.sleep(0.2)
+        if replica_lagging:
+            # The replica stops, then the master drops its link: what the master writes from
+            # here on reaches no replica (the stopped one cannot reconnect).
+            stopped_at = time.monotonic()
+            _signal(replica, signal.SIGSTOP)
+            wait_for(lambda: _status(replica) == psutil.STATUS_STOPPED, what="the replica stopped", timeout=30)
             with redis.Redis(host="127.0.0.1", port=master.port) as client:
                 assert client.execute_command("CLIENT", "KILL", "TYPE", "replica") >= 1
+            # Wins no replica receives, some of which the drain below moves to PostgreSQL
+            cut_off = crowd.count(201)
+            wait_for(lambda: crowd.count(201) >= cut_off + 20, what="wins after the cut", timeout=60)
         # Wins drained to PostgreSQL just before the crash: those the replica never received
         # must be named by reconciliation.
         sale_orders_drain(sale_id=sale.pk)
@@ -177,18 +182,19 @@ def _fail_over(cluster: LocalRedisCluster, *, replica_asleep: float = 0.0) -> di
         # When the sale's master is SIGKILLed while shoppers buy
         killed_at = time.monotonic()
         master.kill()
-        if replica_asleep:
-            assert killed_at - asleep_at < replica_asleep, "the replica woke before the kill"
+        if stopped_at is not None:
+            _signal(replica, signal.SIGCONT)
+            stopped_for, stopped_at = time.monotonic() - stopped_at, None
 
         # Then its replica is promoted, and wins resume after the promotion
         promoted_after = cluster.wait_until_master(replica, timeout=60)
         promoted_at = killed_at + promoted_after
         wait_for(lambda: crowd.count(201, after=promoted_at) >= 100, what="100 wins after the promotion", timeout=120)
     finally:
+        if stopped_at is not None:
+            _signal(replica, signal.SIGCONT)
         crowd.stop()
         web.stop()
-        if sleeper is not None:
-            sleeper.join()
 
     answers = crowd.answers
     statuses = {answer.status for answer in answers}
@@ -228,7 +234,7 @@ def _fail_over(cluster: LocalRedisCluster, *, replica_asleep: float = 0.0) -> di
     assert len(orders) == len(buyers) + len(lost_in_postgresql)  # I3: one unit each
 
     measured = {
-        "replica_asleep_seconds": replica_asleep,
+        "replica_stopped_seconds": round(stopped_for, 2),
         "promotion_seconds": round(promoted_after, 2),
         "unavailable_answers": len(during),
         "gap_seconds": round(max(a.sent_at for a in during) - min(a.sent_at for a in during), 2),
@@ -242,9 +248,14 @@ def _fail_over(cluster: LocalRedisCluster, *, replica_asleep: float = 0.0) -> di
     return measured
 
 
-def _sleep(node: LocalRedis, seconds: float) -> None:
-    with redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=seconds + 10) as client:
-        client.execute_command("DEBUG", "SLEEP", seconds)
+def _signal(node: LocalRedis, sig: signal.Signals) -> None:
+    assert node.process is not None
+    node.process.send_signal(sig)
+
+
+def _status(node: LocalRedis) -> str:
+    assert node.process is not None
+    return str(psutil.Process(node.process.pid).status())
 
 
 def test_a_killed_master_fails_over_to_its_replica_with_503s_and_reconciliation_names_what_was_lost(
@@ -258,7 +269,7 @@ def test_wins_a_lagging_replica_never_received_are_lost_and_reconciliation_names
 ) -> None:
     # Replication is asynchronous: with the replica's link down, every win the master made
     # meanwhile was answered 201 and is gone after the failover (docs/scale-out.md)
-    measured = _fail_over(own_cluster, replica_asleep=5.0)
+    measured = _fail_over(own_cluster, replica_lagging=True)
 
     assert measured["acknowledged_wins_lost"] >= 20  # At least the wins after the drain
     assert measured["lost_after_reaching_postgresql"] >= 1  # Named by reconciliation

@@ -9,6 +9,7 @@ from django.test import Client
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from sales.models import Admission
 from sales.purchase import purchase_attempt
 from tests.factories import make_sale, make_user
 
@@ -25,7 +26,7 @@ def test_sales_list_and_detail_follow_the_contract(client: Client) -> None:
 
     assert [entry["id"] for entry in listed] == [sale.pk, upcoming.pk]
     assert set(listed[0]) == {
-        "id", "product", "price", "total_stock", "remaining_stock", "starts_at", "ends_at", "status",
+        "id", "product", "price", "total_stock", "remaining_stock", "starts_at", "ends_at", "status", "admission",
     }  # fmt: skip
     assert listed[0]["product"] == {
         "id": sale.product.pk,
@@ -49,6 +50,14 @@ def test_sale_status_reads_sold_out_and_ended(client: Client) -> None:
 
     assert client.get(f"/api/sales/{sold.pk}/").json()["status"] == "sold_out"
     assert client.get(f"/api/sales/{over.pk}/").json()["status"] == "ended"
+
+
+def test_a_sale_says_how_it_admits_shoppers(client: Client) -> None:
+    direct = make_sale()
+    queued = make_sale(admission=Admission.QUEUE, serving_rate=5)
+
+    assert client.get(f"/api/sales/{direct.pk}/").json()["admission"] == "direct"
+    assert client.get(f"/api/sales/{queued.pk}/").json()["admission"] == "queue"
 
 
 def test_an_unknown_sale_detail_answers_404(client: Client) -> None:

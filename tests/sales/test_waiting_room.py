@@ -188,7 +188,23 @@ def test_a_turn_not_used_passes_and_the_shopper_may_join_again_at_the_back(line_
     assert late.json()["detail"].startswith("expired")
     assert rejoined.status_code == 201
     assert rejoined.json()["number"] == 61
-    assert purchase(line_server, sale.pk, first, {"pass": passes[0]}).json()["detail"].startswith("stale")
+    # And the old pass stays refused (its turn passed; the line holds a newer place of theirs)
+    old = purchase(line_server, sale.pk, first, {"pass": passes[0]}).json()
+    assert old["status"] == "QUEUE_PASS_INVALID"
+    assert old["detail"].startswith(("expired", "stale"))
+
+
+def test_a_buyer_needs_no_place_and_hears_their_order(line_server: ChildProcess) -> None:
+    sale = _queued_sale(stock=5, serving_rate=100)
+    (_, token), *_ = make_shoppers(1)
+    queue_pass = _join(line_server, sale.pk, token).json()["pass"]
+    wait_for(lambda: _place(line_server, sale.pk, token, queue_pass).json()["status"] == "admitted", what="a turn")
+    won = purchase(line_server, sale.pk, token, {"pass": queue_pass}).json()
+
+    again = _join(line_server, sale.pk, token)
+
+    assert (again.status_code, again.json()["status"]) == (409, "ALREADY_PURCHASED")
+    assert again.json()["order_id"] == won["order_id"]
 
 
 def test_a_line_that_is_not_open_or_not_needed_says_so(line_server: ChildProcess) -> None:

@@ -1,6 +1,7 @@
 """The live stack the storefront's end-to-end tests run against, all real processes:
 granian (WSGI, serving ``/static/`` from a collectstatic output as ``make run`` does),
-uvicorn (the WebSockets), a Celery worker; and Debian's chromium driven by Playwright."""
+uvicorn (the WebSockets), the session's Celery worker (for the tests with a ``page``); and
+Debian's chromium driven by Playwright."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def ws_server(django_db_setup: None) -> Iterator[ChildProcess]:
 
 
 @pytest.fixture(scope="session")
-def storefront_stack(ws_server: ChildProcess, collected_static: Path, celery_worker: ChildProcess) -> Iterator[Stack]:
+def storefront_stack(ws_server: ChildProcess, collected_static: Path) -> Iterator[Stack]:
     web = start_web(
         env={**OPEN_ADMISSION, "FLASHSALE_WS_URL": f"ws://127.0.0.1:{ws_server.port}"},
         static_root=collected_static,
@@ -93,8 +94,9 @@ SLOW = 30_000  # ms: the machine is shared; a state may take a while to arrive.
 
 
 @pytest.fixture
-def page(browser: Browser, storefront_stack: Stack) -> Iterator[Page]:
-    """A browser tab on the live stack; any JavaScript error on it fails the test."""
+def page(browser: Browser, storefront_stack: Stack, celery_worker: ChildProcess) -> Iterator[Page]:
+    """A browser tab on the live stack, its orders drained by the worker; any JavaScript error
+    on it fails the test."""
     context = browser.new_context(base_url=storefront_stack.url, viewport={"width": 1100, "height": 760})
     context.set_default_timeout(SLOW)
     page = context.new_page()

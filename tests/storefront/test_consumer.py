@@ -16,18 +16,20 @@ import redis
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from core.events import CLIENT_NAME, subscription
 from devstack.localservers import LocalRedis
 from flashsale_project.asgi import application
-from sales import inventory
-from sales.models import FlashSale
+from sales import inventory, keys
+from sales.models import Admission, FlashSale
 from sales.purchase import purchase_attempt
 from sales.services import sale_update
+from sales.waiting_room import Place, queue_join
 from tests.factories import make_sale, make_user
 from wsdoor.consumers import NO_SUCH_SALE, TRY_AGAIN_LATER
-from wsdoor.hub import STOCK_INTERVAL_SECONDS, live_hub
+from wsdoor.hub import LINE_INTERVAL_SECONDS, STOCK_INTERVAL_SECONDS, live_hub
 from wsdoor.sockets import Outgoing
 
 pytestmark = pytest.mark.django_db
@@ -444,5 +446,192 @@ def test_a_stock_return_after_sold_out_is_heard() -> None:
         # Then the page hears it
         assert await socket.receive_json_from(timeout=WAIT) == {"type": "stock", "remaining_stock": 1}
         await socket.disconnect()
+
+    live(scenario)
+
+
+# --- A queue-mode sale's line ------------------------------------------------------------
+
+LINE_FIELDS = {"type", "served", "rate_per_second", "waiting"}
+# The contract says once a second; a gap of twice that on a shared machine is still a
+# broadcast on its schedule, while a room that only sent on a change, or per join, is not.
+LINE_GAP_ALLOWED = 2 * LINE_INTERVAL_SECONDS
+
+
+async def join_line(sale: FlashSale) -> Place:
+    user = await sync_to_async(make_user)()
+    return await sync_to_async(queue_join)(sale_id=sale.pk, user_id=user.pk)
+
+
+async def line_messages(socket: WebsocketCommunicator, count: int, *, gaps: list[float]) -> list[dict[str, Any]]:
+    """The next ``count`` ``queue`` messages (``countdown`` ticks skipped), the time between
+    consecutive ones appended to ``gaps``."""
+    messages: list[dict[str, Any]] = []
+    last = time.monotonic()
+    while len(messages) < count:
+        message = await next_of(socket, "queue")
+        now = time.monotonic()
+        if messages:
+            gaps.append(now - last)
+        last = now
+        assert set(message) == LINE_FIELDS, message
+        messages.append(message)
+    return messages
+
+
+def test_a_queue_mode_sale_tells_its_line_every_second_while_shoppers_join() -> None:
+    # Given a queue-mode sale letting one place in a second, open for a second, and a page on it
+    sale = make_sale(stock=50, admission=Admission.QUEUE, serving_rate=1, starts_in=-1)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        hello = await socket.receive_json_from(timeout=WAIT)
+        # Then its hello carries the line: nobody in it yet, the configured rate until one is measured
+        assert hello["type"] == "hello"
+        assert hello["queue"] == {"served": 0, "rate_per_second": 1.0, "waiting": 0, "opens_at": iso(sale.starts_at)}
+        gaps: list[float] = []
+
+        # When ten shoppers join
+        places = [await join_line(sale) for _ in range(10)]
+        assert [place.number for place in places] == list(range(1, 11))
+
+        # Then every message counts them all, let in or waiting, and the line moves
+        while (message := await next_of(socket, "queue"))["served"] + message["waiting"] != 10:
+            pass
+        heard = await line_messages(socket, 4, gaps=gaps)
+        for message in heard:
+            assert message["served"] + message["waiting"] == 10, heard
+            assert message["rate_per_second"] > 0, heard
+        served = [message["served"] for message in heard]
+        assert served == sorted(served) and served[-1] > served[0], heard
+        assert max(gaps) <= LINE_GAP_ALLOWED, gaps
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def test_the_line_tells_the_measured_rate_not_the_configured_one() -> None:
+    # Given a queue-mode sale configured to let in 4 places a second, and a page on it
+    sale = make_sale(stock=50, admission=Admission.QUEUE, serving_rate=4, starts_in=-1)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        assert (await socket.receive_json_from(timeout=WAIT))["queue"]["rate_per_second"] == 4.0
+        await join_line(sale)
+        # When the scripts have measured the line moving at a quarter place a second (line.lua
+        # keeps its measure in the line's state hash, as written here)
+        client = inventory.inventory_redis()
+        await sync_to_async(client.hset)(keys.line_state_key(sale.pk), "measured", "0.250000")
+        # Then the next messages carry the measured rate
+        while (await next_of(socket, "queue"))["rate_per_second"] != 0.25:
+            pass
+        assert (await next_of(socket, "queue"))["rate_per_second"] == 0.25
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def test_before_the_start_the_line_has_let_nobody_in_and_the_pre_queue_waits() -> None:
+    # Given a queue-mode sale opening in an hour whose pre-queue is open, and a page on it
+    sale = make_sale(
+        stock=5,
+        admission=Admission.QUEUE,
+        serving_rate=2,
+        starts_in=3600,
+        pre_queue_opens_at=timezone.now() - timedelta(seconds=1),
+    )
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        hello = await socket.receive_json_from(timeout=WAIT)
+        assert (hello["status"], hello["queue"]) == (
+            "scheduled",
+            {"served": 0, "rate_per_second": 2.0, "waiting": 0, "opens_at": iso(sale.pre_queue_opens_at)},
+        )
+        # When three shoppers join the pre-queue
+        for _ in range(3):
+            assert (await join_line(sale)).status.value == "pre_queue"
+        # Then the line says three wait and nobody was let in, beside the countdown
+        while (await next_of(socket, "queue"))["waiting"] != 3:
+            pass
+        assert await next_of(socket, "queue") == {"type": "queue", "served": 0, "rate_per_second": 2.0, "waiting": 3}
+        assert (await next_of(socket, "countdown"))["seconds_remaining"] > 3000
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def test_once_the_line_sells_out_it_is_told_at_once_and_goes_quiet() -> None:
+    # Given a queue-mode sale of one unit, a shopper let in and a page waiting in the line
+    sale = make_sale(stock=1, admission=Admission.QUEUE, serving_rate=100, starts_in=-1)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        await socket.receive_json_from(timeout=WAIT)
+        await subscribed()
+        first = await join_line(sale)
+        await join_line(sale)
+        await next_of(socket, "queue")
+        # When the first buys the last unit
+        user_id = int(first.queue_pass.split(".")[2])
+        answer = await sync_to_async(purchase_attempt)(sale_id=sale.pk, user_id=user_id, queue_pass=first.queue_pass)
+        assert answer.status.value == "SUCCESS"
+        # Then the page hears it at once, and the line has nothing more to say
+        while (message := await socket.receive_json_from(timeout=WAIT))["type"] == "queue":
+            pass
+        assert message == {"type": "stock", "remaining_stock": 0}
+        assert await socket.receive_json_from(timeout=WAIT) == {"type": "sold_out"}
+        assert await socket.receive_nothing(timeout=2.5 * LINE_INTERVAL_SECONDS)
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def test_a_sale_switched_to_queue_mode_sends_a_hello_with_its_line_and_starts_telling_it() -> None:
+    # Given a page on a live sale that admits directly: its hello has no line
+    sale = make_sale(stock=5, starts_in=-1)
+
+    async def scenario() -> None:
+        socket = await connected(sale.pk)
+        assert "queue" not in await socket.receive_json_from(timeout=WAIT)
+        await subscribed()
+        # When the operator switches it to queue mode
+        sale.admission = Admission.QUEUE
+        sale.serving_rate = 3
+        await sync_to_async(sale_update)(sale=sale)
+        # Then the page gets a hello with the line, then the line's messages
+        hello = await next_of(socket, "hello")
+        assert hello["queue"] == {"served": 0, "rate_per_second": 3.0, "waiting": 0, "opens_at": iso(sale.starts_at)}
+        assert await next_of(socket, "queue") == {"type": "queue", "served": 0, "rate_per_second": 3.0, "waiting": 0}
+        await socket.disconnect()
+
+    live(scenario)
+
+
+def _sale_reads() -> int:
+    """Scripts Redis has run: the room's read of the sale (``sale_state.lua``) is one."""
+    stats = inventory.inventory_redis().info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
+
+
+def test_thirty_pages_on_a_queue_mode_sale_cost_one_read_a_second(own_redis: LocalRedis) -> None:
+    # Given thirty pages of one process on a queue-mode sale, on a Redis of the test's own
+    sale = make_sale(stock=5, admission=Admission.QUEUE, serving_rate=1, starts_in=-1)
+
+    async def scenario() -> None:
+        sockets = [await connected(sale.pk) for _ in range(30)]
+        for socket in sockets:
+            await socket.receive_json_from(timeout=WAIT)
+        await next_of(sockets[0], "queue")
+        before = _sale_reads()
+        # When three more messages go out to all of them
+        for _ in range(3):
+            for socket in sockets:
+                await next_of(socket, "queue")
+        after = _sale_reads()
+        # Then Redis ran one read per message (and perhaps the next one's), not one per page
+        assert 3 <= after - before <= 4, after - before
+        for socket in sockets:
+            await socket.disconnect()
 
     live(scenario)

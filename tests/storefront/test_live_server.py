@@ -6,7 +6,9 @@ them. ``test_consumer.py`` checks the same messages through the ASGI interface."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -18,11 +20,13 @@ from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from sales.models import FlashSale
+from sales.models import Admission, FlashSale
 from sales.purchase import purchase_attempt
 from sales.services import sale_update
+from sales.waiting_room import queue_join
 from tests.factories import make_sale, make_user
 from tests.processes import ChildProcess
+from wsdoor.hub import LINE_INTERVAL_SECONDS
 from wsdoor.sockets import Outgoing
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,6 +45,13 @@ def _open_in(sale: FlashSale, *, seconds: float, lasting: float) -> FlashSale:
 def _buy(sale: FlashSale) -> str:
     try:
         return purchase_attempt(sale_id=sale.pk, user_id=make_user().pk).status.value
+    finally:
+        connection.close()
+
+
+def _join(sale: FlashSale) -> int:
+    try:
+        return queue_join(sale_id=sale.pk, user_id=make_user().pk).number
     finally:
         connection.close()
 
@@ -96,6 +107,56 @@ def test_a_page_hears_the_whole_sale_from_a_real_ws_process(ws_server: ChildProc
         {"type": "sold_out"},
         {"type": "sale_ended"},
     ]
+
+
+def test_a_page_hears_a_queue_mode_sales_line_every_second_from_a_real_ws_process(ws_server: ChildProcess) -> None:
+    # Given a page on a queue-mode sale open for a second, letting in one place a second
+    sale = make_sale(stock=20, admission=Admission.QUEUE, serving_rate=1, starts_in=-1)
+    url = f"ws://127.0.0.1:{ws_server.port}/ws/sales/{sale.pk}/"
+
+    async def scenario() -> tuple[dict[str, Any], list[tuple[float, dict[str, Any]]]]:
+        heard: list[tuple[float, dict[str, Any]]] = []
+        async with connect(url, origin=f"http://127.0.0.1:{ws_server.port}", open_timeout=WAIT) as page:  # type: ignore[arg-type]
+            hello = json.loads(await asyncio.wait_for(page.recv(), WAIT))
+
+            async def line_message() -> dict[str, Any]:
+                while True:
+                    message = json.loads(await asyncio.wait_for(page.recv(), WAIT))
+                    if message["type"] == "queue":
+                        heard.append((time.monotonic(), message))
+                        return message
+
+            await line_message()
+            # When six shoppers join, one after another while the line is told
+            for count in range(1, 7):
+                assert await sync_to_async(_join)(sale) == count
+                while (message := await line_message())["served"] + message["waiting"] != count:
+                    pass
+            # And the page listens a few seconds more
+            for _ in range(4):
+                await line_message()
+        return hello, heard
+
+    hello, heard = asyncio.run(scenario())
+
+    # Then the hello carried the line, and every message after the sixth join counts six
+    assert hello["queue"] == {
+        "served": 0,
+        "rate_per_second": 1.0,
+        "waiting": 0,
+        "opens_at": sale.starts_at.isoformat(timespec="milliseconds"),
+    }
+    messages = [message for _, message in heard]
+    assert {tuple(message) for message in messages} == {("type", "served", "rate_per_second", "waiting")}
+    assert [message["served"] + message["waiting"] for message in messages[-4:]] == [6, 6, 6, 6]
+    # And the line moved, never back
+    served = [message["served"] for message in messages]
+    assert served == sorted(served) and served[-1] >= 1
+    assert all(message["rate_per_second"] > 0 for message in messages)
+    # At least once a second: a gap of twice that allows for a shared machine, while a room
+    # that spoke only per join would have gone quiet after the sixth
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(heard)]
+    assert max(gaps) <= 2 * LINE_INTERVAL_SECONDS, gaps
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection
@@ -18,8 +19,9 @@ from django.urls import reverse
 from accounts.selectors import forget_local_identities, session_hash_cache_key
 from orders.models import Order
 from orders.tasks import drain_sale_orders
+from sales.models import Admission
 from sales.purchase import purchase_attempt
-from sales.services import sale_create
+from sales.services import sale_create, sale_update
 from tests.factories import make_product, make_sale, make_user
 
 pytestmark = pytest.mark.django_db
@@ -123,6 +125,44 @@ def test_a_logged_in_shopper_gets_a_disabled_buy_button_and_a_csrf_cookie(client
     assert re.search(r'<button type="button" class="buy-button" data-buy disabled[^>]*>Buy now</button>', html)
     assert "Log in to buy" not in html
     assert page.cookies["csrftoken"].value
+
+
+def test_a_queue_mode_sales_page_holds_the_waiting_room(client: Client) -> None:
+    # Given a queue-mode sale whose line opens ten minutes before its start
+    make_user(username="amy")
+    sale = make_sale(starts_in=3600, admission=Admission.QUEUE, serving_rate=2)
+    sale.pre_queue_opens_at = sale.starts_at - timedelta(minutes=10)
+    sale_update(sale=sale)
+
+    # When a visitor opens its page, then a shopper
+    visitor = client.get(f"/sales/{sale.pk}/").content.decode()
+    shopper = logged_in(client, "amy").get(f"/sales/{sale.pk}/").content.decode()
+
+    # Then the visitor is asked to log in to join the line
+    assert "Log in to join the line" in visitor
+    assert "data-queue" not in visitor
+    # And the shopper's page holds the waiting room, Buy hidden until they have a place
+    assert re.search(r'<section class="queue" data-queue aria-labelledby="queue-heading">', shopper)
+    assert re.search(r'<p class="queue-status" data-queue-status role="status" aria-live="polite">', shopper)
+    assert re.search(
+        r'<button type="button" class="buy-button" data-buy disabled[^>]* hidden>Buy now</button>', shopper
+    )
+    config = sale_config(shopper)
+    assert (config["admission"], config["queue_url"]) == ("queue", f"/api/sales/{sale.pk}/queue/")
+    assert config["line_opens_at"] == sale.pre_queue_opens_at.isoformat()
+    assert config["shopper"] == get_user_model().objects.get(username="amy").pk
+    assert (config["shuffle_pre_queue"], config["turn_seconds"]) == (False, settings.FLASHSALE_QUEUE_TURN_SECONDS)
+
+
+def test_a_direct_sales_page_has_its_waiting_room_hidden(client: Client) -> None:
+    make_user(username="abe")
+    sale = make_sale(starts_in=60)
+
+    html = logged_in(client, "abe").get(f"/sales/{sale.pk}/").content.decode()
+
+    # Hidden, for the page to show if an operator switches the sale to queue mode
+    assert '<section class="queue" data-queue aria-labelledby="queue-heading" hidden>' in html
+    assert sale_config(html)["admission"] == "direct"
 
 
 def test_an_unknown_sale_is_an_html_404(client: Client) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import getpass
 import json
 import os
+import sys
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -26,7 +27,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 from django.utils import timezone
 
-from accounts.services import shoppers_create, user_deactivate
+from accounts.services import admin_password_set, shoppers_create, user_deactivate
 from core.errors import ApplicationError
 from core.redis_store import RedisUnavailable
 from core.shop_time import (
@@ -48,7 +49,7 @@ from sales.selectors import sale_newest_for_product
 from sales.services import product_create, sale_create, sale_reset
 from sales.warming import sale_warm
 
-from ...capacity import Demand, capacity_plan, figures_from_results
+from ...capacity import POD_SIZES, Demand, capacity_plan, figures_from_results, replicas_for
 from ...rehearsing import ApiStage, LocalStage, StageClient, rehearsal_drive
 from ...reports import report_failures as _failures
 from ...reports import report_lines
@@ -98,7 +99,7 @@ class Command(BaseCommand):
         commands = parser.add_subparsers(
             dest="action",
             required=True,
-            metavar="init|status|buyers|reset|export|rehearse|shoppers|deactivate|capacity",
+            metavar="init|status|buyers|reset|export|rehearse|shoppers|deactivate|admin|capacity",
         )
 
         init = commands.add_parser("init", help="create a sale (and its product) and load it into Redis")
@@ -200,6 +201,14 @@ class Command(BaseCommand):
             "deactivate", help="lock a user out: inactive, every token and session refused within a second"
         )
         deactivate.add_argument("user", help="username or user id")
+        admin = commands.add_parser(
+            "admin", help="create the site's administrator, or give it a new password (printed once)"
+        )
+        admin.add_argument("username")
+        admin.add_argument("--email", default="", help="its email address")
+        admin.add_argument(
+            "--password-stdin", action="store_true", help="read the password from standard input (default: random)"
+        )
         capacity = commands.add_parser(
             "capacity", help="web nodes, Redis masters and workers a sale needs (docs/scale-out.md)"
         )
@@ -213,6 +222,9 @@ class Command(BaseCommand):
         capacity.add_argument("--headroom", type=float, default=0.7, help="share of a measured figure to plan on")
         capacity.add_argument(
             "--results", type=Path, default=settings.BASE_DIR / "bench" / "results", help="make bench's results"
+        )
+        capacity.add_argument(
+            "--replicas", action="store_true", help="also the Kubernetes pods per process (deploy/k8s/)"
         )
         for sub in commands.choices.values():
             sub.add_argument("--json", action="store_true", help="print JSON")
@@ -380,7 +392,21 @@ class Command(BaseCommand):
             self._say(options, f"                {line.assumption}")
         for warning in plan.warnings:
             self._say(options, f"  WARNING: {warning}")
+        pods = replicas_for(plan, demand)
+        if options["replicas"]:
+            self._say(options, f"Kubernetes pods (deploy/k8s/; autoscalers aim at {pods.target_cpu_percent}% CPU):")
+            for name, size in POD_SIZES.items():
+                self._say(
+                    options,
+                    f"  {name:<7} {pods.minimum[name]:>4} to {pods.maximum[name]:>4}  "
+                    f"({size.cpu} CPU, {size.memory} each: {size.why})",
+                )
         return {
+            "replicas": {
+                "minimum": pods.minimum,
+                "maximum": pods.maximum,
+                "target_cpu_percent": pods.target_cpu_percent,
+            },
             "web_nodes": plan.web_nodes,
             "redis_masters": plan.redis_masters,
             "redis_replicas": plan.redis_replicas,
@@ -508,6 +534,27 @@ class Command(BaseCommand):
                 {"id": one.user_id, "username": one.username, "token": one.token, "expires_at": one.expires_at}
                 for one in issued
             ]
+        }
+
+    def _admin(self, options: dict[str, Any]) -> dict[str, Any]:
+        password = None
+        if options["password_stdin"]:
+            password = sys.stdin.readline().rstrip("\n")
+            if not password:
+                raise CommandError("No password on standard input.")
+        account = admin_password_set(username=options["username"], email=options["email"], password=password)
+        self._say(
+            options, f"Administrator {account.username!r} {'created' if account.created else 'password changed'}."
+        )
+        if password is None:
+            self._say(options, f"  password: {account.password}")
+            self._say(options, "  shown once: keep it in a password manager; run this again to change it.")
+        if not account.created:
+            self._say(options, "  its earlier sessions and tokens are refused from now on.")
+        return {
+            "username": account.username,
+            "created": account.created,
+            "password": account.password if password is None else None,
         }
 
     def _deactivate(self, options: dict[str, Any]) -> dict[str, Any]:

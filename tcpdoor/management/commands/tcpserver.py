@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from redis.exceptions import RedisError
 
+from core.client_address import address_in, networks_parse
 from core.events import subscription
 from core.pipelining import AutoPipeline
 from core.redis_store import inventory_redis_async
@@ -27,7 +28,7 @@ from sales.purchase import drain_kick_warm
 from sales.tally import tally
 from tcpdoor.door import Door
 from tcpdoor.metrics import metrics_listen
-from tcpdoor.server import DoorServer, Limits, address_trusted, trusted_networks
+from tcpdoor.server import DoorServer, Limits
 
 READY = "tcp door listening on tcp://{host}:{port} ({mode})"
 
@@ -54,24 +55,31 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         host, port, trust = options["host"], options["port"], options["trust_user_id"]
         try:
-            networks = trusted_networks(settings.TCP_TRUSTED_NETWORKS)
+            networks = networks_parse(settings.TCP_TRUSTED_NETWORKS, setting="TCP_TRUSTED_NETWORKS")
+            proxies = networks_parse(settings.TRUSTED_PROXY_NETWORKS, setting="TRUSTED_PROXY_NETWORKS")
         except ValueError as error:
             raise CommandError(str(error)) from None
-        if trust and not address_trusted("127.0.0.1" if host == "localhost" else host, networks):
+        if trust and not address_in("127.0.0.1" if host == "localhost" else host, networks):
             raise CommandError(
                 f"--trust-user-id believes whoever connects: it listens on loopback or inside "
                 f"TCP_TRUSTED_NETWORKS only, not on {host}."
             )
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(
-                self._serve(host, port, trusted=networks if trust else None, metrics_port=options["metrics_port"])
+                self._serve(
+                    host,
+                    port,
+                    trusted=networks if trust else None,
+                    proxies=proxies if settings.TCP_PROXY_PROTOCOL else None,
+                    metrics_port=options["metrics_port"],
+                )
             )
 
-    async def _serve(self, host: str, port: int, *, trusted: Any, metrics_port: int) -> None:
+    async def _serve(self, host: str, port: int, *, trusted: Any, proxies: Any, metrics_port: int) -> None:
         # The commands of every attempt waiting on Redis in one turn of the loop go together.
         client = AutoPipeline(inventory_redis_async())
         door = Door(redis=client, trust_user_id=trusted is not None)
-        server = DoorServer(door=door, limits=Limits.from_settings(), trusted=trusted)
+        server = DoorServer(door=door, limits=Limits.from_settings(), trusted=trusted, proxies=proxies)
         scrapes = None
         try:
             await server.listen(host, port)
