@@ -43,6 +43,7 @@ from orders.drain import sale_backlog
 from orders.models import Order
 from orders.reconciliation import sale_reconcile
 from orders.services import sale_orders_delete
+from salelog.models import Checkpoint, LogEntry, LogNode, SaleLog
 from sales import inventory, keys
 from sales.latency import quantile_ms
 from sales.models import Admission, FlashSale, RehearsalStatus, SaleRehearsal
@@ -447,6 +448,10 @@ def _cleanup(rehearsal: SaleRehearsal) -> None:
     with transaction.atomic():
         if shadow is not None:
             sale_orders_delete(sale=shadow)
+            # The log builder leaves shadow sales alone; rows of one are a builder's pass that
+            # overlapped the rehearsal's start, and must go before the sale can.
+            for rows in (LogNode, LogEntry, Checkpoint, SaleLog):
+                rows.objects.filter(sale=shadow).delete()
         shoppers.delete()
     if shadow is not None:
         sale_shadow_delete(shadow=shadow)
