@@ -6,7 +6,7 @@ offset; the product page shows it on the shopper's clock and on the shop's."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, Page, expect
 from pytest_django.fixtures import Settings
 
 from sales.models import FlashSale
+from sales.services import sale_update
 from tests.factories import make_product
 from tests.processes import OPEN_ADMISSION, ChildProcess, start_web
 
@@ -112,10 +113,19 @@ def test_a_wall_time_round_trips_through_the_form_the_command_the_api_and_the_pa
         expect(start.locator("[data-time-local]")).to_have_text(f"Nov 10, 11:00:00 your time ({SHOPPER})")
         expect(start.locator("[data-time-shop]")).to_have_text(f"Nov 11, 00:00:00 shop time ({SHOP})")
     screenshot(page, "tz-02-sale-page-new-york")
+
+    # And when the operator moves the start an hour later, the open page says the new one
+    expect(page.locator("[data-connection]")).to_have_text("Live updates on")
+    from_command.starts_at += timedelta(hours=1)
+    from_command.ends_at += timedelta(hours=1)
+    sale_update(sale=from_command)
+    start = page.locator("[data-starts-at]")
+    expect(start.locator("[data-time-local]")).to_have_text(f"Nov 10, 12:00:00 your time ({SHOPPER})")
+    expect(start.locator("[data-time-shop]")).to_have_text(f"Nov 11, 01:00:00 shop time ({SHOP})")
     page.goto("/")
     card = page.locator(f'a[href="/sales/{from_command.pk}/"] time')
-    expect(card.locator("[data-time-local]")).to_have_text(f"Nov 10, 11:00 your time ({SHOPPER})")
-    expect(card.locator("[data-time-shop]")).to_have_text(f"Nov 11, 00:00 shop time ({SHOP})")
+    expect(card.locator("[data-time-local]")).to_have_text(f"Nov 10, 12:00 your time ({SHOPPER})")
+    expect(card.locator("[data-time-shop]")).to_have_text(f"Nov 11, 01:00 shop time ({SHOP})")
 
 
 def test_a_shopper_in_the_shops_zone_reads_the_start_once(browser: Browser, shanghai_web: ChildProcess) -> None:
