@@ -195,6 +195,10 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
     web_url = f"http://127.0.0.1:{args.web_port}/"
     ws_url = f"ws://127.0.0.1:{args.ws_port}"
     env["FLASHSALE_WS_URL"] = ws_url
+    # The email's links and the demo shop's webhook endpoint name the web process's address;
+    # the demo shop logs the webhooks it receives beside the mail.
+    env["FLASHSALE_SITE_URL"] = web_url.rstrip("/")
+    env.setdefault("FLASHSALE_DEMO_SHOP_LOG", str(RUN_DIR / "demo-shop-webhooks.log"))
     # A rehearsal started from the admin sends its crowd (from a worker) to this stack.
     env["FLASHSALE_REHEARSAL_URL"] = web_url
     env["FLASHSALE_REHEARSAL_TCP"] = f"127.0.0.1:{args.tcp_port}"
@@ -247,6 +251,9 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
         _say(f"  tcp door    tcp://127.0.0.1:{args.tcp_port} (docs/tcp.md)")
         _say(f"  API docs    {web_url}api/docs/ (schema: {web_url}api/schema/)")
         _say(f"  mail        {RUN_DIR / 'mail'} (one file per message)")
+        _say(
+            f"  demo shop   {web_url}demo-shop/webhooks/ (webhooks received, also in {env['FLASHSALE_DEMO_SHOP_LOG']})"
+        )
         _say("A process that exits is restarted; Ctrl-C stops everything.")
         supervisor.supervise()
         return 0  # Ctrl-C is the normal way out; it is not a failure of `make run`.

@@ -53,6 +53,9 @@ urlpatterns += [
     re_path(r"^api/", api_not_found),
     path("", include("storefront.urls")),
 ]
+if settings.FLASHSALE_DEMO_SHOP:
+    # make run's stand-in for the shop's checkout and webhook receiver (local settings only).
+    urlpatterns.insert(-1, path("demo-shop/", include("storefront.demo_shop_urls")))
 
 handler400 = "core.errors.bad_request"
 handler404 = "core.errors.not_found"

@@ -12,13 +12,15 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from core.errors import ApplicationError
 from sales import inventory
 from sales.models import FlashSale
 
-from .models import Order, OrderStatus
+from .models import Order, OrderStatus, WebhookEventType
+from .webhooks import events_record
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,13 @@ def order_confirmations_send(*, order_ids: Sequence[str]) -> int:
             if order.sale.rehearsal_of_id is not None:
                 logger.info("order %s is a rehearsal's: no email", order.id)
             elif order.user.email:
-                context = {"order": order, "sale": order.sale, "product": order.sale.product, "user": order.user}
+                context = {
+                    "order": order,
+                    "sale": order.sale,
+                    "product": order.sale.product,
+                    "user": order.user,
+                    **_order_links(order),
+                }
                 mail = EmailMultiAlternatives(
                     subject=render_to_string("emails/order_confirmation_subject.txt", context).strip(),
                     body=render_to_string("emails/order_confirmation.txt", context),
@@ -66,6 +74,21 @@ def order_confirmations_send(*, order_ids: Sequence[str]) -> int:
     return sent
 
 
+def _order_links(order: Order) -> dict[str, object]:
+    """The email's absolute links (``FLASHSALE_SITE_URL``; none without it): the order page,
+    and the pay link while payments are set up, with the deadline of the payment window."""
+    site = settings.FLASHSALE_SITE_URL.rstrip("/")
+    if not site:
+        return {}
+    links: dict[str, object] = {"order_url": site + reverse("storefront-order", args=[order.pk])}
+    if settings.FLASHSALE_PAYMENT_CHECKOUT_URL:
+        links["pay_url"] = site + reverse("storefront-order-pay", args=[order.pk])
+        window = settings.FLASHSALE_PAYMENT_WINDOW_SECONDS
+        if window > 0:
+            links["pay_by"] = order.created_at + timedelta(seconds=window)
+    return links
+
+
 ACTIVE_STATUSES = (OrderStatus.PENDING, OrderStatus.PAID)
 """Orders that hold a unit; cancelled and expired ones gave theirs back."""
 
@@ -75,12 +98,21 @@ class OrderNotPending(ApplicationError):
     default_detail = "Only an unpaid (pending) order can be paid, cancelled or expired."
 
 
+RELEASE_EVENTS = {
+    OrderStatus.CANCELLED: WebhookEventType.ORDER_CANCELLED,
+    OrderStatus.EXPIRED: WebhookEventType.ORDER_EXPIRED,
+}
+
+
 def order_mark_paid(*, order: Order) -> Order:
-    updated = Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING).update(
-        status=OrderStatus.PAID, paid_at=timezone.now()
-    )
-    if not updated:
-        raise OrderNotPending()
+    """PENDING to PAID, once; ``order.paid`` is recorded in the same transaction."""
+    with transaction.atomic():
+        updated = Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING).update(
+            status=OrderStatus.PAID, paid_at=timezone.now()
+        )
+        if not updated:
+            raise OrderNotPending()
+        events_record(order_ids=[str(order.pk)], event_type=WebhookEventType.ORDER_PAID)
     order.refresh_from_db()
     return order
 
@@ -89,15 +121,18 @@ def order_release(*, order: Order, status: OrderStatus) -> Order:
     """Cancel or expire an unpaid order and give its unit back to the sale.
 
     Redis first (stock +1, buyer moved to the returned hash, the stock-return event that
-    clears every web process's sold-out marker), then the row. A crash in between leaves a
-    pending row whose unit is already back; reconciliation finishes it. Idempotent.
+    clears every web process's sold-out marker), then the row and its ``order.expired`` or
+    ``order.cancelled`` event in one transaction. A crash in between leaves a pending row
+    whose unit is already back; reconciliation finishes it. Idempotent.
     """
     if status not in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
         raise ValueError(f"an order is released as cancelled or expired, not {status}")
     if order.status != OrderStatus.PENDING:
         raise OrderNotPending()
     inventory.unit_release(sale_id=order.sale_id, user_id=order.user_id, order_id=str(order.id))
-    Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING).update(status=status)
+    with transaction.atomic():
+        if Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING).update(status=status):
+            events_record(order_ids=[str(order.pk)], event_type=RELEASE_EVENTS[status])
     order.refresh_from_db()
     logger.info("order %s %s; its unit is back in sale %s", order.id, status.label.lower(), order.sale_id)
     return order

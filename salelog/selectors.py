@@ -129,3 +129,14 @@ def entries_page(*, sale_id: int, start: int, end: int) -> list[PublishedEntry]:
 
 def published_keys() -> tuple[SigningKey, ...]:
     return signing_keys()
+
+
+def shopper_win_entry(*, sale_id: int, shopper: str) -> LogEntry | None:
+    """The log entry of a shopper's win in a sale (one at most: one unit per buyer), found
+    by the salted hash the entry names them by; None until the builder stored it."""
+    found = LogEntry.objects.raw(
+        "SELECT * FROM salelog_logentry WHERE sale_id = %s"
+        " AND position(%s::bytea in entry) > 0 AND position(%s::bytea in entry) > 0 ORDER BY seq LIMIT 1",
+        [sale_id, b'"outcome":"SUCCESS"', f'"shopper":"{shopper}"'.encode()],
+    )
+    return next(iter(found), None)

@@ -80,6 +80,13 @@ class SaleSerializer(serializers.Serializer):
         choices=Admission.values,
         help_text="direct: everyone may try at the start; queue: join the line (/queue/) and buy when let in.",
     )
+    shuffle_commitment = serializers.CharField(
+        help_text="A shuffled pre-queue's: the SHA-256 (hex) of the seed its order follows, published before the "
+        "line opens; empty otherwise."
+    )
+    shuffle_seed = serializers.CharField(
+        help_text="That seed, revealed at the start (empty before, and for a sale that does not shuffle)."
+    )
 
 
 class SaleListApi(APIView):

@@ -20,7 +20,7 @@ from core.steps import DatabaseWork, Steps
 
 from . import inventory
 from .known import known_sales
-from .models import MAX_SALE_ID, FlashSale, SaleStatus, sale_status
+from .models import MAX_SALE_ID, Admission, FlashSale, SaleStatus, sale_status
 
 SALE_CACHE_SECONDS = 30
 
@@ -36,12 +36,28 @@ class SaleView:
     sale: FlashSale
     remaining_stock: int
     status: SaleStatus
+    shuffle_commitment: str = ""
+    """A shuffled pre-queue's: the SHA-256 of the seed, published before the line opens."""
+    shuffle_seed: str = ""
+    """... and the seed, revealed at the start (empty before)."""
 
 
 def _view(sale: FlashSale, remaining: int | None, now: datetime) -> SaleView:
     # A sale not loaded into Redis yet has sold nothing.
     left = sale.total_stock if remaining is None else remaining
-    return SaleView(sale=sale, remaining_stock=left, status=sale.status_at(now, remaining_stock=left))
+    commitment = seed = ""
+    if sale.admission == Admission.QUEUE and sale.shuffle_pre_queue and sale.warmed_at is not None:
+        meta = inventory.sale_meta(sale.pk)
+        commitment = meta.shuffle_commitment if meta is not None else ""
+        if now >= sale.starts_at:
+            seed = inventory.line_state(sale.pk).get("seed", "")
+    return SaleView(
+        sale=sale,
+        remaining_stock=left,
+        status=sale.status_at(now, remaining_stock=left),
+        shuffle_commitment=commitment,
+        shuffle_seed=seed,
+    )
 
 
 def sales_visible(*, now: datetime | None = None) -> QuerySet[FlashSale]:

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from core.logs import log_level_valid, logging_config
 
-from .environment import env, redis_db_url
+from .environment import env, redis_db_url, seconds_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -285,6 +285,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    "send-overdue-webhooks": {
+        "task": "orders.tasks.send_overdue_webhooks",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
     "build-sale-logs": {
         "task": "salelog.tasks.build_sale_logs",
         "schedule": FLASHSALE_LOG_INTERVAL_SECONDS,
@@ -295,6 +300,43 @@ CELERY_BEAT_SCHEDULE = {
 # REST API) and, when asked, to its TCP door (host:port) (docs/operating.md, "Rehearsing").
 FLASHSALE_REHEARSAL_URL = env.str("FLASHSALE_REHEARSAL_URL", default="http://127.0.0.1:8000")
 FLASHSALE_REHEARSAL_TCP = env.str("FLASHSALE_REHEARSAL_TCP", default="127.0.0.1:8002")
+
+# --- Webhooks and payments (docs/design.md, "Webhooks and payments") ---------------------------
+# The shop's address as its shoppers reach it: the email's order and pay links start with it
+# (empty: the email carries no link).
+FLASHSALE_SITE_URL = env.str("FLASHSALE_SITE_URL", default="")
+# The payment step: a provider (dotted path to its class) and, for the built-in hosted
+# checkout, the shop's checkout page the winner is sent to (empty: no pay link is offered).
+FLASHSALE_PAYMENT_PROVIDER = env.str("FLASHSALE_PAYMENT_PROVIDER", default="orders.payments.HostedCheckout")
+FLASHSALE_PAYMENT_CHECKOUT_URL = env.str("FLASHSALE_PAYMENT_CHECKOUT_URL", default="")
+# One attempt's connection and each read wait at most this long.
+WEBHOOKS_TIMEOUT_SECONDS = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=15.0)
+# The wait after the 1st, 2nd, ... failed attempt; once spent, the delivery is a dead letter.
+# The default follows the Standard Webhooks example: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h,
+# the last attempt at least 31.5 hours after the first.
+WEBHOOKS_RETRY_DELAYS_SECONDS = seconds_list(
+    "WEBHOOKS_RETRY_DELAYS_SECONDS",
+    env.list("WEBHOOKS_RETRY_DELAYS_SECONDS", default=["5", "300", "1800", "7200", "18000", "36000", "50400"]),
+)
+# Each wait is lengthened by a random share up to this (never shortened).
+WEBHOOKS_RETRY_JITTER = env.float("WEBHOOKS_RETRY_JITTER", default=0.2)
+# An endpoint is paused after this many failed attempts in a row spanning at least this long.
+WEBHOOKS_PAUSE_AFTER_FAILURES = env.int("WEBHOOKS_PAUSE_AFTER_FAILURES", default=10)
+WEBHOOKS_PAUSE_AFTER_SECONDS = env.float("WEBHOOKS_PAUSE_AFTER_SECONDS", default=24 * 3600.0)
+# After a secret's rotation the old one still signs and verifies this long.
+WEBHOOKS_SECRET_OVERLAP_SECONDS = env.float("WEBHOOKS_SECRET_OVERLAP_SECONDS", default=24 * 3600.0)
+# Server-side request forgery guard: a webhook URL resolving to a loopback, link-local or
+# private address is refused, unless allowed for every endpoint, or (opt-in) for those
+# registered with --allow-private.
+WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=False)
+WEBHOOKS_ALLOW_PRIVATE_OPT_IN = env.bool("WEBHOOKS_ALLOW_PRIVATE_OPT_IN", default=False)
+# The Celery queue delivery tasks go to (the workers' default queue unless set).
+WEBHOOKS_QUEUE = env.str("WEBHOOKS_QUEUE", default="celery")
+# The demo shop's checkout and receiver under /demo-shop/: only the local settings turn it on.
+FLASHSALE_DEMO_SHOP = False
+FLASHSALE_DEMO_SHOP_SECRET = ""
+FLASHSALE_DEMO_SHOP_LOG = ""
+
 # `make bench` only: mount /bench/control/ and the naive shop under /bench/ (404 otherwise).
 FLASHSALE_BENCH_ENDPOINTS = env.bool("FLASHSALE_BENCH_ENDPOINTS", default=False)
 # Where the storefront opens its WebSocket; empty means the page's own host. The operator

@@ -10,12 +10,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from accounts.revocation import REVOKED_KEY
 from accounts.tokens import access_token_verify
 from core.redis_store import inventory_redis
 from orders.drain import sale_orders_drain
+from salelog.models import Checkpoint, LogEntry, SaleLog
 from sales import inventory
 from sales.models import FlashSale, Product
 from sales.purchase import purchase_attempt
@@ -145,6 +147,23 @@ def test_reset_refuses_a_live_sale_without_force() -> None:
     result = json.loads(flashsale("reset", str(sale.pk), "--force", "--json"))
     assert result["redis_keys_deleted"] >= 4
     assert inventory.sale_counts(sale.pk).loaded is False
+
+
+def test_reset_forgets_the_sales_log_so_it_starts_again_at_zero() -> None:
+    # Given a sale whose attempts were logged and moved into PostgreSQL (entries and a checkpoint)
+    sale = make_sale(stock=5, starts_in=600)
+    log = SaleLog.objects.create(sale=sale, origin=f"test/{sale.pk}", size=1)
+    LogEntry.objects.create(sale=sale, seq=0, entry=b"{}", leaf_hash=b"\x00" * 32)
+    Checkpoint.objects.create(
+        sale=sale, size=1, root_hash=b"\x00" * 32, note="n", key_id="dev", signed_at=timezone.now()
+    )
+
+    result = json.loads(flashsale("reset", str(sale.pk), "--json"))
+
+    # Then its Redis stream and counter and its PostgreSQL log are gone together
+    assert result["log_entries_deleted"] == 1
+    assert not SaleLog.objects.filter(pk=log.pk).exists()
+    assert not Checkpoint.objects.filter(sale=sale).exists()
 
 
 def test_reset_of_an_upcoming_sale_needs_no_force() -> None:

@@ -1,5 +1,5 @@
-"""``manage.py flashsale``: the operator's tool (init, status, buyers, reset, export, shoppers,
-deactivate, capacity).
+"""``manage.py flashsale``: the operator's tool (init, status, buyers, reset, export, rehearse,
+shoppers, deactivate, admin, capacity, webhooks).
 
 A ``<sale|product>`` argument is a sale id, or a product slug meaning that product's newest
 sale. Output is for people; ``--json`` prints one JSON document for scripts.
@@ -40,9 +40,18 @@ from core.shop_time import (
     zone_named,
 )
 from orders.exports import FORMATS, orders_export_write, orders_for_export
-from orders.models import Order
+from orders.models import DeliveryStatus, Order, WebhookDelivery, WebhookEndpoint, WebhookEventType
 from orders.reconciliation import sale_reconcile
 from orders.services import sale_orders_delete
+from orders.webhooks import (
+    deliveries_replay,
+    endpoint_add,
+    endpoint_remove,
+    endpoint_resume,
+    endpoint_rotate,
+    endpoints_backlog,
+)
+from salelog.services import sale_log_delete
 from sales import inventory
 from sales.models import Admission, FlashSale, Product
 from sales.selectors import sale_newest_for_product
@@ -99,7 +108,7 @@ class Command(BaseCommand):
         commands = parser.add_subparsers(
             dest="action",
             required=True,
-            metavar="init|status|buyers|reset|export|rehearse|shoppers|deactivate|admin|capacity",
+            metavar="init|status|buyers|reset|export|rehearse|shoppers|deactivate|admin|capacity|webhooks",
         )
 
         init = commands.add_parser("init", help="create a sale (and its product) and load it into Redis")
@@ -227,6 +236,37 @@ class Command(BaseCommand):
             "--replicas", action="store_true", help="also the Kubernetes pods per process (deploy/k8s/)"
         )
         for sub in commands.choices.values():
+            sub.add_argument("--json", action="store_true", help="print JSON")
+        self._webhooks_arguments(commands)
+
+    def _webhooks_arguments(self, commands: Any) -> None:
+        webhooks = commands.add_parser("webhooks", help="the endpoints signed webhooks go to (docs/operating.md)")
+        actions = webhooks.add_subparsers(
+            dest="webhooks_action", required=True, metavar="add|list|remove|rotate|resume|replay"
+        )
+        add = actions.add_parser("add", help="register an endpoint: its URL is resolved and checked now")
+        add.add_argument("url")
+        add.add_argument("--events", required=True, help="comma-separated: " + ",".join(WebhookEventType.values))
+        add.add_argument("--secret", default=None, help="whsec_<base64 of 24-64 bytes> (default: one is made)")
+        add.add_argument(
+            "--allow-private",
+            action="store_true",
+            help="may reach a loopback, link-local or private address (needs WEBHOOKS_ALLOW_PRIVATE_OPT_IN)",
+        )
+        add.add_argument("--payments", action="store_true", help="its secret signs the shop's payment callbacks")
+        add.add_argument("--description", default="")
+        actions.add_parser("list", help="every endpoint, its state and its pending and dead deliveries")
+        remove = actions.add_parser("remove", help="delete an endpoint and its deliveries")
+        remove.add_argument("endpoint", type=int, help="endpoint id (see list)")
+        rotate = actions.add_parser("rotate", help="a new secret; the old one stays valid for the overlap")
+        rotate.add_argument("endpoint", type=int)
+        rotate.add_argument("--secret", default=None, help="the new whsec_ secret (default: one is made)")
+        rotate.add_argument("--overlap", type=float, default=None, help="seconds the old secret stays valid")
+        resume = actions.add_parser("resume", help="deliver to a paused endpoint again, what waited first")
+        resume.add_argument("endpoint", type=int)
+        replay = actions.add_parser("replay", help="send an endpoint's dead letters again (same webhook-id)")
+        replay.add_argument("endpoint", type=int)
+        for sub in actions.choices.values():
             sub.add_argument("--json", action="store_true", help="print JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -416,6 +456,77 @@ class Command(BaseCommand):
             "figures": asdict(figures),
         }
 
+    def _webhooks(self, options: dict[str, Any]) -> dict[str, Any]:
+        action = options["webhooks_action"]
+        if action == "add":
+            endpoint = endpoint_add(
+                url=options["url"],
+                events=options["events"].split(","),
+                secret=options["secret"],
+                allow_private=options["allow_private"],
+                payments=options["payments"],
+                description=options["description"],
+            )
+            self._say(options, f"Endpoint {endpoint.pk}: {endpoint.url}")
+            self._say(options, f"  events   {', '.join(endpoint.events)}")
+            if not options["secret"]:
+                self._say(options, f"  secret   {endpoint.secret} (made now; shown once)")
+            return {**self._endpoint_row(endpoint, {}), "secret": endpoint.secret}
+        if action == "list":
+            backlog = endpoints_backlog()
+            rows = [self._endpoint_row(endpoint, backlog) for endpoint in WebhookEndpoint.objects.all()]
+            if not rows:
+                self._say(options, "No webhook endpoint.")
+            for row in rows:
+                self._say(options, f"{row['id']:>4}  {row['url']}")
+                self._say(
+                    options, f"      events {', '.join(row['events'])}{'; reports payments' if row['payments'] else ''}"
+                )
+                self._say(options, f"      {row['state']}; {row['pending']} pending, {row['dead']} dead")
+            return {"endpoints": rows}
+        found = WebhookEndpoint.objects.filter(pk=options["endpoint"]).first()
+        if found is None:
+            raise CommandError(f"No webhook endpoint {options['endpoint']} (see: flashsale webhooks list).")
+        endpoint = found
+        if action == "remove":
+            dropped = endpoint_remove(endpoint=endpoint)
+            self._say(options, f"Endpoint {options['endpoint']} removed, with {dropped} delivery record(s).")
+            return {"id": options["endpoint"], "deliveries_dropped": dropped}
+        if action == "rotate":
+            endpoint_rotate(endpoint=endpoint, secret=options["secret"], overlap_seconds=options["overlap"])
+            self._say(options, f"Endpoint {endpoint.pk}: new secret {endpoint.secret}")
+            self._say(options, f"  the old one signs and verifies too until {endpoint.previous_secret_until}")
+            return {"id": endpoint.pk, "secret": endpoint.secret, "previous_until": endpoint.previous_secret_until}
+        if action == "resume":
+            chains = endpoint_resume(endpoint=endpoint)
+            self._say(options, f"Endpoint {endpoint.pk} resumed; deliveries of {chains} order(s) sent.")
+            return {"id": endpoint.pk, "orders": chains}
+        dead = WebhookDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.DEAD)
+        replayed = deliveries_replay(delivery_ids=list(dead.values_list("pk", flat=True)))
+        self._say(options, f"Endpoint {endpoint.pk}: {replayed} dead letter(s) sent again.")
+        return {"id": endpoint.pk, "replayed": replayed}
+
+    @staticmethod
+    def _endpoint_row(endpoint: WebhookEndpoint, backlog: dict[int, dict[str, int]]) -> dict[str, Any]:
+        if endpoint.paused_at is not None:
+            state = f"PAUSED since {endpoint.paused_at.isoformat()}: {endpoint.pause_reason}"
+        elif endpoint.failing_since is not None:
+            state = f"failing ({endpoint.consecutive_failures} in a row since {endpoint.failing_since.isoformat()})"
+        else:
+            state = "delivering"
+        counts = backlog.get(endpoint.pk, {})
+        return {
+            "id": endpoint.pk,
+            "url": endpoint.url,
+            "events": endpoint.events,
+            "payments": endpoint.payments,
+            "allow_private": endpoint.allow_private,
+            "paused": endpoint.paused_at is not None,
+            "state": state,
+            "pending": counts.get("pending", 0),
+            "dead": counts.get("dead", 0),
+        }
+
     def _buyers(self, options: dict[str, Any]) -> dict[str, Any]:
         sale = self._sale(options["sale"])
         buyers = inventory.sale_buyers(sale.pk)
@@ -427,14 +538,18 @@ class Command(BaseCommand):
     def _reset(self, options: dict[str, Any]) -> dict[str, Any]:
         sale = self._sale(options["sale"])
         result = sale_reset(sale=sale, force=options["force"])
+        log_entries_deleted = sale_log_delete(sale_id=sale.pk)
         orders_deleted = sale_orders_delete(sale=sale) if options["delete_orders"] else 0
         self._say(options, f"Sale {sale.pk}: deleted {result.redis_keys_deleted} Redis key(s)")
+        if log_entries_deleted:
+            self._say(options, f"  and its transparency log ({log_entries_deleted} entries): it starts again at 0")
         if options["delete_orders"]:
             self._say(options, f"  and {orders_deleted} order(s) in PostgreSQL")
         self._say(options, "  warm it again (admin action, or beat within its lead time) to sell.")
         return {
             "sale_id": sale.pk,
             "redis_keys_deleted": result.redis_keys_deleted,
+            "log_entries_deleted": log_entries_deleted,
             "orders_deleted": orders_deleted,
         }
 
