@@ -43,7 +43,7 @@ from orders.drain import sale_backlog
 from orders.models import Order
 from orders.reconciliation import sale_reconcile
 from orders.services import sale_orders_delete
-from salelog.models import Checkpoint, LogEntry, LogNode, SaleLog
+from salelog.services import sale_log_delete
 from sales import inventory, keys
 from sales.latency import quantile_ms
 from sales.models import Admission, FlashSale, RehearsalStatus, SaleRehearsal
@@ -450,8 +450,7 @@ def _cleanup(rehearsal: SaleRehearsal) -> None:
             sale_orders_delete(sale=shadow)
             # The log builder leaves shadow sales alone; rows of one are a builder's pass that
             # overlapped the rehearsal's start, and must go before the sale can.
-            for rows in (LogNode, LogEntry, Checkpoint, SaleLog):
-                rows.objects.filter(sale=shadow).delete()
+            sale_log_delete(sale_id=shadow.pk)
         shoppers.delete()
     if shadow is not None:
         sale_shadow_delete(shadow=shadow)

@@ -15,10 +15,11 @@ from django.core.mail import EmailMessage
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 from orders.drain import sale_orders_drain
 from orders.exports import EXPORT_FIELDS
-from orders.models import Order, OrderStatus
+from orders.models import Order, OrderStatus, WebhookEndpoint, WebhookEvent
 from orders.services import order_confirmations_send, order_mark_paid
 from sales.selectors import sale_newest_for_product
 from sales.services import sale_shadow_create
@@ -133,8 +134,8 @@ def test_a_shopper_cannot_export(client: Client) -> None:
     assert response["Location"].startswith("/admin/login/")
 
 
-def test_a_shadow_sale_and_its_orders_stay_out_of_lists_exports_and_emails(
-    staff_client: Client, mailoutbox: list[EmailMessage]
+def test_a_shadow_sale_and_its_orders_stay_out_of_lists_exports_emails_and_webhooks(
+    staff_client: Client, mailoutbox: list[EmailMessage], settings: Settings
 ) -> None:
     client = Client()
     # Given a real sale and a rehearsal's shadow of it starting later, one shopper winning both
@@ -142,6 +143,8 @@ def test_a_shadow_sale_and_its_orders_stay_out_of_lists_exports_and_emails(
     shadow = sale_shadow_create(sale=real, stock=5, starts_at=timezone.now())
     assert shadow.starts_at > real.starts_at
     sale_warm(sale=shadow)
+    settings.WEBHOOKS_QUEUE = "nobody-consumes-this"  # Recorded, not sent: this test reads the rows.
+    WebhookEndpoint.objects.create(url="https://shop.example/hooks", events=["order.created"], secret="s" * 32)
     shopper = make_user(username="twice")
     real_order = make_wins(real.pk, [shopper.pk])[shopper.pk]
     shadow_order = make_wins(shadow.pk, [shopper.pk])[shopper.pk]
@@ -169,3 +172,5 @@ def test_a_shadow_sale_and_its_orders_stay_out_of_lists_exports_and_emails(
     assert sent == 1
     assert len(mailoutbox) == 1 and real_order in str(mailoutbox[0].body)
     assert Order.objects.get(id=shadow_order).confirmation_sent_at is not None
+    # And the shop's webhook endpoint hears of the real order alone
+    assert [str(order_id) for order_id in WebhookEvent.objects.values_list("order_id", flat=True)] == [real_order]
