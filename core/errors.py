@@ -63,6 +63,8 @@ TRANSPORT_ANSWERS: dict[str, TransportAnswer] = {
     "SALE_NOT_QUEUED": TransportAnswer(409, 4409),
     "QUEUE_NOT_OPEN": TransportAnswer(409, 4409),
     "ORDER_NOT_PENDING": TransportAnswer(409, 4409),
+    "REHEARSAL_REFUSED": TransportAnswer(409, 4409),
+    "REHEARSAL_RUNNING": TransportAnswer(409, 4409),
     "ORDER_EXPIRED": TransportAnswer(409, 4409),
     "SIGNATURE_INVALID": TransportAnswer(401, 4401),
     "SIGNATURE_EXPIRED": TransportAnswer(401, 4401),

@@ -14,7 +14,9 @@ from .models import Order
 
 
 def orders_of_user(*, user_id: int) -> QuerySet[Order]:
-    return Order.objects.filter(user_id=user_id).select_related("sale__product").order_by("-created_at")
+    """The user's orders, newest first; a rehearsal's shadow orders are no one's to see."""
+    orders = Order.objects.filter(user_id=user_id, sale__rehearsal_of__isnull=True)
+    return orders.select_related("sale__product").order_by("-created_at")
 
 
 def order_of_user(*, user_id: int, order_id: str) -> Order | None:

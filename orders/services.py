@@ -48,7 +48,9 @@ def order_confirmations_send(*, order_ids: Sequence[str]) -> int:
             )
             if order is None:
                 continue
-            if order.user.email:
+            if order.sale.rehearsal_of_id is not None:
+                logger.info("order %s is a rehearsal's: no email", order.id)
+            elif order.user.email:
                 context = {
                     "order": order,
                     "sale": order.sale,

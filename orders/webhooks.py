@@ -244,8 +244,11 @@ def events_record(*, order_ids: Sequence[str], event_type: WebhookEventType) -> 
     if not endpoints or not order_ids:
         return 0
     now = timezone.now()
+    # A rehearsal's shadow orders are nobody's purchases: the shop's systems never hear of them.
     orders = list(
-        Order.objects.filter(id__in=order_ids).select_related("sale__product", "user").order_by("created_at", "id")
+        Order.objects.filter(id__in=order_ids, sale__rehearsal_of__isnull=True)
+        .select_related("sale__product", "user")
+        .order_by("created_at", "id")
     )
     highest = _highest_sequences([order.pk for order in orders])
     already = set(

@@ -34,10 +34,13 @@ class SaleToBuild:
 
 
 def sales_to_build(*, now: datetime | None = None) -> list[SaleToBuild]:
-    """The watched sales (``sales.selectors.sales_watched``) whose log is not frozen yet."""
+    """The watched sales (``sales.selectors.sales_watched``) whose log is not frozen yet. A
+    rehearsal's shadow sale has no public log: its attempts are nobody's purchases, and the
+    rehearsal deletes the sale after it."""
     watched = sales_watched(now=now)
     rows = (
-        FlashSale.objects.filter(pk__in=watched)
+        FlashSale.objects.real()
+        .filter(pk__in=watched)
         .exclude(log__frozen_at__isnull=False)
         .order_by("pk")
         .values_list("pk", "ends_at")

@@ -44,6 +44,7 @@ from .purchase import (
     sale_challenge_issue,
 )
 from .selectors import sale_detail, sale_list
+from .tally import tally
 from .waiting_room import PlaceStatus, QueuePassInvalid, place_body, queue_join, queue_place
 
 logger = logging.getLogger(__name__)
@@ -262,7 +263,10 @@ class PurchaseApi(HotPathApi):
         else:
             response, code = purchase_answer_response(answer, sale_id=sale_id), answer.status.value
         known_sale = sale_id if code != SaleNotFound.code else None
-        purchase_observed(sale_id=known_sale, status=code, seconds=time.perf_counter() - started, transport="http")
+        seconds = time.perf_counter() - started
+        purchase_observed(sale_id=known_sale, status=code, seconds=seconds, transport="http")
+        if known_sale is not None:
+            tally.answered(known_sale, seconds)
         return response
 
 

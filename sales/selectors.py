@@ -64,7 +64,7 @@ def sales_visible(*, now: datetime | None = None) -> QuerySet[FlashSale]:
     """Sales a shopper may see: upcoming, live, and those ended within the watch period."""
     now = now or timezone.now()
     since = now - timedelta(seconds=settings.FLASHSALE_WATCH_AFTER_END_SECONDS)
-    return FlashSale.objects.select_related("product").filter(ends_at__gt=since).order_by("starts_at", "id")
+    return FlashSale.objects.real().select_related("product").filter(ends_at__gt=since).order_by("starts_at", "id")
 
 
 def sale_list(*, now: datetime | None = None) -> list[SaleView]:
@@ -114,8 +114,10 @@ def sales_watched(*, now: datetime | None = None) -> list[int]:
 
 
 def sale_newest_for_product(slug: str) -> FlashSale | None:
-    """The product's newest sale (latest start, then highest id), with its product."""
-    return FlashSale.objects.select_related("product").filter(product__slug=slug).order_by("-starts_at", "-pk").first()
+    """The product's newest sale (latest start, then highest id), with its product; never a
+    rehearsal's shadow sale."""
+    sales = FlashSale.objects.real().select_related("product").filter(product__slug=slug)
+    return sales.order_by("-starts_at", "-pk").first()
 
 
 def sale_by_reference(reference: str) -> FlashSale | None:
@@ -206,13 +208,16 @@ WAIT_FOR_READ_SECONDS = 2.0
 
 
 def _newest_sale_id(slug: str) -> int | None:
-    sale = FlashSale.objects.filter(product__slug=slug).order_by("-starts_at", "-pk").values_list("pk", flat=True)
+    sale = (
+        FlashSale.objects.real().filter(product__slug=slug).order_by("-starts_at", "-pk").values_list("pk", flat=True)
+    )
     return sale.first()
 
 
 def _newest_sale_ids() -> dict[str, int]:
     rows = (
-        FlashSale.objects.order_by("product__slug", "-starts_at", "-pk")
+        FlashSale.objects.real()
+        .order_by("product__slug", "-starts_at", "-pk")
         .distinct("product__slug")
         .values_list("product__slug", "pk")
     )

@@ -216,9 +216,13 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 LANGUAGE_CODE = "en-us"
+# Times are aware UTC inside (the database, Redis, the API); the shop's zone is only how the
+# admin, manage.py and the pages show and take them (core/shop_time.py).
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The wall clock the shop schedules its sales by: an IANA name (Asia/Shanghai, Europe/Paris).
+SHOP_TIME_ZONE = env.str("SHOP_TIME_ZONE", default="UTC")
 
 # Logs (core/logs.py): JSON lines for an operator's search, or console lines for a person;
 # every logger, the servers' access logs included, through the same formatter.
@@ -286,6 +290,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": FLASHSALE_RECONCILE_INTERVAL_SECONDS,
         "options": {"expires": FLASHSALE_RECONCILE_INTERVAL_SECONDS},
     },
+    "sweep-rehearsals": {
+        "task": "operations.tasks.sweep_rehearsals",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
     "send-overdue-webhooks": {
         "task": "orders.tasks.send_overdue_webhooks",
         "schedule": 30.0,
@@ -297,6 +306,10 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": FLASHSALE_LOG_INTERVAL_SECONDS},
     },
 }
+# Rehearsals started from the admin: a Celery worker sends their crowd to the stack here (the
+# REST API) and, when asked, to its TCP door (host:port) (docs/operating.md, "Rehearsing").
+FLASHSALE_REHEARSAL_URL = env.str("FLASHSALE_REHEARSAL_URL", default="http://127.0.0.1:8000")
+FLASHSALE_REHEARSAL_TCP = env.str("FLASHSALE_REHEARSAL_TCP", default="127.0.0.1:8002")
 
 # --- Webhooks and payments (docs/design.md, "Webhooks and payments") ---------------------------
 # The shop's address as its shoppers reach it: the email's order and pay links start with it
@@ -336,8 +349,11 @@ FLASHSALE_DEMO_SHOP_LOG = ""
 
 # `make bench` only: mount /bench/control/ and the naive shop under /bench/ (404 otherwise).
 FLASHSALE_BENCH_ENDPOINTS = env.bool("FLASHSALE_BENCH_ENDPOINTS", default=False)
-# Where the storefront opens its WebSocket; empty means the page's own host.
+# Where the storefront opens its WebSocket; empty means the page's own host. The operator
+# console's socket is on the same server.
 FLASHSALE_WS_URL = env.str("FLASHSALE_WS_URL", default="")
+# The console keeps each sale's figures this long after it last recorded one (for review).
+FLASHSALE_CONSOLE_KEEP_SECONDS = env.int("FLASHSALE_CONSOLE_KEEP_SECONDS", default=14 * 24 * 3600)
 
 # --- The balancer in front (core/client_address.py) ----------------------------------------
 # Peers that may say who a request is for (X-Forwarded-For, X-Forwarded-Proto, X-Request-ID,

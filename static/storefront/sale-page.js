@@ -7,6 +7,7 @@
 // it does not wait for `sale_started`, which only confirms (a ws process fanning out to
 // thousands of sockets, or one that is down, must not delay anyone's Buy).
 import { SaleFeed } from "./live-feed.js";
+import { showLocalTimes } from "./local-time.js";
 import { ChallengeSolver, WinState, purchase } from "./purchase.js";
 import { WaitingRoom } from "./waiting-room.js";
 
@@ -150,12 +151,21 @@ class SalePage {
 
   snapshot(sale, localAt) {
     this.offsetMs = Date.parse(sale.server_time) - localAt;
+    if (Date.parse(sale.starts_at) !== this.startsAt) this.showStart(sale.starts_at);
     this.startsAt = Date.parse(sale.starts_at);
     this.endsAt = Date.parse(sale.ends_at);
     this.remaining = sale.remaining_stock;
     this.serverStatus = sale.status;
     this.serverCountdown = null;
     this.render();
+  }
+
+  // The operator moved the start: the "at ..." line says the new one, on both clocks.
+  showStart(startsAt) {
+    const element = this.root.querySelector("[data-starts-at]");
+    if (!element) return;
+    element.dateTime = new Date(startsAt).toISOString();
+    showLocalTimes(element.parentElement);
   }
 
   soldOut() {

@@ -19,9 +19,11 @@ from core.redis_store import inventory_redis
 from salelog import verify
 from salelog.keys import CHECKPOINTS_CHANNEL
 from salelog.models import Checkpoint, LogEntry, LogNode, SaleLog
-from salelog.selectors import stored_consistency_proof
+from salelog.selectors import sales_to_build, stored_consistency_proof
 from sales import keys
 from sales.receipts import signing_keys
+from sales.services import sale_shadow_create
+from sales.warming import sale_warm
 from tests.factories import make_sale
 from tests.processes import ChildProcess, start_worker
 from tests.salelog.logs import attempts, build_here, build_until, stream_write
@@ -221,3 +223,15 @@ def test_beat_runs_the_builder_every_tick_and_drops_a_tick_nobody_ran() -> None:
     interval = settings.FLASHSALE_LOG_INTERVAL_SECONDS
     assert entry == {"task": "salelog.tasks.build_sale_logs", "schedule": interval, "options": {"expires": interval}}
     assert interval <= 1.0
+
+
+def test_a_rehearsals_shadow_sale_has_no_log_to_build() -> None:
+    # Given a real sale and a rehearsal's shadow of it, both loaded and running
+    real = make_sale(stock=3)
+    shadow = sale_shadow_create(sale=real, stock=3, starts_at=timezone.now())
+    sale_warm(sale=shadow)
+
+    # Then the builder's tick has the real sale's log to build, not the shadow's
+    to_build = {sale.sale_id for sale in sales_to_build()}
+    assert real.pk in to_build
+    assert shadow.pk not in to_build

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -21,7 +21,7 @@ from orders.models import Order
 from orders.tasks import drain_sale_orders
 from sales.models import Admission
 from sales.purchase import purchase_attempt
-from sales.services import sale_update
+from sales.services import sale_create, sale_update
 from tests.factories import make_product, make_sale, make_user
 
 pytestmark = pytest.mark.django_db
@@ -76,6 +76,34 @@ def test_the_product_page_shows_the_product_the_prices_the_stock_and_the_countdo
     assert (config["status"], config["remaining_stock"], config["pow_difficulty"]) == ("scheduled", 10, 12)
     assert config["purchase_url"] == f"/api/sales/{sale.pk}/purchase/"
     assert config["challenge_url"] == f"/api/sales/{sale.pk}/challenge/"
+
+
+def test_the_start_is_written_on_the_shops_clock_for_the_browser_to_add_the_shoppers(client: Client, settings) -> None:
+    # Given a shop in Shanghai and a sale at midnight on 11.11 there
+    settings.SHOP_TIME_ZONE = "Asia/Shanghai"
+    starts_at = datetime(2027, 11, 10, 16, 0, tzinfo=UTC)
+    sale = sale_create(
+        product=make_product(name="Singles Day Phone"),
+        price=Decimal("1.00"),
+        total_stock=10,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(hours=1),
+    )
+
+    # When the product page and the home page are read
+    page = client.get(f"/sales/{sale.pk}/").content.decode()
+    home = client.get("/").content.decode()
+
+    # Then each names the shop's wall time and carries the instant, with an offset, for the browser
+    assert '<body data-shop-zone="Asia/Shanghai">' in page
+    assert (
+        '<time datetime="2027-11-10T16:00:00+00:00" data-local-time="seconds" data-starts-at>'
+        "Nov 11, 00:00:00 Asia/Shanghai</time>"
+    ) in page
+    assert sale_config(page)["starts_at"] == "2027-11-10T16:00:00+00:00"
+    assert "storefront/local-time.js" in page
+    assert "Times in your time zone and the shop's (Asia/Shanghai)." in page
+    assert '<time datetime="2027-11-10T16:00:00+00:00" data-local-time>Nov 11, 00:00 Asia/Shanghai</time>' in home
 
 
 def test_without_a_websocket_url_the_page_uses_its_own_host(client: Client, settings) -> None:
