@@ -32,6 +32,7 @@ import socket
 import time
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
 from channels.auth import AuthMiddlewareStack
@@ -45,7 +46,7 @@ from django.db.models import Count, Q
 from django.urls import re_path
 from django.utils import timezone
 
-from core.redis_store import inventory_redis
+from core.redis_store import inventory_redis, lua_script
 from orders.drain import sale_backlog
 from orders.models import Order
 from sales import inventory, keys
@@ -71,6 +72,10 @@ LEASE_MS = 2500
 SOCKETS_FRESH_MS = 5000
 SERIES_POINTS = 7200
 """Points kept per sale: two hours of a busy sale at one a second."""
+
+_LUA = Path(__file__).resolve().parent / "lua"
+CLAIM_SCRIPT = lua_script(_LUA / "console_claim.lua")
+KEEP_SCRIPT = lua_script(_LUA / "console_keep.lua")
 
 
 def console_group(sale_id: int) -> str:
@@ -172,15 +177,15 @@ class ConsoleRecorder:
     def _read(self, sale_id: int, *, own_sockets: int, keep: bool) -> dict[str, Any] | None:
         client = inventory_redis()
         now_ms = inventory.redis_now_ms()
-        sockets_key = keys.console_sockets_key(sale_id)
-        client.hset(sockets_key, self.token, f"{own_sockets}:{now_ms}")
-        client.pexpire(sockets_key, SOCKETS_FRESH_MS * 2)
-        lease = keys.console_publisher_key(sale_id)
-        if not client.set(lease, self.token, nx=True, px=LEASE_MS):
-            if client.get(lease) != self.token:
-                return None  # Another ws process publishes this sale now.
-            client.pexpire(lease, LEASE_MS)
-        meta = inventory.sale_meta(sale_id)
+        meta_key = keys.meta_key(sale_id)
+        claimed = CLAIM_SCRIPT(
+            keys=[meta_key, keys.console_sockets_key(sale_id), keys.console_publisher_key(sale_id)],
+            args=[self.token, own_sockets, now_ms, SOCKETS_FRESH_MS * 2, LEASE_MS],
+            client=client,
+        )
+        if claimed == 0:
+            return None  # Another ws process publishes this sale now.
+        meta = inventory.sale_meta(sale_id) if claimed == 1 else None
         if meta is None:
             return {"type": "not_loaded", "t": now_ms}
         counts = inventory.sale_counts(sale_id)
@@ -208,16 +213,16 @@ class ConsoleRecorder:
         before_raw = client.get(last_key)
         before = Reading.from_json(json.loads(before_raw)) if before_raw else None
         point = point_between(before, reading)
-        keep_ms = settings.FLASHSALE_CONSOLE_KEEP_SECONDS * 1000
-        client.set(last_key, json.dumps(reading.as_json()), px=keep_ms)
+        kept = ""
         if keep:
             kept_raw = client.lindex(series_key, -1)
             if point_worth_keeping(point, json.loads(kept_raw) if kept_raw else None):
-                with client.pipeline(transaction=False) as pipe:
-                    pipe.rpush(series_key, json.dumps(point))
-                    pipe.ltrim(series_key, -SERIES_POINTS, -1)
-                    pipe.pexpire(series_key, keep_ms)
-                    pipe.execute()
+                kept = json.dumps(point)
+        KEEP_SCRIPT(
+            keys=[meta_key, last_key, series_key],
+            args=[json.dumps(reading.as_json()), kept, settings.FLASHSALE_CONSOLE_KEEP_SECONDS * 1000, SERIES_POINTS],
+            client=client,
+        )
         return point
 
     def _orders_of(self, sale_id: int) -> tuple[int, int]:
