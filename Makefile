@@ -44,7 +44,7 @@ deps:
 	@$(PYTHON) -m devstack.deps $(DEPS)
 
 test: deps $(VENV)/.dev
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest --durations=25 $(ARGS)
 
 # tests/fast only, without the suite's conftest (which starts Redis and PostgreSQL).
 test-fast: $(VENV)/.dev
