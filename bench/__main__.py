@@ -82,7 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return round(kib / 1024 / 1024, 1)
+
+
 def _machine() -> dict[str, Any]:
+    """What the run ran on, kept in the results so two runs can be compared: the targets are
+    ratios to baselines of the same run, the absolute numbers are this machine's."""
     model = ""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
@@ -91,7 +102,9 @@ def _machine() -> dict[str, Any]:
         pass
     return {
         "cpus": os.cpu_count(),
-        "cpu_model": model,
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": model or platform.processor() or platform.machine(),
+        "memory_gib": _memory_gib(),
         "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -263,9 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         scratch.mkdir(exist_ok=True)
         scenarios = Scenarios(stack=stack, plan=plan, scratch=scratch, log=_say)
         top = plan.connections[-1]
-        _say("scenario 1: control")
+        _say("scenario 0 and 1: the WSGI ceiling (no Django, the web process's server and shape), then the control")
+        stack.start_ceiling_web()
         for connections in plan.connections:
+            scenarios.wsgi_ceiling(connections)
             scenarios.control(connections)
+        stack.stop_ceilings()
         scenarios.paced("control", top)
         hook_level = 100 if 100 in plan.connections else top
         document["hook_cost"] = scenarios.hook_cost_measure(hook_level)
@@ -273,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
 
         door = TcpScenarios(scenarios)
         tcp_level = 100 if 100 in plan.connections else top
+        if "tcp" in only:
+            _say(f"scenario 0: the TCP ceiling (bench/tlv_ceiling.py, a fixed frame) @{tcp_level}")
+            stack.start_tlv_ceiling()
+            door.ceiling(tcp_level)
+            stack.stop_ceilings()
         for name, title in (
             ("winning", "scenario 2: winning path"),
             ("sold_out", "scenario 3: sold-out path"),
@@ -326,10 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         document["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
         stack.stop()
 
-    from .report import chart_write, results_write, table, targets
+    from .report import chart_write, ratios_attach, results_write, table, targets
     from .websocket import targets as websocket_targets
 
     runs = document["runs"]
+    ratios_attach(runs)
     document["targets"] = targets(
         runs,
         document["redis_ceiling"],

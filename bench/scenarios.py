@@ -62,6 +62,10 @@ class RunResult:
     served_connections: int = 0
     load: str = "saturated"  # or "paced": open loop at ``offered_rps`` (bench/paced.py)
     offered_rps: float = 0.0
+    # Throughput as a share of this run's baselines at the same connections (saturated runs):
+    # "control" (the Django control) and "ceiling" (bench/ceiling_app.py) for HTTP,
+    # "tlv_ceiling" (bench/tlv_ceiling.py) for the TCP door. Set by ``report.ratios_attach``.
+    ratios: dict[str, float] = field(default_factory=dict)
 
     @property
     def checks_hold(self) -> bool:
@@ -69,6 +73,7 @@ class RunResult:
 
 
 SCENARIO_TITLES = {
+    "wsgi_ceiling": "0 ceiling: bare WSGI, no Django",
     "control": "1 control: bare Django JSON view",
     "winning": "2 purchase, winning path",
     "sold_out": "3 sold-out path (local marker)",
@@ -76,6 +81,7 @@ SCENARIO_TITLES = {
     "naive": "5 naive shop (SELECT ... FOR UPDATE)",
     "seed": "8 the seed's stampede",
     "seed_balanced": "11 stampede via HAProxy, 3 web",
+    "tlv_ceiling": "0 TCP ceiling: fixed TLV frame",
     "tcp_sold_out": "12 TCP: sold-out path",
     "tcp_rate_limited": "12 TCP: rate-limited path",
     "tcp_winning": "12 TCP: winning path",
@@ -232,6 +238,32 @@ class Scenarios:
         result, cores = self._wrk(path=path, connections=connections, duration_s=self.plan.duration_s)
         self.control_rps[connections] = result.rps
         return self._record("control", result, cores, expected={200})
+
+    # --- 0. the ceiling: the same server and shape, no Django -----------------------------------
+
+    def wsgi_ceiling(self, connections: int) -> RunResult:
+        """The control's load against ``bench/ceiling_app.py`` on granian in the web process's
+        shape (``BenchStack.start_ceiling_web``): what the server alone answers. Its CPU is
+        metered as ``web`` for the run."""
+        ceiling = self.stack.ceiling_web
+        assert ceiling is not None
+        base_url = f"http://127.0.0.1:{ceiling.port}"
+        self._wrk(path="/", connections=connections, duration_s=self.plan.warmup_s, base_url=base_url)
+        web_root = self.meter.roots["web"]
+        self.meter.roots["web"] = ceiling.pid
+        try:
+            result, cores = self._wrk(
+                path="/", connections=connections, duration_s=self.plan.duration_s, base_url=base_url
+            )
+        finally:
+            self.meter.roots["web"] = web_root
+        return self._record(
+            "wsgi_ceiling",
+            result,
+            cores,
+            expected={200},
+            notes=["bench/ceiling_app.py on the web process's command line"],
+        )
 
     def hook_cost_measure(self, connections: int) -> dict[str, float]:
         """What counting answers per status (wrk's ``response()`` hook) costs in throughput."""

@@ -55,13 +55,31 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     tcp = ("tcp_sold_out", "tcp_rate_limited", "tcp_winning")
     slow = ("slow_control_alone", "slow_purchase_alone", "slow_control", "slow_purchase")
     assert {run["scenario"] for run in runs} == {
-        "control", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_balanced", *tcp, "tcp_seed", *slow,
+        "wsgi_ceiling", "control", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_balanced",
+        "tlv_ceiling", *tcp, "tcp_seed", *slow,
     }  # fmt: skip
     assert {(run["scenario"], run["connections"]) for run in runs if "seed" not in run["scenario"]} == {
         (scenario, connections)
-        for scenario in ("control", "winning", "sold_out", "rate_limited", "naive")
+        for scenario in ("wsgi_ceiling", "control", "winning", "sold_out", "rate_limited", "naive")
         for connections in (10, 100)
-    } | {(scenario, 100) for scenario in (*tcp, *slow)}
+    } | {(scenario, 100) for scenario in ("tlv_ceiling", *tcp, *slow)}
+    # Issue 27: every saturated path is a share of the same run's baselines, and the machine is kept
+    assert document["machine"]["cpus"] > 0 and document["machine"]["cpu_model"]
+    by_key = {(run["scenario"], run["connections"], run["load"]): run for run in runs}
+    for run in runs:
+        if (
+            run["load"] != "saturated"
+            or run["scenario"] in {"wsgi_ceiling", "tlv_ceiling"}
+            or "seed" in run["scenario"]
+        ):
+            continue
+        if run["scenario"].startswith("tcp_"):
+            ceiling = by_key[("tlv_ceiling", run["connections"], "saturated")]
+            assert run["ratios"] == {"tlv_ceiling": round(run["rps"] / ceiling["rps"], 3)}, run["scenario"]
+        else:
+            ceiling = by_key[("wsgi_ceiling", run["connections"], "saturated")]
+            assert run["ratios"]["ceiling"] == round(run["rps"] / ceiling["rps"], 3), run["scenario"]
+            assert ("control" in run["ratios"]) is (run["scenario"] != "control"), run["scenario"]
     # The TCP paths ran closed loop, then open loop, next to the HTTP ones
     assert {(run["scenario"], run["load"]) for run in runs if run["scenario"] in tcp} == {
         (scenario, load) for scenario in tcp for load in ("saturated", "paced")
