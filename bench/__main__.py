@@ -44,7 +44,7 @@ def _connections(raw: str) -> tuple[int, ...]:
 
 
 SCENARIO_NAMES = (
-    "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_balanced", "tcp",
+    "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_k6", "seed_balanced", "tcp",
     "slow_clients", "websocket",
 )  # fmt: skip
 
@@ -117,6 +117,7 @@ def _versions(stack: BenchStack) -> dict[str, str]:
     import redis
     from django.db import connection
 
+    from .k6 import k6_version
     from .loadgen import wrk_version
 
     assert stack.redis is not None
@@ -136,6 +137,7 @@ def _versions(stack: BenchStack) -> dict[str, str]:
         "redis_server": redis_version,
         "postgresql": postgres_version,
         "wrk": wrk_version(),
+        "k6": k6_version(),
     }
 
 
@@ -315,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         if "seed" in only:
             _say("scenario 8: the seed's stampede")
             scenarios.seed()
+        if "seed_k6" in only:
+            _say("scenario 8 again, driven by k6 (bench/k6/stampede.js) ...")
+            scenarios.seed_k6()
         if "seed_balanced" in only:
             _say("scenario 11: the seed's stampede through HAProxy to 3 web processes (1 worker each) ...")
             balancer = stack.start_balanced(webs=3)

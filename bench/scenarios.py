@@ -22,6 +22,7 @@ from sales.models import FlashSale
 from . import data
 from .cpu import CpuMeter
 from .invariants import funnel_counts, sale_invariants
+from .k6 import stampede_run
 from .loadgen import LoadResult, RunTotals, wrk_run
 from .paced import PacedResult, paced_run
 from .plan import BenchPlan
@@ -80,6 +81,7 @@ SCENARIO_TITLES = {
     "rate_limited": "4 rate-limited path (token bucket)",
     "naive": "5 naive shop (SELECT ... FOR UPDATE)",
     "seed": "8 the seed's stampede",
+    "seed_k6": "8 the seed's stampede, k6",
     "seed_balanced": "11 stampede via HAProxy, 3 web",
     "tlv_ceiling": "0 TCP ceiling: fixed TLV frame",
     "tcp_sold_out": "12 TCP: sold-out path",
@@ -386,26 +388,59 @@ class Scenarios:
             lines=lines,
             base_url=base_url,
         )
-        redis_commands_during = redis_commands(self.stack) - commands_before
-        checks = self._checks(sale.pk, result.statuses.get(201, 0))
-        checks["funnel"] = funnel_counts(sale.pk)
-        checks["bucket_capacity"] = sale.bucket_capacity
-        checks["reached_redis"] = checks["funnel"].get("script", 0)
-        checks["redis_commands"] = redis_commands_during
-        checks["winners"] = checks["buyers"]
-        checks["exactly_stock_winners"] = checks["buyers"] == plan.seed_stock and result.statuses.get(201, 0) == (
-            plan.seed_stock
-        )
-        checks["holds"] = bool(checks["holds"] and checks["exactly_stock_winners"])
         return self._record(
             scenario,
             result,
             cores,
             expected={201, 409, 429},
-            checks=checks,
+            checks=self._seed_checks(sale, result.statuses.get(201, 0), commands_before),
             notes=[
                 f"stock {plan.seed_stock}, {total} requests from {plan.seed_users} users "
                 f"over {plan.seed_connections} connections" + (f"; {note}" if note else "")
+            ],
+        )
+
+    def _seed_checks(self, sale: FlashSale, wins_answered: int, commands_before: int) -> dict[str, Any]:
+        checks = self._checks(sale.pk, wins_answered)
+        checks["funnel"] = funnel_counts(sale.pk)
+        checks["bucket_capacity"] = sale.bucket_capacity
+        checks["reached_redis"] = checks["funnel"].get("script", 0)
+        checks["redis_commands"] = redis_commands(self.stack) - commands_before
+        checks["winners"] = checks["buyers"]
+        checks["exactly_stock_winners"] = checks["buyers"] == self.plan.seed_stock == wins_answered
+        checks["holds"] = bool(checks["holds"] and checks["exactly_stock_winners"])
+        return checks
+
+    def seed_k6(self) -> RunResult:
+        """The seed's stampede again, driven by k6 (``bench/k6/stampede.js``, the seed's own
+        tool) instead of wrk: a fresh sale, the same users, attempts and solved challenges,
+        each line once over the same number of connections (k6's virtual users)."""
+        plan = self.plan
+        sale = data.sale_open(stock=plan.seed_stock, pow_difficulty=plan.difficulty, bucket_capacity=1000)
+        shoppers = self.pool.ensure(plan.seed_users)
+        lines = data.stampede_file_write(
+            self._file("seed-k6"), sale=sale, shoppers=shoppers, per_user=plan.seed_per_user
+        )
+        commands_before = redis_commands(self.stack)
+        before = self.meter.snapshot()
+        result = stampede_run(
+            base_url=self.stack.web_url,
+            sale_id=sale.pk,
+            shoppers=lines,
+            vus=plan.seed_connections,
+            max_duration_s=120 if not plan.quick else 30,
+        )
+        after = self.meter.snapshot()
+        cores = CpuMeter.spent(before, after, wall_s=result.wall_s, loadgen_s=result.loadgen_cpu_s)
+        return self._record(
+            "seed_k6",
+            result,
+            cores,
+            expected={201, 409, 429},
+            checks=self._seed_checks(sale, result.statuses.get(201, 0), commands_before),
+            notes=[
+                f"k6 (bench/k6/stampede.js), {plan.seed_connections} VUs closed loop; stock {plan.seed_stock}, "
+                f"{plan.seed_users * plan.seed_per_user} requests from {plan.seed_users} users"
             ],
         )
 

@@ -55,8 +55,8 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     tcp = ("tcp_sold_out", "tcp_rate_limited", "tcp_winning")
     slow = ("slow_control_alone", "slow_purchase_alone", "slow_control", "slow_purchase")
     assert {run["scenario"] for run in runs} == {
-        "wsgi_ceiling", "control", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_balanced",
-        "tlv_ceiling", *tcp, "tcp_seed", *slow,
+        "wsgi_ceiling", "control", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_k6",
+        "seed_balanced", "tlv_ceiling", *tcp, "tcp_seed", *slow,
     }  # fmt: skip
     assert {(run["scenario"], run["connections"]) for run in runs if "seed" not in run["scenario"]} == {
         (scenario, connections)
@@ -90,7 +90,8 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         assert run["requests"] > 0 and run["rps"] > 0
         if run["scenario"] != "control":
             assert run["checks"]["holds"] is True, run
-    for seed in [run for run in runs if run["scenario"] in ("seed", "seed_balanced")]:  # direct, and via HAProxy
+    # direct, driven by k6 too, and via HAProxy
+    for seed in [run for run in runs if run["scenario"] in ("seed", "seed_k6", "seed_balanced")]:
         assert seed["checks"]["buyers"] == seed["checks"]["total"] == 10
         assert seed["statuses"]["201"] == 10
     [seed] = [run for run in runs if run["scenario"] == "seed"]
@@ -98,6 +99,8 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     assert tcp_seed["checks"]["buyers"] == tcp_seed["checks"]["total"] == 10
     assert tcp_seed["statuses"]["SUCCESS"] == 10
     assert sum(tcp_seed["statuses"].values()) == sum(seed["statuses"].values())  # the same workload
+    [k6_seed] = [run for run in runs if run["scenario"] == "seed_k6"]
+    assert sum(k6_seed["statuses"].values()) == sum(seed["statuses"].values()) and k6_seed["errors"] == 0
     assert {row["script"] for row in document["redis_ceiling"]} >= {"purchase.lua"}
     assert document["memory"]["per_100k_buyers_mib"] > 0
     assert {check["target"].split(" ")[0] for check in document["targets"]} >= {"winning", "sold-out", "rate-limited"}
