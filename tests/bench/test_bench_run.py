@@ -113,7 +113,7 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         assert step["sockets_held"] == step["heard"] == step["sockets_asked"], step
         assert step["bytes_per_socket"] > 0
     assert [check["met"] for check in document["targets"] if check["target"].startswith("ws ")] == [None] * 3
-    assert "targets (issues 12, 14, 15 and 21" in result.stdout
+    assert "targets (issues 12, 14, 15, 21 and 27" in result.stdout
     # Scenario 13: the slow crowd was held, and heard only the contract's answers
     crowd = document["slow_clients"]
     assert crowd["in_contract"] is True
