@@ -140,8 +140,9 @@ def _truthy(value: str) -> bool:
 
 def development_costs(env: Mapping[str, str]) -> list[str]:
     """The development conveniences this ``make run`` has on that the benchmark's stack has
-    off (``bench/stack.py``), each a cost on the hot path; empty when it runs the benchmark's
-    shape. The processes' command lines and sizes are the same either way (``Shape()``)."""
+    off (``bench/stack.py``), each work on the hot path the benchmark does not do (what they
+    cost is measured in docs/benchmark.md); empty when it runs the benchmark's settings. The
+    processes' command lines and sizes are the same either way (``Shape()``)."""
     costs = []
     local = env.get("DJANGO_SETTINGS_MODULE", LOCAL_SETTINGS) == LOCAL_SETTINGS
     if local and _truthy(env.get("DEBUG", "true")):
