@@ -23,7 +23,7 @@ from bench.stack import CEILING_APP
 from devstack import probes
 from devstack.children import Child, spawn
 from devstack.localservers import free_port
-from devstack.procfile import Shape, command
+from devstack.procfile import WSGI_APP, Shape, command
 from sales import inventory
 from tcpdoor.frames import HEADER, HEADER_SIZE, MessageType, json_frame
 from tests.factories import make_sale
@@ -66,7 +66,7 @@ def test_the_wsgi_ceiling_is_the_web_command_line_with_only_the_app_differing() 
     shipped, ceiling = command("web", Shape()), command("web", Shape().but(web_app=CEILING_APP))
 
     assert ceiling[:-1] == shipped[:-1]
-    assert (shipped[-1], ceiling[-1]) == ("flashsale_project.wsgi:application", CEILING_APP)
+    assert (shipped[-1], ceiling[-1]) == (WSGI_APP, CEILING_APP)
 
 
 def test_the_wsgi_ceiling_answers_its_fixed_body_to_a_purchase_shaped_post(ceiling_web: Child) -> None:
