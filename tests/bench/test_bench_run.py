@@ -88,7 +88,7 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         assert set(run) >= RUN_FIELDS, run["scenario"]
         assert set(run["latency_ms"]) >= LATENCIES
         assert run["requests"] > 0 and run["rps"] > 0
-        if run["scenario"] != "control":
+        if run["scenario"] not in {"control", "wsgi_ceiling", "tlv_ceiling"}:  # the baselines have no sale
             assert run["checks"]["holds"] is True, run
     # direct, driven by k6 too, and via HAProxy
     for seed in [run for run in runs if run["scenario"] in ("seed", "seed_k6", "seed_balanced")]:
