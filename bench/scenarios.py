@@ -22,6 +22,7 @@ from sales.models import FlashSale
 from . import data
 from .cpu import CpuMeter
 from .invariants import funnel_counts, sale_invariants
+from .k6 import stampede_run
 from .loadgen import LoadResult, RunTotals, wrk_run
 from .paced import PacedResult, paced_run
 from .plan import BenchPlan
@@ -62,6 +63,10 @@ class RunResult:
     served_connections: int = 0
     load: str = "saturated"  # or "paced": open loop at ``offered_rps`` (bench/paced.py)
     offered_rps: float = 0.0
+    # Throughput as a share of this run's baselines at the same connections (saturated runs):
+    # "control" (the Django control) and "ceiling" (bench/ceiling_app.py) for HTTP,
+    # "tlv_ceiling" (bench/tlv_ceiling.py) for the TCP door. Set by ``report.ratios_attach``.
+    ratios: dict[str, float] = field(default_factory=dict)
 
     @property
     def checks_hold(self) -> bool:
@@ -69,13 +74,16 @@ class RunResult:
 
 
 SCENARIO_TITLES = {
+    "wsgi_ceiling": "0 ceiling: bare WSGI, no Django",
     "control": "1 control: bare Django JSON view",
     "winning": "2 purchase, winning path",
     "sold_out": "3 sold-out path (local marker)",
     "rate_limited": "4 rate-limited path (token bucket)",
     "naive": "5 naive shop (SELECT ... FOR UPDATE)",
     "seed": "8 the seed's stampede",
+    "seed_k6": "8 the seed's stampede, k6",
     "seed_balanced": "11 stampede via HAProxy, 3 web",
+    "tlv_ceiling": "0 TCP ceiling: fixed TLV frame",
     "tcp_sold_out": "12 TCP: sold-out path",
     "tcp_rate_limited": "12 TCP: rate-limited path",
     "tcp_winning": "12 TCP: winning path",
@@ -233,6 +241,32 @@ class Scenarios:
         self.control_rps[connections] = result.rps
         return self._record("control", result, cores, expected={200})
 
+    # --- 0. the ceiling: the same server and shape, no Django -----------------------------------
+
+    def wsgi_ceiling(self, connections: int) -> RunResult:
+        """The control's load against ``bench/ceiling_app.py`` on granian in the web process's
+        shape (``BenchStack.start_ceiling_web``): what the server alone answers. Its CPU is
+        metered as ``web`` for the run."""
+        ceiling = self.stack.ceiling_web
+        assert ceiling is not None
+        base_url = f"http://127.0.0.1:{ceiling.port}"
+        self._wrk(path="/", connections=connections, duration_s=self.plan.warmup_s, base_url=base_url)
+        web_root = self.meter.roots["web"]
+        self.meter.roots["web"] = ceiling.pid
+        try:
+            result, cores = self._wrk(
+                path="/", connections=connections, duration_s=self.plan.duration_s, base_url=base_url
+            )
+        finally:
+            self.meter.roots["web"] = web_root
+        return self._record(
+            "wsgi_ceiling",
+            result,
+            cores,
+            expected={200},
+            notes=["bench/ceiling_app.py on the web process's command line"],
+        )
+
     def hook_cost_measure(self, connections: int) -> dict[str, float]:
         """What counting answers per status (wrk's ``response()`` hook) costs in throughput."""
         path = "/bench/control/"
@@ -354,26 +388,59 @@ class Scenarios:
             lines=lines,
             base_url=base_url,
         )
-        redis_commands_during = redis_commands(self.stack) - commands_before
-        checks = self._checks(sale.pk, result.statuses.get(201, 0))
-        checks["funnel"] = funnel_counts(sale.pk)
-        checks["bucket_capacity"] = sale.bucket_capacity
-        checks["reached_redis"] = checks["funnel"].get("script", 0)
-        checks["redis_commands"] = redis_commands_during
-        checks["winners"] = checks["buyers"]
-        checks["exactly_stock_winners"] = checks["buyers"] == plan.seed_stock and result.statuses.get(201, 0) == (
-            plan.seed_stock
-        )
-        checks["holds"] = bool(checks["holds"] and checks["exactly_stock_winners"])
         return self._record(
             scenario,
             result,
             cores,
             expected={201, 409, 429},
-            checks=checks,
+            checks=self._seed_checks(sale, result.statuses.get(201, 0), commands_before),
             notes=[
                 f"stock {plan.seed_stock}, {total} requests from {plan.seed_users} users "
                 f"over {plan.seed_connections} connections" + (f"; {note}" if note else "")
+            ],
+        )
+
+    def _seed_checks(self, sale: FlashSale, wins_answered: int, commands_before: int) -> dict[str, Any]:
+        checks = self._checks(sale.pk, wins_answered)
+        checks["funnel"] = funnel_counts(sale.pk)
+        checks["bucket_capacity"] = sale.bucket_capacity
+        checks["reached_redis"] = checks["funnel"].get("script", 0)
+        checks["redis_commands"] = redis_commands(self.stack) - commands_before
+        checks["winners"] = checks["buyers"]
+        checks["exactly_stock_winners"] = checks["buyers"] == self.plan.seed_stock == wins_answered
+        checks["holds"] = bool(checks["holds"] and checks["exactly_stock_winners"])
+        return checks
+
+    def seed_k6(self) -> RunResult:
+        """The seed's stampede again, driven by k6 (``bench/k6/stampede.js``, the seed's own
+        tool) instead of wrk: a fresh sale, the same users, attempts and solved challenges,
+        each line once over the same number of connections (k6's virtual users)."""
+        plan = self.plan
+        sale = data.sale_open(stock=plan.seed_stock, pow_difficulty=plan.difficulty, bucket_capacity=1000)
+        shoppers = self.pool.ensure(plan.seed_users)
+        lines = data.stampede_file_write(
+            self._file("seed-k6"), sale=sale, shoppers=shoppers, per_user=plan.seed_per_user
+        )
+        commands_before = redis_commands(self.stack)
+        before = self.meter.snapshot()
+        result = stampede_run(
+            base_url=self.stack.web_url,
+            sale_id=sale.pk,
+            shoppers=lines,
+            vus=plan.seed_connections,
+            max_duration_s=120 if not plan.quick else 30,
+        )
+        after = self.meter.snapshot()
+        cores = CpuMeter.spent(before, after, wall_s=result.wall_s, loadgen_s=result.loadgen_cpu_s)
+        return self._record(
+            "seed_k6",
+            result,
+            cores,
+            expected={201, 409, 429},
+            checks=self._seed_checks(sale, result.statuses.get(201, 0), commands_before),
+            notes=[
+                f"k6 (bench/k6/stampede.js), {plan.seed_connections} VUs closed loop; stock {plan.seed_stock}, "
+                f"{plan.seed_users * plan.seed_per_user} requests from {plan.seed_users} users"
             ],
         )
 

@@ -26,6 +26,8 @@ from devstack.procfile import Shape, command, ws_alternatives
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_MODULE = "bench.settings"
+CEILING_APP = "bench.ceiling_app:application"
+"""The bare WSGI callable the HTTP ceiling serves (bench/ceiling_app.py)."""
 _SHIPPED = Shape()
 
 
@@ -87,6 +89,8 @@ class BenchStack:
     balancer: LocalHaproxy | None = None
     tcp: Child | None = None
     guarded_web: Child | None = None
+    ceiling_web: Child | None = None
+    tlv_ceiling: Child | None = None
 
     @property
     def web_url(self) -> str:
@@ -153,6 +157,39 @@ class BenchStack:
         self.web = self._start("web", shape, port=port)
         self._wait(self.web, lambda: probes.http_ok(f"{self.web_url}/bench/control/"), what="answer /bench/control/")
         return self.web
+
+    def start_ceiling_web(self) -> Child:
+        """The HTTP ceiling: the web process's command line and shape (``devstack.procfile``),
+        serving ``bench/ceiling_app.py`` instead of Django; stop it with ``stop_ceilings``."""
+        config = self.web_config
+        port = free_port()
+        shape = _SHIPPED.but(
+            web_port=port,
+            web_workers=config.workers,
+            web_threads=config.blocking_threads,
+            web_backpressure=config.backpressure,
+            web_app=CEILING_APP,
+        )
+        self.ceiling_web = self._start("web", shape, port=port)
+        url = f"http://127.0.0.1:{port}/"
+        self._wait(self.ceiling_web, lambda: probes.http_ok(url), what="answer /")
+        return self.ceiling_web
+
+    def start_tlv_ceiling(self) -> Child:
+        """The TCP door's ceiling (bench/tlv_ceiling.py): one asyncio process on uvloop, as the
+        door, answering every frame with a fixed frame; stop it with ``stop_ceilings``."""
+        port = free_port()
+        argv = [_SHIPPED.python, "-m", "bench.tlv_ceiling", "--host", _SHIPPED.host, "--port", str(port)]
+        environ = {**os.environ, **self.env}
+        self.tlv_ceiling = spawn("tlv-ceiling", argv, env=environ, cwd=ROOT, log=self.work_dir / "tlv.log", port=port)
+        self._wait(self.tlv_ceiling, lambda: probes.tcp_answers(port), what="answer a PING frame")
+        return self.tlv_ceiling
+
+    def stop_ceilings(self) -> None:
+        for child in (self.ceiling_web, self.tlv_ceiling):
+            if child is not None:
+                child.stop()
+        self.ceiling_web = self.tlv_ceiling = None
 
     def start_guarded_web(self) -> Child:
         """One more web process in the shipped shape with the shipped per-address limits
@@ -243,6 +280,7 @@ class BenchStack:
 
     def stop(self) -> None:
         self.stop_balanced()
+        self.stop_ceilings()
         for child in (self.ws, self.tcp, self.guarded_web, self.web, self.worker):
             if child is not None:
                 child.stop()

@@ -149,6 +149,39 @@ class TcpScenarios:
         result = load_run(frames, port=self.port, connections=connections, duration_s=self.s.plan.warmup_s)
         return result.rps
 
+    # --- the ceiling ---------------------------------------------------------------------------
+
+    def ceiling(self, connections: int) -> RunResult:
+        """The same load, closed loop, against ``bench/tlv_ceiling.py`` (the door's framing and
+        event loop, a fixed answer, nothing behind it): what the TCP paths are a share of. The
+        frames are attempt frames of the pool's shoppers, the size the door's paths send. Its
+        CPU is metered as ``tcp`` for the run."""
+        ceiling = self.s.stack.tlv_ceiling
+        assert ceiling is not None
+        cycled = [
+            attempt_frame(1, token=shopper.token, challenge="v1." + "c" * 60, solution="0" * 8)
+            for shopper in self.s.pool.ensure(CYCLED_SHOPPERS)
+        ]
+        load_run(itertools.cycle(cycled), port=ceiling.port, connections=connections, duration_s=self.s.plan.warmup_s)
+        tcp_root = self.s.meter.roots["tcp"]
+        self.s.meter.roots["tcp"] = ceiling.pid
+        try:
+            before = self.s.meter.snapshot()
+            result = load_run(
+                itertools.cycle(cycled), port=ceiling.port, connections=connections, duration_s=self.s.plan.duration_s
+            )
+            after = self.s.meter.snapshot()
+        finally:
+            self.s.meter.roots["tcp"] = tcp_root
+        cores = CpuMeter.spent(before, after, wall_s=result.wall_s, loadgen_s=result.cpu_s)
+        return self.s._record(
+            "tlv_ceiling",
+            TcpTotals.of(result),
+            cores,
+            expected={"SOLD_OUT"},
+            notes=["bench/tlv_ceiling.py: the door's framing on uvloop, one fixed answer frame"],
+        )
+
     # --- the paths ---------------------------------------------------------------------------
 
     def sold_out(self, connections: int) -> None:

@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -127,6 +128,28 @@ def programs(shape: Shape, *, env: dict[str, str]) -> list[Program]:
             ready_means="answered a PING frame",
         ),
     ]
+
+
+LOCAL_SETTINGS = "flashsale_project.settings.local"
+PRODUCTION_SHAPE_COMMAND = "DEBUG=false LOG_LEVEL=WARNING make run"
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on", "y", "t"}
+
+
+def development_costs(env: Mapping[str, str]) -> list[str]:
+    """The development conveniences this ``make run`` has on that the benchmark's stack has
+    off (``bench/stack.py``), each work on the hot path the benchmark does not do (what they
+    cost is measured in docs/benchmark.md); empty when it runs the benchmark's settings. The
+    processes' command lines and sizes are the same either way (``Shape()``)."""
+    costs = []
+    local = env.get("DJANGO_SETTINGS_MODULE", LOCAL_SETTINGS) == LOCAL_SETTINGS
+    if local and _truthy(env.get("DEBUG", "true")):
+        costs.append("DEBUG is on (Django's debug pages, its per-request bookkeeping)")
+    if (env.get("LOG_LEVEL") or "INFO").strip().upper() in {"DEBUG", "INFO"}:
+        costs.append(f"LOG_LEVEL={(env.get('LOG_LEVEL') or 'INFO').strip().upper()} (a log line for every win)")
+    return costs
 
 
 def forget_dead_processes(metrics_dir: Path) -> None:
@@ -236,6 +259,13 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    costs = development_costs(env)
+    if costs:
+        _say("development shape: " + "; ".join(costs) + ".")
+        _say(
+            f"  the benchmark's shape on this machine: {PRODUCTION_SHAPE_COMMAND} (same processes and sizes; "
+            'make bench measures it; docs/benchmark.md, "make run against the benchmark\'s stack")'
+        )
     _say("starting web, ws, worker, beat and tcp ...")
     supervisor.start()
     try:

@@ -52,6 +52,9 @@ class Shape:
     # closes the connection; such a client holds no thread meanwhile. Bodies have their own
     # deadline in the application (WEB_BODY_TIMEOUT_SECONDS, core/request_bodies.py).
     web_header_timeout_ms: int = 5000
+    # The WSGI callable granian serves: the application; the benchmark's ceiling
+    # (bench/ceiling_app.py) is the same server and shape serving a bare callable instead.
+    web_app: str = WSGI_APP
     # A collectstatic output that granian serves under /static/ (None: no static files).
     static_root: Path | None = None
     server_log_level: str = "warning"
@@ -127,7 +130,7 @@ def web(shape: Shape) -> list[str]:
         argv += ["--access-log", "--access-log-fmt", GRANIAN_ACCESS_FORMAT]
     if shape.static_root is not None:
         argv += ["--static-path-route", "/static", "--static-path-mount", str(shape.static_root)]
-    return [*argv, WSGI_APP]
+    return [*argv, shape.web_app]
 
 
 GRANIAN_ACCESS_FORMAT = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).3f'

@@ -55,13 +55,31 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     tcp = ("tcp_sold_out", "tcp_rate_limited", "tcp_winning")
     slow = ("slow_control_alone", "slow_purchase_alone", "slow_control", "slow_purchase")
     assert {run["scenario"] for run in runs} == {
-        "control", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_balanced", *tcp, "tcp_seed", *slow,
+        "wsgi_ceiling", "control", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_k6",
+        "seed_balanced", "tlv_ceiling", *tcp, "tcp_seed", *slow,
     }  # fmt: skip
     assert {(run["scenario"], run["connections"]) for run in runs if "seed" not in run["scenario"]} == {
         (scenario, connections)
-        for scenario in ("control", "winning", "sold_out", "rate_limited", "naive")
+        for scenario in ("wsgi_ceiling", "control", "winning", "sold_out", "rate_limited", "naive")
         for connections in (10, 100)
-    } | {(scenario, 100) for scenario in (*tcp, *slow)}
+    } | {(scenario, 100) for scenario in ("tlv_ceiling", *tcp, *slow)}
+    # Issue 27: every saturated path is a share of the same run's baselines, and the machine is kept
+    assert document["machine"]["cpus"] > 0 and document["machine"]["cpu_model"]
+    by_key = {(run["scenario"], run["connections"], run["load"]): run for run in runs}
+    for run in runs:
+        if (
+            run["load"] != "saturated"
+            or run["scenario"] in {"wsgi_ceiling", "tlv_ceiling"}
+            or "seed" in run["scenario"]
+        ):
+            continue
+        if run["scenario"].startswith("tcp_"):
+            ceiling = by_key[("tlv_ceiling", run["connections"], "saturated")]
+            assert run["ratios"] == {"tlv_ceiling": round(run["rps"] / ceiling["rps"], 3)}, run["scenario"]
+        else:
+            ceiling = by_key[("wsgi_ceiling", run["connections"], "saturated")]
+            assert run["ratios"]["ceiling"] == round(run["rps"] / ceiling["rps"], 3), run["scenario"]
+            assert ("control" in run["ratios"]) is (run["scenario"] != "control"), run["scenario"]
     # The TCP paths ran closed loop, then open loop, next to the HTTP ones
     assert {(run["scenario"], run["load"]) for run in runs if run["scenario"] in tcp} == {
         (scenario, load) for scenario in tcp for load in ("saturated", "paced")
@@ -70,9 +88,10 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         assert set(run) >= RUN_FIELDS, run["scenario"]
         assert set(run["latency_ms"]) >= LATENCIES
         assert run["requests"] > 0 and run["rps"] > 0
-        if run["scenario"] != "control":
+        if run["scenario"] not in {"control", "wsgi_ceiling", "tlv_ceiling"}:  # the baselines have no sale
             assert run["checks"]["holds"] is True, run
-    for seed in [run for run in runs if run["scenario"] in ("seed", "seed_balanced")]:  # direct, and via HAProxy
+    # direct, driven by k6 too, and via HAProxy
+    for seed in [run for run in runs if run["scenario"] in ("seed", "seed_k6", "seed_balanced")]:
         assert seed["checks"]["buyers"] == seed["checks"]["total"] == 10
         assert seed["statuses"]["201"] == 10
     [seed] = [run for run in runs if run["scenario"] == "seed"]
@@ -80,6 +99,8 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     assert tcp_seed["checks"]["buyers"] == tcp_seed["checks"]["total"] == 10
     assert tcp_seed["statuses"]["SUCCESS"] == 10
     assert sum(tcp_seed["statuses"].values()) == sum(seed["statuses"].values())  # the same workload
+    [k6_seed] = [run for run in runs if run["scenario"] == "seed_k6"]
+    assert sum(k6_seed["statuses"].values()) == sum(seed["statuses"].values()) and k6_seed["errors"] == 0
     assert {row["script"] for row in document["redis_ceiling"]} >= {"purchase.lua"}
     assert document["memory"]["per_100k_buyers_mib"] > 0
     assert {check["target"].split(" ")[0] for check in document["targets"]} >= {"winning", "sold-out", "rate-limited"}
@@ -92,7 +113,7 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         assert step["sockets_held"] == step["heard"] == step["sockets_asked"], step
         assert step["bytes_per_socket"] > 0
     assert [check["met"] for check in document["targets"] if check["target"].startswith("ws ")] == [None] * 3
-    assert "targets (issues 12, 14, 15 and 21" in result.stdout
+    assert "targets (issues 12, 14, 15, 21 and 27" in result.stdout
     # Scenario 13: the slow crowd was held, and heard only the contract's answers
     crowd = document["slow_clients"]
     assert crowd["in_contract"] is True

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.launcher import development_costs
 from devstack.localservers import free_port
 from tests.polling import wait_for
 
@@ -103,3 +104,9 @@ def test_after_ready_a_dead_process_is_restarted_while_the_others_keep_serving(r
     assert code == 0, console.text()
     assert console.lines[-1] == "[make run] stopped."
     wait_for(lambda: still_running(list(console.seen.values())) == [], what="every process to end", timeout=30)
+
+
+def test_make_run_names_the_development_conveniences_that_cost_speed_and_none_in_the_benchmark_shape() -> None:
+    assert [cost.split(" ")[0] for cost in development_costs({})] == ["DEBUG", "LOG_LEVEL=INFO"]
+    assert development_costs({"DEBUG": "false", "LOG_LEVEL": "WARNING"}) == []
+    assert development_costs({"DJANGO_SETTINGS_MODULE": "bench.settings", "LOG_LEVEL": "warning"}) == []
