@@ -204,8 +204,10 @@ class LocalHaproxy:
     # The TCP door's processes, behind this port with the PROXY protocol; 0: none.
     tcp_port: int = 0
     tcp_ports: tuple[int | str, ...] = ()
-    # Where the balancer listens (another host's address in a multi-host test).
+    # Where the balancer listens (another host's address in a multi-host test), and what goes
+    # before its command line there (that host's namespace, ``devstack.netns``).
     host: str = "127.0.0.1"
+    launch: tuple[str, ...] = ()
     # HAProxy needs two descriptors per connection: kept under this machine's open-file limit.
     maxconn: int = 8000
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -235,7 +237,9 @@ class LocalHaproxy:
         assert binary is not None
         log = self.config_dir / "haproxy.log"
         with log.open("ab") as log_file:
-            self.process = start_child([binary, "-db", "-f", str(self.config_dir / "haproxy.cfg")], stdout=log_file)
+            self.process = start_child(
+                [*self.launch, binary, "-db", "-f", str(self.config_dir / "haproxy.cfg")], stdout=log_file
+            )
         try:
             wait_for_port(self.process, self.port, log, timeout=timeout, host=self.host)
         except LocalServerError as error:
