@@ -45,7 +45,7 @@ def _connections(raw: str) -> tuple[int, ...]:
 
 SCENARIO_NAMES = (
     "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_balanced", "tcp",
-    "websocket",
+    "slow_clients", "websocket",
 )  # fmt: skip
 
 
@@ -308,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
         if "tcp" in only:
             _say("scenario 12: the seed's stampede over TCP")
             door.seed()
+        if "slow_clients" in only:
+            _say("scenario 13: one address holds slow connections while other clients buy ...")
+            from .slowclients import SlowClients
+
+            document["slow_clients"] = SlowClients(scenarios).run()
         from .websocket import websocket_scenario
 
         if "websocket" in only:
@@ -326,7 +331,10 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = document["runs"]
     document["targets"] = targets(
-        runs, document["redis_ceiling"], two_masters=document.get("two_masters")
+        runs,
+        document["redis_ceiling"],
+        two_masters=document.get("two_masters"),
+        slow_clients=document.get("slow_clients"),
     ) + websocket_targets(document.get("websocket"))
     document["finished_at"] = datetime.now(UTC).isoformat()
     document["wall_s"] = round(time.monotonic() - began, 1)

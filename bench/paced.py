@@ -85,6 +85,7 @@ class _Crowd:
     feed: _Feed
     period: float
     duration_s: float
+    sources: tuple[str, ...] = ()
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
@@ -93,10 +94,11 @@ class _Crowd:
     start: float = 0.0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def connection(self) -> None:
+    async def connection(self, number: int) -> None:
         """Open, wait for the common start, then send on this connection's schedule."""
+        source = (self.sources[number % len(self.sources)], 0) if self.sources else None
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port, local_addr=source)
         except OSError:
             self.errors["connect"] += 1
             return
@@ -131,9 +133,11 @@ class _Crowd:
             writer.close()
 
 
-async def _run(port: int, feed: _Feed, *, connections: int, rate: float, duration_s: float) -> PacedResult:
-    crowd = _Crowd(port=port, feed=feed, period=connections / rate, duration_s=duration_s)
-    tasks = [asyncio.create_task(crowd.connection()) for _ in range(connections)]
+async def _run(
+    port: int, feed: _Feed, *, connections: int, rate: float, duration_s: float, sources: tuple[str, ...]
+) -> PacedResult:
+    crowd = _Crowd(port=port, feed=feed, period=connections / rate, duration_s=duration_s, sources=sources)
+    tasks = [asyncio.create_task(crowd.connection(number)) for number in range(connections)]
     # Every connection is opened first; the schedule starts when all are.
     while sum(1 for task in tasks if task.done()) + crowd.opened < connections:
         await asyncio.sleep(0.05)
@@ -179,10 +183,12 @@ def paced_run(
     duration_s: float,
     lines: Path | None = None,
     method: str = "POST",
+    sources: tuple[str, ...] = (),
 ) -> PacedResult:
     """``connections`` connections asking for ``rate`` requests a second in total, for
-    ``duration_s`` (or until the request file is spent)."""
+    ``duration_s`` (or until the request file is spent); ``sources``: loopback addresses
+    the connections are opened from in turn (the kernel's choice when empty)."""
     feed = _Feed(raw_requests(method=method, path=path, port=port, lines=lines), cycle=lines is None)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(_run(port, feed, connections=connections, rate=rate, duration_s=duration_s))
+        return runner.run(_run(port, feed, connections=connections, rate=rate, duration_s=duration_s, sources=sources))

@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from .scenarios import SCENARIO_TITLES, RunResult
+from .scenarios import OPEN_LOOP_ONLY, SCENARIO_TITLES, RunResult
+from .slowclients import describe as describe_slow_clients
+from .slowclients import target as slow_clients_target
 
 P99_LIMIT_MS = 100.0
 CEILING_TARGET = 40_000
@@ -62,10 +64,14 @@ def _balanced_seed_target(runs: list[RunResult]) -> TargetCheck:
 
 
 def targets(
-    runs: list[RunResult], ceiling: list[dict[str, Any]], *, two_masters: dict[str, Any] | None = None
+    runs: list[RunResult],
+    ceiling: list[dict[str, Any]],
+    *,
+    two_masters: dict[str, Any] | None = None,
+    slow_clients: dict[str, Any] | None = None,
 ) -> list[TargetCheck]:
-    """The targets of issues 12 (the funnel) and 15 (scale-out), and those of issue 7 still
-    standing."""
+    """The targets of issues 12 (the funnel), 15 (scale-out) and 21 (slow clients), and those
+    of issue 7 still standing."""
     checks = [
         _two_masters_target(two_masters),
         _balanced_seed_target(runs),
@@ -110,7 +116,7 @@ def targets(
         )
     else:
         checks.append(TargetCheck(target, "not measured", None))
-    return checks + tcp_targets(runs)
+    return [*checks, *tcp_targets(runs), TargetCheck(*slow_clients_target(runs, slow_clients))]
 
 
 TCP_SEED_RPS = 8_100
@@ -255,7 +261,7 @@ def table(document: dict[str, Any]) -> str:
         verdict = "-" if not checks else ("ok" if checks.get("holds") else "FAILED")
         answers = " ".join(f"{status}:{count}" for status, count in run["statuses"].items())
         title = SCENARIO_TITLES.get(run["scenario"], run["scenario"])
-        if run.get("load") == "paced":
+        if run.get("load") == "paced" and run["scenario"] not in OPEN_LOOP_ONLY:
             title = f"  ...open loop, {run['offered_rps']:,.0f}/s asked"
         lines.append(
             f"{title:<40} {run['connections']:>5} "
@@ -317,6 +323,9 @@ def table(document: dict[str, Any]) -> str:
                 f"{step['bytes_per_socket'] / 1000:5.1f} KB each; sale_started heard by {step['heard']:,}: "
                 f"{timing}{server}"
             )
+    slow = document.get("slow_clients")
+    if slow:
+        lines.append(f"13 slow clients: {describe_slow_clients(slow)}")
     hook = document.get("hook_cost")
     if hook:
         lines.append(
@@ -325,7 +334,7 @@ def table(document: dict[str, Any]) -> str:
             f"{hook['rps_without_hook']:,.0f} req/s); every row above counts them"
         )
     lines.append("")
-    lines.append("targets (issues 12, 14 and 15, and issue 7's still standing):")
+    lines.append("targets (issues 12, 14, 15 and 21, and issue 7's still standing):")
     for check in document.get("targets", []):
         mark = {True: "MET   ", False: "MISSED", None: "n/a   "}[check["met"]]
         lines.append(f"  {mark} {check['target']}: {check['measured']}")

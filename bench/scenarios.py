@@ -80,7 +80,13 @@ SCENARIO_TITLES = {
     "tcp_rate_limited": "12 TCP: rate-limited path",
     "tcp_winning": "12 TCP: winning path",
     "tcp_seed": "12 TCP: the seed's stampede",
+    "slow_control_alone": "13 control, no slow clients",
+    "slow_purchase_alone": "13 purchase (sold out), no slow clients",
+    "slow_control": "13 control, slow clients held",
+    "slow_purchase": "13 purchase (sold out), slow clients held",
 }
+OPEN_LOOP_ONLY = frozenset({"slow_control_alone", "slow_purchase_alone", "slow_control", "slow_purchase"})
+"""Scenarios run open loop only (bench/slowclients.py): the table titles their rows."""
 
 
 class Scenarios:

@@ -86,6 +86,7 @@ class BenchStack:
     balanced_webs: list[Child] = field(default_factory=list)
     balancer: LocalHaproxy | None = None
     tcp: Child | None = None
+    guarded_web: Child | None = None
 
     @property
     def web_url(self) -> str:
@@ -113,6 +114,10 @@ class BenchStack:
             "ANTIBOT_IP_LIMIT": "0",
             "ANTIBOT_USER_LIMIT": "10",
             "TCP_MAX_CONNECTIONS_PER_IP": "0",
+            # Likewise the bodies one address may be sending at once: a saturating crowd from
+            # one address has many being read (scenario 13 runs a web process of its own with
+            # the shipped cap, and its slow clients on another address).
+            "WEB_BODIES_PER_IP": "0",
             # Challenges are issued and solved before the timed window and must outlive it.
             "ANTIBOT_CHALLENGE_TTL_SECONDS": "1800",
             "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
@@ -121,12 +126,14 @@ class BenchStack:
         }
         return self.env
 
-    def _start(self, name: str, shape: Shape, *, port: int = 0, nice: bool = False) -> Child:
+    def _start(
+        self, name: str, shape: Shape, *, port: int = 0, nice: bool = False, env: dict[str, str] | None = None
+    ) -> Child:
         argv = command(name, shape)
         if nice:
             argv = ["nice", "-n", "19", *argv]
-        env = {**os.environ, **self.env}
-        return spawn(name, argv, env=env, cwd=ROOT, log=self.work_dir / f"{name}.log", port=port)
+        environ = {**os.environ, **self.env, **(env or {})}
+        return spawn(name, argv, env=environ, cwd=ROOT, log=self.work_dir / f"{name}.log", port=port)
 
     def _wait(self, child: Child, ready: Callable[[], bool], *, what: str) -> None:
         try:
@@ -146,6 +153,26 @@ class BenchStack:
         self.web = self._start("web", shape, port=port)
         self._wait(self.web, lambda: probes.http_ok(f"{self.web_url}/bench/control/"), what="answer /bench/control/")
         return self.web
+
+    def start_guarded_web(self) -> Child:
+        """One more web process in the shipped shape with the shipped per-address limits
+        (``WEB_BODIES_PER_IP`` not lifted), for scenario 13; stopped with the stack."""
+        config = self.web_config
+        port = free_port()
+        shape = _SHIPPED.but(
+            web_port=port,
+            web_workers=config.workers,
+            web_threads=config.blocking_threads,
+            web_backpressure=config.backpressure,
+        )
+        environ = {**os.environ, **self.env}
+        environ.pop("WEB_BODIES_PER_IP")
+        self.guarded_web = spawn(
+            "web", command("web", shape), env=environ, cwd=ROOT, log=self.work_dir / "guarded-web.log", port=port
+        )
+        url = f"http://127.0.0.1:{port}/bench/control/"
+        self._wait(self.guarded_web, lambda: probes.http_ok(url), what="answer /bench/control/")
+        return self.guarded_web
 
     def start_worker(self) -> Child:
         """One Celery worker process at the lowest CPU priority: on a shared 2-core machine it
@@ -216,7 +243,7 @@ class BenchStack:
 
     def stop(self) -> None:
         self.stop_balanced()
-        for child in (self.ws, self.tcp, self.web, self.worker):
+        for child in (self.ws, self.tcp, self.guarded_web, self.web, self.worker):
             if child is not None:
                 child.stop()
         if self.postgres is not None:

@@ -14,7 +14,7 @@ import functools
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -65,18 +65,24 @@ def proxy_trusted(address: str) -> bool:
 
 
 def client_ip(request: HttpRequest) -> str:
-    """The client's address for per-IP limits.
+    """The client's address for per-IP limits (``client_ip_of`` its ``META``)."""
+    return client_ip_of(request.META)
+
+
+def client_ip_of(meta: Mapping[str, Any]) -> str:
+    """The client's address for per-IP limits, from a request's ``META`` (or the WSGI
+    environ it is made of, before Django sees the request).
 
     ``REMOTE_ADDR`` unless the peer is a trusted balancer and ``ANTIBOT_CLIENT_IP_HEADER``
     names a header it sets. For ``X-Forwarded-For`` the address is taken
     ``ANTIBOT_TRUSTED_PROXY_COUNT`` hops from the right, the last one a trusted proxy
     appended; entries further left are client-supplied and never believed.
     """
-    remote = request.META.get("REMOTE_ADDR", "") or ""
+    remote = meta.get("REMOTE_ADDR", "") or ""
     header = settings.ANTIBOT_CLIENT_IP_HEADER
     if not header or not proxy_trusted(remote):
         return remote
-    raw = request.META.get("HTTP_" + header.upper().replace("-", "_"), "")
+    raw = meta.get("HTTP_" + header.upper().replace("-", "_"), "")
     if not raw:
         return remote
     if header.lower() == "x-forwarded-for":

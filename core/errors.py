@@ -57,11 +57,18 @@ TRANSPORT_ANSWERS: dict[str, TransportAnswer] = {
     "NOT_FOUND": TransportAnswer(404, 4404),
     "METHOD_NOT_ALLOWED": TransportAnswer(405, 4405),
     "NOT_ACCEPTABLE": TransportAnswer(406, 4406),
+    "REQUEST_TIMEOUT": TransportAnswer(408, 4408),
     "SALE_LOCKED": TransportAnswer(409, 4409),
     "SALE_LIVE": TransportAnswer(409, 4409),
     "SALE_NOT_QUEUED": TransportAnswer(409, 4409),
     "QUEUE_NOT_OPEN": TransportAnswer(409, 4409),
     "ORDER_NOT_PENDING": TransportAnswer(409, 4409),
+    "REHEARSAL_REFUSED": TransportAnswer(409, 4409),
+    "REHEARSAL_RUNNING": TransportAnswer(409, 4409),
+    "ORDER_EXPIRED": TransportAnswer(409, 4409),
+    "SIGNATURE_INVALID": TransportAnswer(401, 4401),
+    "SIGNATURE_EXPIRED": TransportAnswer(401, 4401),
+    "PAYMENT_REFERENCE_INVALID": TransportAnswer(403, 4403),
     "UNSUPPORTED_MEDIA_TYPE": TransportAnswer(415, 4415),
     "IDEMPOTENCY_KEY_REUSED": TransportAnswer(422, 4422),
     "POW_INVALID": TransportAnswer(403, 4403),
@@ -130,6 +137,14 @@ class NotFound(ApplicationError):
 class MethodNotAllowed(ApplicationError):
     code = "METHOD_NOT_ALLOWED"
     default_detail = "This method is not allowed here."
+
+
+class RequestTimeout(ApplicationError):
+    """A request that did not arrive whole in time: its body, on the web server
+    (``core.request_bodies``), or its headers and body, at the balancer (its ``errorfile``)."""
+
+    code = "REQUEST_TIMEOUT"
+    default_detail = "The request did not arrive whole in time; nothing was changed. Send it again."
 
 
 class ServerError(ApplicationError):

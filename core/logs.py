@@ -95,6 +95,8 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
             # matters (orders moved, repairs, invariant breaks) themselves.
             "celery.app.trace": {"level": "WARNING"},
             "celery.worker.strategy": {"level": "WARNING"},
+            # A line per request of a rehearsal's crowd (operations.crowd) says nothing its report does not.
+            "httpx": {"level": "WARNING"},
             GRANIAN_ACCESS: access,
             UVICORN_ACCESS: access,
             # The servers' own lines, through the same formatter instead of their own.

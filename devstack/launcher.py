@@ -4,15 +4,18 @@ Starts a real Redis (append-only) and a real PostgreSQL under ``.run/`` unless `
 ``DATABASE_URL`` name servers already running, migrates, creates the demo admin and the demo
 sale, then runs web (granian, WSGI), ws (uvicorn, ASGI), a Celery worker, Celery beat and
 the TCP front door under the supervisor (``devstack.supervisor``) with prefixed logs. "ready."
-is printed once all five are up; a process that exits during start-up ends the run (non-zero, naming it and
-printing its last lines); one that exits later is restarted. Ctrl-C stops every process, then
-the servers. A second run reuses ``.run/``: same data, same admin password.
+is printed once all five are up, with the demo sale's page and the demo logins below it; a
+process that exits during start-up ends the run (non-zero, naming it and printing its last
+lines); one that exits later is restarted. Ctrl-C stops every process, then the servers. A
+second run reuses ``.run/``: same data, same admin password.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,6 +53,45 @@ def _say(message: str) -> None:
 
 def _manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, check=True)
+
+
+def _manage_said(*args: str, env: dict[str, str]) -> list[str]:
+    """``_manage``, its output shown as it comes and returned."""
+    said = []
+    with subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            print(line, end="", flush=True)
+            said.append(line.rstrip("\n"))
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, child.args)
+    return said
+
+
+DEMO_SALE_PAGE = re.compile(r"^\[demo\] sale page: (/sales/\d+/)$")
+
+
+def first_minute(*, web_url: str, demo_said: list[str], passwords_file: Path) -> list[str]:
+    """What a newcomer needs once the stack is up, said again below the start-up's output:
+    the demo sale's page and the demo logins (``manage.py demo`` keeps their passwords in
+    ``passwords_file``, a JSON object of username to password)."""
+    lines = []
+    for line in demo_said:
+        found = DEMO_SALE_PAGE.match(line)
+        if found:
+            lines.append(f"  demo sale   {web_url.rstrip('/')}{found.group(1)}")
+            sale_id = found.group(1).strip("/").rsplit("/", 1)[1]
+            lines.append(f"  console     {web_url.rstrip('/')}/admin/sales/flashsale/{sale_id}/console/")
+    try:
+        passwords = json.loads(passwords_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        passwords = {}
+    logins = [f"{name} / {password}" for name, password in passwords.items() if isinstance(password, str)]
+    if logins:
+        lines.append(f"  logins      {', '.join(logins)} (admin is staff; kept in {passwords_file})")
+    return lines
 
 
 def programs(shape: Shape, *, env: dict[str, str]) -> list[Program]:
@@ -153,6 +195,13 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
     web_url = f"http://127.0.0.1:{args.web_port}/"
     ws_url = f"ws://127.0.0.1:{args.ws_port}"
     env["FLASHSALE_WS_URL"] = ws_url
+    # The email's links and the demo shop's webhook endpoint name the web process's address;
+    # the demo shop logs the webhooks it receives beside the mail.
+    env["FLASHSALE_SITE_URL"] = web_url.rstrip("/")
+    env.setdefault("FLASHSALE_DEMO_SHOP_LOG", str(RUN_DIR / "demo-shop-webhooks.log"))
+    # A rehearsal started from the admin sends its crowd (from a worker) to this stack.
+    env["FLASHSALE_REHEARSAL_URL"] = web_url
+    env["FLASHSALE_REHEARSAL_TCP"] = f"127.0.0.1:{args.tcp_port}"
     env.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1")
     env["PYTHONUNBUFFERED"] = "1"
     # prometheus_client's multiprocess mode: one directory per run, cleaned before start.
@@ -165,7 +214,10 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
     _manage("migrate", "--noinput", env=env)
     _manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
     env["EMAIL_FILE_PATH"] = str(RUN_DIR / "mail")
-    _manage("demo", "--starts-in", str(args.sale_starts_in), "--password-file", str(RUN_DIR / "admin.txt"), env=env)
+    passwords_file = RUN_DIR / "admin.txt"
+    demo_said = _manage_said(
+        "demo", "--starts-in", str(args.sale_starts_in), "--password-file", str(passwords_file), env=env
+    )
 
     shape = Shape(
         web_port=args.web_port,
@@ -193,10 +245,15 @@ def _run_processes(args: argparse.Namespace, env: dict[str, str]) -> int:
         _say("ready.")
         _say(f"  storefront  {web_url}")
         _say(f"  admin       {web_url}admin/")
+        for line in first_minute(web_url=web_url, demo_said=demo_said, passwords_file=passwords_file):
+            _say(line)
         _say(f"  websockets  {ws_url}/ws/sales/<id>/")
         _say(f"  tcp door    tcp://127.0.0.1:{args.tcp_port} (docs/tcp.md)")
         _say(f"  API docs    {web_url}api/docs/ (schema: {web_url}api/schema/)")
         _say(f"  mail        {RUN_DIR / 'mail'} (one file per message)")
+        _say(
+            f"  demo shop   {web_url}demo-shop/webhooks/ (webhooks received, also in {env['FLASHSALE_DEMO_SHOP_LOG']})"
+        )
         _say("A process that exits is restarted; Ctrl-C stops everything.")
         supervisor.supervise()
         return 0  # Ctrl-C is the normal way out; it is not a failure of `make run`.

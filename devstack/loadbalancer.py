@@ -20,7 +20,9 @@ balancer does, either way:
 - the TCP door's connections go to the tcp processes with a PROXY protocol v2 header naming
   the shopper;
 - when no server can answer, the balancer itself answers the contract's 503 UNAVAILABLE
-  with Retry-After, in JSON.
+  with Retry-After, in JSON;
+- a request is buffered whole before it goes to a server, and one not whole within
+  ``REQUEST_TIMEOUT`` (headers and body) is answered the contract's 408 by the balancer.
 
 This module imports nothing from Django.
 """
@@ -42,11 +44,23 @@ UNAVAILABLE_FILE = "unavailable.http"
 """The raw HTTP answer HAProxy sends when no server is up (its ``errorfile 503``), kept in
 ``deploy/haproxy/``: the contract's 503 body (``core.errors.Unavailable``; a test holds the
 two equal), which this package, below the application, cannot build itself."""
+REQUEST_TIMEOUT_FILE = "request-timeout.http"
+"""Likewise its ``errorfile 408``, for a request not whole within ``timeout http-request``:
+the contract's 408 body (``core.errors.RequestTimeout``)."""
+ERROR_FILES = (UNAVAILABLE_FILE, REQUEST_TIMEOUT_FILE)
+REQUEST_TIMEOUT = "5s"
+"""How long a client has to send its whole request, headers and body (the web process's own
+deadlines are the same: WEB_HEADER_TIMEOUT_MS, WEB_BODY_TIMEOUT_SECONDS)."""
+
+
+def error_response(name: str) -> str:
+    """One of ``ERROR_FILES`` as HAProxy sends it."""
+    # Bytes, not text: the file keeps HTTP's CRLF line ends, which universal newlines would drop.
+    return (COMPOSE_DIR / name).read_bytes().decode("utf-8")
 
 
 def unavailable_response() -> str:
-    # Bytes, not text: the file keeps HTTP's CRLF line ends, which universal newlines would drop.
-    return (COMPOSE_DIR / UNAVAILABLE_FILE).read_bytes().decode("utf-8")
+    return error_response(UNAVAILABLE_FILE)
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,12 @@ def haproxy_config(backends: Backends, *, edge: Edge, error_dir: str, maxconn: i
         "    mode http",
         "    option http-keep-alive",
         "    timeout http-keep-alive 30s",
+        "    # A client sends its whole request, headers and body, within this or hears 408 from the",
+        "    # balancer: the body is buffered here first, so a slow client never holds a web thread.",
+        "    option http-buffer-request",
+        f"    timeout http-request {REQUEST_TIMEOUT}",
         f"    errorfile 503 {error_dir}/{UNAVAILABLE_FILE}",
+        f"    errorfile 408 {error_dir}/{REQUEST_TIMEOUT_FILE}",
         f"    bind {edge.http}",
     ]
     if tls:
@@ -252,7 +271,8 @@ class LocalHaproxy:
 
     def _write(self) -> Path:
         self.config_dir.mkdir(parents=True, exist_ok=True)
-        (self.config_dir / UNAVAILABLE_FILE).write_text(unavailable_response(), encoding="utf-8", newline="")
+        for name in ERROR_FILES:
+            (self.config_dir / name).write_text(error_response(name), encoding="utf-8", newline="")
         config = self.config_dir / "haproxy.cfg"
         backends = Backends(web_ports=self.web_ports, ws_ports=self.ws_ports, tcp_ports=self.tcp_ports)
         edge = Edge(

@@ -47,6 +47,11 @@ class Shape:
     web_workers: int = 2
     web_threads: int = 8
     web_backpressure: int = 2048
+    # A request's header block must arrive whole this long after its first byte (and the next
+    # request on a kept-alive connection this long after the previous answer), or granian
+    # closes the connection; such a client holds no thread meanwhile. Bodies have their own
+    # deadline in the application (WEB_BODY_TIMEOUT_SECONDS, core/request_bodies.py).
+    web_header_timeout_ms: int = 5000
     # A collectstatic output that granian serves under /static/ (None: no static files).
     static_root: Path | None = None
     server_log_level: str = "warning"
@@ -99,6 +104,7 @@ class Shape:
             web_workers=number("WEB_WORKERS", default.web_workers),
             web_threads=number("WEB_THREADS", default.web_threads),
             web_backpressure=number("WEB_BACKPRESSURE", default.web_backpressure),
+            web_header_timeout_ms=number("WEB_HEADER_TIMEOUT_MS", default.web_header_timeout_ms),
             static_root=Path(static_root) if static_root else None,
             worker_node=environ.get("WORKER_NODE") or default.worker_node,
             worker_concurrency=number("WORKER_CONCURRENCY", default.worker_concurrency),
@@ -114,6 +120,7 @@ def web(shape: Shape) -> list[str]:
         "--workers", str(shape.web_workers),
         "--blocking-threads", str(shape.web_threads),
         "--backpressure", str(shape.web_backpressure),
+        "--http1-header-read-timeout", str(shape.web_header_timeout_ms),
         "--log-level", shape.server_log_level,
     ]  # fmt: skip
     if shape.access_log:

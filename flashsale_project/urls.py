@@ -7,6 +7,7 @@ from accounts.views import admin_login
 from core.errors import api_not_found
 from observability.health import livez, readyz
 from observability.views import metrics
+from operations.views import sale_console, sale_rehearse
 from sales.apis import ChallengeApi, PurchaseApi, QueueApi
 
 # Django tries patterns in order and a stampede is all challenges and purchases: they come
@@ -25,6 +26,17 @@ if settings.FLASHSALE_BENCH_ENDPOINTS:
 urlpatterns += [
     # The admin's login behind the login throttles (accounts.throttles), then the admin.
     path("admin/login/", admin_login, name="admin-login"),
+    # The operator's console of a sale, staff only, beside the sale's admin pages.
+    path(
+        "admin/sales/flashsale/<int:sale_id>/console/",
+        admin.site.admin_view(sale_console),
+        name="admin-sale-console",
+    ),
+    path(
+        "admin/sales/flashsale/<int:sale_id>/rehearse/",
+        admin.site.admin_view(sale_rehearse),
+        name="admin-sale-rehearse",
+    ),
     path("admin/", admin.site.urls),
     path("livez", livez, name="livez"),
     path("readyz", readyz, name="readyz"),
@@ -35,10 +47,15 @@ urlpatterns += [
     path("api/auth/", include("accounts.urls")),
     path("api/sales/", include("sales.urls")),
     path("api/orders/", include("orders.urls")),
+    path("api/admin/", include("operations.urls")),
+    path("api/", include("salelog.urls")),
     # Anything else under /api/ (a malformed id, a missing slash) is the contract's JSON 404.
     re_path(r"^api/", api_not_found),
     path("", include("storefront.urls")),
 ]
+if settings.FLASHSALE_DEMO_SHOP:
+    # make run's stand-in for the shop's checkout and webhook receiver (local settings only).
+    urlpatterns.insert(-1, path("demo-shop/", include("storefront.demo_shop_urls")))
 
 handler400 = "core.errors.bad_request"
 handler404 = "core.errors.not_found"

@@ -26,7 +26,8 @@ from redis.exceptions import ResponseError
 from core.redis_store import inventory_redis
 from sales import keys
 
-from .models import Order
+from .models import Order, WebhookEventType
+from .webhooks import events_record
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +78,10 @@ def _dead_letter(sale_id: int, entry_id: str, fields: dict[str, str] | None, rea
 
 
 def orders_insert(orders: Sequence[WonOrder]) -> None:
-    """Insert orders that are not there yet, in one transaction; confirmations go out after
-    it commits. Called with a batch; falls back to one row at a time when a row breaks a
-    foreign key (a deleted user), so one bad entry cannot block the rest."""
+    """Insert orders that are not there yet, in one transaction with their ``order.created``
+    events; confirmations and webhook deliveries go out after it commits. Called with a
+    batch; falls back to one row at a time when a row breaks a foreign key (a deleted user),
+    so one bad entry cannot block the rest."""
     rows = [
         Order(
             id=won.order_id,
@@ -97,6 +99,9 @@ def orders_insert(orders: Sequence[WonOrder]) -> None:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         Order.objects.bulk_create(rows, ignore_conflicts=True)
         ids = [str(row.id) for row in rows]
+        # order.created for the orders this batch brought in (none for a replayed entry),
+        # sent to the endpoints once the orders are committed.
+        events_record(order_ids=ids, event_type=WebhookEventType.ORDER_CREATED)
         transaction.on_commit(lambda: _confirmations_enqueue(ids))
 
 

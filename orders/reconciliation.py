@@ -8,14 +8,16 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.db import transaction
 from django.utils import timezone
 
 from core.redis_store import inventory_redis
 from sales import inventory, keys
 
 from .drain import WonOrder, orders_insert, sale_backlog, sale_orders_drain
-from .models import Order, OrderStatus
+from .models import Order, OrderStatus, WebhookEventType
 from .services import ACTIVE_STATUSES
+from .webhooks import events_record
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +108,9 @@ def _compare_buyers(report: ReconcileReport, *, repair: bool) -> None:
             continue
         if repair and returned.get(user_id) == order_id:
             # A release that returned the unit and died before updating the row.
-            Order.objects.filter(id=order_id, status=OrderStatus.PENDING).update(status=OrderStatus.CANCELLED)
+            with transaction.atomic():
+                if Order.objects.filter(id=order_id, status=OrderStatus.PENDING).update(status=OrderStatus.CANCELLED):
+                    events_record(order_ids=[order_id], event_type=WebhookEventType.ORDER_CANCELLED)
             logger.warning("sale %s: finished the release of order %s of user %s", sale_id, order_id, user_id)
             report.repaired.append(order_id)
             _count(sale_id, "repairs")

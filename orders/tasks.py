@@ -15,6 +15,7 @@ from sales.selectors import sales_watched
 from .drain import drain_kick_window_ms, sale_orders_drain
 from .reconciliation import sale_reconcile
 from .services import confirmations_overdue, order_confirmations_send, orders_expire_unpaid
+from .webhooks import deliveries_overdue_send, deliveries_run
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +82,19 @@ def expire_unpaid_orders() -> int:
     if window <= 0:
         return 0
     return orders_expire_unpaid(window_seconds=window)
+
+
+@shared_task(acks_late=True, autoretry_for=PASSING_FAILURES, retry_backoff=True, retry_backoff_max=60, max_retries=None)
+def deliver_webhooks(endpoint_id: int, order_ids: list[str]) -> int:
+    """The endpoint's deliveries for these orders, each order's in sequence (a retry, a
+    second copy of this task or beat's sweep may run the same chains: the row lock of each
+    chain's next delivery lets one through). Acknowledged late: a worker killed during a
+    delivery leaves it pending and this task goes back to the queue."""
+    return deliveries_run(endpoint_id=endpoint_id, order_ids=order_ids).delivered
+
+
+@shared_task(acks_late=True, autoretry_for=PASSING_FAILURES, retry_backoff=True, max_retries=3)
+def send_overdue_webhooks() -> int:
+    """Beat: chains whose next delivery is overdue (a long retry wait, or a task lost with
+    its worker) are sent again."""
+    return deliveries_overdue_send()

@@ -4,14 +4,17 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from core.errors import ApplicationError
 from core.redis_store import RedisUnavailable
+from core.shop_time import shop_zone
 
 from . import inventory
+from .forms import FlashSaleForm
 from .inventory import LineCounts
 from .models import FlashSale, Product
 from .selectors import sale_line_counts
@@ -26,17 +29,22 @@ class ProductAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
 
 
+WINDOW = "Window"
+"""The window's fieldset; its title gets the shop's zone (``get_fieldsets``)."""
+
+
 @admin.register(FlashSale)
 class FlashSaleAdmin(admin.ModelAdmin):
+    form = FlashSaleForm
     list_display = ["__str__", "price", "total_stock", "remaining", "starts_at", "ends_at", "state", "warmed_at"]
     list_filter = ["product"]
     list_select_related = ["product"]
     date_hierarchy = "starts_at"
-    actions = ["warm"]
-    readonly_fields = ["warmed_at", "live_status"]
+    actions = ["warm", "rehearse"]
+    readonly_fields = ["warmed_at", "live_status", "operator_links"]
     fieldsets = [
         (None, {"fields": ["product", "price", "total_stock", "per_user_limit"]}),
-        ("Window (UTC)", {"fields": ["starts_at", "ends_at"]}),
+        (WINDOW, {"fields": ["starts_at", "ends_at"]}),
         (
             "Admission and anti-bot",
             {
@@ -55,8 +63,28 @@ class FlashSaleAdmin(admin.ModelAdmin):
                 "at the start. Changes reach a loaded sale within seconds.",
             },
         ),
-        ("Live", {"fields": ["warmed_at", "live_status"]}),
+        ("Live", {"fields": ["warmed_at", "live_status", "operator_links"]}),
     ]
+
+    def get_fieldsets(self, request: HttpRequest, obj: FlashSale | None = None) -> Any:
+        # The window's title names the zone it is typed in, read per request (not at import).
+        named = f"Window ({shop_zone().key})"
+        fieldsets = super().get_fieldsets(request, obj)
+        return [(named if title == WINDOW else title, options) for title, options in fieldsets]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        with timezone.override(shop_zone()):  # The list's times in the shop's zone, as the form's.
+            return _rendered(super().changelist_view(request, extra_context))
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        with timezone.override(shop_zone()):
+            return _rendered(super().changeform_view(request, object_id, form_url, extra_context))
 
     def get_readonly_fields(self, request: HttpRequest, obj: FlashSale | None = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
@@ -79,6 +107,50 @@ class FlashSaleAdmin(admin.ModelAdmin):
     def state(self, sale: FlashSale) -> str:
         left = self._remaining(sale)
         return sale.status_at(timezone.now(), remaining_stock=sale.total_stock if left is None else left).label
+
+    @admin.display(description="Console, orders, rehearsals")
+    def operator_links(self, sale: FlashSale) -> str:
+        if sale.pk is None:
+            return "Saved sales have a live console, their orders' export and rehearsals here."
+        export = reverse("admin:orders_order_export")
+        links = format_html(
+            '<a href="{}" data-console-link>Open the live console</a> (figures each second, kept after the sale) · '
+            'orders: <a href="{}?sale={}&amp;format=csv">CSV</a>, <a href="{}?sale={}&amp;format=json">JSON</a> · '
+            '<a href="{}" data-rehearse-link>Rehearse</a>',
+            reverse("admin-sale-console", args=[sale.pk]),
+            export,
+            sale.pk,
+            export,
+            sale.pk,
+            reverse("admin-sale-rehearse", args=[sale.pk]),
+        )
+        rehearsals = [
+            format_html(
+                '<li data-rehearsal="{}"><a href="{}">Rehearsal {}</a>: {} ({} shoppers x {}, {}){}</li>',
+                rehearsal.pk,
+                reverse("admin:sales_salerehearsal_change", args=[rehearsal.pk]),
+                rehearsal.pk,
+                rehearsal.get_status_display(),
+                rehearsal.shoppers,
+                rehearsal.attempts,
+                f"{rehearsal.started_at:%Y-%m-%d %H:%M}",
+                format_html(' · <a href="{}">JSON</a>', reverse("api-rehearsal", args=[rehearsal.pk])),
+            )
+            for rehearsal in sale.rehearsals.all()[:5]
+        ]
+        if not rehearsals:
+            return links
+        return format_html(
+            '{}<ul class="rehearsals">{}</ul>', links, format_html_join("", "{}", ((r,) for r in rehearsals))
+        )
+
+    @admin.action(description="Rehearse: a shadow sale with the same admission settings and a synthetic crowd")
+    def rehearse(self, request: HttpRequest, queryset: QuerySet[FlashSale]) -> HttpResponse | None:
+        sales = list(queryset[:2])
+        if len(sales) != 1:
+            self.message_user(request, "Rehearse one sale at a time.", level=messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin-sale-rehearse", args=[sales[0].pk]))
 
     @admin.display(description="Live status (from Redis)")
     def live_status(self, sale: FlashSale) -> str:
@@ -126,6 +198,15 @@ class FlashSaleAdmin(admin.ModelAdmin):
                 continue
             state = "stock initialized" if result.stock_initialized else "live stock kept"
             self.message_user(request, f"Sale {sale.pk} warmed ({state}).", level=messages.SUCCESS)
+
+
+def _rendered(response: HttpResponse) -> HttpResponse:
+    """A template response rendered now, while the zone the caller made current holds (it
+    would otherwise render after the view returned)."""
+    render = getattr(response, "render", None)
+    if render is not None:
+        render()
+    return response
 
 
 def _line_rows(line: LineCounts, stats: dict[str, int]) -> list[tuple[str, object]]:

@@ -44,6 +44,7 @@ from .purchase import (
     sale_challenge_issue,
 )
 from .selectors import sale_detail, sale_list
+from .tally import tally
 from .waiting_room import PlaceStatus, QueuePassInvalid, place_body, queue_join, queue_place
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,13 @@ class SaleSerializer(serializers.Serializer):
         source="sale.admission",
         choices=Admission.values,
         help_text="direct: everyone may try at the start; queue: join the line (/queue/) and buy when let in.",
+    )
+    shuffle_commitment = serializers.CharField(
+        help_text="A shuffled pre-queue's: the SHA-256 (hex) of the seed its order follows, published before the "
+        "line opens; empty otherwise."
+    )
+    shuffle_seed = serializers.CharField(
+        help_text="That seed, revealed at the start (empty before, and for a sale that does not shuffle)."
     )
 
 
@@ -176,9 +184,10 @@ class PurchaseApi(HotPathApi):
     @extend_schema_serializer(component_name="PurchaseRateLimited")
     class RateLimitedSerializer(ErrorSerializer):
         reason = serializers.ChoiceField(
-            choices=["bucket", "crowd", "user", "ip"],
+            choices=["bucket", "crowd", "user", "ip", "slow"],
             help_text="What said no: the sale's token bucket, stock-aware admission (more shoppers than "
-            "units left), your account's or your address's window.",
+            "units left), your account's or your address's window, or the web server (your address "
+            "has its cap of request bodies still arriving).",
         )
 
     @extend_schema_serializer(component_name="PurchaseRejected")
@@ -214,7 +223,7 @@ class PurchaseApi(HotPathApi):
             422: OpenApiResponse(ErrorSerializer, description="IDEMPOTENCY_KEY_REUSED"),
             429: OpenApiResponse(
                 RateLimitedSerializer,
-                description="RATE_LIMITED (Retry-After set); reason: bucket, crowd, user or ip",
+                description="RATE_LIMITED (Retry-After set); reason: bucket, crowd, user, ip or slow",
             ),
             503: OpenApiResponse(ErrorSerializer, description="UNAVAILABLE (Retry-After set)"),
         },
@@ -254,7 +263,10 @@ class PurchaseApi(HotPathApi):
         else:
             response, code = purchase_answer_response(answer, sale_id=sale_id), answer.status.value
         known_sale = sale_id if code != SaleNotFound.code else None
-        purchase_observed(sale_id=known_sale, status=code, seconds=time.perf_counter() - started, transport="http")
+        seconds = time.perf_counter() - started
+        purchase_observed(sale_id=known_sale, status=code, seconds=seconds, transport="http")
+        if known_sale is not None:
+            tally.answered(known_sale, seconds)
         return response
 
 

@@ -75,6 +75,39 @@ def stats_key(sale_id: int) -> str:
     return f"{keyspace(sale_id)}:stats"
 
 
+def latency_key(sale_id: int) -> str:
+    """The purchase answer's time in the server, counted in fixed buckets by every process
+    (``sales.latency``: bucket bound in ms -> answers)."""
+    return f"{keyspace(sale_id)}:latency"
+
+
+def console_series_key(sale_id: int) -> str:
+    """The operator console's figures, one JSON point a second while anything moved (a list,
+    oldest first, trimmed to the newest points; kept for review after the sale)."""
+    return f"{keyspace(sale_id)}:console"
+
+
+def console_last_key(sale_id: int) -> str:
+    """The sale's counters at the console's last reading (JSON), so whichever ws process
+    publishes next computes the rates from the same instant."""
+    return f"{keyspace(sale_id)}:console:last"
+
+
+def console_publisher_key(sale_id: int) -> str:
+    """Which ws process publishes the sale's console figures now (a short lease)."""
+    return f"{keyspace(sale_id)}:console:publisher"
+
+
+def console_sockets_key(sale_id: int) -> str:
+    """Each ws process's open storefront sockets of the sale: process -> ``<count>:<at ms>``."""
+    return f"{keyspace(sale_id)}:console:sockets"
+
+
+def rehearsal_lock_key(sale_id: int) -> str:
+    """Held while a rehearsal of the sale runs (the rehearsal's id): one at a time."""
+    return f"{keyspace(sale_id)}:rehearsal"
+
+
 def drain_kick_key(sale_id: int) -> str:
     return f"{keyspace(sale_id)}:drain-kick"
 

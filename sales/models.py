@@ -3,9 +3,12 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+
+from core.shop_time import shop_zone, wall_time_label
 
 
 class Product(models.Model):
@@ -56,6 +59,12 @@ def sale_status(*, now_ms: int, starts_at_ms: int, ends_at_ms: int, remaining_st
     if remaining_stock <= 0:
         return SaleStatus.SOLD_OUT
     return SaleStatus.LIVE
+
+
+class SaleQuerySet(models.QuerySet["FlashSale"]):
+    def real(self) -> SaleQuerySet:
+        """Sales shoppers see: no rehearsal's shadow sale."""
+        return self.filter(rehearsal_of__isnull=True)
 
 
 class FlashSale(models.Model):
@@ -125,8 +134,20 @@ class FlashSale(models.Model):
         help_text="Queue mode: shoppers let in per second. Empty: auto, from the units left (crowd factor x "
         "units left per second).",
     )
+    rehearsal_of = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="shadows",
+        help_text="A rehearsal's shadow sale: the sale it rehearses. Shadow sales, and their orders, are left out "
+        "of the storefront, order lists, exports and emails.",
+    )
     warmed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SaleQuerySet.as_manager()
 
     class Meta:
         ordering = ["starts_at", "id"]
@@ -148,7 +169,13 @@ class FlashSale(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.product.name} at {self.price} ({self.total_stock} units, {self.starts_at:%Y-%m-%d %H:%M} UTC)"
+        starts = wall_time_label(self.starts_at, shop_zone())
+        shadow = f", rehearsal of sale {self.rehearsal_of_id}" if self.rehearsal_of_id else ""
+        return f"{self.product.name} at {self.price} ({self.total_stock} units, {starts}{shadow})"
+
+    @property
+    def is_shadow(self) -> bool:
+        return self.rehearsal_of_id is not None
 
     def status_at(self, now: datetime, *, remaining_stock: int) -> SaleStatus:
         return sale_status(
@@ -157,3 +184,40 @@ class FlashSale(models.Model):
             ends_at_ms=epoch_ms(self.ends_at),
             remaining_stock=remaining_stock,
         )
+
+
+class RehearsalStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    ABORTED = "aborted", "Aborted"
+
+
+class SaleRehearsal(models.Model):
+    """One rehearsal of a sale: a synthetic crowd against a shadow sale with the sale's own
+    admission settings and a stock of its own; its report is kept here once the shadow sale,
+    its shoppers and its orders are gone."""
+
+    sale = models.ForeignKey(FlashSale, on_delete=models.CASCADE, related_name="rehearsals")
+    shadow_sale_id = models.PositiveBigIntegerField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=RehearsalStatus.choices, default=RehearsalStatus.RUNNING)
+    shoppers = models.PositiveIntegerField()
+    attempts = models.PositiveSmallIntegerField()
+    stock = models.PositiveIntegerField()
+    transport = models.CharField(max_length=10, default="http")
+    targets = models.JSONField(default=dict, blank=True)
+    stage = models.JSONField(
+        default=dict, blank=True, help_text="What the rehearsal set up: its shoppers (a name prefix and an id range)."
+    )
+    report = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Rehearsal {self.pk} of sale {self.sale_id} ({self.get_status_display()})"

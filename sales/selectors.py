@@ -20,7 +20,7 @@ from core.steps import DatabaseWork, Steps
 
 from . import inventory
 from .known import known_sales
-from .models import MAX_SALE_ID, FlashSale, SaleStatus, sale_status
+from .models import MAX_SALE_ID, Admission, FlashSale, SaleStatus, sale_status
 
 SALE_CACHE_SECONDS = 30
 
@@ -36,19 +36,35 @@ class SaleView:
     sale: FlashSale
     remaining_stock: int
     status: SaleStatus
+    shuffle_commitment: str = ""
+    """A shuffled pre-queue's: the SHA-256 of the seed, published before the line opens."""
+    shuffle_seed: str = ""
+    """... and the seed, revealed at the start (empty before)."""
 
 
 def _view(sale: FlashSale, remaining: int | None, now: datetime) -> SaleView:
     # A sale not loaded into Redis yet has sold nothing.
     left = sale.total_stock if remaining is None else remaining
-    return SaleView(sale=sale, remaining_stock=left, status=sale.status_at(now, remaining_stock=left))
+    commitment = seed = ""
+    if sale.admission == Admission.QUEUE and sale.shuffle_pre_queue and sale.warmed_at is not None:
+        meta = inventory.sale_meta(sale.pk)
+        commitment = meta.shuffle_commitment if meta is not None else ""
+        if now >= sale.starts_at:
+            seed = inventory.line_state(sale.pk).get("seed", "")
+    return SaleView(
+        sale=sale,
+        remaining_stock=left,
+        status=sale.status_at(now, remaining_stock=left),
+        shuffle_commitment=commitment,
+        shuffle_seed=seed,
+    )
 
 
 def sales_visible(*, now: datetime | None = None) -> QuerySet[FlashSale]:
     """Sales a shopper may see: upcoming, live, and those ended within the watch period."""
     now = now or timezone.now()
     since = now - timedelta(seconds=settings.FLASHSALE_WATCH_AFTER_END_SECONDS)
-    return FlashSale.objects.select_related("product").filter(ends_at__gt=since).order_by("starts_at", "id")
+    return FlashSale.objects.real().select_related("product").filter(ends_at__gt=since).order_by("starts_at", "id")
 
 
 def sale_list(*, now: datetime | None = None) -> list[SaleView]:
@@ -98,8 +114,10 @@ def sales_watched(*, now: datetime | None = None) -> list[int]:
 
 
 def sale_newest_for_product(slug: str) -> FlashSale | None:
-    """The product's newest sale (latest start, then highest id), with its product."""
-    return FlashSale.objects.select_related("product").filter(product__slug=slug).order_by("-starts_at", "-pk").first()
+    """The product's newest sale (latest start, then highest id), with its product; never a
+    rehearsal's shadow sale."""
+    sales = FlashSale.objects.real().select_related("product").filter(product__slug=slug)
+    return sales.order_by("-starts_at", "-pk").first()
 
 
 def sale_by_reference(reference: str) -> FlashSale | None:
@@ -190,13 +208,16 @@ WAIT_FOR_READ_SECONDS = 2.0
 
 
 def _newest_sale_id(slug: str) -> int | None:
-    sale = FlashSale.objects.filter(product__slug=slug).order_by("-starts_at", "-pk").values_list("pk", flat=True)
+    sale = (
+        FlashSale.objects.real().filter(product__slug=slug).order_by("-starts_at", "-pk").values_list("pk", flat=True)
+    )
     return sale.first()
 
 
 def _newest_sale_ids() -> dict[str, int]:
     rows = (
-        FlashSale.objects.order_by("product__slug", "-starts_at", "-pk")
+        FlashSale.objects.real()
+        .order_by("product__slug", "-starts_at", "-pk")
         .distinct("product__slug")
         .values_list("product__slug", "pk")
     )

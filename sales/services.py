@@ -81,6 +81,60 @@ def sale_update(*, sale: FlashSale) -> FlashSale:
     return sale
 
 
+def sale_shadow_create(*, sale: FlashSale, stock: int, starts_at: datetime) -> FlashSale:
+    """A rehearsal's shadow of ``sale`` from ``starts_at``: the same product, price and
+    admission settings (window length, proof of work, bucket, crowd factor, mode, line, the
+    pre-queue as long before the start), a stock of its own. Not loaded into Redis."""
+    if sale.is_shadow:
+        raise ValueError("a shadow sale is not rehearsed")
+    ends_at = starts_at + (sale.ends_at - sale.starts_at)
+    opens_at = starts_at - (sale.starts_at - sale.pre_queue_opens_at) if sale.pre_queue_opens_at else None
+    shadow = FlashSale(
+        product=sale.product,
+        price=sale.price,
+        total_stock=stock,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        per_user_limit=sale.per_user_limit,
+        pow_difficulty=sale.pow_difficulty,
+        bucket_capacity=sale.bucket_capacity,
+        bucket_refill_per_second=sale.bucket_refill_per_second,
+        crowd_factor=sale.crowd_factor,
+        admission=sale.admission,
+        pre_queue_opens_at=opens_at,
+        shuffle_pre_queue=sale.shuffle_pre_queue,
+        serving_rate=sale.serving_rate,
+        rehearsal_of=sale,
+    )
+    shadow.full_clean()
+    shadow.save()
+    return shadow
+
+
+def sale_shadow_move(*, shadow: FlashSale, starts_at: datetime) -> FlashSale:
+    """Move a shadow sale's window (and its line's opening) to start at ``starts_at``, as an
+    operator's edit does: every process hears it at once."""
+    if not shadow.is_shadow:
+        raise ValueError("only a shadow sale is moved by a rehearsal")
+    shift = starts_at - shadow.starts_at
+    shadow.starts_at, shadow.ends_at = starts_at, shadow.ends_at + shift
+    if shadow.pre_queue_opens_at is not None:
+        shadow.pre_queue_opens_at += shift
+    return sale_update(sale=shadow)
+
+
+def sale_shadow_delete(*, shadow: FlashSale) -> int:
+    """Unload a shadow sale from Redis (every key, its console's figures included) and delete
+    its row; its orders must be gone first (``orders.services.sale_orders_delete``). Returns
+    the Redis keys deleted."""
+    if not shadow.is_shadow:
+        raise ValueError("only a shadow sale is deleted by a rehearsal")
+    deleted = inventory.sale_unload(shadow.pk)
+    cache.delete(sale_cache_key(shadow.pk))
+    FlashSale.objects.filter(pk=shadow.pk).delete()
+    return deleted
+
+
 class SaleIsLive(ApplicationError):
     code = "SALE_LIVE"
     default_detail = "The sale is live; resetting it would erase real purchases. Use --force to do it anyway."

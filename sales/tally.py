@@ -7,6 +7,9 @@ The sale's stats hash (``keys.stats_key``) holds the funnel, per sale:
 - ``script``: attempts sent to ``purchase.lua``;
 - ``answer:<STATUS>``: every answer by the contract's status, wherever it was decided.
 
+Beside it, the sale's latency hash (``keys.latency_key``) counts each purchase answer's time
+in the server in fixed buckets (``sales.latency``), for the console's p50 and p99.
+
 A process adds to its own counters (a dict under a lock) and a daemon thread moves them to
 Redis once a second, one pipeline for every sale: the hot path never pays a round trip for
 counting. Counts a flush could not deliver are kept for the next one; those of a process
@@ -27,7 +30,7 @@ from redis.exceptions import RedisError
 from core.process_state import forgets_process_state
 from core.redis_store import inventory_redis
 
-from . import keys
+from . import keys, latency
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ FLUSH_SECONDS = 1.0
 class Tally:
     def __init__(self) -> None:
         self._counts: Counter[tuple[int, str]] = Counter()
+        self._latency: Counter[tuple[int, str]] = Counter()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -48,26 +52,39 @@ class Tally:
         if self._thread is None:
             self._start_flusher()
 
+    def answered(self, sale_id: int, seconds: float) -> None:
+        """Count one purchase answer of ``sale_id`` that took ``seconds`` in the server."""
+        field = latency.bucket_field(seconds)
+        with self._lock:
+            self._latency[(sale_id, field)] += 1
+        if self._thread is None:
+            self._start_flusher()
+
     def flush(self) -> int:
         """Move the counts to Redis now. Returns how many fields were written."""
         with self._lock:
             counts, self._counts = self._counts, Counter()
-        if not counts:
+            latencies, self._latency = self._latency, Counter()
+        if not counts and not latencies:
             return 0
         try:
             with inventory_redis().pipeline(transaction=False) as pipe:
                 for (sale_id, name), amount in counts.items():
                     pipe.hincrby(keys.stats_key(sale_id), name, amount)
+                for (sale_id, name), amount in latencies.items():
+                    pipe.hincrby(keys.latency_key(sale_id), name, amount)
                 pipe.execute()
         except RedisError:
             with self._lock:
                 self._counts.update(counts)  # Next time.
+                self._latency.update(latencies)
             raise
-        return len(counts)
+        return len(counts) + len(latencies)
 
     def forget(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._latency.clear()
 
     def _start_flusher(self) -> None:
         with self._lock:
@@ -81,6 +98,7 @@ class Tally:
         self._thread = None
         self._lock = threading.Lock()
         self._counts = Counter()
+        self._latency = Counter()
 
     def _run(self) -> None:
         outage_logged = False

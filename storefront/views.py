@@ -5,13 +5,15 @@ from the WebSocket (``wsdoor.consumers``) and the REST API, driven by
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.templatetags.static import static
@@ -19,11 +21,20 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from orders.selectors import orders_of_user
+from orders.models import Order, OrderStatus
+from orders.payments import payment_deadline, payment_provider, payment_reference
+from orders.selectors import HeldOrder, order_held_in_sale, order_of_user, orders_of_user
+from salelog import verify
+from salelog.selectors import shopper_win_entry
 from sales.models import Product, SaleStatus
+from sales.receipts import receipt_for, shopper_hash
 from sales.selectors import SaleView, sale_detail, sale_list
 
 PLACEHOLDER_IMAGE = "storefront/placeholder.svg"
+
+
+VERIFIER = Path(verify.__file__)
+"""The verifier as one file (it imports nothing of the project)."""
 
 
 def product_image_src(product: Product) -> str:
@@ -65,6 +76,9 @@ def sale_page(request: HttpRequest, sale_id: int) -> HttpResponse:
         raise Http404("There is no such sale.")
     sale = view.sale
     page_url = reverse("storefront-sale", args=[sale.pk])
+    held: HeldOrder | None = None
+    if request.user.is_authenticated:
+        held = order_held_in_sale(user_id=request.user.pk or 0, sale_id=sale.pk, loaded=sale.warmed_at is not None)
     config = {
         "sale_id": sale.pk,
         "starts_at": sale.starts_at.isoformat(),
@@ -85,6 +99,10 @@ def sale_page(request: HttpRequest, sale_id: int) -> HttpResponse:
         "purchase_url": reverse("api-purchase", args=[sale.pk]),
         "queue_url": reverse("api-queue", args=[sale.pk]),
         "orders_url": reverse("storefront-orders"),
+        "order_url": reverse("storefront-order", args=["00000000-0000-0000-0000-000000000000"]),
+        # The win state: the order this shopper holds, on every reload and in every tab (a
+        # win in one tab reaches the shopper's other tabs of this sale by "shopper" above).
+        "owned_order_id": held.order_id if held else None,
         "login_url": redirect_to_login(page_url).url,
         # The page prefers the csrftoken cookie (another tab may have rotated it at login).
         "csrf_token": get_token(request),
@@ -96,6 +114,7 @@ def sale_page(request: HttpRequest, sale_id: int) -> HttpResponse:
         "image_src": product_image_src(sale.product),
         "login_url": config["login_url"],
         "config": config,
+        "held": held,
     }
     return render(request, "storefront/sale.html", context)
 
@@ -111,4 +130,108 @@ def orders_page(request: HttpRequest) -> HttpResponse:
         awaited = ""
     if any(str(order.id) == awaited for order in orders):
         awaited = ""
-    return render(request, "storefront/orders.html", {"orders": orders, "awaited_order": awaited})
+    following: list[dict[str, str | None]] = [
+        {"order_id": str(order.id), "api_url": reverse("api-order", args=[order.pk]), "status": order.status}
+        for order in orders
+        if order.status not in FINAL_STATUSES
+    ]
+    if awaited:
+        following.append({"order_id": awaited, "api_url": reverse("api-order", args=[awaited]), "status": None})
+    context = {
+        "orders": orders,
+        "awaited_order": awaited,
+        "payments": payment_provider() is not None,
+        "orders_config": {"following": following, "server_time": timezone.now().isoformat()},
+    }
+    return render(request, "storefront/orders.html", context)
+
+
+FINAL_STATUSES = (OrderStatus.PAID, OrderStatus.EXPIRED, OrderStatus.CANCELLED)
+
+
+def _order_context(request: HttpRequest, order: Order) -> dict[str, Any]:
+    pending = order.status == OrderStatus.PENDING
+    deadline = payment_deadline(order) if pending else None
+    return {
+        "order": order,
+        "can_pay": pending and payment_provider() is not None and (deadline is None or deadline > timezone.now()),
+        "pay_by": deadline,
+        "order_config": {
+            "order_id": str(order.id),
+            "api_url": reverse("api-order", args=[order.pk]),
+            "status": order.status,
+            "final": order.status in FINAL_STATUSES,
+            "pay_by": deadline.isoformat() if deadline else None,
+            "server_time": timezone.now().isoformat(),
+        },
+    }
+
+
+@login_required
+def order_page(request: HttpRequest, order_id: uuid.UUID) -> HttpResponse:
+    """One order: its state followed live, the pay link while it is pending, the time left to
+    pay when there is a payment window. An order not in PostgreSQL yet (a win the worker has
+    not written) is awaited on the same page, which shows it once it is there; someone else's
+    order looks the same, so nothing about it is told."""
+    order = order_of_user(user_id=request.user.pk or 0, order_id=str(order_id))
+    if order is None:
+        awaited = {
+            "order_id": str(order_id),
+            "api_url": reverse("api-order", args=[order_id]),
+            "status": None,
+            "final": False,
+            "pay_by": None,
+            "server_time": timezone.now().isoformat(),
+        }
+        return render(request, "storefront/order.html", {"awaited_order": str(order_id), "order_config": awaited})
+    return render(request, "storefront/order.html", _order_context(request, order))
+
+
+@login_required
+def order_receipt(request: HttpRequest, order_id: uuid.UUID) -> HttpResponse:
+    """The order's receipt from the sale's transparency log, to download and verify: the
+    same signed receipt the purchase answered (Ed25519 signs deterministically), built from
+    the log's entry of the win. 404 until the log holds it (a few seconds after the win)."""
+    order = order_of_user(user_id=request.user.pk or 0, order_id=str(order_id))
+    if order is None:
+        raise Http404("You have no order with this id.")
+    entry = shopper_win_entry(sale_id=order.sale_id, shopper=shopper_hash(sale_id=order.sale_id, user_id=order.user_id))
+    if entry is None:
+        raise Http404("The sale's log does not hold this win yet; try again in a few seconds.")
+    receipt = receipt_for(
+        sale_id=order.sale_id,
+        seq=entry.seq,
+        entry=bytes(entry.entry),
+        time_ms=int(json.loads(bytes(entry.entry))["time_ms"]),
+    )
+    response = JsonResponse(receipt, json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="receipt-sale-{order.sale_id}-order-{order.id}.json"'
+    return response
+
+
+def log_verifier(request: HttpRequest) -> HttpResponse:
+    """The transparency log's verifier, one file anyone can run (Python and ``cryptography``
+    only): ``python verify.py verify <shop URL> <sale> --receipt receipt.json``."""
+    response = HttpResponse(VERIFIER.read_bytes(), content_type="text/x-python; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="verify.py"'
+    return response
+
+
+@login_required
+def order_pay(request: HttpRequest, order_id: uuid.UUID) -> HttpResponse:
+    """The pay link: to the payment provider's checkout, with the order id and a signed
+    reference; back to the order page when there is nothing to pay (paid, expired, no
+    provider)."""
+    order = order_of_user(user_id=request.user.pk or 0, order_id=str(order_id))
+    if order is None:
+        raise Http404("You have no order with this id.")
+    order_url = reverse("storefront-order", args=[order.pk])
+    provider = payment_provider()
+    deadline = payment_deadline(order)
+    if provider is None or order.status != OrderStatus.PENDING or (deadline is not None and deadline <= timezone.now()):
+        return HttpResponseRedirect(order_url)
+    return HttpResponseRedirect(
+        provider.checkout_url(
+            order=order, reference=payment_reference(order), return_url=request.build_absolute_uri(order_url)
+        )
+    )

@@ -39,6 +39,7 @@ from sales.outcomes import PurchaseAnswer, PurchaseStatus, answer_body
 from sales.passes import MAX_PASS_LENGTH
 from sales.purchase import drain_kick, purchase_steps, sale_challenge_steps
 from sales.selectors import SaleState, sale_id_for_reference_steps, sale_state_steps
+from sales.tally import tally
 from sales.waiting_room import Place, place_body, queue_join_steps, queue_place_steps
 
 from .frames import MessageType, error_frame, frame, json_frame
@@ -318,9 +319,10 @@ def _attempt_failed(*, kind: int, attempt: _Attempt, error: Exception) -> Reply:
 
 
 def _observe(attempt: _Attempt, code: str) -> None:
-    purchase_observed(
-        sale_id=attempt.sale_id, status=code, seconds=time.perf_counter() - attempt.started, transport="tcp"
-    )
+    seconds = time.perf_counter() - attempt.started
+    purchase_observed(sale_id=attempt.sale_id, status=code, seconds=seconds, transport="tcp")
+    if attempt.sale_id is not None:
+        tally.answered(attempt.sale_id, seconds)
 
 
 def _error_reply(*, kind: int, error: Exception) -> Reply:

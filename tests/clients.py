@@ -28,13 +28,16 @@ Target = Client | Served | str
 """Where a request goes: in process, or to a running server."""
 
 
-def _post(target: Target, path: str, body: bytes, headers: dict[str, str]) -> Any:
+def _post(target: Target, path: str, body: bytes, headers: dict[str, str], *, source: str | None = None) -> Any:
     if isinstance(target, Client):
         return target.post(path, body, content_type="application/json", headers=headers)
     base = target if isinstance(target, str) else target.url
-    return httpx.post(
-        base.rstrip("/") + path, content=body, headers={"Content-Type": "application/json", **headers}, timeout=30
-    )
+    # ``source``: another loopback address to send from (all of 127.0.0.0/8 is this machine).
+    transport = httpx.HTTPTransport(local_address=source) if source is not None else None
+    with httpx.Client(transport=transport, timeout=30) as client:
+        return client.post(
+            base.rstrip("/") + path, content=body, headers={"Content-Type": "application/json", **headers}
+        )
 
 
 def _body(body: object) -> bytes:
@@ -48,14 +51,22 @@ def _body(body: object) -> bytes:
 
 
 def purchase(
-    target: Target, sale_id: int, token: str | None, body: object = None, *, key: str | None = None, **headers: str
+    target: Target,
+    sale_id: int,
+    token: str | None,
+    body: object = None,
+    *,
+    key: str | None = None,
+    source: str | None = None,
+    **headers: str,
 ) -> Any:
     """``POST /api/sales/<id>/purchase/``. ``body``: None (``{}``), a dict (as JSON), or the
-    raw text or bytes to send; ``key`` the Idempotency-Key; ``headers`` any others."""
+    raw text or bytes to send; ``key`` the Idempotency-Key; ``source`` the loopback address
+    to send from (over HTTP); ``headers`` any others."""
     sent = {**(auth(token) if token is not None else {}), **headers}
     if key is not None:
         sent["Idempotency-Key"] = key
-    return _post(target, f"/api/sales/{sale_id}/purchase/", _body(body), sent)
+    return _post(target, f"/api/sales/{sale_id}/purchase/", _body(body), sent, source=source)
 
 
 def challenge(target: Target, sale_id: int, token: str | None, **headers: str) -> Any:

@@ -32,8 +32,9 @@ from tests.polling import wait_for
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "artifacts" / "logs"
 
-# Servers shared by many tests answer every caller: admission limits off unless a test asks.
-OPEN_ADMISSION = {"ANTIBOT_USER_LIMIT": "0", "ANTIBOT_IP_LIMIT": "0"}
+# Servers shared by many tests answer every caller: admission limits off unless a test asks
+# (every test speaks from 127.0.0.1, so a per-address limit would count them all as one).
+OPEN_ADMISSION = {"ANTIBOT_USER_LIMIT": "0", "ANTIBOT_IP_LIMIT": "0", "WEB_BODIES_PER_IP": "0"}
 # make run's shape; each start_* chooses ports and sizes.
 TEST_SHAPE = Shape()
 
@@ -82,11 +83,24 @@ def wait_for_http(child: Child, path: str = "/api/sales/", *, timeout: float = 3
     child.wait_until(lambda: probes.http_ok(child.url + path), what=f"answer {path}", timeout=timeout)
 
 
-def start_web(*, workers: int = 2, env: dict[str, str] | None = None, static_root: Path | None = None) -> Child:
+def start_web(
+    *,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    static_root: Path | None = None,
+    threads: int = TEST_SHAPE.web_threads,
+    header_timeout_ms: int = TEST_SHAPE.web_header_timeout_ms,
+) -> Child:
     """granian serving the WSGI app; with ``static_root`` (a collectstatic output) it also
     serves ``/static/`` as ``make run`` does."""
     port = free_port()
-    shape = TEST_SHAPE.but(web_port=port, web_workers=workers, static_root=static_root)
+    shape = TEST_SHAPE.but(
+        web_port=port,
+        web_workers=workers,
+        web_threads=threads,
+        web_header_timeout_ms=header_timeout_ms,
+        static_root=static_root,
+    )
     child = start("web", shape, child_env(**(env or {})), port=port)
     wait_for_http(child)
     return child

@@ -54,6 +54,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from core.events import subscription
 from core.redis_store import cluster_addresses, inventory_clustered, subscription_urls
 from core.steps import drive_async
+from salelog.keys import CHECKPOINTS_CHANNEL
 from sales.inventory import SaleMeta
 from sales.known import KnownSale, known_sales
 from sales.models import SaleStatus, sale_status
@@ -535,6 +536,12 @@ class LiveHub:
         if watcher is not None:
             known_sales.unwatch(room.known, watcher)
 
+    def broadcast_to(self, sale_id: int, text: str) -> None:
+        """One message to every socket watching ``sale_id`` in this process, if any."""
+        room = self.rooms.get(sale_id)
+        if room is not None:
+            room.broadcast(text)
+
     def reread(self, room: SaleRoom) -> None:
         """Read the room's sale again (an operator changed it), off the caller's turn."""
         room.meta_stale()
@@ -604,6 +611,23 @@ class LiveHub:
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveHub] = weakref.WeakKeyDictionary()
+
+
+def checkpoint_heard(event: dict[str, Any]) -> None:
+    """A sale's log signed a checkpoint (``salelog``): every page watching the sale gets it,
+    ``{"type": "checkpoint", "checkpoint": <the C2SP signed note>}``, as sent once."""
+    try:
+        sale_id, note = int(event["sale_id"]), event["checkpoint"]
+    except (KeyError, TypeError, ValueError):
+        return
+    if not isinstance(note, str):
+        return
+    text = _message("checkpoint", checkpoint=note)
+    for hub in tuple(_hubs.values()):
+        hub.on_loop(hub.broadcast_to, sale_id, text)
+
+
+subscription.listen(CHECKPOINTS_CHANNEL, checkpoint_heard)
 
 
 def live_hub() -> LiveHub:

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from core.logs import log_level_valid, logging_config
 
-from .environment import env, redis_db_url
+from .environment import env, redis_db_url, seconds_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "accounts",
     "sales",
     "orders",
+    "salelog",
     "storefront",
     "operations",
     "tcpdoor",
@@ -189,6 +190,16 @@ REGISTER_THROTTLE_ACCOUNT = env.str("REGISTER_THROTTLE_ACCOUNT", default="5/hour
 # Request bodies on this API are tiny; anything large is refused before it is read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
 
+# --- The web server's requests (docs/design.md, "Slow clients and bodies") ----------------
+# Bodies one address may be sending to one web process at once; one more, while one of them
+# has been arriving a while, is answered 429 before a byte of it is read (0: no limit). A slow
+# body holds its thread until it arrives (granian has no body timeout): this bounds how many
+# threads one address can hold.
+WEB_BODIES_PER_IP = env.int("WEB_BODIES_PER_IP", default=4)
+# A body that arrives whole but later than this after its headers is answered 408 and changes
+# nothing (granian's WEB_HEADER_TIMEOUT_MS bounds the headers; 0: no deadline).
+WEB_BODY_TIMEOUT_SECONDS = env.float("WEB_BODY_TIMEOUT_SECONDS", default=5.0)
+
 # --- Email --------------------------------------------------------------------------------
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
@@ -205,9 +216,13 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 LANGUAGE_CODE = "en-us"
+# Times are aware UTC inside (the database, Redis, the API); the shop's zone is only how the
+# admin, manage.py and the pages show and take them (core/shop_time.py).
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The wall clock the shop schedules its sales by: an IANA name (Asia/Shanghai, Europe/Paris).
+SHOP_TIME_ZONE = env.str("SHOP_TIME_ZONE", default="UTC")
 
 # Logs (core/logs.py): JSON lines for an operator's search, or console lines for a person;
 # every logger, the servers' access logs included, through the same formatter.
@@ -244,6 +259,20 @@ FLASHSALE_QUEUE_TURN_SECONDS = env.int("FLASHSALE_QUEUE_TURN_SECONDS", default=6
 FLASHSALE_DRAIN_BATCH_SIZE = env.int("FLASHSALE_DRAIN_BATCH_SIZE", default=500)
 # Sales stay watched (reconciled, listed as active) this long after they end.
 FLASHSALE_WATCH_AFTER_END_SECONDS = env.int("FLASHSALE_WATCH_AFTER_END_SECONDS", default=24 * 3600)
+# --- The transparency log (docs/design.md, "The transparency log") -------------------------
+# Its signing keys (LOG_SIGNING_KEYS) are read with the sequencing's settings below.
+# A sale's log is named "<LOG_ORIGIN>/<sale id>" in its checkpoints (printable ASCII, no space
+# and no "+"), fixed for the sale when its log is created.
+LOG_ORIGIN = env.str("LOG_ORIGIN", default="flashsale.localhost/sales")
+# Beat's log builder tick: each tick moves the new entries of every watched sale into
+# PostgreSQL and signs a checkpoint over them, so a checkpoint lags its newest entry by about
+# a tick plus the pass.
+FLASHSALE_LOG_INTERVAL_SECONDS = env.float("FLASHSALE_LOG_INTERVAL_SECONDS", default=1.0)
+# Entries the builder appends per transaction (and per checkpoint).
+FLASHSALE_LOG_BATCH_SIZE = env.int("FLASHSALE_LOG_BATCH_SIZE", default=1000)
+# A sale's log is frozen with a final checkpoint once the sale ended this long ago; the
+# margin covers attempts judged by the script in the last instant of the window.
+FLASHSALE_LOG_FREEZE_AFTER_END_SECONDS = env.int("FLASHSALE_LOG_FREEZE_AFTER_END_SECONDS", default=30)
 CELERY_BEAT_SCHEDULE = {
     # A tick nobody ran before the next one is worthless, hence the expiry.
     "warm-upcoming-sales": {
@@ -261,11 +290,70 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": FLASHSALE_RECONCILE_INTERVAL_SECONDS,
         "options": {"expires": FLASHSALE_RECONCILE_INTERVAL_SECONDS},
     },
+    "sweep-rehearsals": {
+        "task": "operations.tasks.sweep_rehearsals",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
+    "send-overdue-webhooks": {
+        "task": "orders.tasks.send_overdue_webhooks",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
+    "build-sale-logs": {
+        "task": "salelog.tasks.build_sale_logs",
+        "schedule": FLASHSALE_LOG_INTERVAL_SECONDS,
+        "options": {"expires": FLASHSALE_LOG_INTERVAL_SECONDS},
+    },
 }
+# Rehearsals started from the admin: a Celery worker sends their crowd to the stack here (the
+# REST API) and, when asked, to its TCP door (host:port) (docs/operating.md, "Rehearsing").
+FLASHSALE_REHEARSAL_URL = env.str("FLASHSALE_REHEARSAL_URL", default="http://127.0.0.1:8000")
+FLASHSALE_REHEARSAL_TCP = env.str("FLASHSALE_REHEARSAL_TCP", default="127.0.0.1:8002")
+
+# --- Webhooks and payments (docs/design.md, "Webhooks and payments") ---------------------------
+# The shop's address as its shoppers reach it: the email's order and pay links start with it
+# (empty: the email carries no link).
+FLASHSALE_SITE_URL = env.str("FLASHSALE_SITE_URL", default="")
+# The payment step: a provider (dotted path to its class) and, for the built-in hosted
+# checkout, the shop's checkout page the winner is sent to (empty: no pay link is offered).
+FLASHSALE_PAYMENT_PROVIDER = env.str("FLASHSALE_PAYMENT_PROVIDER", default="orders.payments.HostedCheckout")
+FLASHSALE_PAYMENT_CHECKOUT_URL = env.str("FLASHSALE_PAYMENT_CHECKOUT_URL", default="")
+# One attempt's connection and each read wait at most this long.
+WEBHOOKS_TIMEOUT_SECONDS = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=15.0)
+# The wait after the 1st, 2nd, ... failed attempt; once spent, the delivery is a dead letter.
+# The default follows the Standard Webhooks example: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h,
+# the last attempt at least 31.5 hours after the first.
+WEBHOOKS_RETRY_DELAYS_SECONDS = seconds_list(
+    "WEBHOOKS_RETRY_DELAYS_SECONDS",
+    env.list("WEBHOOKS_RETRY_DELAYS_SECONDS", default=["5", "300", "1800", "7200", "18000", "36000", "50400"]),
+)
+# Each wait is lengthened by a random share up to this (never shortened).
+WEBHOOKS_RETRY_JITTER = env.float("WEBHOOKS_RETRY_JITTER", default=0.2)
+# An endpoint is paused after this many failed attempts in a row spanning at least this long.
+WEBHOOKS_PAUSE_AFTER_FAILURES = env.int("WEBHOOKS_PAUSE_AFTER_FAILURES", default=10)
+WEBHOOKS_PAUSE_AFTER_SECONDS = env.float("WEBHOOKS_PAUSE_AFTER_SECONDS", default=24 * 3600.0)
+# After a secret's rotation the old one still signs and verifies this long.
+WEBHOOKS_SECRET_OVERLAP_SECONDS = env.float("WEBHOOKS_SECRET_OVERLAP_SECONDS", default=24 * 3600.0)
+# Server-side request forgery guard: a webhook URL resolving to a loopback, link-local or
+# private address is refused, unless allowed for every endpoint, or (opt-in) for those
+# registered with --allow-private.
+WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=False)
+WEBHOOKS_ALLOW_PRIVATE_OPT_IN = env.bool("WEBHOOKS_ALLOW_PRIVATE_OPT_IN", default=False)
+# The Celery queue delivery tasks go to (the workers' default queue unless set).
+WEBHOOKS_QUEUE = env.str("WEBHOOKS_QUEUE", default="celery")
+# The demo shop's checkout and receiver under /demo-shop/: only the local settings turn it on.
+FLASHSALE_DEMO_SHOP = False
+FLASHSALE_DEMO_SHOP_SECRET = ""
+FLASHSALE_DEMO_SHOP_LOG = ""
+
 # `make bench` only: mount /bench/control/ and the naive shop under /bench/ (404 otherwise).
 FLASHSALE_BENCH_ENDPOINTS = env.bool("FLASHSALE_BENCH_ENDPOINTS", default=False)
-# Where the storefront opens its WebSocket; empty means the page's own host.
+# Where the storefront opens its WebSocket; empty means the page's own host. The operator
+# console's socket is on the same server.
 FLASHSALE_WS_URL = env.str("FLASHSALE_WS_URL", default="")
+# The console keeps each sale's figures this long after it last recorded one (for review).
+FLASHSALE_CONSOLE_KEEP_SECONDS = env.int("FLASHSALE_CONSOLE_KEEP_SECONDS", default=14 * 24 * 3600)
 
 # --- The balancer in front (core/client_address.py) ----------------------------------------
 # Peers that may say who a request is for (X-Forwarded-For, X-Forwarded-Proto, X-Request-ID,

@@ -8,6 +8,7 @@ Values are taken as written: no ``$VAR`` indirection, so a secret may start with
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import environ
@@ -43,6 +44,18 @@ class StrictEnv(environ.Env):
 
 
 env = StrictEnv()
+
+
+def seconds_list(var: str, raw: list[str]) -> list[float]:
+    """``raw`` (``env.list(var, ...)``) as non-negative numbers of seconds, refused with the
+    variable's name."""
+    try:
+        values = [float(item) for item in raw]
+    except ValueError:
+        raise ImproperlyConfigured(f"{var}={','.join(raw)!r} is not a list of seconds.") from None
+    if any(not math.isfinite(value) or value < 0 for value in values):
+        raise ImproperlyConfigured(f"{var}: seconds cannot be negative.")
+    return values
 
 
 def redis_db_url(url: str, db: int) -> str:

@@ -116,3 +116,65 @@ export async function purchase({ challengeUrl, purchaseUrl, csrfToken, powDiffic
   });
   return outcomeOf(answer.httpStatus, answer.body, answer.retryAfter);
 }
+
+/**
+ * The win state of one sale for one shopper: once they hold a unit, the Buy button says
+ * "You own this: order ..." and takes no click. The server renders it on every load (so it
+ * holds on reload and in a tab opened later); a win in one tab reaches the shopper's other
+ * open tabs of the sale over a BroadcastChannel, and a 409 ALREADY_PURCHASED (which
+ * carries the order id) turns it on in a tab that missed both.
+ */
+export class WinState {
+  constructor({ saleId, shopper, orderId, orderUrl, onChange }) {
+    this.saleId = saleId;
+    this.shopper = shopper;
+    this.orderId = orderId ?? null;
+    this.orderUrl = orderUrl;
+    this.onChange = onChange;
+    this.channel = null;
+    if (shopper != null && typeof BroadcastChannel === "function") {
+      this.channel = new BroadcastChannel("flashsale-wins");
+      this.channel.onmessage = (event) => {
+        const win = event.data ?? {};
+        if (win.saleId === this.saleId && win.shopper === this.shopper && win.orderId) this.own(win.orderId, false);
+      };
+    }
+  }
+
+  /** Take the outcome of a purchase; true when it means the shopper holds a unit. */
+  heard(outcome) {
+    const orderId = outcome?.kind === "confirmed" || outcome?.kind === "already" ? outcome.orderId : null;
+    if (!orderId) return false;
+    this.own(orderId, true);
+    return true;
+  }
+
+  own(orderId, tellOtherTabs) {
+    const changed = this.orderId !== orderId;
+    this.orderId = orderId;
+    if (tellOtherTabs && this.channel) {
+      this.channel.postMessage({ saleId: this.saleId, shopper: this.shopper, orderId });
+    }
+    if (changed) this.onChange?.(orderId);
+  }
+
+  /** Show the owned state on `button` (and its hint); false while the shopper holds nothing. */
+  render(button, hint) {
+    if (!this.orderId || !button) return false;
+    const label = `You own this: order ${this.orderId.slice(0, 8)}`;
+    button.disabled = true;
+    button.dataset.ownedOrder = this.orderId;
+    button.classList.add("buy-button-owned");
+    button.setAttribute("aria-busy", "false");
+    if (button.textContent !== label) button.textContent = label;
+    if (hint && hint.dataset.ownedFor !== this.orderId) {
+      hint.dataset.ownedFor = this.orderId;
+      const link = document.createElement("a");
+      link.href = this.orderUrl.replace("00000000-0000-0000-0000-000000000000", encodeURIComponent(this.orderId));
+      link.textContent = "See your order";
+      hint.replaceChildren("One unit per shopper. ", link, ".");
+      hint.hidden = false;
+    }
+    return true;
+  }
+}

@@ -7,7 +7,8 @@
 // it does not wait for `sale_started`, which only confirms (a ws process fanning out to
 // thousands of sockets, or one that is down, must not delay anyone's Buy).
 import { SaleFeed } from "./live-feed.js";
-import { ChallengeSolver, purchase } from "./purchase.js";
+import { showLocalTimes } from "./local-time.js";
+import { ChallengeSolver, WinState, purchase } from "./purchase.js";
 import { WaitingRoom } from "./waiting-room.js";
 
 const TICK_MS = 200;
@@ -48,6 +49,13 @@ class SalePage {
     this.cooldownUntil = 0;
     this.result = null;
     this.solver = new ChallengeSolver();
+    this.win = new WinState({
+      saleId: config.sale_id,
+      shopper: config.shopper,
+      orderId: config.owned_order_id,
+      orderUrl: config.order_url,
+      onChange: () => this.render(),
+    });
     // A queue-mode sale's page holds the waiting room; `hello` says when an operator switches.
     this.queued = config.admission === "queue";
     this.lastPhase = null;
@@ -61,6 +69,7 @@ class SalePage {
       buyHint: root.querySelector("[data-buy-hint]"),
       result: root.querySelector("[data-result]"),
       connection: root.querySelector("[data-connection]"),
+      ownedHint: root.querySelector("[data-owned-hint]"),
       queue: root.querySelector("[data-queue]"),
     };
     this.room = this.el.queue ? new WaitingRoom({ root: this.el.queue, config, page: this }) : null;
@@ -142,12 +151,21 @@ class SalePage {
 
   snapshot(sale, localAt) {
     this.offsetMs = Date.parse(sale.server_time) - localAt;
+    if (Date.parse(sale.starts_at) !== this.startsAt) this.showStart(sale.starts_at);
     this.startsAt = Date.parse(sale.starts_at);
     this.endsAt = Date.parse(sale.ends_at);
     this.remaining = sale.remaining_stock;
     this.serverStatus = sale.status;
     this.serverCountdown = null;
     this.render();
+  }
+
+  // The operator moved the start: the "at ..." line says the new one, on both clocks.
+  showStart(startsAt) {
+    const element = this.root.querySelector("[data-starts-at]");
+    if (!element) return;
+    element.dateTime = new Date(startsAt).toISOString();
+    showLocalTimes(element.parentElement);
   }
 
   soldOut() {
@@ -233,9 +251,13 @@ class SalePage {
   renderButton(phase) {
     const button = this.el.button;
     if (!button) return;
+    if (this.win.render(button, this.el.ownedHint)) return;
     const coolingDown = Date.now() < this.cooldownUntil;
     let label = "Buy now";
     if (this.busy) label = "Processing...";
+    // The wait is counted down on the button, outside the live region: a screen reader
+    // hears the result once, not a number every second.
+    else if (coolingDown && phase === "live") label = `Try again in ${Math.ceil((this.cooldownUntil - Date.now()) / 1000)} s`;
     else if (phase === "sold_out") label = "Sold out";
     else if (phase === "ended") label = "Sale ended";
     // In a queue-mode sale, Buy is the shopper's once they hold a place, and on at their turn.
@@ -250,7 +272,7 @@ class SalePage {
 
   async buy() {
     // Disabled at once, before any await: a double click cannot send two purchases.
-    if (this.busy || this.phase() !== "live") return;
+    if (this.busy || this.win.orderId || this.phase() !== "live") return;
     if (this.queued && !this.room?.admitted("live")) return;
     this.busy = true;
     this.showResult(null);
@@ -279,20 +301,14 @@ class SalePage {
     }
     if (outcome.kind === "ended") this.serverStatus = "ended";
     if (outcome.kind === "retry" || outcome.kind === "not_your_turn") this.coolDown(outcome.seconds);
+    this.win.heard(outcome);
     // The waiting room's status line says a passed turn, and a stale pass is replaced quietly.
     this.showResult(outcome.kind === "pass_refused" ? null : outcome);
     this.render();
   }
 
   renderRetry() {
-    const left = Math.ceil((this.cooldownUntil - Date.now()) / 1000);
-    const heading = this.el.result.querySelector("strong");
-    if (left <= 0) {
-      this.showResult(null);
-      return;
-    }
-    const text = `Try again in ${left} s`;
-    if (heading && heading.textContent !== text) heading.textContent = text;
+    if (Date.now() >= this.cooldownUntil) this.showResult(null);
   }
 
   showResult(outcome) {
@@ -338,8 +354,8 @@ class SalePage {
         break;
       case "retry":
         box.classList.add("result-warning");
-        add("strong", `Try again in ${outcome.seconds} s`);
-        add("p", "The shop is very busy right now.");
+        add("strong", "The shop is very busy right now");
+        add("p", `Buy turns back on by itself in ${outcome.seconds} s.`);
         break;
       case "not_started":
         box.classList.add("result-warning");

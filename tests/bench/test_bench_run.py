@@ -53,14 +53,15 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     document = json.loads(results.read_text())
     runs = document["runs"]
     tcp = ("tcp_sold_out", "tcp_rate_limited", "tcp_winning")
+    slow = ("slow_control_alone", "slow_purchase_alone", "slow_control", "slow_purchase")
     assert {run["scenario"] for run in runs} == {
-        "control", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_balanced", *tcp, "tcp_seed",
+        "control", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_balanced", *tcp, "tcp_seed", *slow,
     }  # fmt: skip
     assert {(run["scenario"], run["connections"]) for run in runs if "seed" not in run["scenario"]} == {
         (scenario, connections)
         for scenario in ("control", "winning", "sold_out", "rate_limited", "naive")
         for connections in (10, 100)
-    } | {(scenario, 100) for scenario in tcp}
+    } | {(scenario, 100) for scenario in (*tcp, *slow)}
     # The TCP paths ran closed loop, then open loop, next to the HTTP ones
     assert {(run["scenario"], run["load"]) for run in runs if run["scenario"] in tcp} == {
         (scenario, load) for scenario in tcp for load in ("saturated", "paced")
@@ -91,7 +92,13 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         assert step["sockets_held"] == step["heard"] == step["sockets_asked"], step
         assert step["bytes_per_socket"] > 0
     assert [check["met"] for check in document["targets"] if check["target"].startswith("ws ")] == [None] * 3
-    assert "targets (issues 12, 14 and 15" in result.stdout
+    assert "targets (issues 12, 14, 15 and 21" in result.stdout
+    # Scenario 13: the slow crowd was held, and heard only the contract's answers
+    crowd = document["slow_clients"]
+    assert crowd["in_contract"] is True
+    assert crowd["ended"]["headers"] and crowd["ended"]["bodies"]
+    assert {run["load"] for run in runs if run["scenario"] in slow} == {"paced"}
+    assert sum(check["target"].startswith("other clients' p99") for check in document["targets"]) == 1
     # Issue 15: two sales on two masters measured against one, WAIT's cost, one worker's drain
     two = document["two_masters"]
     assert len(two["one_sale_one_master_rps"]) == len(two["two_sales_two_masters_rps"]) == 1

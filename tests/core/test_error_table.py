@@ -9,8 +9,15 @@ import pkgutil
 import re
 from pathlib import Path
 
-from core.errors import TRANSPORT_ANSWERS, ApplicationError, ServerError, Unavailable, error_frame_body
-from devstack.loadbalancer import unavailable_response
+from core.errors import (
+    TRANSPORT_ANSWERS,
+    ApplicationError,
+    RequestTimeout,
+    ServerError,
+    Unavailable,
+    error_frame_body,
+)
+from devstack.loadbalancer import REQUEST_TIMEOUT_FILE, error_response, unavailable_response
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = (
@@ -64,6 +71,16 @@ def test_the_balancers_own_503_is_the_contracts() -> None:
     assert head.startswith("HTTP/1.1 503 ")
     assert json.loads(body) == Unavailable().body()
     assert f"Content-Length: {len(body.encode())}" in head.split("\r\n")
+
+
+def test_the_balancers_own_408_is_the_contracts() -> None:
+    # HAProxy answers it to a request not whole within its timeout http-request.
+    head, _, body = error_response(REQUEST_TIMEOUT_FILE).partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 408 ")
+    assert json.loads(body) == RequestTimeout().body()
+    assert RequestTimeout().http_status == 408
+    assert f"Content-Length: {len(body.encode())}" in head.split("\r\n")
+    assert "Connection: close" in head.split("\r\n")
 
 
 def test_no_error_body_is_spelled_outside_the_table() -> None:

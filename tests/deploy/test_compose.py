@@ -196,6 +196,10 @@ def test_the_haproxy_files_are_the_ones_devstack_writes_and_haproxy_accepts_them
     assert "use_backend ws if websocket" in config
     assert "http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost" in config
     assert "stick" not in config and "cookie" not in config  # No sticky sessions.
+    # A slow client is the balancer's to time out: whole requests go to the web processes
+    assert "option http-buffer-request" in config
+    assert "timeout http-request 5s" in config
+    assert f"errorfile 408 {COMPOSE_ERROR_DIR}/request-timeout.http" in config
     # haproxy -c on the same file, its error page where this machine has it
     pair = certificates_write(tmp_path / "tls")
     local = tmp_path / "haproxy.cfg"

@@ -62,7 +62,13 @@ def test_every_variable_compose_fills_is_documented_and_its_requirement_agrees()
 
 def test_no_secret_has_a_value_in_env_example() -> None:
     values = env_example()
-    for name in ("SECRET_KEY", "POSTGRES_PASSWORD", "METRICS_BEARER_TOKEN", "GRAFANA_ADMIN_PASSWORD"):
+    for name in (
+        "SECRET_KEY",
+        "POSTGRES_PASSWORD",
+        "METRICS_BEARER_TOKEN",
+        "GRAFANA_ADMIN_PASSWORD",
+        "LOG_SIGNING_KEYS",
+    ):
         assert values[name] == "", name
         assert compose_variables()[name], f"{name} must be required by compose"
     compose = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")

@@ -55,8 +55,20 @@ def test_after_ready_a_dead_process_is_restarted_while_the_others_keep_serving(r
                       "--web-workers", "1", "--sale-starts-in", "0")  # fmt: skip
     try:
         console.wait_for(r"\[make run\] ready\.", timeout=600)
+        admin_password = console.wait_for(r"\[demo\] login admin / (\S+)", timeout=5).group(1)
         shopper_password = console.wait_for(r"\[demo\] login shopper / (\S+)", timeout=5).group(1)
         sale_id = int(console.wait_for(r"\[demo\] sale page: /sales/(\d+)/", timeout=5).group(1))
+        # The banner below "ready." says the demo sale's page and the logins again
+        console.wait_for(r"\[make run\] A process that exits is restarted", timeout=5)
+        ready = console.lines.index("[make run] ready.")
+        banner = console.lines[
+            ready : console.lines.index("[make run] A process that exits is restarted; Ctrl-C stops everything.")
+        ]
+        assert f"[make run]   demo sale   http://127.0.0.1:{web_port}/sales/{sale_id}/" in banner, console.text()
+        assert (
+            f"[make run]   logins      admin / {admin_password}, shopper / {shopper_password} "
+            f"(admin is staff; kept in {run_dir.resolve() / 'admin.txt'})"
+        ) in banner, console.text()
         before = stack_programs(console)
         said = len(console.lines)
         ws_gauges = f"gauge_live*_{before['ws'].pid}.db"  # its open-sockets gauge in /metrics

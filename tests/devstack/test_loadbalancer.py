@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
+from core.errors import RequestTimeout
 from devstack.loadbalancer import LocalHaproxy
 from devstack.localservers import free_port
 from flashsale_project.settings.environment import redis_db_url
@@ -169,3 +172,37 @@ def test_with_no_server_up_the_balancer_answers_the_contracts_503(tmp_path: Path
 
 def _post_status(balancer: LocalHaproxy) -> int:
     return httpx.post(f"{balancer.url}/api/sales/1/purchase/", json={}, timeout=10).status_code
+
+
+def test_a_body_that_never_finishes_is_the_balancers_408_and_reaches_no_web_process(
+    balanced: tuple[LocalHaproxy, list[ChildProcess]],
+) -> None:
+    # Given forty anonymous logins announcing 60,000 bytes and never sending them, through
+    # the balancer (each web process behind it has 8 threads)
+    balancer, _ = balanced
+    began = time.monotonic()
+    slow = [socket.create_connection(("127.0.0.1", balancer.port), timeout=30) for _ in range(40)]
+    try:
+        for connection in slow:
+            connection.sendall(
+                b"POST /api/auth/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 60000\r\n\r\n" + b'{"u'
+            )
+        # When others buy meanwhile, through the balancer
+        sale = make_sale(stock=5)
+        [(_, token)] = make_shoppers(1)
+        with httpx.Client(base_url=balancer.url, timeout=10) as shopper:
+            healthz = shopper.get("/healthz")
+            bought = shopper.post(
+                f"/api/sales/{sale.pk}/purchase/", json={}, headers={"Authorization": f"Token {token}"}
+            )
+        # Then they are answered, and each slow body hears the contract's 408 from the balancer
+        answers = [connection.recv(4096) for connection in slow]
+    finally:
+        for connection in slow:
+            connection.close()
+    assert (healthz.status_code, bought.status_code) == (200, 201)
+    heads = {answer.partition(b"\r\n\r\n")[0].split(b"\r\n")[0] for answer in answers}
+    assert heads == {b"HTTP/1.1 408 Request Timeout"}
+    assert {json.loads(answer.partition(b"\r\n\r\n")[2]) == RequestTimeout().body() for answer in answers} == {True}
+    assert time.monotonic() - began >= 4.9  # timeout http-request

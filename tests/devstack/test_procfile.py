@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SPELLED_IN = ("*.py", "Dockerfile", "docker-compose.yml", "Makefile", ".ci/run")
 
 
-_SHAPE_VARIABLES = {"LISTEN_HOST", "WEB_PORT", "STATIC_ROOT", "TCP_PORT", "TCP_TRUST_USER_ID", "TCP_METRICS_PORT"}
+_SHAPE_VARIABLES = {
+    "LISTEN_HOST", "WEB_PORT", "STATIC_ROOT", "TCP_PORT", "TCP_TRUST_USER_ID", "TCP_METRICS_PORT",
+    "WEB_HEADER_TIMEOUT_MS",
+}  # fmt: skip
 
 
 def _print(name: str, **environ: str) -> list[str]:
@@ -37,6 +40,14 @@ def test_the_shipped_shape_is_the_one_the_benchmark_chose() -> None:
     assert line[line.index("--blocking-threads") + 1] == "8"
     assert line[line.index("--backpressure") + 1] == "2048"
     assert line[-1] == "flashsale_project.wsgi:application"
+
+
+def test_a_header_block_has_a_few_seconds_and_a_container_may_change_them() -> None:
+    # granian's own default is 30 s: a half-sent header block held that long (issue 21).
+    line = command("web", Shape())
+    assert line[line.index("--http1-header-read-timeout") + 1] == "5000"
+    printed = _print("web", WEB_HEADER_TIMEOUT_MS="2500")
+    assert printed[printed.index("--http1-header-read-timeout") + 1] == "2500"
 
 
 def test_the_container_entry_point_runs_the_procfile_line_with_the_shape_from_its_environment() -> None:

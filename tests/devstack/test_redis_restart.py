@@ -3,7 +3,7 @@ of the stack that talks to it carries on by itself, with no process restarted.
 
 - the Celery worker, whose broker it is, while it holds an unacknowledged task;
 - Celery beat, which publishes its schedule through it;
-- the ws process's live hub (``sales/live.py``), subscribed to the sale events;
+- the ws process's live hub (``wsdoor/hub.py``), fed by the process's subscription to the sale events;
 - a web process's event subscription (``core/events.py``: the funnel's winners and sold-out
   markers, token revocations), subscribed to the same.
 """
@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -114,14 +115,21 @@ def test_beat_publishes_its_schedule_again_after_its_broker_restarts(broker: Loc
         broker.start()
         queue.delete("celery")
 
-        # Then the same beat process publishes again
-        wait_for(lambda: queue.llen("celery") > 0, what="a tick after the restart", timeout=60)
+        # Then the same beat process publishes again (other one-second ticks besides)
+        wait_for(
+            lambda: "orders.tasks.reconcile_sales" in _ticks(queue),
+            what="a reconcile tick after the restart",
+            timeout=60,
+        )
         assert beat.process.poll() is None, beat.log_tail()
-        tick = json.loads(queue.lindex("celery", 0))  # type: ignore[arg-type]
-        assert tick["headers"]["task"] == "orders.tasks.reconcile_sales"
     finally:
         beat.stop()
         queue.close()
+
+
+def _ticks(queue: redis.Redis) -> set[str]:
+    """The tasks of the messages waiting in Celery's default queue."""
+    return {json.loads(message)["headers"]["task"] for message in queue.lrange("celery", 0, -1)}  # type: ignore[union-attr]
 
 
 def _next_of(socket: ClientConnection, kind: str) -> dict[str, object]:
@@ -189,3 +197,33 @@ def test_the_event_subscription_comes_back_after_redis_restarts(own_redis: Local
     assert purchase_attempt(sale_id=sale.pk, user_id=buyer).status == "SUCCESS"
     wait_for(lambda: subscription.messages_heard > heard, what="the purchase event", timeout=30)
     assert known_sales.sold_out(sale.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sales_log_resumes_after_a_restart_from_the_aof_with_no_gap_and_no_reuse(own_redis: LocalRedis) -> None:
+    # Given a sale whose attempts were logged with seq 0..4 (five winners)
+    sale = make_sale(stock=20)
+    shoppers = make_shoppers(10)
+    before = [purchase_attempt(sale_id=sale.pk, user_id=user_id) for user_id, _ in shoppers[:5]]
+    assert [answer.receipt["seq"] for answer in before if answer.receipt] == [0, 1, 2, 3, 4]
+
+    # When Redis is killed and comes back from its append-only file
+    own_redis.kill()
+    own_redis.start()
+    client = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    wait_for(lambda: _answers(client), what="Redis to load its AOF", timeout=30)
+
+    # Then the next attempts carry on from 5, and the stream holds 0..9 exactly once each
+    after = [purchase_attempt(sale_id=sale.pk, user_id=user_id) for user_id, _ in shoppers[5:]]
+    assert [answer.receipt["seq"] for answer in after if answer.receipt] == [5, 6, 7, 8, 9]
+    stream = cast(list[tuple[str, dict[str, str]]], client.xrange(keys.log_stream_key(sale.pk)))
+    logged = [int(fields["seq"]) for _, fields in stream]
+    assert logged == list(range(10))
+    client.close()
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False

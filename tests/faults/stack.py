@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from email import message_from_string
 from pathlib import Path
 from typing import Any
 
@@ -290,13 +291,17 @@ def _orders(database_url: str, sale_id: int) -> list[tuple[int, str]]:
 
 
 def _emails(mail_dir: Path, order_ids: set[str]) -> Counter[str]:
-    seen: Counter[str] = Counter()
+    """Distinct confirmation messages per order. A worker killed between sending a mail and
+    marking it sent sends it again: the same message (its Message-ID is the order's), which
+    counts once, as a mail client shows it once; two different messages count twice."""
+    seen: dict[str, set[str]] = {}
     for message in mail_dir.iterdir():
         text = message.read_text(errors="replace")
+        message_id = (message_from_string(text)["Message-ID"] or text).strip()
         for order_id in order_ids:
             if order_id in text:
-                seen[order_id] += 1
-    return seen
+                seen.setdefault(order_id, set()).add(message_id)
+    return Counter({order_id: len(ids) for order_id, ids in seen.items()})
 
 
 def verdict(stack: Stack, sale_id: int, crowd: CrowdResult, *, drain_timeout: float = 240) -> Verdict:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 from accounts.revocation import REVOKED_KEY
 from accounts.tokens import access_token_verify
 from core.redis_store import inventory_redis
 from orders.drain import sale_orders_drain
+from salelog.models import Checkpoint, LogEntry, SaleLog
 from sales import inventory
 from sales.models import FlashSale, Product
 from sales.purchase import purchase_attempt
@@ -48,6 +52,42 @@ def test_init_explains_bad_input_and_creates_nothing() -> None:
     ):
         with pytest.raises(CommandError, match=message):
             flashsale(*args)
+    assert FlashSale.objects.count() == 0
+
+
+def test_init_takes_the_start_on_the_shops_clock_or_another_zones(settings: Settings) -> None:
+    # Given a shop in Shanghai
+    settings.SHOP_TIME_ZONE = "Asia/Shanghai"
+
+    # When the operator schedules 11.11 at midnight there, and another sale by Paris's clock
+    shop = json.loads(flashsale("init", "gadget-tz", "5", "--starts-at", "2026-11-11 00:00", "--json"))
+    paris = json.loads(
+        flashsale("init", "gadget-tz", "5", "--starts-at", "2026-11-11 00:00", "--tz", "Europe/Paris", "--json")
+    )
+    said = flashsale("init", "gadget-tz", "5", "--starts-at", "2026-11-11 00:00:30", "--duration", "60")
+
+    # Then each starts at that wall time's instant, in UTC inside and ISO 8601 with an offset out
+    assert FlashSale.objects.get(pk=shop["sale_id"]).starts_at == datetime(2026, 11, 10, 16, 0, tzinfo=UTC)
+    assert (shop["starts_at"], shop["time_zone"]) == ("2026-11-10T16:00:00+00:00", "Asia/Shanghai")
+    assert shop["starts_at_wall"] == "2026-11-11 00:00 Asia/Shanghai"
+    assert FlashSale.objects.get(pk=paris["sale_id"]).starts_at == datetime(2026, 11, 10, 23, 0, tzinfo=UTC)
+    assert (paris["starts_at"], paris["time_zone"]) == ("2026-11-10T23:00:00+00:00", "Europe/Paris")
+    assert "  window   2026-11-11 00:00:30 Asia/Shanghai .. 2026-11-11 00:01:30 Asia/Shanghai" in said
+    assert "2026-11-10T16:00:30+00:00 .. 2026-11-10T16:01:30+00:00 (UTC)" in said
+
+
+def test_init_refuses_a_start_it_cannot_read_and_creates_nothing(settings: Settings) -> None:
+    settings.SHOP_TIME_ZONE = "America/New_York"
+    for args, message in (
+        (["--starts-at", "11/11 midnight"], "write it as YYYY-MM-DD HH:MM"),
+        (["--starts-at", "2026-11-11 00:00", "--tz", "Mars/Olympus"], "'Mars/Olympus' is not a time zone"),
+        (["--tz", "Asia/Shanghai"], "--tz names the zone of --starts-at"),
+        (["--starts-at", "2026-03-08 02:30"], "2026-03-08 02:30 in America/New_York does not exist there"),
+        (["--starts-at", "2026-11-01 01:30"], "2026-11-01 01:30 in America/New_York happens twice there"),
+        (["--starts-at", "2026-11-11 00:00", "--starts-in", "60"], "not allowed with argument"),
+    ):
+        with pytest.raises(CommandError, match=message):
+            flashsale("init", "gadget", "5", *args)
     assert FlashSale.objects.count() == 0
 
 
@@ -107,6 +147,23 @@ def test_reset_refuses_a_live_sale_without_force() -> None:
     result = json.loads(flashsale("reset", str(sale.pk), "--force", "--json"))
     assert result["redis_keys_deleted"] >= 4
     assert inventory.sale_counts(sale.pk).loaded is False
+
+
+def test_reset_forgets_the_sales_log_so_it_starts_again_at_zero() -> None:
+    # Given a sale whose attempts were logged and moved into PostgreSQL (entries and a checkpoint)
+    sale = make_sale(stock=5, starts_in=600)
+    log = SaleLog.objects.create(sale=sale, origin=f"test/{sale.pk}", size=1)
+    LogEntry.objects.create(sale=sale, seq=0, entry=b"{}", leaf_hash=b"\x00" * 32)
+    Checkpoint.objects.create(
+        sale=sale, size=1, root_hash=b"\x00" * 32, note="n", key_id="dev", signed_at=timezone.now()
+    )
+
+    result = json.loads(flashsale("reset", str(sale.pk), "--json"))
+
+    # Then its Redis stream and counter and its PostgreSQL log are gone together
+    assert result["log_entries_deleted"] == 1
+    assert not SaleLog.objects.filter(pk=log.pk).exists()
+    assert not Checkpoint.objects.filter(sale=sale).exists()
 
 
 def test_reset_of_an_upcoming_sale_needs_no_force() -> None:

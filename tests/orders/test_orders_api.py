@@ -29,7 +29,7 @@ def test_orders_show_the_callers_own_orders_only(client: Client) -> None:
     anonymous = client.get("/api/orders/")
 
     assert [order["id"] for order in listed] == [my_order]
-    assert set(listed[0]) == {"id", "sale_id", "product", "unit_price", "status", "created_at", "paid_at"}
+    assert set(listed[0]) == {"id", "sale_id", "product", "unit_price", "status", "created_at", "paid_at", "pay_by"}
     assert own.status_code == 200
     assert own.json()["status"] == "PENDING"
     assert foreign.status_code == 404

@@ -26,7 +26,9 @@ def test_a_cancelled_buyer_cannot_buy_again_while_units_are_left(client: Client)
     again = purchase(client, sale.pk, token)
 
     assert again.status_code == 409
-    assert again.json() == {
+    answer = again.json()
+    answer.pop("receipt", None)  # the script's answers carry one, the process's own do not
+    assert answer == {
         "status": "ALREADY_PURCHASED",
         "detail": "You already hold this sale's limit of one unit.",
         "order_id": first["order_id"],

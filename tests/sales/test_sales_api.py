@@ -27,6 +27,7 @@ def test_sales_list_and_detail_follow_the_contract(client: Client) -> None:
     assert [entry["id"] for entry in listed] == [sale.pk, upcoming.pk]
     assert set(listed[0]) == {
         "id", "product", "price", "total_stock", "remaining_stock", "starts_at", "ends_at", "status", "admission",
+        "shuffle_commitment", "shuffle_seed",
     }  # fmt: skip
     assert listed[0]["product"] == {
         "id": sale.product.pk,

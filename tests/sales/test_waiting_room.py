@@ -239,6 +239,8 @@ def test_a_shuffled_pre_queue_is_ordered_by_the_seed_it_committed_to(line_server
     early = [_join(line_server, sale.pk, token).json() for _, token in shoppers]
     assert {place["status"] for place in early} == {"pre_queue"}
     commitment = inventory.sale_meta(sale.pk).shuffle_commitment  # type: ignore[union-attr]
+    published = httpx.get(f"{line_server.url}/api/sales/{sale.pk}/", timeout=30).json()
+    assert (published["shuffle_commitment"], published["shuffle_seed"]) == (commitment, "")
 
     # When the sale starts
     sale.starts_at = timezone.now()
@@ -256,6 +258,8 @@ def test_a_shuffled_pre_queue_is_ordered_by_the_seed_it_committed_to(line_server
     # Then the order is the seed's permutation, and the seed is the one committed to
     seed = inventory.line_state(sale.pk)["seed"]
     assert hashlib.sha256(seed.encode()).hexdigest() == commitment
+    revealed = httpx.get(f"{line_server.url}/api/sales/{sale.pk}/", timeout=30).json()
+    assert (revealed["shuffle_commitment"], revealed["shuffle_seed"]) == (commitment, seed)
     assert sorted(places.values()) == list(range(1, 41))
     assert places == {number: line.position(seed=seed, pre_queue=40, number=number) for number in places}
     assert list(places.values()) != sorted(places.values())

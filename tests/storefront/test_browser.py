@@ -21,10 +21,15 @@ from django.utils import timezone
 from playwright.sync_api import Browser, Page, Request, WebSocketRoute, expect
 
 from antibot.proof_of_work import solve
+from orders.drain import sale_orders_drain
+from orders.models import Order, WebhookEventType
+from orders.services import order_mark_paid
+from orders.webhooks import endpoint_add, secret_generate
 from sales.models import FlashSale
 from sales.services import sale_update
 from tests.clients import challenge
-from tests.factories import auth, make_sale, make_shopper, make_user
+from tests.factories import auth, make_sale, make_shopper, make_user, make_wins
+from tests.polling import wait_for
 from tests.processes import OPEN_ADMISSION, ROOT, ChildProcess, start_web, start_ws
 
 from .conftest import SLOW, Stack, screenshot
@@ -93,6 +98,7 @@ WATCH_THE_PAGE = """() => {
         counting: !root.querySelector("[data-countdown-block]").hidden,
         heading: root.querySelector("[data-result] strong")?.textContent ?? "",
         disabled: root.querySelector("[data-buy]").disabled,
+        label: root.querySelector("[data-buy]").textContent,
     });
     window.pageShown = [look()];
     new MutationObserver(() => {
@@ -185,28 +191,60 @@ def test_buying_shows_the_confirmation_and_the_order_appears_on_the_orders_page(
     screenshot(page, "06-orders")
 
 
-def test_a_second_purchase_shows_already_purchased(page: Page) -> None:
-    # Given a shopper who bought a unit, using the keyboard
+def test_after_a_win_buy_becomes_you_own_this_and_stays_so_on_reload_and_in_other_tabs(
+    page: Page, browser: Browser, storefront_stack: Stack
+) -> None:
+    # Given a shopper with the sale open in two tabs, and in a second browser that shares no
+    # channel with the first (it can only learn of the win from the server)
     make_user(username="cat")
     sale = make_sale(stock=5, pow_difficulty=8)
     log_in(page, "cat")
     open_sale(page, sale)
+    second_tab = page.context.new_page()
+    open_sale(second_tab, sale)
+    elsewhere = browser.new_context(base_url=storefront_stack.url)
+    elsewhere.set_default_timeout(SLOW)
+    other_browser = elsewhere.new_page()
+    log_in(other_browser, "cat")
+    open_sale(other_browser, sale)
+    expect(other_browser.locator("[data-buy]")).to_be_enabled()
+
+    # When they win, pressing Buy with the keyboard
     button = page.locator("[data-buy]")
     button.focus()
     page.keyboard.press("Enter")
     result = page.locator("[data-result]")
     expect(result).to_contain_text("Order confirmed")
     order_id = result.locator("[data-order-id]").inner_text()
+    owned = f"You own this: order {order_id[:8]}"
 
-    # When they press Buy again
-    expect(button).to_be_enabled()
-    button.click()
+    # Then Buy says they own it and takes no click
+    expect(button).to_have_text(owned)
+    expect(button).to_be_disabled()
+    screenshot(page, "07-you-own-this")
+    # the tab open beside it says so without a reload
+    expect(second_tab.locator("[data-buy]")).to_have_text(owned)
+    expect(second_tab.locator("[data-buy]")).to_be_disabled()
+    assert same_document(second_tab)
+    # and so does the page after a reload, with a link to the order
+    page.reload()
+    expect(button).to_have_text(owned)
+    expect(button).to_be_disabled()
+    expect(page.get_by_role("link", name="See your order", exact=True)).to_have_attribute(
+        "href", f"/orders/{order_id}/"
+    )
+    # and a tab opened now
+    third_tab = page.context.new_page()
+    third_tab.goto(f"/sales/{sale.pk}/")
+    expect(third_tab.locator("[data-buy]")).to_have_text(owned)
+    expect(third_tab.locator("[data-buy]")).to_be_disabled()
 
-    # Then the page says they already hold it, with the same order
-    expect(result).to_contain_text("Already purchased")
-    expect(result.locator("[data-order-id]")).to_have_text(order_id)
-    assert same_document(page)
-    screenshot(page, "07-already-purchased")
+    # And the other browser, which heard nothing, learns it from its next press (409 with the order)
+    other_browser.locator("[data-buy]").click()
+    expect(other_browser.locator("[data-result]")).to_contain_text("Already purchased")
+    expect(other_browser.locator("[data-buy]")).to_have_text(owned)
+    expect(other_browser.locator("[data-buy]")).to_be_disabled()
+    elsewhere.close()
 
 
 def test_when_another_shopper_takes_the_last_unit_the_page_shows_sold_out_without_a_reload(
@@ -314,10 +352,26 @@ def limited_web(storefront_stack: Stack, collected_static: Any) -> Iterator[Chil
     child.stop()
 
 
+LIVE_REGION_WRITES = """() => {
+    const region = document.querySelector("[data-result]");
+    window.liveRegionWrites = [];
+    new MutationObserver((records) => {
+        const added = records.some((record) =>
+            record.type === "characterData" || [...record.addedNodes].some((node) => node.textContent.trim()));
+        if (added) window.liveRegionWrites.push(region.textContent);
+    }).observe(region, {childList: true, subtree: true, characterData: true});
+}"""
+
+
 TRY_AGAIN = re.compile(r"^Try again in (\d+) s$")
 
 
-def test_a_rate_limited_purchase_says_when_to_try_again(page: Page, limited_web: ChildProcess) -> None:
+TRY_AGAIN = re.compile(r"^Try again in (\d+) s$")
+
+
+def test_a_rate_limited_purchase_is_said_once_and_buy_counts_the_wait_down(
+    page: Page, limited_web: ChildProcess
+) -> None:
     # Given a shopper on a server allowing one call per 30 s, who spent this window's call
     # asking for a challenge through the API, on a sale asking for proof of work: pressing Buy
     # fetches a challenge, then sends the purchase. The windows are fixed spans of the clock;
@@ -334,22 +388,28 @@ def test_a_rate_limited_purchase_says_when_to_try_again(page: Page, limited_web:
     expect(button).to_be_enabled()
     assert challenge(limited_web, sale.pk, token).status_code == 200
     page.evaluate(WATCH_THE_PAGE)
+    page.evaluate(LIVE_REGION_WRITES)
 
     # When they press Buy
     with page.expect_response(lambda response: response.status == 429) as refused:
         button.click()
     retry_after = int(refused.value.headers["retry-after"])
+    expect(result).to_contain_text("The shop is very busy right now")
     screenshot(page, "13-try-again")
 
     # Then once the wait is over the message goes and Buy is back
     expect(result).to_be_empty(timeout=SLOW + retry_after * 1000)
     expect(button).to_be_enabled()
-    # And meanwhile the page told them the server's wait, counted it down, and Buy waited with them
+    # And meanwhile Buy counted the server's wait down, off, outside the live region, which
+    # was written once
     shown = page.evaluate("window.pageShown")
-    waits = [int(match.group(1)) for one in shown if (match := TRY_AGAIN.match(one["heading"]))]
+    waits = [int(match.group(1)) for one in shown if (match := TRY_AGAIN.match(one["label"]))]
     assert waits and waits[0] == retry_after, shown
     assert waits == sorted(set(waits), reverse=True), shown
-    assert all(one["disabled"] for one in shown if TRY_AGAIN.match(one["heading"])), shown
+    assert all(one["disabled"] for one in shown if TRY_AGAIN.match(one["label"])), shown
+    writes = page.evaluate("window.liveRegionWrites")
+    assert len(writes) == 1, writes
+    assert "The shop is very busy right now" in writes[0]
 
 
 def test_the_product_page_fits_a_phone(browser: Browser, storefront_stack: Stack) -> None:
@@ -449,3 +509,139 @@ def test_buy_turns_on_at_the_start_by_the_pages_clock_with_the_ws_process_gone(
     figures.parent.mkdir(parents=True, exist_ok=True)
     figures.write_text(json.dumps({"buy_on_after_start_ms": turned_on_at_ms - starts_at_ms}) + "\n")
     context.close()
+
+
+@pytest.fixture
+def web_with_a_payment_window(storefront_stack: Stack, collected_static: Any) -> Iterator[ChildProcess]:
+    child = start_web(
+        workers=1,
+        env={**OPEN_ADMISSION, "FLASHSALE_PAYMENT_WINDOW_SECONDS": "600", "FLASHSALE_WS_URL": storefront_stack.ws_url},
+        static_root=collected_static,
+    )
+    yield child
+    child.stop()
+
+
+ANNOUNCEMENTS = LIVE_REGION_WRITES.replace("[data-result]", "[data-order-announce]")
+
+
+def test_the_order_page_counts_down_follows_the_order_until_it_is_paid_then_stops_polling(
+    page: Page, web_with_a_payment_window: ChildProcess
+) -> None:
+    # Given a winner on their order's page, under a ten-minute payment window
+    web = web_with_a_payment_window
+    user = make_user(username="ivy")
+    sale = make_sale(stock=5)
+    make_wins(sale.pk, [user.pk])
+    sale_orders_drain(sale_id=sale.pk)
+    order = Order.objects.get(sale=sale)
+    polls: list[str] = []
+    api = f"/api/orders/{order.pk}/"
+    page.on("request", lambda request: polls.append(request.url) if request.url.endswith(api) else None)
+    page.clock.install()
+    page.goto(f"{web.url}/accounts/login/?next=/orders/{order.pk}/")
+    page.get_by_label("Username").fill("ivy")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"**/orders/{order.pk}/")
+    page.evaluate(ANNOUNCEMENTS)
+    countdown = page.locator("[data-pay-countdown]")
+    badge = page.locator("[data-order-badge]")
+    expect(countdown).to_have_text(re.compile(r"^(10:00|09:[0-5]\d)$"))
+    expect(badge).to_have_text("Pending payment")
+    expect(page.get_by_role("link", name="Pay $1.00")).to_be_hidden()  # no checkout configured here
+    screenshot(page, "16-order-pending")
+    before = clock_seconds(countdown.inner_text())
+    with page.expect_response(lambda response: response.url.endswith(api)):
+        page.clock.run_for(1500)  # the first poll, a second after the page opened
+    expect(countdown).not_to_have_text(countdown.inner_text())
+    assert clock_seconds(countdown.inner_text()) < before
+
+    # When the shop reports it paid
+    order_mark_paid(order=order)
+    with page.expect_response(lambda response: response.url.endswith(api)):
+        page.clock.run_for(2500)  # the next step of the backoff
+
+    # Then the page says so, once, and polls no more, however long it stays open
+    expect(badge).to_have_text("Paid")
+    expect(page.locator("[data-order-page]")).to_have_attribute("data-following", "final")
+    expect(page.locator("[data-pay-by-block]")).to_be_hidden()
+    screenshot(page, "17-order-paid")
+    polled = len(polls)
+    page.clock.run_for(60 * 60 * 1000)
+    assert len(polls) == polled == 2
+    writes = page.evaluate("window.liveRegionWrites")
+    assert writes == ["Paid. Thank you: the order is yours."]
+
+
+@pytest.fixture
+def demo_shop_web(
+    storefront_stack: Stack, collected_static: Any, tmp_path: Any
+) -> Iterator[tuple[ChildProcess, str, Any]]:
+    """A web process serving the demo shop, as make run's does; its receiver's log in tmp_path."""
+    secret = secret_generate()
+    log = tmp_path / "demo-shop.log"
+    child = start_web(
+        env={
+            **OPEN_ADMISSION,
+            "FLASHSALE_WS_URL": storefront_stack.ws_url,
+            "FLASHSALE_DEMO_SHOP": "true",
+            "FLASHSALE_DEMO_SHOP_SECRET": secret,
+            "FLASHSALE_DEMO_SHOP_LOG": str(log),
+            "FLASHSALE_PAYMENT_CHECKOUT_URL": "/demo-shop/checkout/",
+            "FLASHSALE_PAYMENT_WINDOW_SECONDS": "900",
+        },
+        static_root=collected_static,
+    )
+    yield child, secret, log
+    child.stop()
+
+
+def test_a_winner_pays_through_the_demo_shop_and_its_receiver_hears_created_and_paid_once_each(
+    page: Page, demo_shop_web: tuple[ChildProcess, str, Any]
+) -> None:
+    # Given the demo shop's receiver registered as make run's demo registers it
+    web, secret, log = demo_shop_web
+    endpoint_add(
+        url=f"{web.url}/demo-shop/webhooks/",
+        events=WebhookEventType.values,
+        secret=secret,
+        allow_private=True,
+        payments=True,
+    )
+    make_user(username="jo")
+    sale = make_sale(stock=5, pow_difficulty=4)
+    page.goto(f"{web.url}/accounts/login/")
+    page.get_by_label("Username").fill("jo")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{web.url}/sales/{sale.pk}/")
+
+    # When they win, open the order and follow the pay link
+    page.locator("[data-buy]").click()
+    expect(page.locator("[data-result]")).to_contain_text("Order confirmed")
+    order_id = page.locator("[data-result] [data-order-id]").inner_text()
+    page.get_by_role("link", name="See your order", exact=True).click()
+    page.wait_for_url(f"**/orders/{order_id}/")
+    page.get_by_role("link", name="Pay $1.00").click()
+
+    # Then they are on the shop's checkout, pay, and are back on the order, paid
+    expect(page.get_by_role("heading", name="Demo checkout")).to_be_visible()
+    screenshot(page, "18-demo-checkout")
+    page.get_by_role("button", name="Pay $1.00").click()
+    page.wait_for_url(f"**/orders/{order_id}/")
+    expect(page.locator("[data-order-badge]")).to_have_text("Paid")
+    screenshot(page, "19-paid")
+
+    # And the shop's receiver got order.created and order.paid, each signed and each once
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    wait_for(lambda: len(lines()) >= 2, what="two webhooks in the demo shop's log", timeout=60)
+    received = lines()
+    assert [(line["type"], line["order_id"]) for line in received] == [
+        ("order.created", order_id),
+        ("order.paid", order_id),
+    ]
+    assert all(line["signature"] == "verified" and not line["repeat"] for line in received)
+    assert len({line["webhook_id"] for line in received}) == 2

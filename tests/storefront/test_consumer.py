@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY
 from core.events import CLIENT_NAME, subscription
 from devstack.localservers import LocalRedis
 from flashsale_project.asgi import application
+from salelog.keys import CHECKPOINTS_CHANNEL
 from sales import inventory, keys
 from sales.models import Admission, FlashSale
 from sales.purchase import purchase_attempt
@@ -633,5 +634,28 @@ def test_thirty_pages_on_a_queue_mode_sale_cost_one_read_a_second(own_redis: Loc
         assert 3 <= after - before <= 4, after - before
         for socket in sockets:
             await socket.disconnect()
+
+    live(scenario)
+
+
+def test_a_checkpoint_of_the_sales_log_reaches_its_pages_and_no_others() -> None:
+    # Given pages watching two sales
+    sale, other = make_sale(stock=5), make_sale(stock=5)
+
+    async def scenario() -> None:
+        watching = await connected(sale.pk)
+        elsewhere = await connected(other.pk)
+        await watching.receive_json_from(timeout=WAIT)
+        await elsewhere.receive_json_from(timeout=WAIT)
+        await subscribed()
+        # When the log builder publishes a signed checkpoint of the first sale's log
+        note = "flashsale.localhost/sales/1\n3\nAAAA\n\n\u2014 flashsale.localhost/sales/1 BBBB\n"
+        client = inventory.inventory_redis()
+        await sync_to_async(client.publish)(CHECKPOINTS_CHANNEL, json.dumps({"sale_id": sale.pk, "checkpoint": note}))
+        # Then its page gets it as sent, and the other sale's page nothing
+        assert await next_of(watching, "checkpoint") == {"type": "checkpoint", "checkpoint": note}
+        assert await elsewhere.receive_nothing(timeout=0.5)
+        await watching.disconnect()
+        await elsewhere.disconnect()
 
     live(scenario)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -21,7 +21,7 @@ from orders.models import Order
 from orders.tasks import drain_sale_orders
 from sales.models import Admission
 from sales.purchase import purchase_attempt
-from sales.services import sale_update
+from sales.services import sale_create, sale_update
 from tests.factories import make_product, make_sale, make_user
 
 pytestmark = pytest.mark.django_db
@@ -76,6 +76,34 @@ def test_the_product_page_shows_the_product_the_prices_the_stock_and_the_countdo
     assert (config["status"], config["remaining_stock"], config["pow_difficulty"]) == ("scheduled", 10, 12)
     assert config["purchase_url"] == f"/api/sales/{sale.pk}/purchase/"
     assert config["challenge_url"] == f"/api/sales/{sale.pk}/challenge/"
+
+
+def test_the_start_is_written_on_the_shops_clock_for_the_browser_to_add_the_shoppers(client: Client, settings) -> None:
+    # Given a shop in Shanghai and a sale at midnight on 11.11 there
+    settings.SHOP_TIME_ZONE = "Asia/Shanghai"
+    starts_at = datetime(2027, 11, 10, 16, 0, tzinfo=UTC)
+    sale = sale_create(
+        product=make_product(name="Singles Day Phone"),
+        price=Decimal("1.00"),
+        total_stock=10,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(hours=1),
+    )
+
+    # When the product page and the home page are read
+    page = client.get(f"/sales/{sale.pk}/").content.decode()
+    home = client.get("/").content.decode()
+
+    # Then each names the shop's wall time and carries the instant, with an offset, for the browser
+    assert '<body data-shop-zone="Asia/Shanghai">' in page
+    assert (
+        '<time datetime="2027-11-10T16:00:00+00:00" data-local-time="seconds" data-starts-at>'
+        "Nov 11, 00:00:00 Asia/Shanghai</time>"
+    ) in page
+    assert sale_config(page)["starts_at"] == "2027-11-10T16:00:00+00:00"
+    assert "storefront/local-time.js" in page
+    assert "Times in your time zone and the shop's (Asia/Shanghai)." in page
+    assert '<time datetime="2027-11-10T16:00:00+00:00" data-local-time>Nov 11, 00:00 Asia/Shanghai</time>' in home
 
 
 def test_without_a_websocket_url_the_page_uses_its_own_host(client: Client, settings) -> None:
@@ -254,12 +282,40 @@ def test_orders_show_the_shoppers_own_orders_with_their_status(client: Client) -
     assert "Pending payment" in html
 
 
-def test_an_order_not_written_yet_is_announced_and_the_page_refreshes(client: Client) -> None:
+def test_an_order_not_written_yet_is_announced_and_followed_without_a_reload_timer(client: Client) -> None:
     make_user(username="ida")
     awaited = "0b0e4c0e-5c8b-4a5e-9a53-1f0d8c3b7a10"
 
     html = logged_in(client, "ida").get(f"/orders/?order={awaited}").content.decode()
 
     assert f"Order {awaited} is being recorded." in html
-    assert "window.location.reload" in html
+    assert "window.location.reload" not in html
+    assert "storefront/orders-page.js" in html
+    found = re.search(r'<script id="orders-config" type="application/json">(.*?)</script>', html, re.S)
+    assert found is not None
+    config = json.loads(found.group(1))
+    assert config["following"] == [{"order_id": awaited, "api_url": f"/api/orders/{awaited}/", "status": None}]
     assert "is being recorded" not in logged_in(Client(), "ida").get("/orders/?order=junk").content.decode()
+
+
+def test_a_winners_sale_page_renders_you_own_this_before_and_after_the_order_is_written(client: Client) -> None:
+    # Given a shopper who won a unit the worker has not written to PostgreSQL yet
+    kim = make_user(username="kim")
+    make_user(username="lou")
+    sale = make_sale(stock=5)
+    order_id = str(purchase_attempt(sale_id=sale.pk, user_id=kim.pk).order_id)
+
+    # When they open the sale's page, before and after the drain
+    before = logged_in(client, "kim").get(f"/sales/{sale.pk}/").content.decode()
+    drain_sale_orders(sale.pk)
+    after = client.get(f"/sales/{sale.pk}/").content.decode()
+    other = logged_in(Client(), "lou").get(f"/sales/{sale.pk}/").content.decode()
+
+    # Then Buy says they own it, takes no click, and links their order; not for anyone else
+    for html in (before, after):
+        assert f"You own this: order {order_id[:8]}</button>" in html
+        assert f'data-owned-order="{order_id}" disabled' in html
+        assert f'href="/orders/{order_id}/"' in html
+        assert sale_config(html)["owned_order_id"] == order_id
+    assert "You own this" not in other
+    assert sale_config(other)["owned_order_id"] is None

@@ -1,8 +1,10 @@
-"""``manage.py demo``: the demo admin, a demo shopper and a demo sale that opens soon.
+"""``manage.py demo``: the demo admin, a demo shopper and a demo sale that opens soon, and,
+where the demo shop is on (the local settings), its webhook receiver as an endpoint.
 
 Run by ``make run`` on every start. Accounts are created once; their passwords are kept in
 ``--password-file`` so a second run prints the same ones. A new demo sale is scheduled only
-when no demo sale is upcoming or live.
+when no demo sale is upcoming or live. The demo shop's endpoint is registered once, and its
+secret and events are brought in line on each run.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
+from orders.models import WebhookEndpoint, WebhookEventType
+from orders.webhooks import endpoint_add
 from sales.models import FlashSale, Product
 from sales.services import product_create, sale_create
 from sales.warming import sale_warm
@@ -64,6 +69,30 @@ class Command(BaseCommand):
             self.stdout.write(f"[demo] reusing sale {sale.pk}: {sale}")
         sale_warm(sale=sale)
         self.stdout.write(f"[demo] sale page: /sales/{sale.pk}/")
+        if settings.FLASHSALE_DEMO_SHOP and settings.FLASHSALE_SITE_URL:
+            self._demo_shop_endpoint()
+
+    def _demo_shop_endpoint(self) -> None:
+        url = settings.FLASHSALE_SITE_URL.rstrip("/") + "/demo-shop/webhooks/"
+        events = list(WebhookEventType.values)
+        endpoint = WebhookEndpoint.objects.filter(url=url).first()
+        if endpoint is None:
+            endpoint = endpoint_add(
+                url=url,
+                events=events,
+                secret=settings.FLASHSALE_DEMO_SHOP_SECRET,
+                allow_private=True,
+                payments=True,
+                description="make run's demo shop",
+            )
+        else:
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+                secret=settings.FLASHSALE_DEMO_SHOP_SECRET, events=events, payments=True, allow_private=True
+            )
+        self.stdout.write(
+            f"[demo] webhooks: endpoint {endpoint.pk} -> {url}; the demo shop logs what it receives to "
+            f"{settings.FLASHSALE_DEMO_SHOP_LOG}"
+        )
 
     def _accounts(self, password_file: Path | None) -> dict[str, str]:
         saved: dict[str, str] = {}

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SaleLogConfig(AppConfig):
+    name = "salelog"
+    verbose_name = "Transparency log"
