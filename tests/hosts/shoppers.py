@@ -115,7 +115,7 @@ async def _listener(url: str, tls: ssl.SSLContext, source: str, seen: dict[str, 
         try:
             async with connect(
                 url, ssl=tls, origin=f"https://{SHOP}:8443", open_timeout=10,  # type: ignore[arg-type]
-                source_address=(source, 0),
+                local_addr=(source, 0),
             ) as socket:  # fmt: skip
                 pause = 0.25
                 while not stop.exists():
@@ -158,7 +158,7 @@ async def _socket_cap(url: str, tls: ssl.SSLContext, source: str, count: int) ->
             try:
                 socket = await held.enter_async_context(
                     connect(url, ssl=tls, origin=f"https://{SHOP}:8443", open_timeout=10,  # type: ignore[arg-type]
-                            source_address=(source, 0))  # fmt: skip
+                            local_addr=(source, 0))  # fmt: skip
                 )
                 heard.append(json.loads(await asyncio.wait_for(socket.recv(), timeout=10))["type"])
             except ConnectionClosed as closed:

@@ -22,10 +22,12 @@ paths map to this machine's (``VOLUMES``).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import subprocess
@@ -292,6 +294,7 @@ def _dotenv(network: Network, scratch: Path, certificate: Path) -> dict[str, str
         SECRET_KEY=secrets.token_urlsafe(50),
         POSTGRES_PASSWORD=secrets.token_urlsafe(24),
         METRICS_BEARER_TOKEN=secrets.token_urlsafe(24),
+        LOG_SIGNING_KEYS=f"hosts:{base64.b64encode(secrets.token_bytes(32)).decode()}",
         GRAFANA_ADMIN_PASSWORD=secrets.token_urlsafe(24),
         ALLOWED_HOSTS=f"localhost,127.0.0.1,{SHOP}",
         CSRF_TRUSTED_ORIGINS=f"https://{SHOP}:{HTTPS_PORT}",
@@ -342,6 +345,27 @@ def start_app_host(topology: Topology, host: str) -> None:
     topology.children[host] = spawn(host, [*topology.network.prefix(host), *command], env=env, cwd=ROOT, log=log)
 
 
+COMPOSE_MAXCONN = 20_000  # deploy/haproxy/haproxy.cfg's global maxconn
+
+
+def balancer_maxconn() -> int:
+    """Compose's maxconn, or less when this machine's open-file limit cannot hold it: HAProxy
+    needs two descriptors a connection and a few more, and raises its own limit only up to the
+    hard one unless it holds CAP_SYS_RESOURCE (a container here may not)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or os.geteuid() == 0 and _raisable():
+        return COMPOSE_MAXCONN
+    return min(COMPOSE_MAXCONN, (hard - 200) // 2)
+
+
+def _raisable() -> bool:
+    """Whether this process may raise its hard open-file limit (CAP_SYS_RESOURCE, bit 24)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> 24 & 1)
+    return False
+
+
 def ready(url: str) -> bool:
     """``GET url`` answered 200, asked as HAProxy's check asks (``Host: localhost``: the
     address is no name of the shop's)."""
@@ -383,6 +407,7 @@ def topology_running() -> Iterator[Topology]:
     log_dir.mkdir(parents=True)
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
+        cleanup.callback(_keep_logs, scratch, log_dir)  # before the scratch goes: its servers' logs
         network = Network(PLANS, operator_aliases=("operator", "mail")).create()
         cleanup.callback(network.destroy)
         pair = certificates_write(scratch / "tls", hosts=(SHOP,))
@@ -427,14 +452,21 @@ def topology_running() -> Iterator[Topology]:
             tls_port=HTTPS_PORT, certificate=pair.certificate,
             tcp_port=TCP_PORT, tcp_ports=(f"{topology.address('tcp')}:{TCP_PORT}",),
             launch=tuple(network.prefix("haproxy")),
-            # Compose's: as root HAProxy raises its open-file limit to what this needs.
-            maxconn=20_000,
+            maxconn=balancer_maxconn(),
         ).start()  # fmt: skip
         wait_for(topology.shop_ready, what="the shop answering through HAProxy", timeout=60)
         for name, port in (("prometheus", 9090), ("alertmanager", 9093)):
             url = f"http://{topology.address(name)}:{port}/-/ready"
             topology.children[name].wait_until(lambda url=url: probes.http_ok(url), what="be ready", timeout=60)
         yield topology
+
+
+def _keep_logs(scratch: Path, log_dir: Path) -> None:
+    """The logs the servers wrote in the scratch directory (HAProxy's, Redis's, PostgreSQL's),
+    copied beside the hosts' own, where they outlive the run."""
+    for found in scratch.glob("*/*.log"):
+        with contextlib.suppress(OSError):
+            shutil.copyfile(found, log_dir / f"{found.parent.name}-{found.name}")
 
 
 def _start_monitoring(topology: Topology) -> None:
