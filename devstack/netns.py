@@ -116,16 +116,16 @@ def clean_stale() -> list[str]:
 
 def _taken() -> list[ipaddress.IPv4Network]:
     """Networks this machine already routes or holds an address in."""
-    taken = []
+    taken: list[ipaddress.IPv4Network] = []
     for line in ip("-4", "-o", "addr", "show").stdout.splitlines():
         found = re.search(r"inet (\S+)", line)
         if found:
-            taken.append(ipaddress.ip_interface(found[1]).network)
+            taken.append(ipaddress.IPv4Interface(found[1]).network)
     for line in ip("-4", "route", "show", "table", "all").stdout.splitlines():
         first = line.split()[0] if line.split() else ""
         with contextlib.suppress(ValueError):
             if first not in ("default", "broadcast", "local"):
-                taken.append(ipaddress.ip_network(first, strict=False))
+                taken.append(ipaddress.IPv4Network(first, strict=False))
     return taken
 
 
@@ -137,8 +137,8 @@ def free_subnets(run: int) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Network
         slot = (run + step * 7919) % (128 * 127)
         second, third = 128 + slot // 127, (slot % 127) * 2
         pair = (
-            ipaddress.ip_network(f"10.{second}.{third}.0/24"),
-            ipaddress.ip_network(f"10.{second}.{third + 1}.0/24"),
+            ipaddress.IPv4Network(f"10.{second}.{third}.0/24"),
+            ipaddress.IPv4Network(f"10.{second}.{third + 1}.0/24"),
         )
         if not any(mine.overlaps(other) for mine in pair for other in taken):
             return pair
@@ -277,4 +277,3 @@ class Network:
             ip("netns", "del", host.namespace, check=False)  # its veth goes with it
             shutil.rmtree(NETNS_ETC / host.namespace, ignore_errors=True)
         ip("link", "del", self.bridge, check=False)
-

@@ -306,7 +306,8 @@ def _emails(mail_dir: Path, order_ids: set[str]) -> Counter[str]:
 
 def verdict(stack: Stack, sale_id: int, crowd: CrowdResult, *, drain_timeout: float = 240) -> Verdict:
     """Wait (bounded) for every buyer's order and email, then judge I1-I4 and the wins."""
-    return judge(stack.redis.url, stack.postgres.url, stack.run_dir / "mail", sale_id, crowd, drain_timeout=drain_timeout)
+    mail = stack.run_dir / "mail"
+    return judge(stack.redis.url, stack.postgres.url, mail, sale_id, crowd, drain_timeout=drain_timeout)
 
 
 def judge(

@@ -156,10 +156,11 @@ async def _socket_cap(url: str, tls: ssl.SSLContext, source: str, count: int) ->
     async with contextlib.AsyncExitStack() as held:
         for _ in range(count):
             try:
-                socket = await held.enter_async_context(
-                    connect(url, ssl=tls, origin=f"https://{SHOP}:8443", open_timeout=10,  # type: ignore[arg-type]
-                            local_addr=(source, 0))  # fmt: skip
-                )
+                opened = connect(
+                    url, ssl=tls, origin=f"https://{SHOP}:8443", open_timeout=10,  # type: ignore[arg-type]
+                    local_addr=(source, 0),
+                )  # fmt: skip
+                socket = await held.enter_async_context(opened)
                 heard.append(json.loads(await asyncio.wait_for(socket.recv(), timeout=10))["type"])
             except ConnectionClosed as closed:
                 heard.append(f"closed {closed.rcvd.code if closed.rcvd else '?'}")

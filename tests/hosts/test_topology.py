@@ -62,7 +62,9 @@ def test_redis_runs_with_compose_s_options_on_its_own_host(topology: Topology) -
     assert topology.redis.process.pid in topology.network.processes("redis")
 
 
-PLACEMENT = re.compile(r"^\s*(#|(server|server-template|bind|errorfile|resolvers|nameserver|hold|accepted_payload_size)\b)")
+PLACEMENT = re.compile(
+    r"^\s*(#|(server|server-template|bind|errorfile|resolvers|nameserver|hold|accepted_payload_size)\b)"
+)
 
 
 def _without_placement(config: str) -> list[str]:

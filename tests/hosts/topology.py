@@ -2,15 +2,18 @@
 (issue 25): one network namespace per host on a bridge of the run's own (``devstack.netns``),
 each host running exactly what its compose service runs.
 
-| host | runs |
-| --- | --- |
-| haproxy | Debian's HAProxy, the configuration ``devstack.loadbalancer`` writes, TLS with a ``make certs`` pair |
-| web1, web2, ws, tcp, worker, beat | compose's command for the service (``python -m devstack.proc <name>``), compose's environment |
-| redis | the wheel's valkey-server, append-only (``devstack.localservers``) |
-| postgres | the wheel's PostgreSQL, a ``flashsale`` role with a password, as compose's image makes |
-| migrate | compose's migrate job, then the operator's ``manage.py flashsale`` commands |
-| prometheus, alertmanager | Debian's, on deploy/'s configuration; alertmanager's written by compose's alertmanager-config job |
-| shoppers | the crowd (``tests.hosts.shoppers``), on the public subnet, with a route to HAProxy alone |
+- haproxy: Debian's HAProxy, the configuration ``devstack.loadbalancer`` writes, TLS with a
+  ``make certs`` pair;
+- web1, web2, ws, tcp, worker, beat: compose's command for the service (``python -m
+  devstack.proc <name>``) in compose's environment;
+- redis: the wheel's valkey-server, append-only (``devstack.localservers``);
+- postgres: the wheel's PostgreSQL, a ``flashsale`` role with a password, as compose's image
+  makes;
+- migrate: compose's migrate job, then the operator's ``manage.py flashsale`` commands;
+- prometheus, alertmanager: Debian's, on deploy/'s configuration; alertmanager's written by
+  compose's alertmanager-config job;
+- shoppers: the crowd (``tests.hosts.shoppers``), on the public subnet, with a route to
+  HAProxy alone.
 
 The machine itself (the bridge's address, ``operator`` and ``mail`` in every host's
 ``/etc/hosts``) runs the SMTP server the workers and Alertmanager send to and the webhook
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import re
@@ -194,10 +198,12 @@ class Topology:
         its output. Raises when it fails."""
         env = self.envs.setdefault(host, process_env(service_environment(service, self.dotenv), self.scratch))
         result = subprocess.run(
-            [*self.network.prefix(host), *argv], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
-        )
+            [*self.network.prefix(host), *argv],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
         if result.returncode != 0:
-            raise AssertionError(f"{host}: {' '.join(argv)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+            output = f"{result.stdout}{result.stderr}"
+            raise AssertionError(f"{host}: {' '.join(argv)} exited {result.returncode}:\n{output}")
         return result.stdout
 
     def manage(self, *args: str) -> Any:
@@ -205,8 +211,10 @@ class Topology:
         return json.loads(self.run_in("migrate", ["python", "manage.py", *args, "--json"], service="migrate"))
 
     def sale(self, name: str, stock: int) -> int:
-        created = self.manage("flashsale", "init", f"{name}-{self.network.run}", str(stock), "--starts-in", "0",
-                              "--duration", "3600", "--bucket-capacity", "100000", "--bucket-refill", "100000")  # fmt: skip
+        created = self.manage(
+            "flashsale", "init", f"{name}-{self.network.run}", str(stock), "--starts-in", "0",
+            "--duration", "3600", "--bucket-capacity", "100000", "--bucket-refill", "100000",
+        )  # fmt: skip
         return int(created["sale_id"])
 
     def shoppers(self, count: int) -> list[tuple[int, str]]:
@@ -258,7 +266,8 @@ class Topology:
         deadline = time.monotonic() + timeout
         while not re.search(pattern, self.haproxy_log()[after:]):
             if time.monotonic() > deadline:
-                raise AssertionError(f"HAProxy did not log {pattern!r} in {timeout:.0f} s:\n{self.haproxy_log()[after:]}")
+                since = self.haproxy_log()[after:]
+                raise AssertionError(f"HAProxy did not log {pattern!r} in {timeout:.0f} s:\n{since}")
             time.sleep(0.05)
         return time.monotonic()
 
@@ -269,7 +278,9 @@ class Topology:
         test = compose()["services"][service]["healthcheck"]["test"]
         assert test[0] == "CMD", test
         argv = [*self.network.enter(self.children[host].pid), *test[1:]]
-        return subprocess.run(argv, env=self.envs[host], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            argv, env=self.envs[host], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
 
     def https(self) -> httpx.Client:
         """A client on the operator's side reaching the shop by its address, naming it by SNI."""
@@ -353,7 +364,7 @@ def balancer_maxconn() -> int:
     needs two descriptors a connection and a few more, and raises its own limit only up to the
     hard one unless it holds CAP_SYS_RESOURCE (a container here may not)."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or os.geteuid() == 0 and _raisable():
+    if hard == resource.RLIM_INFINITY or (os.geteuid() == 0 and _raisable()):
         return COMPOSE_MAXCONN
     return min(COMPOSE_MAXCONN, (hard - 200) // 2)
 
@@ -378,7 +389,7 @@ def ready(url: str) -> bool:
 def _wait_app_hosts(topology: Topology) -> None:
     for host, port in (("web1", WEB_PORT), ("web2", WEB_PORT), ("ws", WS_PORT)):
         url = f"http://{topology.address(host)}:{port}/readyz"
-        topology.children[host].wait_until(lambda url=url: ready(url), what="answer /readyz", timeout=120)
+        topology.children[host].wait_until(functools.partial(ready, url), what="answer /readyz", timeout=120)
     tcp = topology.address("tcp")
     topology.children["tcp"].wait_until(lambda: probes.tcp_answers(TCP_PORT, tcp), what="answer a PING", timeout=120)
     topology.wait_worker()
@@ -420,7 +431,7 @@ def topology_running() -> Iterator[Topology]:
         cleanup.callback(_stop_all, topology)
 
         # The image's build step, on this checkout: its static files (STATIC_ROOT is /app/staticfiles).
-        build_env = {**process_env(image_environment(), scratch), "SECRET_KEY": "build-only", "ALLOWED_HOSTS": "build-only"}
+        build_env = {**process_env(image_environment(), scratch), "SECRET_KEY": "build", "ALLOWED_HOSTS": "build"}
         collect = subprocess.Popen([sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
                                    cwd=ROOT, env=build_env)  # fmt: skip
         # The image's redis-server runs with protected mode off (its entrypoint's default);
@@ -432,7 +443,10 @@ def topology_running() -> Iterator[Topology]:
         topology.postgres = LocalPostgres(
             data_dir=scratch / "postgres", port=5432, host=network["postgres"].address,
             launch=tuple(network.prefix("postgres")),
-            hba=(f"host all postgres {network.operator}/32 trust", f"host flashsale flashsale {network.private} scram-sha-256"),
+            hba=(
+                f"host all postgres {network.operator}/32 trust",
+                f"host flashsale flashsale {network.private} scram-sha-256",
+            ),
         ).start()  # fmt: skip
         _database(topology)
         topology.launched["migrate"] = service_command("migrate")
@@ -457,7 +471,7 @@ def topology_running() -> Iterator[Topology]:
         wait_for(topology.shop_ready, what="the shop answering through HAProxy", timeout=60)
         for name, port in (("prometheus", 9090), ("alertmanager", 9093)):
             url = f"http://{topology.address(name)}:{port}/-/ready"
-            topology.children[name].wait_until(lambda url=url: probes.http_ok(url), what="be ready", timeout=60)
+            topology.children[name].wait_until(functools.partial(probes.http_ok, url), what="be ready", timeout=60)
         yield topology
 
 
