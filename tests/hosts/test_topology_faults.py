@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -31,6 +32,18 @@ SOCKETS = 20  # storefront sockets over wss://, four per address (the per-addres
 CLAIM_IDLE_S = 30.0  # FLASHSALE_CLAIM_IDLE_MS's default: a stalled worker's entries are reclaimed after it
 POSTGRESQL_CUT_S = 30.0
 BACKLOG_ALERT = "FlashSaleOrderBacklogGrowing"
+
+
+@pytest.fixture(autouse=True)
+def whole_again(topology: Topology) -> Iterator[None]:
+    """After each case, pass or fail, every host's link up and the worker running again, so
+    that one case's fault never lands in the next."""
+    yield
+    for host in topology.network.hosts:
+        topology.network.restore(host)
+    if topology.children["worker"].process.poll() is not None:
+        start_app_host(topology, "worker")
+        topology.wait_worker()
 
 
 def record(case: str, **figures: Any) -> dict[str, Any]:

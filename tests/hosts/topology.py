@@ -50,7 +50,7 @@ from psycopg import sql
 
 from devstack import probes
 from devstack.certs import certificates_write
-from devstack.children import Child, spawn
+from devstack.children import Child, spawn, start_child, stop_group
 from devstack.loadbalancer import LocalHaproxy
 from devstack.localservers import LocalPostgres, LocalRedis
 from devstack.netns import HostPlan, Network, clean_stale
@@ -162,6 +162,7 @@ class Topology:
     postgres: LocalPostgres | None = None
     haproxy: LocalHaproxy | None = None
     runs: int = 0
+    crowds: list[Crowd] = field(default_factory=list)  # the shoppers' runs, stopped at the end
 
     def address(self, host: str) -> str:
         return self.network[host].address
@@ -231,8 +232,10 @@ class Topology:
                 "--ca", str(self.certificate), "--out", str(out), *args]  # fmt: skip
         env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "PYTHONUNBUFFERED": "1"}
         with log.open("wb") as log_file:
-            process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-        return Crowd(process, out, log)
+            process = start_child(argv, cwd=ROOT, env=env, stdout=log_file)  # dies with the suite
+        crowd = Crowd(process, out, log)
+        self.crowds.append(crowd)
+        return crowd
 
     def crowd(self, sale: int, shoppers: list[tuple[int, str]], *, spread: float, deadline: float,
               first_now: bool = False) -> Crowd:  # fmt: skip
@@ -509,6 +512,8 @@ def _start_monitoring(topology: Topology) -> None:
 
 
 def _stop_all(topology: Topology) -> None:
+    for crowd in topology.crowds:
+        stop_group(crowd.process, timeout=5)
     if topology.haproxy is not None:
         topology.haproxy.stop()
     for child in topology.children.values():
