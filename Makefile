@@ -12,8 +12,7 @@ ARGS ?=
 # Alertmanager configuration's check; Debian's prometheus-alertmanager), and for the multi-host
 # suite (tests/hosts) ip, nsenter and setpriv (network namespaces and entering them), prometheus
 # and prometheus-alertmanager (the backlog alert across hosts).
-DEPS ?= chromium:chromium promtool:prometheus wrk:wrk redis-benchmark:redis-tools redis-cli:redis-tools git:git haproxy:haproxy amtool:prometheus-alertmanager \
-	ip:iproute2 nsenter:util-linux setpriv:util-linux prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager
+DEPS ?= chromium:chromium promtool:prometheus wrk:wrk redis-benchmark:redis-tools redis-cli:redis-tools git:git haproxy:haproxy amtool:prometheus-alertmanager ip:iproute2 nsenter:util-linux setpriv:util-linux prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager
 
 .DEFAULT_GOAL := help
 .PHONY: help run deps test test-fast lint format bench bench-quick certs clean
