@@ -412,9 +412,10 @@ def _database(topology: Topology) -> None:
 def topology_running() -> Iterator[Topology]:
     """The whole topology up and answering; all of it gone afterwards, whatever happened."""
     clean_stale()
+    _clean_stale_scratch()
     # Outside /tmp: every host mounts an empty /tmp of its own. As root, PostgreSQL runs as
     # another user, who must reach its directory.
-    scratch = Path(tempfile.mkdtemp(prefix=f"flashsale-hosts-{os.getpid()}-", dir="/var/tmp"))
+    scratch = Path(tempfile.mkdtemp(prefix=f"flashsale-hosts-{os.getpid()}-", dir=SCRATCH_ROOT))
     scratch.chmod(0o755)
     log_dir = LOG_ROOT / f"hosts-{os.getpid()}"
     shutil.rmtree(log_dir, ignore_errors=True)
@@ -476,6 +477,24 @@ def topology_running() -> Iterator[Topology]:
             url = f"http://{topology.address(name)}:{port}/-/ready"
             topology.children[name].wait_until(functools.partial(probes.http_ok, url), what="be ready", timeout=60)
         yield topology
+
+
+SCRATCH_ROOT = Path("/var/tmp")
+_SCRATCH = re.compile(r"flashsale-hosts-(\d+)-\w+")
+
+
+def _clean_stale_scratch() -> None:
+    """Remove the scratch directories of runs that are gone (killed before their teardown)."""
+    for entry in SCRATCH_ROOT.glob("flashsale-hosts-*"):
+        found = _SCRATCH.fullmatch(entry.name)
+        if found is None or int(found[1]) == os.getpid():
+            continue
+        try:
+            os.kill(int(found[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except PermissionError:
+            pass
 
 
 def _keep_logs(scratch: Path, log_dir: Path) -> None:
