@@ -68,8 +68,17 @@ def statuses(heard: dict[str, Any], since: float, until: float) -> dict[str, int
 
 
 def served(heard: dict[str, Any], since: float, until: float) -> dict[str, int]:
-    """Which web host answered, from HAProxy's X-Served-By, between two instants."""
-    return dict(Counter(by for at, status, _, by, *_ in heard["answers"] if since <= at < until and status))
+    """Which web host answered, from HAProxy's X-Served-By, between two instants (an answer
+    without it is the balancer's own: ``balancers_own``)."""
+    return dict(Counter(by for at, status, _, by, *_ in heard["answers"] if since <= at < until and status and by))
+
+
+def balancers_own(heard: dict[str, Any], since: float, until: float) -> dict[str, int]:
+    """The answers HAProxy gave itself between two instants (no X-Served-By): its errorfiles'."""
+    answers = heard["answers"]
+    return dict(
+        Counter(f"{status} {code}" for at, status, code, by, *_ in answers if since <= at < until and status and not by)
+    )
 
 
 def wins_between(heard: dict[str, Any], since: float, until: float) -> int:
@@ -118,6 +127,8 @@ def test_a_web_host_cut_mid_sale_is_dropped_and_the_shop_sells_through_the_other
         emails=sum(judged.emails.values()), acknowledged_wins_lost=len(judged.lost),
         dropped_after_s=round(down_at - cut_at, 2), check_bound_s=bound,
         served_after_the_drop=served(heard, down_at, restored_at),
+        # The requests web1 had taken when its link went: the balancer's 503 after timeout server.
+        balancers_own_after_the_cut=balancers_own(heard, cut_at, restored_at),
         wins_after_the_drop=wins_between(heard, down_at, restored_at),
         seen_from_cut_to_drop=statuses(heard, cut_at, down_at),
         back_in_rotation_after_restore_s=round(up_at - restored_at, 2),
