@@ -274,3 +274,4 @@ def test_stopping_the_worker_fires_the_backlog_alert_at_the_webhook(topology: To
     )  # fmt: skip
     assert judged.problems == [], figures
     assert any(alert["labels"].get("sale") == str(sale) for alert in alerts), figures
+    assert figures["alert_also_mailed"], figures  # Alertmanager's email route, to the SMTP sink
