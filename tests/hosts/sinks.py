@@ -28,6 +28,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 class _KeepMessages:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        # Written beside the directory, then moved in: who lists the directory (the verdict,
+        # polling for the emails) sees a message whole or not at all.
+        self.partial = directory.with_name(f"{directory.name}.partial")
+        self.partial.mkdir(parents=True, exist_ok=True)
         self.count = itertools.count(1)
         self.lock = threading.Lock()
 
@@ -41,7 +45,7 @@ class _KeepMessages:
                 parts.append(str(part.get_content()))
         with self.lock:
             number = next(self.count)
-        written = self.directory / f".{number}.tmp"
+        written = self.partial / f"{number}.tmp"
         written.write_text("\n".join(parts), encoding="utf-8")
         written.rename(self.directory / f"{number:06d}.txt")  # whole, or not there
         return "250 Message accepted for delivery"
