@@ -9,8 +9,10 @@ ARGS ?=
 # tests; Debian's prometheus), wrk and redis-benchmark / redis-cli (the benchmark; redis-tools),
 # git (the make-run test clones the checkout), haproxy (the load balancer in front of several
 # web processes: its tests and the benchmark's stampede through it), amtool (the
-# Alertmanager configuration's check; Debian's prometheus-alertmanager).
-DEPS ?= chromium:chromium promtool:prometheus wrk:wrk redis-benchmark:redis-tools redis-cli:redis-tools git:git haproxy:haproxy amtool:prometheus-alertmanager
+# Alertmanager configuration's check; Debian's prometheus-alertmanager), and for the multi-host
+# suite (tests/hosts) ip, nsenter and setpriv (network namespaces and entering them), prometheus
+# and prometheus-alertmanager (the backlog alert across hosts).
+DEPS ?= chromium:chromium promtool:prometheus wrk:wrk redis-benchmark:redis-tools redis-cli:redis-tools git:git haproxy:haproxy amtool:prometheus-alertmanager ip:iproute2 nsenter:util-linux setpriv:util-linux prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager
 
 .DEFAULT_GOAL := help
 .PHONY: help run deps test test-fast lint format bench bench-quick certs clean

@@ -22,7 +22,10 @@ balancer does, either way:
 - when no server can answer, the balancer itself answers the contract's 503 UNAVAILABLE
   with Retry-After, in JSON;
 - a request is buffered whole before it goes to a server, and one not whole within
-  ``REQUEST_TIMEOUT`` (headers and body) is answered the contract's 408 by the balancer.
+  ``REQUEST_TIMEOUT`` (headers and body) is answered the contract's 408 by the balancer;
+- a request a server took and never answered (its host cut off, it died mid-answer) is
+  answered the contract's 503 UNAVAILABLE with Retry-After by the balancer, not HAProxy's
+  HTML 502 or 504.
 
 This module imports nothing from Django.
 """
@@ -47,7 +50,12 @@ two equal), which this package, below the application, cannot build itself."""
 REQUEST_TIMEOUT_FILE = "request-timeout.http"
 """Likewise its ``errorfile 408``, for a request not whole within ``timeout http-request``:
 the contract's 408 body (``core.errors.RequestTimeout``)."""
-ERROR_FILES = (UNAVAILABLE_FILE, REQUEST_TIMEOUT_FILE)
+SERVER_LOST_FILE = "server-lost.http"
+"""Its ``errorfile 502`` and ``errorfile 504``, for a request a server took and did not
+answer (within ``timeout server``, or at all): the contract's 503 UNAVAILABLE, sent with that
+status whatever HAProxy logs, its detail saying that a purchase may have been made (sent
+again, it answers with its order)."""
+ERROR_FILES = (UNAVAILABLE_FILE, REQUEST_TIMEOUT_FILE, SERVER_LOST_FILE)
 REQUEST_TIMEOUT = "5s"
 """How long a client has to send its whole request, headers and body (the web process's own
 deadlines are the same: WEB_HEADER_TIMEOUT_MS, WEB_BODY_TIMEOUT_SECONDS)."""
@@ -133,6 +141,8 @@ def haproxy_config(backends: Backends, *, edge: Edge, error_dir: str, maxconn: i
         f"    timeout http-request {REQUEST_TIMEOUT}",
         f"    errorfile 503 {error_dir}/{UNAVAILABLE_FILE}",
         f"    errorfile 408 {error_dir}/{REQUEST_TIMEOUT_FILE}",
+        f"    errorfile 502 {error_dir}/{SERVER_LOST_FILE}",
+        f"    errorfile 504 {error_dir}/{SERVER_LOST_FILE}",
         f"    bind {edge.http}",
     ]
     if tls:
@@ -223,8 +233,10 @@ class LocalHaproxy:
     # The TCP door's processes, behind this port with the PROXY protocol; 0: none.
     tcp_port: int = 0
     tcp_ports: tuple[int | str, ...] = ()
-    # Where the balancer listens (another host's address in a multi-host test).
+    # Where the balancer listens (another host's address in a multi-host test), and what goes
+    # before its command line there (that host's namespace, ``devstack.netns``).
     host: str = "127.0.0.1"
+    launch: tuple[str, ...] = ()
     # HAProxy needs two descriptors per connection: kept under this machine's open-file limit.
     maxconn: int = 8000
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -254,7 +266,9 @@ class LocalHaproxy:
         assert binary is not None
         log = self.config_dir / "haproxy.log"
         with log.open("ab") as log_file:
-            self.process = start_child([binary, "-db", "-f", str(self.config_dir / "haproxy.cfg")], stdout=log_file)
+            self.process = start_child(
+                [*self.launch, binary, "-db", "-f", str(self.config_dir / "haproxy.cfg")], stdout=log_file
+            )
         try:
             wait_for_port(self.process, self.port, log, timeout=timeout, host=self.host)
         except LocalServerError as error:

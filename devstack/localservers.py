@@ -5,9 +5,11 @@ commands and cluster, which redis-py and Celery speak unchanged) and the ``embed
 wheel (PostgreSQL 18), so a machine that has only Python gets real servers, not stand-ins;
 both wheels are ``py3-none`` for Linux x86_64 and aarch64 and macOS, whatever the Python.
 ``LocalRedisCluster`` makes a Redis Cluster of such servers. Each server is a child process
-of the caller, bound to 127.0.0.1 on a port of its own, in a process group of its own (Ctrl-C
-reaches the caller, which stops the servers in order), and dies with its parent
-(``PR_SET_PDEATHSIG``) so an interrupted run leaves nothing behind (``devstack.children``).
+of the caller, bound to 127.0.0.1 on a port of its own (or to ``host``, another host's address,
+started through ``launch``: a multi-host test's namespace, ``devstack.netns``), in a process
+group of its own (Ctrl-C reaches the caller, which stops the servers in order), and dies with
+its parent (``PR_SET_PDEATHSIG``) so an interrupted run leaves nothing behind
+(``devstack.children``).
 
 This module imports nothing from Django: it runs before settings exist.
 """
@@ -101,11 +103,14 @@ class LocalRedis:
     appendfsync: str = "always"
     # More server options (a cluster node's, for one).
     options: tuple[str, ...] = ()
+    # The address it binds, and what goes before its command line (another host's namespace).
+    host: str = "127.0.0.1"
+    launch: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -119,8 +124,9 @@ class LocalRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.data_dir / "redis.log"
         command = [
+            *self.launch,
             str(self.binary()),
-            "--bind", "127.0.0.1",
+            "--bind", self.host,
             "--port", str(self.port),
             "--dir", str(self.data_dir),
             "--appendonly", "yes",
@@ -134,7 +140,7 @@ class LocalRedis:
         ]  # fmt: skip
         self.process = start_child(command)
         try:
-            wait_for_port(self.process, self.port, log, timeout=timeout)
+            wait_for_port(self.process, self.port, log, timeout=timeout, host=self.host)
         except LocalServerError as error:
             raise LocalServerError(f"Redis {error}") from None
         return self
@@ -305,11 +311,18 @@ class LocalPostgres:
     data_dir: Path
     port: int
     database: str = "flashsale"
+    # The address it listens on, and what goes before its command line (another host's
+    # namespace); as root the server account is then taken inside it (setpriv), since the
+    # namespace needs root to enter.
+    host: str = "127.0.0.1"
+    launch: tuple[str, ...] = ()
+    # pg_hba.conf lines added after initdb's (which trust loopback only): clients elsewhere.
+    hba: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+        return f"postgresql://postgres@{self.host}:{self.port}/{self.database}"
 
     @staticmethod
     def bin_dir() -> Path:
@@ -336,27 +349,40 @@ class LocalPostgres:
             result = subprocess.run(initdb, capture_output=True, text=True, check=False, user=uid, group=gid)
             if result.returncode != 0:
                 raise LocalServerError(f"initdb failed: {result.stderr.strip()}")
+        self._hba_add()
         command = [
             str(self.bin_dir() / "postgres"),
             "-D", str(self.data_dir),
-            "-h", "127.0.0.1",
+            "-h", self.host,
             "-p", str(self.port),
             "-k", str(self.data_dir),
             "-c", "max_connections=300",
             "-c", "fsync=on",
         ]  # fmt: skip
         with log.open("ab") as log_file:
-            self.process = start_child(command, stdout=log_file, user=uid, group=gid)
+            if self.launch and uid is not None:
+                switch = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--pdeathsig=keep", "--"]
+                self.process = start_child([*self.launch, *switch, *command], stdout=log_file)
+            else:
+                self.process = start_child([*self.launch, *command], stdout=log_file, user=uid, group=gid)
         try:
-            wait_for_port(self.process, self.port, log, timeout=timeout)
+            wait_for_port(self.process, self.port, log, timeout=timeout, host=self.host)
             self._ensure_database(deadline=time.monotonic() + timeout)
         except LocalServerError as error:
             self.stop()
             raise LocalServerError(f"PostgreSQL {error}") from None
         return self
 
+    def _hba_add(self) -> None:
+        hba = self.data_dir / "pg_hba.conf"
+        present = hba.read_text(encoding="utf-8").splitlines()
+        missing = [line for line in self.hba if line not in present]
+        if missing:
+            with hba.open("a", encoding="utf-8") as file:
+                file.write("".join(f"{line}\n" for line in missing))
+
     def _ensure_database(self, *, deadline: float) -> None:
-        admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        admin_url = f"postgresql://postgres@{self.host}:{self.port}/postgres"
         while True:
             try:
                 with psycopg.connect(admin_url, autocommit=True) as connection:

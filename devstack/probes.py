@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from pathlib import Path
 
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -98,7 +99,8 @@ def process_answers(kind: str, name: str, environ: Mapping[str, str]) -> bool:
 
     web and ws: ``LIVENESS_PATH`` / ``READINESS_PATH`` on their port. tcp: a PING frame
     answered. worker: alive while its process runs (the container's main process), ready
-    once it answers a ping through the broker. beat: its schedule file exists.
+    once it answers a ping through the broker. beat: its schedule file exists
+    (``schedule_written``).
     """
     shape = Shape.from_environ(environ)
     if name in ("web", "ws"):
@@ -111,8 +113,15 @@ def process_answers(kind: str, name: str, environ: Mapping[str, str]) -> bool:
             broker_url(dict(environ)), node_name(shape, socket.gethostname()), timeout=5.0
         )
     if name == "beat":
-        return shape.beat_schedule.exists()
+        return schedule_written(shape.beat_schedule)
     raise ValueError(f"no process named {name!r}")
+
+
+def schedule_written(path: Path) -> bool:
+    """Celery beat wrote its schedule file. Its shelve names the file after the dbm module
+    the Python has: ``path`` itself (gnu), ``path.db`` (ndbm), or ``path.dat`` beside
+    ``path.dir`` (dumb, a Python built without either)."""
+    return any(Path(f"{path}{suffix}").exists() for suffix in ("", ".db", ".dat"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from core.errors import (
     Unavailable,
     error_frame_body,
 )
-from devstack.loadbalancer import REQUEST_TIMEOUT_FILE, error_response, unavailable_response
+from devstack.loadbalancer import REQUEST_TIMEOUT_FILE, SERVER_LOST_FILE, error_response, unavailable_response
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = (
@@ -81,6 +81,18 @@ def test_the_balancers_own_408_is_the_contracts() -> None:
     assert RequestTimeout().http_status == 408
     assert f"Content-Length: {len(body.encode())}" in head.split("\r\n")
     assert "Connection: close" in head.split("\r\n")
+
+
+def test_the_balancers_own_answer_for_a_server_that_never_answered_is_the_contracts_503() -> None:
+    # HAProxy answers it instead of its HTML 502 and 504: a server took the request and went away.
+    head, _, body = error_response(SERVER_LOST_FILE).partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    assert lines[0] == "HTTP/1.1 503 Service Unavailable"
+    parsed = json.loads(body)
+    assert set(parsed) == set(Unavailable().body()) and parsed["status"] == Unavailable.code
+    assert f"Retry-After: {Unavailable().headers['Retry-After']}" in lines
+    assert f"Content-Length: {len(body.encode())}" in lines
+    assert "Content-Type: application/json" in lines
 
 
 def test_no_error_body_is_spelled_outside_the_table() -> None:

@@ -34,8 +34,10 @@ def test_the_probes_pass_for_a_serving_web_process_and_fail_where_nothing_listen
     assert _probe("ready", "tcp", TCP_PORT=nothing) == 1
 
 
-def test_beat_is_ready_once_its_schedule_file_exists(tmp_path: Path) -> None:
+# The names Python's shelve gives the file with dbm.gnu, dbm.ndbm and dbm.dumb (a Python built without either).
+@pytest.mark.parametrize("written", ["", ".db", ".dat"])
+def test_beat_is_ready_once_its_schedule_file_exists(tmp_path: Path, written: str) -> None:
     schedule = tmp_path / "celerybeat-schedule"
     assert _probe("ready", "beat", BEAT_SCHEDULE=str(schedule)) == 1
-    schedule.write_bytes(b"")
+    Path(f"{schedule}{written}").write_bytes(b"")
     assert _probe("ready", "beat", BEAT_SCHEDULE=str(schedule)) == 0

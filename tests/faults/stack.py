@@ -306,15 +306,24 @@ def _emails(mail_dir: Path, order_ids: set[str]) -> Counter[str]:
 
 def verdict(stack: Stack, sale_id: int, crowd: CrowdResult, *, drain_timeout: float = 240) -> Verdict:
     """Wait (bounded) for every buyer's order and email, then judge I1-I4 and the wins."""
-    client: Any = stack.redis_client()  # decode_responses: every reply is text
+    mail = stack.run_dir / "mail"
+    return judge(stack.redis.url, stack.postgres.url, mail, sale_id, crowd, drain_timeout=drain_timeout)
+
+
+def judge(
+    redis_url: str, database_url: str, mail_dir: Path, sale_id: int, crowd: CrowdResult, *, drain_timeout: float = 240
+) -> Verdict:
+    """``verdict`` against the Redis, the PostgreSQL and the mail directory (a file a message)
+    named: a stack other than this suite's (the multi-host test's)."""
+    client: Any = Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)  # every reply is text
     try:
         meta = client.hgetall(keys.meta_key(sale_id))
         total, starts_ms, ends_ms = int(meta["total"]), int(meta["starts_at_ms"]), int(meta["ends_at_ms"])
         started = time.monotonic()
         while True:
             buyers = {int(user): order for user, order in client.hgetall(keys.buyers_key(sale_id)).items()}
-            rows = _orders(stack.postgres.url, sale_id)
-            emails = _emails(stack.run_dir / "mail", set(buyers.values()))
+            rows = _orders(database_url, sale_id)
+            emails = _emails(mail_dir, set(buyers.values()))
             if (len(rows) == len(buyers) and all(emails[order] >= 1 for order in buyers.values())) or (
                 time.monotonic() - started > drain_timeout
             ):
