@@ -10,6 +10,7 @@ from their serializers like any other.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -168,19 +169,23 @@ class HotPathRouter:
     redirect applies).
     """
 
+    RESOLVED_PATHS = 1024
+    """Paths whose matches are kept (a crowd asks for a few sales' paths over and over; other
+    paths are resolved again, as before)."""
+
     def __init__(self, app: WSGIApplication, patterns: Sequence[URLPattern]) -> None:
         self.app = app
         self.patterns = tuple(patterns)
+        self._matches = functools.lru_cache(maxsize=self.RESOLVED_PATHS)(self._resolve)
+
+    def _resolve(self, path: str) -> tuple[ResolverMatch, ...]:
+        """Every pattern's match of ``path``, in order (the patterns are fixed at start-up)."""
+        return tuple(match for pattern in self.patterns if (match := pattern.resolve(path[1:])) is not None)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") in ("POST", "GET") and environ.get("HTTP_AUTHORIZATION"):
-            path = environ.get("PATH_INFO", "")
-            for pattern in self.patterns:
-                match = pattern.resolve(path[1:])
-                if (
-                    match is not None
-                    and environ["REQUEST_METHOD"] in getattr(match.func, "view_class", HotPathApi).hot_methods
-                ):
+            for match in self._matches(environ.get("PATH_INFO", "")):
+                if environ["REQUEST_METHOD"] in getattr(match.func, "view_class", HotPathApi).hot_methods:
                     if settings.SECURE_SSL_REDIRECT and environ.get("wsgi.url_scheme") != "https":
                         break
                     return self._serve(match, environ, start_response)

@@ -383,4 +383,6 @@ class QueueApi(HotPathApi):
             place = queue_place(sale_id=sale_id, user_id=user_id, queue_pass=queue_pass or request.GET.get("pass"))
         except ApplicationError as error:
             return error_json_response(error)
-        return JsonResponse(place_body(place))
+        # JsonResponse's bytes (a place holds no value DjangoJSONEncoder would change), without
+        # its encoder class built per answer.
+        return HttpResponse(json.dumps(place_body(place)).encode(), content_type="application/json")

@@ -14,16 +14,28 @@ from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished
 from django.db import connection
+from django.http import JsonResponse
 from django.test import override_settings
+from django.utils import timezone
 
 from core.hot_path import _cache_close_is_noop
 from flashsale_project.wsgi import application, django_application
+from sales.models import Admission
+from sales.waiting_room import place_body, queue_join, queue_place
 from tests.factories import make_sale, make_shopper
 
 pytestmark = pytest.mark.django_db
 
 
-def _call(app: Any, path: str, *, token: str | None = None, method: str = "POST", body: bytes = b"{}") -> tuple:
+def _call(
+    app: Any,
+    path: str,
+    *,
+    token: str | None = None,
+    method: str = "POST",
+    body: bytes = b"{}",
+    extra: dict[str, str] | None = None,
+) -> tuple:
     environ = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
@@ -40,6 +52,7 @@ def _call(app: Any, path: str, *, token: str | None = None, method: str = "POST"
     }
     if token is not None:
         environ["HTTP_AUTHORIZATION"] = f"Token {token}"
+    environ.update(extra or {})
     started: list[Any] = []
     answer = application if app is None else app
     result = answer(environ, lambda status, headers: started.append((status, headers)))
@@ -181,3 +194,20 @@ def test_a_win_on_the_hot_path_still_kicks_the_drain_after_its_answer() -> None:
     result.close()  # type: ignore[attr-defined]
     assert environ_answer == ["201 Created"]
     assert kicked == [True]
+
+
+def test_a_place_read_on_the_hot_path_is_the_bytes_django_json_gives() -> None:
+    sale = make_sale(starts_in=3600, admission=Admission.QUEUE, pre_queue_opens_at=timezone.now())
+    shopper, token = make_shopper()
+    place = queue_join(sale_id=sale.pk, user_id=shopper.pk)
+    path = f"/api/sales/{sale.pk}/queue/"
+    environ_extra = {"HTTP_QUEUE_PASS": place.queue_pass}
+
+    routed = _call(application, path, token=token, method="GET", body=b"", extra=environ_extra)
+    through_django = _call(django_application, path, token=token, method="GET", body=b"", extra=environ_extra)
+
+    expected = JsonResponse(place_body(queue_place(sale_id=sale.pk, user_id=shopper.pk, queue_pass=place.queue_pass)))
+    assert routed[0] == through_django[0] == "200 OK"
+    assert routed[2] == through_django[2] == expected.content
+    assert routed[1]["Content-Type"] == expected["Content-Type"]
+    assert routed[1]["Content-Length"] == str(len(expected.content))
