@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from core.hmac_sha256 import hmac_sha256
+
 TOKEN_VERSION = "v1"
 MAX_TOKEN_LENGTH = 200
 _KEY_SALT = b"flashsale.accounts.access-token"
@@ -82,7 +84,7 @@ def _verifying_keys(keys: tuple[tuple[str, bytes], ...]) -> dict[str, bytes]:
 
 
 def _signature(key: bytes, payload: str) -> str:
-    digest = hmac.digest(key, payload.encode("ascii"), "sha256")
+    digest = hmac_sha256(key, payload.encode("ascii"))
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 

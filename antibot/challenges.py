@@ -19,6 +19,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from core.hmac_sha256 import hmac_sha256
 from core.redis_store import lua_script
 from core.steps import ScriptCall, Steps
 from core.strict_json import utf8_encodable
@@ -57,7 +58,7 @@ class Challenge:
 
 def _signature(payload: str) -> str:
     key = _signing_key(settings.ANTIBOT_CHALLENGE_SECRET or settings.SECRET_KEY)
-    digest = hmac.digest(key, payload.encode(), "sha256")
+    digest = hmac_sha256(key, payload.encode())
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 

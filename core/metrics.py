@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -43,13 +44,28 @@ TCP_CONNECTIONS = Gauge(
 TRANSPORTS = ("http", "tcp")
 
 
+_children: dict[tuple[int | None, str, str], Any] = {}
+"""The labelled counters and histograms already asked for, by their labels: ``labels()``
+takes a lock and checks its arguments on every call, a dict lookup does neither. Bounded as
+the label set is (sales this process served, answer statuses, transports); the children are
+prometheus_client's own, so multiprocess mode's per-process files are as before."""
+_durations: dict[str, Any] = {}
+
+
 def purchase_observed(*, sale_id: int | None, status: str, seconds: float, transport: str) -> None:
     """Count one purchase answer. ``sale_id`` None (an unknown sale) is labelled ``unknown``
     so random ids cannot grow the label set; ``transport`` is one of ``TRANSPORTS``."""
-    PURCHASE_REQUESTS.labels(
-        sale="unknown" if sale_id is None else str(sale_id), status=status.lower(), transport=transport
-    ).inc()
-    PURCHASE_DURATION.labels(transport=transport).observe(seconds)
+    key = (sale_id, status, transport)
+    counter = _children.get(key)
+    if counter is None:
+        counter = _children[key] = PURCHASE_REQUESTS.labels(
+            sale="unknown" if sale_id is None else str(sale_id), status=status.lower(), transport=transport
+        )
+    counter.inc()
+    duration = _durations.get(transport)
+    if duration is None:
+        duration = _durations[transport] = PURCHASE_DURATION.labels(transport=transport)
+    duration.observe(seconds)
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

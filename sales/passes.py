@@ -16,6 +16,8 @@ import hmac
 
 from django.conf import settings
 
+from core.hmac_sha256 import hmac_sha256
+
 PASS_VERSION = "q1"
 PASS_SALT = "sales.queue-pass"
 MAX_PASS_LENGTH = 128
@@ -36,7 +38,7 @@ def _key(secret: str) -> bytes:
 
 
 def _signature(payload: str) -> str:
-    digest = hmac.digest(_key(settings.QUEUE_PASS_SECRET or settings.SECRET_KEY), payload.encode(), "sha256")
+    digest = hmac_sha256(_key(settings.QUEUE_PASS_SECRET or settings.SECRET_KEY), payload.encode())
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 

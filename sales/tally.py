@@ -10,10 +10,12 @@ The sale's stats hash (``keys.stats_key``) holds the funnel, per sale:
 Beside it, the sale's latency hash (``keys.latency_key``) counts each purchase answer's time
 in the server in fixed buckets (``sales.latency``), for the console's p50 and p99.
 
-A process adds to its own counters (a dict under a lock) and a daemon thread moves them to
-Redis once a second, one pipeline for every sale: the hot path never pays a round trip for
-counting. Counts a flush could not deliver are kept for the next one; those of a process
-that dies in between are lost (at most a second's), which the admin's panel can afford.
+A request appends what it counts to the process's queue (``deque.append``, atomic under the
+GIL: no lock, so a request thread never waits on another that holds one) and a daemon thread
+adds them up and moves them to Redis once a second, one pipeline for every sale: the hot path
+never pays a round trip, nor a lock, for counting. Counts a flush could not deliver are kept
+for the next one; those of a process that dies in between are lost (at most a second's),
+which the admin's panel can afford.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections import Counter
+from collections import Counter, deque
 
 from redis.exceptions import RedisError
 
@@ -39,6 +41,10 @@ FLUSH_SECONDS = 1.0
 
 class Tally:
     def __init__(self) -> None:
+        self._arrivals: deque[tuple[int, str]] = deque()
+        self._timings: deque[tuple[int, str]] = deque()
+        # What the flusher added up and Redis has not taken yet (the flusher's own, and
+        # flush()'s callers': under the lock).
         self._counts: Counter[tuple[int, str]] = Counter()
         self._latency: Counter[tuple[int, str]] = Counter()
         self._lock = threading.Lock()
@@ -46,23 +52,23 @@ class Tally:
         self._stop = threading.Event()
 
     def count(self, sale_id: int, *fields: str) -> None:
-        with self._lock:
-            for name in fields:
-                self._counts[(sale_id, name)] += 1
+        append = self._arrivals.append
+        for name in fields:
+            append((sale_id, name))
         if self._thread is None:
             self._start_flusher()
 
     def answered(self, sale_id: int, seconds: float) -> None:
         """Count one purchase answer of ``sale_id`` that took ``seconds`` in the server."""
-        field = latency.bucket_field(seconds)
-        with self._lock:
-            self._latency[(sale_id, field)] += 1
+        self._timings.append((sale_id, latency.bucket_field(seconds)))
         if self._thread is None:
             self._start_flusher()
 
     def flush(self) -> int:
         """Move the counts to Redis now. Returns how many fields were written."""
         with self._lock:
+            _drain(self._arrivals, self._counts)
+            _drain(self._timings, self._latency)
             counts, self._counts = self._counts, Counter()
             latencies, self._latency = self._latency, Counter()
         if not counts and not latencies:
@@ -83,6 +89,8 @@ class Tally:
 
     def forget(self) -> None:
         with self._lock:
+            self._arrivals.clear()
+            self._timings.clear()
             self._counts.clear()
             self._latency.clear()
 
@@ -97,6 +105,8 @@ class Tally:
         counts be flushed twice."""
         self._thread = None
         self._lock = threading.Lock()
+        self._arrivals = deque()
+        self._timings = deque()
         self._counts = Counter()
         self._latency = Counter()
 
@@ -110,6 +120,13 @@ class Tally:
                 if not outage_logged:
                     logger.warning("answer counts kept in the process, Redis did not take them: %s", error)
                     outage_logged = True
+
+
+def _drain(queue: deque[tuple[int, str]], into: Counter[tuple[int, str]]) -> None:
+    """Add up what ``queue`` holds now; what other threads append meanwhile waits its turn."""
+    popleft = queue.popleft
+    for _ in range(len(queue)):
+        into[popleft()] += 1
 
 
 tally = Tally()

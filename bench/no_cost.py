@@ -1,0 +1,181 @@
+# ruff: noqa: PLC0415 - the settings exist only once the servers started
+"""What a "no" costs the web process's Python, without the network (issue 27, point 2;
+docs/purchase-path.md, "What a 'no' costs"): the composed WSGI application
+(``flashsale_project.wsgi``: EdgeHeaders, RequestBodies, HotPathRouter) called in a loop on one
+thread, against the benchmark's own Redis and PostgreSQL, for the control (the bare Django view)
+and each of the crowd's answers: sold out, rate limited (the bucket; the per-user window),
+not started, and a place read. Prints microseconds per request; ``--profile`` adds a cProfile
+of each.
+
+    python -m bench.no_cost [--n 20000] [--profile] [--only sold_out,place_read]
+
+The server's own cost per request (granian, HTTP, the thread hand-off) is the same for every
+path and is not in these numbers; ``make bench`` measures the whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+
+from .stack import BenchStack
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--only", default="control,sold_out,rate_limited,user,not_started,place_read")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    only = args.only.split(",")
+    stack = BenchStack()
+    try:
+        os.environ.update(stack.start_servers())
+        os.environ["ANTIBOT_POW_BASE_RATE"] = str(10**9)
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", "--noinput", verbosity=0)
+        os.environ["ANTIBOT_USER_LIMIT"] = "10"
+        from flashsale_project.wsgi import application
+        from sales.models import Admission
+        from sales.waiting_room import queue_join
+        from sales.warming import sale_warm
+
+        from . import data
+
+        pool = data.ShopperPool()
+        cases: dict[str, tuple[str, str, list[tuple[str, str]]]] = {}
+        cases["control"] = ("POST", "/bench/control/", [("", "")])
+        if "sold_out" in only:
+            sale = data.sale_open(stock=1, pow_difficulty=8)
+            shoppers = pool.ensure(3001)
+            data.sale_sell_out(sale, shoppers[:1])
+            bodies = data.presolved_bodies(sale=sale, shoppers=shoppers[1:])
+            cases["sold_out"] = (
+                "POST",
+                f"/api/sales/{sale.pk}/purchase/",
+                [(s.token, b) for s, b in zip(shoppers[1:], bodies, strict=True)],
+            )
+        if "rate_limited" in only:
+            sale = data.sale_open(stock=10**9, pow_difficulty=8, bucket_capacity=1, bucket_refill_per_second=1)
+            shoppers = pool.ensure(3000)
+            bodies = data.presolved_bodies(sale=sale, shoppers=shoppers)
+            cases["rate_limited"] = (
+                "POST",
+                f"/api/sales/{sale.pk}/purchase/",
+                [(s.token, b) for s, b in zip(shoppers, bodies, strict=True)],
+            )
+        if "user" in only:
+            sale = data.sale_open(stock=10**9, pow_difficulty=8, bucket_capacity=1, bucket_refill_per_second=1)
+            shoppers = pool.ensure(200)[:5]
+            bodies = data.presolved_bodies(sale=sale, shoppers=shoppers, processes=1)
+            cases["user"] = (
+                "POST",
+                f"/api/sales/{sale.pk}/purchase/",
+                [(s.token, b) for s, b in zip(shoppers, bodies, strict=True)],
+            )
+        if "not_started" in only:
+            sale = data.sale_open(stock=1000, pow_difficulty=8, starts_in_s=3600)
+            shoppers = pool.ensure(3000)
+            bodies = data.presolved_bodies(sale=sale, shoppers=shoppers)
+            cases["not_started"] = (
+                "POST",
+                f"/api/sales/{sale.pk}/purchase/",
+                [(s.token, b) for s, b in zip(shoppers, bodies, strict=True)],
+            )
+        if "place_read" in only:
+            sale = data.sale_open(stock=1000, pow_difficulty=0)
+            sale.admission = Admission.QUEUE
+            sale.save(update_fields=["admission"])
+            sale_warm(sale=sale)
+            shoppers = pool.ensure(200)
+            passes = [queue_join(sale_id=sale.pk, user_id=s.user_id).queue_pass for s in shoppers]
+            cases["place_read"] = (
+                "GET",
+                f"/api/sales/{sale.pk}/queue/",
+                [(s.token, p) for s, p in zip(shoppers, passes, strict=True)],
+            )
+
+        def environ_for(method: str, path: str, token: str, body: str) -> dict:
+            raw = body.encode() if method == "POST" else b""
+            env = {
+                "REQUEST_METHOD": method,
+                "PATH_INFO": path,
+                "SCRIPT_NAME": "",
+                "QUERY_STRING": "",
+                "SERVER_NAME": "127.0.0.1",
+                "SERVER_PORT": "8000",
+                "SERVER_PROTOCOL": "HTTP/1.1",
+                "REMOTE_ADDR": "127.0.0.1",
+                "HTTP_HOST": "127.0.0.1:8000",
+                "CONTENT_TYPE": "application/json",
+                "CONTENT_LENGTH": str(len(raw)),
+                "wsgi.input": io.BytesIO(raw),
+                "wsgi.url_scheme": "http",
+                "wsgi.version": (1, 0),
+                "wsgi.errors": sys.stderr,
+                "wsgi.multithread": True,
+                "wsgi.multiprocess": True,
+                "wsgi.run_once": False,
+            }
+            if token:
+                env["HTTP_AUTHORIZATION"] = f"Token {token}"
+            if method == "GET" and body:
+                env["HTTP_QUEUE_PASS"] = body
+            return env
+
+        seen: dict[str, dict[str, int]] = {}
+
+        def loop(name: str, n: int) -> float:
+            method, path, lines = cases[name]
+            envs = [environ_for(method, path, *lines[i % len(lines)]) for i in range(n)]
+            statuses = seen.setdefault(name, {})
+
+            def start(status, headers, exc_info=None):
+                statuses[status] = statuses.get(status, 0) + 1
+
+            began = time.perf_counter()
+            for env in envs:
+                result = application(env, start)
+                b"".join(result)
+                close = getattr(result, "close", None)
+                if close:
+                    close()
+            return (time.perf_counter() - began) / n * 1e6
+
+        for name in cases:
+            loop(name, 2000)  # warm
+            best = min(loop(name, args.n) for _ in range(3))
+            print(f"{name:<13} {best:7.1f} us/request  {seen[name]}", flush=True)
+            seen[name] = {}
+        if args.profile:
+            for name in cases:
+                profiler = cProfile.Profile()
+                profiler.enable()
+                loop(name, args.n)
+                profiler.disable()
+                out = io.StringIO()
+                stats = pstats.Stats(profiler, stream=out)
+                stats.sort_stats("tottime").print_stats(args.top)
+                print(f"===== {name}: tottime", flush=True)
+                print("\n".join(out.getvalue().splitlines()[6:]), flush=True)
+                out = io.StringIO()
+                stats = pstats.Stats(profiler, stream=out)
+                stats.sort_stats("cumtime").print_stats(args.top + 15)
+                print(f"===== {name}: cumtime", flush=True)
+                print("\n".join(out.getvalue().splitlines()[6:]), flush=True)
+        return 0
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
