@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from sales import keys
 from tests.faults.stack import judge
@@ -185,8 +186,15 @@ def test_the_postgresql_host_cut_for_30_seconds_leaves_both_web_hosts_selling(to
 
 
 def _pending(client: Redis, sale: int) -> list[dict[str, Any]]:
+    """The entries claimed and not yet acknowledged; none before the sale's first win has made
+    its order stream and the drain its group."""
     stream = keys.orders_stream_key(sale)
-    return client.xpending_range(stream, keys.ORDERS_GROUP, min="-", max="+", count=10_000)  # type: ignore[return-value]
+    try:
+        return client.xpending_range(stream, keys.ORDERS_GROUP, min="-", max="+", count=10_000)  # type: ignore[return-value]
+    except ResponseError as error:
+        if str(error).startswith("NOGROUP"):
+            return []
+        raise
 
 
 def test_a_worker_host_cut_while_it_holds_claimed_orders_has_them_reclaimed(topology: Topology) -> None:
