@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from devstack import probes
 from devstack.children import Child, ChildError, spawn
@@ -145,32 +146,27 @@ class BenchStack:
         except ChildError as error:
             raise StackError(str(error)) from None
 
-    def start_web(self) -> Child:
+    def _web_shape(self, port: int, **more: Any) -> Shape:
+        """The shipped shape with this run's web sizes (``web_config``), on ``port``."""
         config = self.web_config
+        sizes: dict[str, Any] = {
+            "web_workers": config.workers,
+            "web_threads": config.blocking_threads,
+            "web_backpressure": config.backpressure,
+        }
+        return _SHIPPED.but(web_port=port, **{**sizes, **more})
+
+    def start_web(self) -> Child:
         port = free_port()
-        shape = _SHIPPED.but(
-            web_port=port,
-            web_workers=config.workers,
-            web_threads=config.blocking_threads,
-            web_backpressure=config.backpressure,
-        )
-        self.web = self._start("web", shape, port=port)
+        self.web = self._start("web", self._web_shape(port), port=port)
         self._wait(self.web, lambda: probes.http_ok(f"{self.web_url}/bench/control/"), what="answer /bench/control/")
         return self.web
 
     def start_ceiling_web(self) -> Child:
         """The HTTP ceiling: the web process's command line and shape (``devstack.procfile``),
         serving ``bench/ceiling_app.py`` instead of Django; stop it with ``stop_ceilings``."""
-        config = self.web_config
         port = free_port()
-        shape = _SHIPPED.but(
-            web_port=port,
-            web_workers=config.workers,
-            web_threads=config.blocking_threads,
-            web_backpressure=config.backpressure,
-            web_app=CEILING_APP,
-        )
-        self.ceiling_web = self._start("web", shape, port=port)
+        self.ceiling_web = self._start("web", self._web_shape(port, web_app=CEILING_APP), port=port)
         url = f"http://127.0.0.1:{port}/"
         self._wait(self.ceiling_web, lambda: probes.http_ok(url), what="answer /")
         return self.ceiling_web
@@ -194,14 +190,8 @@ class BenchStack:
     def start_guarded_web(self) -> Child:
         """One more web process in the shipped shape with the shipped per-address limits
         (``WEB_BODIES_PER_IP`` not lifted), for scenario 13; stopped with the stack."""
-        config = self.web_config
         port = free_port()
-        shape = _SHIPPED.but(
-            web_port=port,
-            web_workers=config.workers,
-            web_threads=config.blocking_threads,
-            web_backpressure=config.backpressure,
-        )
+        shape = self._web_shape(port)
         environ = {**os.environ, **self.env}
         environ.pop("WEB_BODIES_PER_IP")
         self.guarded_web = spawn(
@@ -233,13 +223,7 @@ class BenchStack:
         behind a local HAProxy with the compose stack's configuration (devstack/loadbalancer.py)."""
         for _ in range(webs):
             port = free_port()
-            shape = _SHIPPED.but(
-                web_port=port,
-                web_workers=1,
-                web_threads=self.web_config.blocking_threads,
-                web_backpressure=self.web_config.backpressure,
-            )
-            child = self._start("web", shape, port=port)
+            child = self._start("web", self._web_shape(port, web_workers=1), port=port)
             self.balanced_webs.append(child)
             url = f"http://127.0.0.1:{port}/bench/control/"
             self._wait(child, lambda url=url: probes.http_ok(url), what="answer /bench/control/")  # type: ignore[misc]

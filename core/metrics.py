@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import hmac
-import ipaddress
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from prometheus_client import Counter, Gauge, Histogram
+
+from .client_address import IPNetwork, address_in, networks_parse
 
 PURCHASE_REQUESTS = Counter(
     "flash_sale_requests",
@@ -68,15 +69,12 @@ def purchase_observed(*, sale_id: int | None, status: str, seconds: float, trans
     duration.observe(seconds)
 
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
 @functools.cache
 def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     try:
-        return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+        return networks_parse(cidrs, setting="METRICS_ALLOWED_NETWORKS")
     except ValueError as error:
-        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {error}") from None
+        raise ImproperlyConfigured(str(error)) from None
 
 
 def scrape_allowed(*, peer: str, authorization: str) -> bool:
@@ -89,12 +87,4 @@ def scrape_allowed(*, peer: str, authorization: str) -> bool:
         scheme, _, offered = authorization.partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode()):
             return True
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_loopback:
-        return True
-    return any(address in network for network in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))
+    return address_in(peer, _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))

@@ -11,10 +11,10 @@ import json
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..loadgen import LoadGeneratorError, RunTotals, measured_run
+from ..loadgen import LoadGeneratorError, LoadResult, measured_run
 
 SCRIPT = Path(__file__).resolve().parent / "stampede.js"
 
@@ -34,20 +34,11 @@ def k6_version() -> str:
 
 
 @dataclass
-class K6Result(RunTotals):
-    """One k6 run of the stampede, in the benchmark's terms (statuses are HTTP codes)."""
+class K6Result(LoadResult):
+    """One k6 run of the stampede, in the benchmark's terms (a wrk run's fields; statuses are
+    HTTP codes)."""
 
-    connections: int
-    requests: int
-    duration_s: float
-    latency_ms: dict[str, float]
-    statuses: dict[int, int]
-    socket_errors: dict[str, int]
-    lines_exhausted: bool
-    loadgen_cpu_s: float
-    wall_s: float
     offered_rps: float = 0.0
-    raw: dict[str, object] = field(default_factory=dict, repr=False)
 
     def line(self) -> str:
         latency = self.latency_ms

@@ -102,9 +102,9 @@ class Answer:
 
 
 @dataclass
-class CrowdResult:
-    wins: dict[int, str] = field(default_factory=dict)  # user -> order id, answered 201
-    held: dict[int, str] = field(default_factory=dict)  # user -> order id, answered ALREADY_PURCHASED
+class Heard:
+    """What a crowd was answered, whatever it asked."""
+
     answers: list[Answer] = field(default_factory=list)
     bad: list[str] = field(default_factory=list)  # answers outside the contract
 
@@ -114,6 +114,43 @@ class CrowdResult:
         )
 
 
+@dataclass
+class CrowdResult(Heard):
+    wins: dict[int, str] = field(default_factory=dict)  # user -> order id, answered 201
+    held: dict[int, str] = field(default_factory=dict)  # user -> order id, answered ALREADY_PURCHASED
+
+
+async def _post(http: httpx.AsyncClient, path: str, headers: dict[str, str],
+                heard: Heard) -> tuple[httpx.Response, dict[str, Any], str] | None:  # fmt: skip
+    """One POST, its answer recorded; None after a connection that gave no answer (recorded
+    as status 0, and a short pause before the next try)."""
+    try:
+        response = await http.post(path, headers=headers)
+    except httpx.HTTPError:
+        heard.answers.append(Answer(time.monotonic(), 0))
+        await asyncio.sleep(0.2)
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    code = str(body.get("status", ""))
+    heard.answers.append(Answer(time.monotonic(), response.status_code, code))
+    return response, body, code
+
+
+async def _waited(response: httpx.Response, heard: Heard) -> bool:
+    """A 429 or 503 is waited out (its Retry-After, at most 0.5 s, jittered) and tried again;
+    anything else not expected is outside the contract. True: try again."""
+    if response.status_code in (429, 503):
+        if "Retry-After" not in response.headers:
+            heard.bad.append(f"{response.status_code} without Retry-After")
+        await asyncio.sleep(min(float(response.headers.get("Retry-After", "1")), 0.5) * random.uniform(0.5, 1))
+        return True
+    heard.bad.append(f"{response.status_code} {response.text[:200]}")
+    return False
+
+
 async def _shopper(
     http: httpx.AsyncClient, sale_id: int, user_id: int, token: str, *, start_at: float, deadline: float,
     result: CrowdResult,
@@ -121,33 +158,18 @@ async def _shopper(
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     headers = {"Authorization": f"Token {token}"}
     while time.monotonic() < deadline:
-        try:
-            response = await http.post(f"/api/sales/{sale_id}/purchase/", headers=headers)
-        except httpx.HTTPError:
-            result.answers.append(Answer(time.monotonic(), 0))
-            await asyncio.sleep(0.2)
+        answered = await _post(http, f"/api/sales/{sale_id}/purchase/", headers, result)
+        if answered is None:
             continue
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        code = str(body.get("status", ""))
-        result.answers.append(Answer(time.monotonic(), response.status_code, code))
+        response, body, code = answered
         if response.status_code == 201:
             result.wins[user_id] = body["order_id"]
             return
         if code == "ALREADY_PURCHASED":
             result.held[user_id] = body["order_id"]
             return
-        if code == "SOLD_OUT":
+        if code == "SOLD_OUT" or not await _waited(response, result):
             return
-        if response.status_code in (429, 503):
-            if "Retry-After" not in response.headers:
-                result.bad.append(f"{response.status_code} without Retry-After")
-            await asyncio.sleep(min(float(response.headers.get("Retry-After", "1")), 0.5) * random.uniform(0.5, 1))
-            continue
-        result.bad.append(f"{response.status_code} {response.text[:200]}")
-        return
 
 
 async def _crowd(base: str, sale_id: int, shoppers: list[tuple[int, str]], *, spread: float, deadline: float,
@@ -181,17 +203,10 @@ def purchase_crowd(base: str, sale_id: int, shoppers: list[tuple[int, str]], *, 
 
 
 @dataclass
-class JoinResult:
+class JoinResult(Heard):
     places: dict[int, int] = field(default_factory=dict)  # user -> the number a 201 or 200 answered
     passes: dict[int, str] = field(default_factory=dict)
     heard_again: int = 0  # places answered 200: the shopper's join had run, its answer was lost
-    answers: list[Answer] = field(default_factory=list)
-    bad: list[str] = field(default_factory=list)  # answers outside the contract
-
-    def statuses(self, since: float = 0.0, until: float = float("inf")) -> Counter[str]:
-        return Counter(
-            f"{answer.status} {answer.code}".strip() for answer in self.answers if since <= answer.at < until
-        )
 
 
 async def _joiner(
@@ -201,18 +216,10 @@ async def _joiner(
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     headers = {"Authorization": f"Token {token}"}
     while time.monotonic() < deadline:
-        try:
-            response = await http.post(f"/api/sales/{sale_id}/queue/", headers=headers)
-        except httpx.HTTPError:
-            result.answers.append(Answer(time.monotonic(), 0))
-            await asyncio.sleep(0.2)
+        answered = await _post(http, f"/api/sales/{sale_id}/queue/", headers, result)
+        if answered is None:
             continue
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        code = str(body.get("status", ""))
-        result.answers.append(Answer(time.monotonic(), response.status_code, code))
+        response, body, _ = answered
         if response.status_code in (200, 201) and isinstance(body.get("number"), int):
             if user_id in result.places and result.places[user_id] != body["number"]:
                 result.bad.append(f"shopper {user_id} heard {result.places[user_id]}, then {body['number']}")
@@ -220,13 +227,8 @@ async def _joiner(
             result.passes[user_id] = body["pass"]
             result.heard_again += response.status_code == 200
             return
-        if response.status_code in (429, 503):
-            if "Retry-After" not in response.headers:
-                result.bad.append(f"{response.status_code} without Retry-After")
-            await asyncio.sleep(min(float(response.headers.get("Retry-After", "1")), 0.5) * random.uniform(0.5, 1))
-            continue
-        result.bad.append(f"{response.status_code} {response.text[:200]}")
-        return
+        if not await _waited(response, result):
+            return
 
 
 def join_crowd(base: str, sale_id: int, shoppers: list[tuple[int, str]], *, spread: float, deadline_s: float,
