@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.hosts.topology import scaled_duration, scaled_rules
+
 PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 SECRET_IN_CONTAINER = "/run/secrets/metrics_token"
 
@@ -68,3 +70,22 @@ def test_the_compose_prometheus_config_is_valid_with_its_rule_files(promtool: st
 
     assert "SUCCESS: prometheus.yml is valid prometheus config file syntax" in output
     assert "SUCCESS: 8 rules found" in output  # alerts.yml was found through rule_files
+
+
+def test_the_multi_host_suites_time_scaled_rules_are_valid_and_only_shorter(promtool: str, tmp_path: Path) -> None:
+    written = tmp_path / "scaled-alerts.yml"
+    written.write_text(scaled_rules(PROMETHEUS_DIR / "alerts.yml"), encoding="utf-8")
+    output = _run(promtool, "check", "rules", str(written), cwd=tmp_path)
+    assert "SUCCESS: 8 rules found" in output
+    shipped = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text(encoding="utf-8"))
+    scaled = yaml.safe_load(written.read_text(encoding="utf-8"))
+    for group, scaled_group in zip(shipped["groups"], scaled["groups"], strict=True):
+        for rule, scaled_rule in zip(group["rules"], scaled_group["rules"], strict=True):
+            assert {k: v for k, v in rule.items() if k not in {"for", "expr"}} == {
+                k: v for k, v in scaled_rule.items() if k not in {"for", "expr"}
+            }
+            if "for" in rule:
+                assert scaled_rule["for"] == scaled_duration(rule["for"])
+    assert scaled_duration("2m") == "30s" and scaled_duration("15m") == "225s" and scaled_duration("1h") == "900s"
+    with pytest.raises(ValueError):
+        scaled_duration("1m30s")

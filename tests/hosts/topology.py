@@ -11,7 +11,10 @@ each host running exactly what its compose service runs.
   makes;
 - migrate: compose's migrate job, then the operator's ``manage.py flashsale`` commands;
 - prometheus, alertmanager: Debian's, on deploy/'s configuration; alertmanager's written by
-  compose's alertmanager-config job;
+  compose's alertmanager-config job. The alert rules are deploy/'s with every duration (``for:``
+  and each range selector) divided by ``RULE_TIME_SCALE``, so a two-minute alert fires in 30 s:
+  these tests check the wiring from a scrape across hosts to the webhook and the email, and
+  promtool's unit tests (deploy/prometheus/alerts_test.yml) check the shipped durations;
 - shoppers: the crowd (``tests.hosts.shoppers``), on the public subnet, with a route to
   HAProxy alone.
 
@@ -94,6 +97,9 @@ LIMITS = {"LOGIN_THROTTLE_IP": "3/min", "WS_MAX_CONNECTIONS_PER_IP": "4", "TCP_M
 # Prometheus's scrape and evaluation interval here (deploy/'s is 15 s): the alert rules'
 # `for` durations are what they are, this only shortens the wait for the next look.
 PROMETHEUS_INTERVAL = "5s"
+RULE_TIME_SCALE = 4
+_DURATION = re.compile(r"(\d+)([smh])")
+_RANGE = re.compile(r"\[(\d+[smh])\]")
 
 
 def volumes(scratch: Path) -> dict[str, Path]:
@@ -325,13 +331,41 @@ def _dotenv(network: Network, scratch: Path, certificate: Path) -> dict[str, str
     return values
 
 
+def scaled_duration(duration: str, scale: int = RULE_TIME_SCALE) -> str:
+    """A Prometheus duration of one unit (``2m``, ``15m``, ``30s``) divided by ``scale``, in
+    seconds: ``scaled_duration("2m") == "30s"``."""
+    found = _DURATION.fullmatch(duration)
+    if found is None:
+        raise ValueError(f"not a one-unit Prometheus duration: {duration!r}")
+    seconds = int(found[1]) * {"s": 1, "m": 60, "h": 3600}[found[2]]
+    return f"{max(1, seconds // scale)}s"
+
+
+def scaled_rules(source: Path, scale: int = RULE_TIME_SCALE) -> str:
+    """The rules file ``source`` with every ``for:`` and every range selector divided by
+    ``scale``; expressions, labels and annotations otherwise as shipped."""
+    rules: dict[str, Any] = yaml.safe_load(source.read_text(encoding="utf-8"))
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = scaled_duration(rule["for"], scale)
+            rule["expr"] = _RANGE.sub(lambda found: f"[{scaled_duration(found[1], scale)}]", str(rule["expr"]))
+    return yaml.safe_dump(rules, sort_keys=False)
+
+
 def prometheus_config(topology: Topology, token_file: Path) -> str:
     """deploy/prometheus/prometheus.yml with its DNS discovery (Docker's) replaced by the hosts
-    by name and its secret's path this run's; the rules file is deploy/'s."""
+    by name and its secret's path this run's; the rules are deploy/'s, time-scaled
+    (``scaled_rules``) into this run's directory."""
     deploy = ROOT / "deploy" / "prometheus"
     config: dict[str, Any] = yaml.safe_load((deploy / "prometheus.yml").read_text(encoding="utf-8"))
     config["global"].update(scrape_interval=PROMETHEUS_INTERVAL, evaluation_interval=PROMETHEUS_INTERVAL)
-    config["rule_files"] = [str(deploy / name) for name in config["rule_files"]]
+    scaled = []
+    for name in config["rule_files"]:
+        written = token_file.parent / f"scaled-{name}"
+        written.write_text(scaled_rules(deploy / name), encoding="utf-8")
+        scaled.append(str(written))
+    config["rule_files"] = scaled
     hosts = {"web": ["web1", "web2"], "ws": ["ws"], "tcp": ["tcp"]}
     for job in config["scrape_configs"]:
         for found in job.pop("dns_sd_configs", []):
