@@ -353,11 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         document["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
         stack.stop()
 
-    from .report import chart_write, ratios_attach, results_write, table, targets
+    from .report import chart_write, cpu_per_answer, ratios_attach, results_write, table, targets
     from .websocket import targets as websocket_targets
 
     runs = document["runs"]
     ratios_attach(runs)
+    document["cpu_per_answer"] = cpu_per_answer(runs, cpus=document["machine"]["cpus_usable"] or 1)
     document["targets"] = targets(
         runs,
         document["redis_ceiling"],

@@ -53,6 +53,45 @@ def ratios_attach(runs: Iterable[RunResult]) -> None:
                 run.ratios[name] = round(run.rps / base.rps, 3)
 
 
+CPU_GROUPS = ("web", "tcp", "redis", "postgres", "worker")
+CPU_ROWS = frozenset({"control", "winning", "sold_out", "rate_limited", "tcp_winning", "tcp_sold_out"})
+
+
+def cpu_per_answer(runs: Iterable[RunResult], *, cpus: int) -> list[dict[str, Any]]:
+    """What one answer costs every process, from /proc (issue 27, point 5): for each saturated
+    run of the control, the win and the crowd's answers, the microseconds of CPU each process
+    group spent per request (cores busy x 10^6 / req/s), their sum, and the share of the
+    machine's ``cpus`` left idle meanwhile. A win's row next to the control's at the same
+    connections says where a win's extra time goes."""
+    rows = []
+    for run in runs:
+        if run.load != "saturated" or run.scenario not in CPU_ROWS or not run.rps:
+            continue
+        per = {group: round(run.cpu_cores.get(group, 0.0) * 1e6 / run.rps, 1) for group in CPU_GROUPS}
+        rows.append(
+            {
+                "scenario": run.scenario,
+                "connections": run.connections,
+                "rps": run.rps,
+                "us_per_request": per,
+                "us_total": round(sum(per.values()), 1),
+                "idle_share": round(run.cpu_cores.get("idle", 0.0) / cpus, 3) if cpus else 0.0,
+            }
+        )
+    return rows
+
+
+def _cpu_lines(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["CPU per answer, us (from /proc; cores busy x 10^6 / req/s) " + "/".join(CPU_GROUPS) + ", total, idle:"]
+    for row in rows:
+        per = "/".join(f"{row['us_per_request'][group]:.0f}" for group in CPU_GROUPS)
+        title = SCENARIO_TITLES.get(row["scenario"], row["scenario"])
+        lines.append(f"  {title} @{row['connections']}: {per}, {row['us_total']:.0f} us, {row['idle_share']:.0%} idle")
+    return lines
+
+
 def _of_ceiling(run: RunResult) -> str:
     share = run.ratios.get("ceiling")
     return f", {share:.2f}x the WSGI ceiling" if share is not None else ""
@@ -345,6 +384,7 @@ def table(document: dict[str, Any]) -> str:
         "x ctl/ceil: req/s over the Django control's and over the ceiling's at the same connections, same run"
         " (HTTP: bench/ceiling_app.py on the web's server and shape; TCP: bench/tlv_ceiling.py)"
     )
+    lines.extend(_cpu_lines(document.get("cpu_per_answer", [])))
     for row in document.get("redis_ceiling", []):
         p99 = f", p99 {row['latency_ms']['p99']} ms" if "p99" in row["latency_ms"] else ""
         lines.append(

@@ -126,3 +126,11 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     assert two["ratio"] > 0 and two["sales"] and len(set(two["sales"].values())) == 2
     assert document["wait_cost"]["with_wait_1"]["p50_ms"] > 0
     assert document["drain"]["rows"] == 2000 and document["drain"]["rows_per_s"] > 0
+    # Issue 27, point 5: the CPU an answer costs every process, the win beside the control
+    cpu = {(row["scenario"], row["connections"]): row for row in document["cpu_per_answer"]}
+    assert {("control", 100), ("winning", 100), ("sold_out", 100), ("tcp_winning", 100)} <= set(cpu)
+    for row in cpu.values():
+        assert abs(row["us_total"] - sum(row["us_per_request"].values())) <= 0.5, row
+        assert 0 <= row["idle_share"] <= 1, row
+    assert cpu["winning", 100]["us_per_request"]["web"] > 0 and cpu["winning", 100]["us_per_request"]["redis"] > 0
+    assert "CPU per answer, us" in result.stdout
