@@ -104,7 +104,7 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     assert {row["script"] for row in document["redis_ceiling"]} >= {"purchase.lua"}
     assert document["memory"]["per_100k_buyers_mib"] > 0
     assert {check["target"].split(" ")[0] for check in document["targets"]} >= {"winning", "sold-out", "rate-limited"}
-    assert sum(check["target"].startswith("TCP ") for check in document["targets"]) == 4
+    assert sum(check["target"].startswith("TCP ") for check in document["targets"]) == 5
     assert seed["checks"]["reached_redis"] >= 10  # Counted by the funnel: at least the wins.
     # Scenario 9: every step's sockets were held and every one heard the start.
     steps = document["websocket"]["steps"]
