@@ -45,7 +45,7 @@ def _connections(raw: str) -> tuple[int, ...]:
 
 SCENARIO_NAMES = (
     "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_k6", "seed_balanced", "tcp",
-    "slow_clients", "websocket",
+    "slow_clients", "websocket", "million",
 )  # fmt: skip
 
 
@@ -346,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         if "websocket" in only:
             _say("scenario 9: WebSocket")
             document["websocket"] = websocket_scenario(stack=stack, plan=plan, log=_say)
+        if "million" in only:
+            _say("scenario 14: the seed's million (bench/million.py) ...")
+            from .million import million_scenario
+
+            document["million"] = million_scenario(scenarios)
         document["runs"] = scenarios.runs
     except (StackError, OSError, RuntimeError) as error:
         _say(f"the benchmark could not run: {error}")
@@ -354,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         document["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
         stack.stop()
 
+    from .million import targets as million_targets
     from .report import chart_write, cpu_per_answer, ratios_attach, results_write, table, targets
     from .websocket import targets as websocket_targets
 
@@ -366,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         two_masters=document.get("two_masters"),
         slow_clients=document.get("slow_clients"),
     ) + websocket_targets(document.get("websocket"))
+    document["targets"] += million_targets(document.get("million"), runs)
     document["finished_at"] = datetime.now(UTC).isoformat()
     document["wall_s"] = round(time.monotonic() - began, 1)
     results_path = args.results_dir / f"{stamp}.json"

@@ -474,6 +474,7 @@ def table(document: dict[str, Any]) -> str:
     slow = document.get("slow_clients")
     if slow:
         lines.append(f"13 slow clients: {describe_slow_clients(slow)}")
+    lines.extend(document.get("million", {}).get("lines", []))  # scenario 14, bench/million.py
     hook = document.get("hook_cost")
     if hook:
         lines.append(

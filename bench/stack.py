@@ -90,6 +90,7 @@ class BenchStack:
     balancer: LocalHaproxy | None = None
     tcp: Child | None = None
     guarded_web: Child | None = None
+    wide_web: Child | None = None
     ceiling_web: Child | None = None
     tlv_ceiling: Child | None = None
 
@@ -201,6 +202,26 @@ class BenchStack:
         self._wait(self.guarded_web, lambda: probes.http_ok(url), what="answer /bench/control/")
         return self.guarded_web
 
+    def start_wide_web(self, *, connections: int) -> Child:
+        """One more web process in this run's shape, but taking ``connections`` at once: the
+        backpressure of each worker and the listening backlog raised to it (scenario 14,
+        ``bench/million.py``); it inherits this process's open-file limit. Stop it with
+        ``stop_wide_web``."""
+        port = free_port()
+        shape = self._web_shape(port, web_backpressure=connections, web_backlog=connections)
+        self.wide_web = spawn(
+            "web", command("web", shape), env={**os.environ, **self.env}, cwd=ROOT,
+            log=self.work_dir / "wide-web.log", port=port,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}/bench/control/"
+        self._wait(self.wide_web, lambda: probes.http_ok(url), what="answer /bench/control/")
+        return self.wide_web
+
+    def stop_wide_web(self) -> None:
+        if self.wide_web is not None:
+            self.wide_web.stop()
+            self.wide_web = None
+
     def start_worker(self) -> Child:
         """One Celery worker process at the lowest CPU priority: on a shared 2-core machine it
         drains orders in the time the web side leaves idle, as a worker on its own machine
@@ -265,7 +286,7 @@ class BenchStack:
     def stop(self) -> None:
         self.stop_balanced()
         self.stop_ceilings()
-        for child in (self.ws, self.tcp, self.guarded_web, self.web, self.worker):
+        for child in (self.ws, self.tcp, self.guarded_web, self.wide_web, self.web, self.worker):
             if child is not None:
                 child.stop()
         if self.postgres is not None:

@@ -47,6 +47,10 @@ class Shape:
     web_workers: int = 2
     web_threads: int = 8
     web_backpressure: int = 2048
+    # granian's --backlog, the listening socket's queue (the kernel caps it at
+    # net.core.somaxconn); 0 leaves granian's default (1,024). The benchmark's million
+    # (bench/million.py) asks for one per connection it opens at once.
+    web_backlog: int = 0
     # A request's header block must arrive whole this long after its first byte (and the next
     # request on a kept-alive connection this long after the previous answer), or granian
     # closes the connection; such a client holds no thread meanwhile. Bodies have their own
@@ -126,6 +130,8 @@ def web(shape: Shape) -> list[str]:
         "--http1-header-read-timeout", str(shape.web_header_timeout_ms),
         "--log-level", shape.server_log_level,
     ]  # fmt: skip
+    if shape.web_backlog:
+        argv += ["--backlog", str(shape.web_backlog)]
     if shape.access_log:
         argv += ["--access-log", "--access-log-fmt", GRANIAN_ACCESS_FORMAT]
     if shape.static_root is not None:

@@ -54,11 +54,16 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     runs = document["runs"]
     tcp = ("tcp_sold_out", "tcp_rate_limited", "tcp_winning")
     slow = ("slow_control_alone", "slow_purchase_alone", "slow_control", "slow_purchase")
+    million = ("million_control", "million", "million_again")
     assert {run["scenario"] for run in runs} == {
         "wsgi_ceiling", "control", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_k6",
-        "seed_balanced", "tlv_ceiling", *tcp, "tcp_seed", *slow,
+        "seed_balanced", "tlv_ceiling", *tcp, "tcp_seed", *slow, *million,
     }  # fmt: skip
-    assert {(run["scenario"], run["connections"]) for run in runs if "seed" not in run["scenario"]} == {
+    assert {
+        (run["scenario"], run["connections"])
+        for run in runs
+        if "seed" not in run["scenario"] and run["scenario"] not in million
+    } == {
         (scenario, connections)
         for scenario in ("wsgi_ceiling", "control", "winning", "sold_out", "rate_limited", "naive")
         for connections in (10, 100)
@@ -71,6 +76,7 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
             run["load"] != "saturated"
             or run["scenario"] in {"wsgi_ceiling", "tlv_ceiling"}
             or "seed" in run["scenario"]
+            or run["scenario"] in million  # its own control, at its own connections (below)
         ):
             continue
         if run["scenario"].startswith("tcp_"):
@@ -88,7 +94,7 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         assert set(run) >= RUN_FIELDS, run["scenario"]
         assert set(run["latency_ms"]) >= LATENCIES
         assert run["requests"] > 0 and run["rps"] > 0
-        if run["scenario"] not in {"control", "wsgi_ceiling", "tlv_ceiling"}:  # the baselines have no sale
+        if run["scenario"] not in {"control", "wsgi_ceiling", "tlv_ceiling", "million_control"}:  # no sale
             assert run["checks"]["holds"] is True, run
     # direct, driven by k6 too, and via HAProxy
     for seed in [run for run in runs if run["scenario"] in ("seed", "seed_k6", "seed_balanced")]:
@@ -120,6 +126,37 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     assert crowd["ended"]["headers"] and crowd["ended"]["bodies"]
     assert {run["load"] for run in runs if run["scenario"] in slow} == {"paced"}
     assert sum(check["target"].startswith("other clients' p99") for check in document["targets"]) == 1
+    # Scenario 14, the seed's million (20,000 attempts over 1,000 connections in --quick): every
+    # attempt answered, exactly ten winners, I1-I4, twice; its ratios to its control; the RSS of
+    # every process of every tree before and after, and the memory target judged
+    quick_million = document["million"]
+    assert (quick_million["requests"], quick_million["connections"]) == (20_000, 1_000)
+    [million_control] = [run for run in runs if run["scenario"] == "million_control"]
+    assert million_control["connections"] == 1_000 and million_control["errors"] == 0
+    for name in ("million", "million_again"):
+        [run] = [run for run in runs if run["scenario"] == name]
+        assert run["connections"] == 1_000 and run["errors"] == 0, run
+        assert sum(run["statuses"].values()) == run["checks"]["answered"] == 20_000
+        assert run["statuses"]["201"] == run["checks"]["winners"] == run["checks"]["buyers"] == 10
+        assert run["checks"]["holds"] is True and run["checks"]["every_request_answered"] is True
+        assert run["ratios"]["control"] == round(run["rps"] / million_control["rps"], 3)
+        assert set(quick_million["vs_control"][name]) == {"rps", "p50", "p99", "max"}
+    assert [snapshot["label"] for snapshot in quick_million["rss"]] == [
+        "web started", "before the million", "after the million", "after the second million",
+    ]  # fmt: skip
+    for snapshot in quick_million["rss"]:
+        assert {"web", "redis", "postgres", "worker", "tcp"} <= set(snapshot["trees"])
+        assert len(snapshot["trees"]["web"]["processes"]) == 3  # granian and its two workers
+        assert len(snapshot["trees"]["postgres"]["processes"]) > 1  # the postmaster and its backends
+        for tree in snapshot["trees"].values():
+            assert tree["rss_mib"] > 0
+            assert all(process["rss_kib"] > 0 and process["pid"] > 0 for process in tree["processes"])
+    assert set(quick_million["growth"]["above_peak"]) == set(quick_million["rss"][-1]["trees"])
+    [answered] = [check for check in document["targets"] if check["target"].startswith("the seed's million:")]
+    [memory] = [check for check in document["targets"] if check["target"].startswith("the million's memory")]
+    assert answered["met"] is True
+    assert memory["met"] is True, memory  # the second run reuses what the first took
+    assert "14 the seed's million" in result.stdout
     # Issue 15: two sales on two masters measured against one, WAIT's cost, one worker's drain
     two = document["two_masters"]
     assert len(two["one_sale_one_master_rps"]) == len(two["two_sales_two_masters_rps"]) == 1

@@ -42,6 +42,14 @@ def test_the_shipped_shape_is_the_one_the_benchmark_chose() -> None:
     assert line[-1] == "flashsale_project.wsgi:application"
 
 
+def test_the_listening_backlog_is_granians_default_unless_a_shape_asks_for_one() -> None:
+    # The benchmark's million (bench/million.py) asks for one per connection it opens at once.
+    assert "--backlog" not in command("web", Shape())
+    line = command("web", Shape(web_backlog=10_000))
+    assert line[line.index("--backlog") + 1] == "10000"
+    assert line[-1] == "flashsale_project.wsgi:application"
+
+
 def test_a_header_block_has_a_few_seconds_and_a_container_may_change_them() -> None:
     # granian's own default is 30 s: a half-sent header block held that long (issue 21).
     line = command("web", Shape())
