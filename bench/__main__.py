@@ -45,7 +45,7 @@ def _connections(raw: str) -> tuple[int, ...]:
 
 SCENARIO_NAMES = (
     "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_k6", "seed_balanced", "tcp",
-    "slow_clients", "websocket",
+    "slow_clients", "websocket", "queue",
 )  # fmt: skip
 
 
@@ -340,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
             from .slowclients import SlowClients
 
             document["slow_clients"] = SlowClients(scenarios).run()
+        if "queue" in only:
+            _say("issue 22: the waiting room (a join, a place read, a stampede of joins, ETA, the broadcast) ...")
+            from .queue_line import waiting_room_scenario
+
+            document["waiting_room"] = waiting_room_scenario(scenarios, log=_say)
         from .websocket import websocket_scenario
 
         if "websocket" in only:
@@ -353,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         document["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
         stack.stop()
 
+    from .queue_line import targets as waiting_room_targets
     from .report import chart_write, ratios_attach, results_write, table, targets
     from .websocket import targets as websocket_targets
 
@@ -364,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         two_masters=document.get("two_masters"),
         slow_clients=document.get("slow_clients"),
     ) + websocket_targets(document.get("websocket"))
+    document["targets"] += waiting_room_targets(runs, document.get("waiting_room"))
     document["finished_at"] = datetime.now(UTC).isoformat()
     document["wall_s"] = round(time.monotonic() - began, 1)
     results_path = args.results_dir / f"{stamp}.json"
