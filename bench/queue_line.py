@@ -501,6 +501,9 @@ class WaitingRoomBench:
         waited = [join for join in joins if join["status"] == "waiting" and join["number"] in let_in_at]
         walked_in = sum(join["status"] == "admitted" for join in joins)
         errors, shares, waits, signed = [], [], [], []
+        by_rate: dict[str, list[float]] = {}
+        shoppers_seen = []
+        first_told = min((join["answered"] for join in joins), default=0.0)
         for join in waited:
             # Told at the join's Redis instant (its receipt's time), else when the answer came.
             told_at = join["receipt"]["time_ms"] / 1000 if "receipt" in join else join["answered"]
@@ -510,6 +513,10 @@ class WaitingRoomBench:
             signed.append(told - wait)
             waits.append(wait)
             shares.append(abs(wait - told) / max(wait, 0.001))
+            by_rate.setdefault(f"{round(join['rate_per_second'], 1):g}", []).append(shares[-1])
+            shoppers_seen.append(
+                [join["number"], round(told_at - first_told, 3), told, round(wait, 3), join["rate_per_second"]]
+            )
         gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(samples)]
         result: dict[str, Any] = {
             "sale_id": sale.pk,
@@ -525,6 +532,18 @@ class WaitingRoomBench:
             "error_s": _spread(errors, 3),
             "error_share_of_wait": _spread(shares, 4),
             "eta_minus_wait_mean_s": round(statistics.fmean(signed), 3) if signed else None,
+            "by_rate_told": {
+                told: {
+                    "shoppers": len(values),
+                    "error_share_p50": round(_percentile(values, 0.5), 4),
+                    "error_share_p90": round(_percentile(values, 0.9), 4),
+                }
+                for told, values in sorted(by_rate.items())
+            },
+            "waited_detail": {
+                "fields": ["number", "told_at_s", "eta_s", "wait_s", "rate_told"],
+                "rows": shoppers_seen,
+            },
             "let_in_in_number_order": all(
                 let_in_at[n] <= let_in_at[n + 1] for n in range(1, len(let_in_at)) if n + 1 in let_in_at
             ),
@@ -768,7 +787,11 @@ def describe(room: dict[str, Any]) -> list[str]:
             f"{eta['arrival_rate']:.0f}/s): {eta['waited']} waited (waits p50 {eta['wait_s']['p50']} s, max "
             f"{eta['wait_s']['max']} s); error p50 {eta['error_s']['p50']} s / p90 {eta['error_s']['p90']} s, "
             f"{100 * eta['error_share_of_wait']['p50']:.1f}% / {100 * eta['error_share_of_wait']['p90']:.1f}% "
-            "of the wait"
+            "of the wait; by the rate the ETA was told at: "
+            + ", ".join(
+                f"{told}/s x {row['shoppers']} (p90 {100 * row['error_share_p90']:.1f}%)"
+                for told, row in eta.get("by_rate_told", {}).items()
+            )
         )
     broadcast = room.get("broadcast")
     if broadcast:
