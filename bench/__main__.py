@@ -45,7 +45,7 @@ def _connections(raw: str) -> tuple[int, ...]:
 
 SCENARIO_NAMES = (
     "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_k6", "seed_balanced", "tcp",
-    "slow_clients", "websocket", "million",
+    "slow_clients", "websocket", "queue", "million",
 )  # fmt: skip
 
 
@@ -341,6 +341,11 @@ def main(argv: list[str] | None = None) -> int:
             from .slowclients import SlowClients
 
             document["slow_clients"] = SlowClients(scenarios).run()
+        if "queue" in only:
+            _say("issue 22: the waiting room (a join, a place read, a stampede of joins, ETA, the broadcast) ...")
+            from .queue_line import waiting_room_scenario
+
+            document["waiting_room"] = waiting_room_scenario(scenarios, log=_say)
         from .websocket import websocket_scenario
 
         if "websocket" in only:
@@ -360,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
 
     from .million import targets as million_targets
+    from .queue_line import targets as waiting_room_targets
     from .report import chart_write, cpu_per_answer, ratios_attach, results_write, table, targets
     from .websocket import targets as websocket_targets
 
@@ -373,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         slow_clients=document.get("slow_clients"),
     ) + websocket_targets(document.get("websocket"))
     document["targets"] += million_targets(document.get("million"), runs)
+    document["targets"] += waiting_room_targets(runs, document.get("waiting_room"))
     document["finished_at"] = datetime.now(UTC).isoformat()
     document["wall_s"] = round(time.monotonic() - began, 1)
     results_path = args.results_dir / f"{stamp}.json"

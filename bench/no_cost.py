@@ -4,8 +4,9 @@ docs/purchase-path.md, "What a 'no' costs"): the composed WSGI application
 (``flashsale_project.wsgi``: EdgeHeaders, RequestBodies, HotPathRouter) called in a loop on one
 thread, against the benchmark's own Redis and PostgreSQL, for the control (the bare Django view)
 and each of the crowd's answers: sold out, rate limited (the bucket; the per-user window),
-not started, and a place read. Prints microseconds per request; ``--profile`` adds a cProfile
-of each.
+not started, and a place read; and, asked for by name, a join of the waiting room (``--only
+control,join``: a 201, each line once, so ``--n 5000``). Prints microseconds per request;
+``--profile`` adds a cProfile of each.
 
     python -m bench.no_cost [--n 20000] [--profile] [--only sold_out,place_read]
 
@@ -103,6 +104,18 @@ def main() -> int:
                 f"/api/sales/{sale.pk}/queue/",
                 [(s.token, p) for s, p in zip(shoppers, passes, strict=True)],
             )
+        if "join" in only:  # a join that gives a number (201), proof of work at 8 bits: not a "no"
+            sale = data.sale_open(stock=1000, pow_difficulty=8)
+            sale.admission = Admission.QUEUE
+            sale.save(update_fields=["admission"])
+            sale_warm(sale=sale)
+            shoppers = pool.ensure(5 * args.n + 2000)
+            bodies = data.presolved_bodies(sale=sale, shoppers=shoppers)
+            cases["join"] = (
+                "POST",
+                f"/api/sales/{sale.pk}/queue/",
+                [(s.token, b) for s, b in zip(shoppers, bodies, strict=True)],
+            )
 
         def environ_for(method: str, path: str, token: str, body: str) -> dict:
             raw = body.encode() if method == "POST" else b""
@@ -133,10 +146,14 @@ def main() -> int:
             return env
 
         seen: dict[str, dict[str, int]] = {}
+        # Each loop goes on where the last one stopped: a join's line is good once.
+        offsets: dict[str, int] = {}
 
         def loop(name: str, n: int) -> float:
             method, path, lines = cases[name]
-            envs = [environ_for(method, path, *lines[i % len(lines)]) for i in range(n)]
+            first = offsets.get(name, 0)
+            offsets[name] = first + n
+            envs = [environ_for(method, path, *lines[(first + i) % len(lines)]) for i in range(n)]
             statuses = seen.setdefault(name, {})
 
             def start(status, headers, exc_info=None):

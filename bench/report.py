@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from .queue_line import describe as describe_waiting_room
 from .scenarios import OPEN_LOOP_ONLY, SCENARIO_TITLES, RunResult
 from .slowclients import describe as describe_slow_clients
 from .slowclients import target as slow_clients_target
@@ -475,6 +476,7 @@ def table(document: dict[str, Any]) -> str:
     if slow:
         lines.append(f"13 slow clients: {describe_slow_clients(slow)}")
     lines.extend(document.get("million", {}).get("lines", []))  # scenario 14, bench/million.py
+    lines.extend(describe_waiting_room(document.get("waiting_room") or {}))
     hook = document.get("hook_cost")
     if hook:
         lines.append(

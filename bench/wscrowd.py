@@ -162,6 +162,9 @@ def _handshake(host: str, port: int, path: str, origin: str) -> bytes:
 class Crowd:
     """The sockets of one client process."""
 
+    listener_class: type[SaleListener] = SaleListener
+    """What each socket is (a subclass may listen for another message: ``bench/queue_sockets.py``)."""
+
     def __init__(self, source_address: str) -> None:
         self.source_address = source_address
         self.state = CrowdState()
@@ -173,7 +176,7 @@ class Crowd:
 
         async def one() -> None:
             hello: asyncio.Future[bool] = loop.create_future()
-            listener = SaleListener(self.state, _handshake(host, port, path, origin), hello)
+            listener = self.listener_class(self.state, _handshake(host, port, path, origin), hello)
             try:
                 await loop.create_connection(lambda: listener, host, port, local_addr=(self.source_address, 0))
             except OSError as error:
@@ -224,9 +227,9 @@ class Crowd:
         self.listeners.clear()
 
 
-async def _serve(pipe: Connection, source_address: str) -> None:
+async def _serve(pipe: Connection, source_address: str, crowd_class: type[Crowd] = Crowd) -> None:
     loop = asyncio.get_running_loop()
-    crowd = Crowd(source_address)
+    crowd = crowd_class(source_address)
     while True:
         command, arguments = await loop.run_in_executor(None, pipe.recv)
         if command == "open":
@@ -242,21 +245,21 @@ async def _serve(pipe: Connection, source_address: str) -> None:
             return
 
 
-def _run(pipe: Connection, source_address: str) -> None:
+def _run(pipe: Connection, source_address: str, crowd_class: type[Crowd] = Crowd) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(pipe, source_address))
+        runner.run(_serve(pipe, source_address, crowd_class))
 
 
 class CrowdProcess:
     """A client process and the pipe that drives it."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, crowd_class: type[Crowd] = Crowd) -> None:
         context = multiprocessing.get_context("spawn")
         self.pipe, child_end = context.Pipe()
         self.source_address = f"127.0.0.{10 + index}"
-        self.process = context.Process(target=_run, args=(child_end, self.source_address), daemon=True)
+        self.process = context.Process(target=_run, args=(child_end, self.source_address, crowd_class), daemon=True)
         self.process.start()
         child_end.close()
 
@@ -279,5 +282,5 @@ class CrowdProcess:
             self.process.join()
 
 
-def crowd_started(processes: int) -> list[CrowdProcess]:
-    return [CrowdProcess(index) for index in range(processes)]
+def crowd_started(processes: int, crowd_class: type[Crowd] = Crowd) -> list[CrowdProcess]:
+    return [CrowdProcess(index, crowd_class) for index in range(processes)]

@@ -2,14 +2,15 @@
 --
 -- wrk -t <n> -s requests.lua <url> -- <method> <path> <lines file or "-"> <count statuses: 1|0> <n>
 --
--- A line is "<token>\t<body>": the Authorization token and the JSON body of one request
--- (either may be empty). Thread i of n takes lines i, i+n, i+2n ... and stops once every
--- line it sent has been answered, so a run is bounded by the file as well as by wrk's
--- --duration, and no request is left in flight uncounted: a connection that finds no line
--- left waits (delay()) while the others' answers come in. Without a file every request is
--- the same (the control). done() prints one JSON line, prefixed "BENCH_JSON ", with the
--- latency percentiles (microseconds), the errors, the lines sent and answered, and, when
--- counting, the answers per HTTP status.
+-- A line is "<token>\t<body>", or "<token>\t<body>\t<Name>: <value>": the Authorization
+-- token and the JSON body of one request (either may be empty), and one more header (the
+-- waiting room's place reads carry their pass in Queue-Pass). Thread i of n takes lines i,
+-- i+n, i+2n ... and stops once every line it sent has been answered, so a run is bounded by
+-- the file as well as by wrk's --duration, and no request is left in flight uncounted: a
+-- connection that finds no line left waits (delay()) while the others' answers come in.
+-- Without a file every request is the same (the control). done() prints one JSON line,
+-- prefixed "BENCH_JSON ", with the latency percentiles (microseconds), the errors, the lines
+-- sent and answered, and, when counting, the answers per HTTP status.
 
 local threads = {}
 local next_thread_id = 0
@@ -34,10 +35,14 @@ local function read_requests(method, path, file_name, thread_total)
     local index = 0
     for line in io.lines(file_name) do
         if index % thread_total == thread_id then
-            local token, body = line:match("^([^\t]*)\t(.*)$")
+            local token, body, extra = line:match("^([^\t]*)\t([^\t]*)\t?(.*)$")
             local headers = { ["Content-Type"] = "application/json" }
             if token and token ~= "" then
                 headers["Authorization"] = "Token " .. token
+            end
+            local name, value = (extra or ""):match("^([^:]+):%s*(.*)$")
+            if name then
+                headers[name] = value
             end
             total = total + 1
             requests[total] = wrk.format(method, path, headers, body or "")

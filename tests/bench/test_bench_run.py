@@ -55,9 +55,10 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     tcp = ("tcp_sold_out", "tcp_rate_limited", "tcp_winning")
     slow = ("slow_control_alone", "slow_purchase_alone", "slow_control", "slow_purchase")
     million = ("million_control", "million", "million_again")
+    queue = ("queue_join", "queue_place", "queue_stampede")
     assert {run["scenario"] for run in runs} == {
         "wsgi_ceiling", "control", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_k6",
-        "seed_balanced", "tlv_ceiling", *tcp, "tcp_seed", *slow, *million,
+        "seed_balanced", "tlv_ceiling", *tcp, "tcp_seed", *slow, *million, *queue,
     }  # fmt: skip
     assert {
         (run["scenario"], run["connections"])
@@ -67,7 +68,7 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         (scenario, connections)
         for scenario in ("wsgi_ceiling", "control", "winning", "sold_out", "rate_limited", "naive")
         for connections in (10, 100)
-    } | {(scenario, 100) for scenario in ("tlv_ceiling", *tcp, *slow)}
+    } | {(scenario, 100) for scenario in ("tlv_ceiling", *tcp, *slow, *queue)}
     # Issue 27: every saturated path is a share of the same run's baselines, and the machine is kept
     assert document["machine"]["cpus"] > 0 and document["machine"]["cpu_model"]
     by_key = {(run["scenario"], run["connections"], run["load"]): run for run in runs}
@@ -171,3 +172,32 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         assert 0 <= row["idle_share"] <= 1, row
     assert cpu["winning", 100]["us_per_request"]["web"] > 0 and cpu["winning", 100]["us_per_request"]["redis"] > 0
     assert "CPU per answer, us" in result.stdout
+    # Issue 22: the waiting room's rows, checked in Redis, and its measurements
+    by_scenario = {run["scenario"]: run for run in runs if run["scenario"] in queue}
+    assert by_scenario["queue_join"]["statuses"].keys() == {"201"}
+    assert by_scenario["queue_place"]["statuses"].keys() == {"200"}
+    joined = by_scenario["queue_place"]["checks"]
+    assert joined["joined_before"] == joined["joined_after"] > 0  # reading a place gives no number
+    stampede = by_scenario["queue_stampede"]
+    assert stampede["statuses"] == {"201": 2000} and stampede["errors"] == 0
+    line = stampede["checks"]
+    assert line["places"] == line["joined"] == 2000
+    assert line["numbers_unique"] is line["numbers_gap_free"] is line["every_join_answered_a_place"] is True
+    assert line["redis_commands"]["calls_per_join_by_command"]["evalsha"] >= 1
+    assert line["redis_commands"]["per_join"] > 1  # the script's own commands are counted
+    order = line["admission_order"]
+    assert order["holds"] is True and order["seen_waiting_then_admitted"] > 0
+    assert order["waiting_behind_a_later_admitted"] == order["counter_went_back"] == 0
+    room = document["waiting_room"]
+    eta = room["eta"]
+    assert eta["joined"] == eta["let_in"] == eta["shoppers"] == 60 and eta["waited"] > 0
+    assert eta["let_in_in_number_order"] is True
+    assert 0 <= eta["error_s"]["p50"] <= eta["error_s"]["p90"] and eta["wait_s"]["max"] > 0
+    broadcast = room["broadcast"]
+    assert broadcast["sockets_held"] == broadcast["sockets_asked"] == 300
+    assert broadcast["rounds"] and broadcast["every_socket_heard_every_round"] is True
+    assert all(-20 < step["first_ms"] <= step["last_ms"] < 1000 for step in broadcast["rounds"])
+    queue_targets = [check for check in document["targets"] if check["target"].startswith("waiting room ")]
+    assert len(queue_targets) == 5
+    assert [check["met"] is None for check in queue_targets] == [False, False, True, False, True]
+    assert "22 waiting room, the queue broadcast" in result.stdout
