@@ -41,19 +41,26 @@ local function line_advance(state_key, starts_at_ms, rate, now_ms)
     local at = math.max(tonumber(s[3]) or starts_at_ms, starts_at_ms)
     local pre_queue = tonumber(s[4])
     local measured = tonumber(s[7]) or 0
-    if not pre_queue then
+    local opening = not pre_queue
+    if opening then
         pre_queue = joined
-        redis.call('HSET', state_key, 'pre_queue', pre_queue, 'window_at_ms', now_ms, 'window_served', served)
     end
     if now_ms > at then
         served = line_served_at(served, joined, at, rate, now_ms)
-        local window_at = tonumber(s[5]) or now_ms
-        if now_ms - window_at >= 2000 then
+        local window_at = tonumber(s[5])
+        if not opening and window_at and now_ms - window_at >= 2000 then
             measured = (served - (tonumber(s[6]) or 0)) * 1000 / (now_ms - window_at)
             redis.call('HSET', state_key, 'window_at_ms', now_ms, 'window_served', string.format('%.6f', served),
                 'measured', string.format('%.6f', measured))
         end
         redis.call('HSET', state_key, 'served', string.format('%.6f', served), 'at_ms', now_ms)
+    end
+    if opening then
+        -- The first window starts from the counter as this call leaves it: the step that lets
+        -- up to a second's arrivals straight into an empty line is not a rate (counted from
+        -- before it, the first window measured 15/s for a line served at 10/s).
+        redis.call('HSET', state_key, 'pre_queue', pre_queue, 'window_at_ms', now_ms,
+            'window_served', string.format('%.6f', served))
     end
     return served, joined, pre_queue, measured
 end

@@ -289,3 +289,36 @@ def test_the_admission_mode_reaches_a_loaded_sale_within_seconds(line_server: Ch
 
     wait_for(lambda: _join(line_server, sale.pk, token).status_code in (200, 201), what="queue mode", timeout=10)
     assert purchase(line_server, sale.pk, token).json()["status"] == "QUEUE_PASS_INVALID"
+
+
+def test_the_measured_rate_is_never_above_the_serving_rate_from_the_first_window_on(line_server: ChildProcess) -> None:
+    # Given a line served at 10 a second that opened long before anyone came: its first
+    # advance lets up to a second's arrivals straight in (the counter steps to joined + 10)
+    rate = 10
+    sale = _queued_sale(stock=5, serving_rate=rate, starts_in=-30)
+    shoppers = make_shoppers(61)
+
+    async def crowd(tokens: list[str]) -> None:
+        async with httpx.AsyncClient(base_url=line_server.url, timeout=30) as client:
+            answers = await asyncio.gather(
+                *(client.post(f"/api/sales/{sale.pk}/queue/", content=b"{}", headers=auth(token)) for token in tokens)
+            )
+        assert {answer.status_code for answer in answers} == {201}
+
+    # When 60 join at once, and one more once the first window (two seconds) has closed
+    asyncio.run(crowd([token for _, token in shoppers[:60]]))
+    state = inventory_redis().hgetall(keys.line_state_key(sale.pk))
+    opened_at = int(state["window_at_ms"])  # type: ignore[index]
+
+    def redis_ms() -> int:
+        seconds, micros = inventory_redis().time()
+        return seconds * 1000 + micros // 1000
+
+    wait_for(lambda: redis_ms() - opened_at > 2100, what="the first window to pass", timeout=10)
+    asyncio.run(crowd([shoppers[60][1]]))
+
+    # Then the rate measured over it is the serving rate at most: the step into the empty
+    # line is not counted as serving (counted, it read 15 a second here)
+    state = inventory_redis().hgetall(keys.line_state_key(sale.pk))
+    measured = float(state["measured"])  # type: ignore[index]
+    assert 0 < measured <= rate + 0.01, state
