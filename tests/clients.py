@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import uuid
 from html.parser import HTMLParser
 from typing import Any, Protocol
 
@@ -17,6 +18,26 @@ import httpx
 from django.test import Client
 
 from tests.factories import auth
+
+RESEND_TRIES = 3
+"""A kept-alive connection the server or the balancer closes as a request is sent on it
+(granian closes one idle for ``WEB_HEADER_TIMEOUT_MS``, HAProxy after its
+``timeout http-keep-alive``, sooner on a loaded machine) fails before any answer: the attempt
+is sent again with its Idempotency-Key, as a client should, so a win answered on the lost
+connection is answered again, not lost."""
+
+
+async def purchase_resent(client: httpx.AsyncClient, sale_id: int, token: str) -> httpx.Response:
+    """One purchase attempt over ``client``, with a fresh Idempotency-Key, sent again with the
+    same key (up to ``RESEND_TRIES`` in all) when its connection was lost before an answer."""
+    headers = {"Authorization": f"Token {token}", "Idempotency-Key": str(uuid.uuid4())}
+    for tried in range(1, RESEND_TRIES + 1):
+        try:
+            return await client.post(f"/api/sales/{sale_id}/purchase/", json={}, headers=headers)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            if tried == RESEND_TRIES:
+                raise
+    raise AssertionError("unreachable")
 
 
 class Served(Protocol):

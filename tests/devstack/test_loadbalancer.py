@@ -24,6 +24,7 @@ from devstack.localservers import free_port
 from flashsale_project.settings.environment import redis_db_url
 from orders.models import Order
 from sales import inventory
+from tests.clients import purchase_resent
 from tests.factories import make_sale, make_shoppers
 from tests.polling import wait_for
 from tests.processes import OPEN_ADMISSION, ChildProcess, SharedWorker, start_shared_worker, start_web, start_ws
@@ -81,9 +82,7 @@ async def _attempts(base_url: str, sale_id: int, tokens: list[str]) -> list[tupl
 
         async def attempt(token: str) -> tuple[str, int, dict, str]:
             async with gate:
-                response = await client.post(
-                    f"/api/sales/{sale_id}/purchase/", json={}, headers={"Authorization": f"Token {token}"}
-                )
+                response = await purchase_resent(client, sale_id, token)
                 return token, response.status_code, response.json(), response.headers.get("X-Served-By", "")
 
         return await asyncio.gather(*(attempt(token) for token in tokens))

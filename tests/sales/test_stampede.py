@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from orders.models import Order
 from sales import inventory
+from tests.clients import purchase_resent
 from tests.factories import make_sale, make_shoppers
 from tests.polling import wait_for
 from tests.processes import ChildProcess, SharedWorker
@@ -21,32 +21,20 @@ from tests.processes import ChildProcess, SharedWorker
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CONCURRENCY = 200
-TRIES = 3
-"""A kept-alive connection the server closes as a request is sent on it (granian closes one
-idle for ``WEB_HEADER_TIMEOUT_MS``) fails before any answer: the attempt is sent again with
-its Idempotency-Key, as a client should, so a win answered on the lost connection is answered
-again, not lost."""
 
 
 async def _attempts(base_url: str, sale_id: int, tokens: list[str]) -> list[tuple[str, int, dict]]:
     """POST one purchase per entry of ``tokens`` (same token twice = the same user retrying),
-    ``CONCURRENCY`` at a time. Returns (token, HTTP status, body) per attempt."""
+    ``CONCURRENCY`` at a time, each sent again on a lost connection (``purchase_resent``).
+    Returns (token, HTTP status, body) per attempt."""
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     gate = asyncio.Semaphore(CONCURRENCY)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
 
         async def attempt(token: str) -> tuple[str, int, dict]:
-            headers = {"Authorization": f"Token {token}", "Idempotency-Key": str(uuid.uuid4())}
             async with gate:
-                for tried in range(1, TRIES + 1):
-                    try:
-                        response = await client.post(f"/api/sales/{sale_id}/purchase/", json={}, headers=headers)
-                    except (httpx.ReadError, httpx.RemoteProtocolError):
-                        if tried == TRIES:
-                            raise
-                        continue
-                    return token, response.status_code, response.json()
-            raise AssertionError("unreachable")
+                response = await purchase_resent(client, sale_id, token)
+                return token, response.status_code, response.json()
 
         return await asyncio.gather(*(attempt(token) for token in tokens))
 
