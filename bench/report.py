@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from .log_cost import describe as describe_log_cost
 from .scenarios import OPEN_LOOP_ONLY, SCENARIO_TITLES, RunResult
 from .slowclients import describe as describe_slow_clients
 from .slowclients import target as slow_clients_target
+from .webhooks_cost import describe as describe_webhooks_cost
 
 P99_LIMIT_MS = 100.0
 SCRIPT_RATIO = 0.45
@@ -399,6 +401,7 @@ def table(document: dict[str, Any]) -> str:
     slow = document.get("slow_clients")
     if slow:
         lines.append(f"13 slow clients: {describe_slow_clients(slow)}")
+    lines += describe_log_cost(document.get("log_cost")) + describe_webhooks_cost(document.get("webhooks_cost"))
     hook = document.get("hook_cost")
     if hook:
         lines.append(
