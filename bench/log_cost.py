@@ -7,10 +7,11 @@
   off, on (``--quick``: on, off), and the sides are compared by their medians: the time a
   win takes at saturation is 1 / throughput, so the log's share of it is off / on req/s.
 - **Local answers, the log on and off.** A sold-out answer (the process's marker) and a
-  rate-limited one (its leased share of the bucket), each against both web processes: the
-  Redis commands the server ran during the timed run (``INFO`` ``total_commands_processed``,
-  every client: the web processes, the worker and the broker; a script's own commands
-  count too) over the answers given.
+  rate-limited one (its leased share of the bucket; not in ``--quick``), each against both
+  web processes: the Redis commands the server ran during the timed run (``INFO``
+  ``total_commands_processed``, every client: the web processes, the worker and the broker;
+  a script's own commands count too) over the answers given, and the entries the sale's log
+  sequenced.
 - **The seed's stampede with the log on and its builder running.** Every pending log is
   built first (in this process, as the builder task would: how many entries a second one
   builder process moves, and the bytes each takes in PostgreSQL), then this process sends
@@ -45,6 +46,9 @@ EXTRA_COMMANDS_LIMIT = 0.01
 LAG_LIMIT_MS = 2000.0
 COVERAGE_TIMEOUT_S = 60.0
 LOCAL_PATHS = ("sold_out", "rate_limited")
+QUICK_LOCAL_PATHS = ("sold_out",)
+QUICK_CYCLED_SHOPPERS = 1000
+"""``--quick`` keeps its added time short: one local path, fewer shoppers cycled."""
 
 
 class LogCost:
@@ -56,14 +60,18 @@ class LogCost:
         plan = scenarios.plan
         self.level = LEVEL if LEVEL in plan.connections else plan.connections[-1]
         self.rounds = 1 if plan.quick else 2
+        self.local_paths = QUICK_LOCAL_PATHS if plan.quick else LOCAL_PATHS
+        self.cycled = QUICK_CYCLED_SHOPPERS if plan.quick else CYCLED_SHOPPERS
 
     def run(self) -> dict[str, Any]:
         s = self.s
         s.log(f"  a second web process with the log off (FLASHSALE_LOG_ENABLED=false) @{self.level}")
         off_web = paired.web_start(s.stack, env={"FLASHSALE_LOG_ENABLED": "false"}, log_name="web-log-off")
         try:
+            # Every worker of the new process loaded and answering before it is measured.
+            s._wrk(path="/bench/control/", connections=self.level, duration_s=s.plan.warmup_s, base_url=off_web.url)
             wins = self._wins(off_web)
-            local = {path: self._local(path, off_web) for path in LOCAL_PATHS}
+            local = {path: self._local(path, off_web) for path in self.local_paths}
         finally:
             off_web.stop()
         size = self._redis_size([run.checks["sale_id"] for run in wins["on"]])
@@ -143,14 +151,14 @@ class LogCost:
         s = self.s
         if path == "sold_out":
             sale = data.sale_open(stock=1, pow_difficulty=s.plan.difficulty)
-            shoppers = s.pool.ensure(CYCLED_SHOPPERS + 1)
+            shoppers = s.pool.ensure(self.cycled + 1)
             data.sale_sell_out(sale, shoppers[:1])
             shoppers, expected = shoppers[1:], {409}
         else:
             sale = data.sale_open(
                 stock=HUGE_STOCK, pow_difficulty=s.plan.difficulty, bucket_capacity=1, bucket_refill_per_second=1
             )
-            shoppers, expected = s.pool.ensure(CYCLED_SHOPPERS), {429, 201, 409}
+            shoppers, expected = s.pool.ensure(self.cycled), {429, 201, 409}
         scenario = f"log_{'no' if path == 'sold_out' else 'limited'}_{side}"
         lines = s._cycled_file(scenario, sale, shoppers, s._lines_for_cycles(self.level))
         url = f"/api/sales/{sale.pk}/purchase/"

@@ -1,6 +1,8 @@
 """A webhook receiver on loopback for the benchmark (``bench/webhooks_cost.py``): every POST
-is answered 200 with an empty body and counted (with how many carried a ``webhook-signature``
-and how many distinct ``webhook-id`` values came); ``GET /count`` returns the counts as JSON.
+is answered 200 with an empty body and counted, with how many carried a ``webhook-signature``
+and how many distinct (path, ``webhook-id``) pairs came (one path per endpoint: fewer pairs
+than posts is an event delivered twice to one endpoint); ``GET /count`` returns the counts
+as JSON.
 Imports nothing from Django.
 
     python -m bench.webhook_receiver --port 8123
@@ -21,7 +23,8 @@ class _Counts:
         self.lock = threading.Lock()
         self.posts = 0
         self.signed = 0
-        self.ids: set[str] = set()
+        self.ids: set[tuple[str, str]] = set()
+        """(path, webhook-id): each endpoint has a path of its own."""
 
 
 def _handler(counts: _Counts) -> type[BaseHTTPRequestHandler]:
@@ -32,7 +35,7 @@ def _handler(counts: _Counts) -> type[BaseHTTPRequestHandler]:
             with counts.lock:
                 counts.posts += 1
                 counts.signed += bool(self.headers.get("webhook-signature"))
-                counts.ids.add(self.headers.get("webhook-id") or "")
+                counts.ids.add((self.path, self.headers.get("webhook-id") or ""))
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -40,7 +43,7 @@ def _handler(counts: _Counts) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             with counts.lock:
                 body = json.dumps(
-                    {"posts": counts.posts, "signed": counts.signed, "distinct_ids": len(counts.ids - {""})}
+                    {"posts": counts.posts, "signed": counts.signed, "distinct_ids": len(counts.ids)}
                 ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -63,12 +63,18 @@ class WebhooksCost:
         s = self.s
         control = paired.control(s, connections=self.level)
         endpoints = _register(receiver, ENDPOINTS) if side == "ten" else []
-        received_before = received(receiver)["posts"]
+        before = received(receiver)
 
         def after_load(sale_id: int) -> dict[str, object]:
-            posts = received(receiver)["posts"] - received_before
+            now = received(receiver)
             dropped = _remove(endpoints)
-            return {"endpoints": len(endpoints), "deliveries_received": posts, "deliveries_recorded": dropped}
+            return {
+                "endpoints": len(endpoints),
+                "deliveries_recorded": dropped,
+                "deliveries_received": now["posts"] - before["posts"],
+                "deliveries_signed": now["signed"] - before["signed"],
+                "distinct_webhook_ids": now["distinct_ids"] - before["distinct_ids"],
+            }
 
         run: RunResult = paired.win(
             s,
@@ -89,6 +95,8 @@ class WebhooksCost:
             "ratio": round(ratio, 4),
             "deliveries_recorded": run.checks["deliveries_recorded"],
             "deliveries_received": run.checks["deliveries_received"],
+            "deliveries_signed": run.checks["deliveries_signed"],
+            "distinct_webhook_ids": run.checks["distinct_webhook_ids"],
             "holds": run.checks_hold,
         }
 
