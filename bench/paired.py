@@ -82,13 +82,14 @@ def win(
     scenario: str,
     connections: int,
     web: Child | None = None,
+    before_timed: Callable[[], object] | None = None,
     after_load: Callable[[int], dict[str, object]] | None = None,
     notes: list[str] | None = None,
 ) -> RunResult:
     """Scenario 2 (``Scenarios.winning``) recorded as ``scenario``, against ``web`` (default:
-    the stack's web process), its CPU metered as the table's web column. ``after_load(sale
-    id)`` runs once the timed load ended, before the invariants are checked; what it returns
-    joins the run's checks."""
+    the stack's web process), its CPU metered as the table's web column. ``before_timed()``
+    runs right before the timed load; ``after_load(sale id)`` once it ended, before the
+    invariants are checked, and what it returns joins the run's checks."""
     base_url = web.url if web is not None else None
     shared_web = s.meter.roots["web"]
     if web is not None:
@@ -108,6 +109,8 @@ def win(
         timed_file = data.request_file_write(
             s._file(scenario), shoppers, data.presolved_bodies(sale=sale, shoppers=shoppers)
         )
+        if before_timed is not None:
+            before_timed()
         result, cores = s._wrk(
             path=path, connections=connections, duration_s=s.plan.duration_s, lines=timed_file, base_url=base_url
         )

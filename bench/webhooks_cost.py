@@ -11,7 +11,8 @@ the opt-in, ``WEBHOOKS_ALLOW_PRIVATE_OPT_IN``), so the worker draining the round
 records ten deliveries of ``order.created`` per order and delivers them to the receiver.
 Once the round's load ended they are removed (``webhooks remove``, which drops their
 deliveries): a single worker cannot deliver ten events for each of tens of thousands of
-wins in minutes, and the round's invariants wait for its drain. The target is that the
+wins in minutes, and the round's invariants wait for its drain. The round reports the
+deliveries recorded and those the receiver got (in all, and during the timed load). The target is that the
 win's ratio to the control with ten endpoints stays within the noise of the rounds with
 none: their spread, and at least ``NOISE_FLOOR``.
 
@@ -64,6 +65,10 @@ class WebhooksCost:
         control = paired.control(s, connections=self.level)
         endpoints = _register(receiver, ENDPOINTS) if side == "ten" else []
         before = received(receiver)
+        timed: dict[str, int] = {}
+
+        def before_timed() -> None:
+            timed.update(received(receiver))
 
         def after_load(sale_id: int) -> dict[str, object]:
             now = received(receiver)
@@ -72,6 +77,7 @@ class WebhooksCost:
                 "endpoints": len(endpoints),
                 "deliveries_recorded": dropped,
                 "deliveries_received": now["posts"] - before["posts"],
+                "deliveries_received_timed": now["posts"] - timed["posts"],
                 "deliveries_signed": now["signed"] - before["signed"],
                 "distinct_webhook_ids": now["distinct_ids"] - before["distinct_ids"],
             }
@@ -80,6 +86,7 @@ class WebhooksCost:
             s,
             scenario=f"hooks_win_{side}",
             connections=self.level,
+            before_timed=before_timed,
             after_load=after_load,
             notes=[f"{len(endpoints)} webhook endpoints registered (issue 26)"],
         )
@@ -95,6 +102,7 @@ class WebhooksCost:
             "ratio": round(ratio, 4),
             "deliveries_recorded": run.checks["deliveries_recorded"],
             "deliveries_received": run.checks["deliveries_received"],
+            "deliveries_received_timed": run.checks["deliveries_received_timed"],
             "deliveries_signed": run.checks["deliveries_signed"],
             "distinct_webhook_ids": run.checks["distinct_webhook_ids"],
             "holds": run.checks_hold,
@@ -192,12 +200,14 @@ def describe(cost: dict[str, Any] | None) -> list[str]:
         for row in cost["rounds"]
     )
     delivered = sum(row["deliveries_received"] for row in cost["rounds"])
+    timed = sum(row["deliveries_received_timed"] for row in cost["rounds"])
     recorded = sum(row["deliveries_recorded"] for row in cost["rounds"])
     return [
         f"webhooks (issue 26) @{cost['connections']}: win / control by endpoints registered, in order: {rows}; "
         f"medians {cost['median_ratio_none']:.3f} with none, {cost['median_ratio_ten']:.3f} with ten "
         f"({100 * cost['change']:+.1f}%, noise {100 * cost['noise']:.1f}%); the worker recorded {recorded:,} "
-        f"deliveries and the receiver got {delivered:,} during the rounds with ten"
+        f"deliveries and the receiver got {delivered:,} ({timed:,} during the timed loads) in the rounds with ten, "
+        "until their endpoints were removed"
     ]
 
 
