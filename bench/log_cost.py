@@ -1,17 +1,20 @@
 # ruff: noqa: PLC0415 - Django's models and settings exist only once the servers started
 """What the transparency log costs (issue 23, point 6), measured in one run on one stack.
 
-- **A win, the log on and off.** The stack's web process runs with the log on (the shipped
-  default, ``FLASHSALE_LOG_ENABLED=true``); a second web process in the same shape runs with
-  it off. Scenario 2's winning run goes to each at 100 connections in the order on, off,
-  off, on (``--quick``: on, off), and the sides are compared by their medians: the time a
-  win takes at saturation is 1 / throughput, so the log's share of it is off / on req/s.
+- **A win, the log on and off.** Two web processes of the run's shape are started for it,
+  one with the log on (the shipped default, ``FLASHSALE_LOG_ENABLED=true``), one with it off,
+  both warmed alike. Scenario 2's winning run goes to each at 100 connections in the order
+  on, off, off, on (``--quick``: on, off), and the sides are compared by their medians: the
+  time a win takes at saturation is 1 / throughput, so the log's share of it is off / on
+  req/s.
 - **Local answers, the log on and off.** A sold-out answer (the process's marker) and a
   rate-limited one (its leased share of the bucket; not in ``--quick``), each against both
   web processes: the Redis commands the server ran during the timed run (``INFO``
   ``total_commands_processed``, every client: the web processes, the worker and the broker;
-  a script's own commands count too) over the answers given, and the entries the sale's log
-  sequenced.
+  a script's own commands count too), and the entries the sale's log sequenced. Those
+  commands are the stack's own, a few a second whatever the answers, so what the log adds
+  to an answer is the difference of the on and off rates (commands a second) over the
+  answers a second.
 - **The seed's stampede with the log on and its builder running.** Every pending log is
   built first (in this process, as the builder task would: how many entries a second one
   builder process moves, and the bytes each takes in PostgreSQL), then this process sends
@@ -35,6 +38,8 @@ from typing import Any
 
 import redis
 
+from devstack.children import Child
+
 from . import data, paired
 from .scenarios import CYCLED_SHOPPERS, HUGE_STOCK, RunResult, Scenarios, redis_commands
 
@@ -42,7 +47,8 @@ LEVEL = 100
 WIN_TIME_LIMIT = 1.10
 """A win's time with the log on, at most this many times its time with the log off."""
 EXTRA_COMMANDS_LIMIT = 0.01
-"""Redis commands per local answer, the log on minus off: under one in a hundred answers."""
+"""Redis commands the log adds per local answer (the on and off rates' difference over the
+answers a second): under one in a hundred answers."""
 LAG_LIMIT_MS = 2000.0
 COVERAGE_TIMEOUT_S = 60.0
 LOCAL_PATHS = ("sold_out", "rate_limited")
@@ -65,15 +71,24 @@ class LogCost:
 
     def run(self) -> dict[str, Any]:
         s = self.s
-        s.log(f"  a second web process with the log off (FLASHSALE_LOG_ENABLED=false) @{self.level}")
-        off_web = paired.web_start(s.stack, env={"FLASHSALE_LOG_ENABLED": "false"}, log_name="web-log-off")
+        s.log(f"  two web processes of the run's shape, the log on and off (FLASHSALE_LOG_ENABLED) @{self.level}")
+        webs: dict[str, Child] = {}
         try:
-            # Every worker of the new process loaded and answering before it is measured.
-            s._wrk(path="/bench/control/", connections=self.level, duration_s=s.plan.warmup_s, base_url=off_web.url)
-            wins = self._wins(off_web)
-            local = {path: self._local(path, off_web) for path in self.local_paths}
+            for side in ("on", "off"):
+                webs[side] = paired.web_start(
+                    s.stack,
+                    env={"FLASHSALE_LOG_ENABLED": "true" if side == "on" else "false"},
+                    log_name=f"web-log-{side}",
+                )
+                # Every worker of the new process loaded and answering before it is measured.
+                s._wrk(
+                    path="/bench/control/", connections=self.level, duration_s=s.plan.warmup_s, base_url=webs[side].url
+                )
+            wins = self._wins(webs)
+            local = {path: self._local(path, webs) for path in self.local_paths}
         finally:
-            off_web.stop()
+            for web in webs.values():
+                web.stop()
         size = self._redis_size([run.checks["sale_id"] for run in wins["on"]])
         built = self._catch_up()
         seed = self._seed()
@@ -89,7 +104,7 @@ class LogCost:
 
     # --- a win, on and off ------------------------------------------------------------------
 
-    def _wins(self, off_web: Any) -> dict[str, list[RunResult]]:
+    def _wins(self, webs: dict[str, Child]) -> dict[str, list[RunResult]]:
         s = self.s
         wins: dict[str, list[RunResult]] = {"on": [], "off": []}
         for side in paired.abba("on", "off", rounds=self.rounds):
@@ -97,7 +112,7 @@ class LogCost:
                 s,
                 scenario=f"log_win_{side}",
                 connections=self.level,
-                web=off_web if side == "off" else None,
+                web=webs[side],
                 after_load=_log_length,
                 notes=[f"the transparency log {side} (FLASHSALE_LOG_ENABLED), issue 23"],
             )
@@ -131,22 +146,28 @@ class LogCost:
 
     # --- local answers, on and off ----------------------------------------------------------
 
-    def _local(self, path: str, off_web: Any) -> dict[str, Any]:
+    def _local(self, path: str, webs: dict[str, Child]) -> dict[str, Any]:
         sides = {}
         for side in ("on", "off"):
-            run = self._local_run(path, side, off_web if side == "off" else None)
+            run = self._local_run(path, side, webs[side])
             sides[side] = {
                 "rps": run.rps,
                 "answers": sum(run.statuses.values()),
+                "seconds": run.duration_s,
                 "redis_commands": run.checks["redis_commands"],
+                "commands_per_s": round(run.checks["redis_commands"] / run.duration_s, 1),
                 "commands_per_answer": run.checks["commands_per_answer"],
                 "by_command": run.checks["redis_commands_by_name"],
                 "log_entries": run.checks["log_entries"],
             }
-        extra = sides["on"]["commands_per_answer"] - sides["off"]["commands_per_answer"]
+        # The commands seen are the stack's own, a few a second whatever the answers (the
+        # broker, the counters' flush, the sales' refresh): what the log adds to each answer is
+        # the difference of the two rates over the answers a second.
+        answers_per_s = (sides["on"]["rps"] + sides["off"]["rps"]) / 2
+        extra = (sides["on"]["commands_per_s"] - sides["off"]["commands_per_s"]) / answers_per_s
         return {**sides, "extra_per_answer": round(extra, 5)}
 
-    def _local_run(self, path: str, side: str, web: Any) -> RunResult:
+    def _local_run(self, path: str, side: str, web: Child) -> RunResult:
         """Scenario 3 or 4 against one web process, with the Redis commands of the timed run."""
         s = self.s
         if path == "sold_out":
@@ -162,10 +183,8 @@ class LogCost:
         scenario = f"log_{'no' if path == 'sold_out' else 'limited'}_{side}"
         lines = s._cycled_file(scenario, sale, shoppers, s._lines_for_cycles(self.level))
         url = f"/api/sales/{sale.pk}/purchase/"
-        base_url = web.url if web is not None else None
-        shared_web = s.meter.roots["web"]
-        if web is not None:
-            s.meter.roots["web"] = web.pid
+        base_url = web.url
+        shared_web, s.meter.roots["web"] = s.meter.roots["web"], web.pid
         try:
             # The warm-up: every process hears "sold out" (or leases its share) once.
             warmup, _ = s._wrk(
@@ -423,9 +442,10 @@ def describe(cost: dict[str, Any] | None) -> list[str]:
     ]
     for path, local in cost["local"].items():
         lines.append(
-            f"   {path.replace('_', '-')} answers: {local['on']['commands_per_answer']} Redis commands per answer "
-            f"with the log on, {local['off']['commands_per_answer']} off ({local['on']['redis_commands']:,} and "
-            f"{local['off']['redis_commands']:,} over {local['on']['answers']:,} and {local['off']['answers']:,})"
+            f"   {path.replace('_', '-')} answers: Redis ran {local['on']['commands_per_s']:,} commands a second with "
+            f"the log on ({local['on']['rps']:,.0f} answers a second), {local['off']['commands_per_s']:,} off "
+            f"({local['off']['rps']:,.0f}): {local['extra_per_answer']:+} per answer; entries sequenced "
+            f"{local['on']['log_entries']} and {local['off']['log_entries']}"
         )
     lines.append(
         f"   size: {size['redis_bytes_per_entry']} bytes per entry in Redis ({size['redis_entries']:,} entries), "
@@ -469,9 +489,10 @@ def targets(cost: dict[str, Any] | None) -> list[dict[str, Any]]:
         _check(
             names[1],
             "; ".join(
-                f"{path.replace('_', '-')} {local['on']['commands_per_answer']} on vs "
-                f"{local['off']['commands_per_answer']} off per answer ({local['on']['log_entries']} entries "
-                f"sequenced with the log on, {local['off']['log_entries']} off)"
+                f"{path.replace('_', '-')} {local['extra_per_answer']:+} per answer ({local['on']['commands_per_s']:,} "
+                f"vs {local['off']['commands_per_s']:,} commands/s on and off at {local['on']['rps']:,.0f} and "
+                f"{local['off']['rps']:,.0f} answers/s; {local['on']['log_entries']} and "
+                f"{local['off']['log_entries']} entries sequenced)"
                 for path, local in cost["local"].items()
             ),
             all(extra < EXTRA_COMMANDS_LIMIT for extra in extras.values()),

@@ -11,8 +11,10 @@ the opt-in, ``WEBHOOKS_ALLOW_PRIVATE_OPT_IN``), so the worker draining the round
 records ten deliveries of ``order.created`` per order and delivers them to the receiver.
 Once the round's load ended they are removed (``webhooks remove``, which drops their
 deliveries): a single worker cannot deliver ten events for each of tens of thousands of
-wins in minutes, and the round's invariants wait for its drain. The round reports the
-deliveries recorded and those the receiver got (in all, and during the timed load). The target is that the
+wins in minutes, and the round's invariants wait for its drain. Each round starts once the
+worker's queue is empty (a round's leftover delivery tasks find their deliveries gone). The
+round reports the deliveries recorded and those the receiver got (in all, and during the
+timed load). The target is that the
 win's ratio to the control with ten endpoints stays within the noise of the rounds with
 none: their spread, and at least ``NOISE_FLOOR``.
 
@@ -25,6 +27,7 @@ import io
 import json
 import os
 import sys
+import time
 from typing import Any
 
 from devstack import probes
@@ -38,6 +41,7 @@ from .stack import ROOT, StackError
 LEVEL = 100
 ENDPOINTS = 10
 EVENTS = "order.created,order.paid,order.expired,order.cancelled"
+SETTLE_TIMEOUT_S = 180.0
 NOISE_FLOOR = 0.05
 """The least noise granted: the no-endpoint rounds of one run can agree more closely than
 the machine is steady over a minute (docs/benchmark.md: the log's and the webhooks' cost)."""
@@ -62,6 +66,7 @@ class WebhooksCost:
 
     def _round(self, side: str, receiver: Child) -> dict[str, Any]:
         s = self.s
+        settled_s = worker_idle(s, timeout_s=SETTLE_TIMEOUT_S)
         control = paired.control(s, connections=self.level)
         endpoints = _register(receiver, ENDPOINTS) if side == "ten" else []
         before = received(receiver)
@@ -106,6 +111,7 @@ class WebhooksCost:
             "deliveries_signed": run.checks["deliveries_signed"],
             "distinct_webhook_ids": run.checks["distinct_webhook_ids"],
             "holds": run.checks_hold,
+            "worker_settled_s": settled_s,
         }
 
 
@@ -126,6 +132,30 @@ def summary(rounds: list[dict[str, Any]], *, connections: int, order: tuple[str,
         "noise": round(noise, 4),
         "within_noise": change >= -noise,
     }
+
+
+def worker_idle(s: Scenarios, *, timeout_s: float) -> float | None:
+    """Wait until the worker's queue is empty and nothing it took is unacknowledged (a
+    round's leftover delivery tasks, which find their deliveries gone, and its drain), so
+    each round starts from an idle worker. Returns the seconds waited (None: timed out)."""
+    import redis
+    from django.conf import settings
+
+    queue = settings.WEBHOOKS_QUEUE
+    names = [queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))]  # kombu's priority lists
+    client = redis.Redis.from_url(probes.broker_url(s.stack.env))
+    began = time.monotonic()
+    idle = 0
+    try:
+        while time.monotonic() - began < timeout_s:
+            waiting = sum(int(client.llen(name)) for name in names) + int(client.hlen("unacked"))
+            idle = idle + 1 if waiting == 0 else 0
+            if idle >= 3:
+                return round(time.monotonic() - began, 1)
+            time.sleep(0.2)
+    finally:
+        client.close()
+    return None
 
 
 def _register(receiver: Child, count: int) -> list[int]:

@@ -137,6 +137,7 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     assert sold_out["off"]["log_entries"] == 0 and sold_out["on"]["answers"] > 0 and sold_out["off"]["answers"] > 0
     for side in ("on", "off"):  # the answers are local: nothing near one Redis command each
         assert 0 <= sold_out[side]["commands_per_answer"] < 0.5, sold_out
+    assert abs(sold_out["extra_per_answer"]) < 0.5, sold_out
     size = log["size"]
     assert 50 < size["entry_json_bytes_mean"] < size["postgres_bytes_per_entry"] < 5000, size
     assert 50 < size["redis_bytes_per_entry"] < 1000 and size["redis_entries"] == sum(win["on"]["log_entries"])
@@ -154,5 +155,6 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     assert ten["deliveries_recorded"] > 0
     assert ten["deliveries_signed"] == ten["deliveries_received"] == ten["distinct_webhook_ids"]
     assert hooks["median_ratio_none"] > 0 and hooks["median_ratio_ten"] > 0
+    assert all(row["worker_settled_s"] is not None for row in hooks["rounds"])
     [webhooks_target] = [check for check in document["targets"] if check["target"].startswith("webhooks (issue 26)")]
     assert webhooks_target["met"] is None  # one round each: the noise is not measured
