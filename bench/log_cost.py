@@ -72,18 +72,14 @@ class LogCost:
     def run(self) -> dict[str, Any]:
         s = self.s
         s.log(f"  two web processes of the run's shape, the log on and off (FLASHSALE_LOG_ENABLED) @{self.level}")
-        webs: dict[str, Child] = {}
+        webs = paired.webs_start(
+            s.stack, {f"log-{side}": {"FLASHSALE_LOG_ENABLED": str(side == "on").lower()} for side in ("on", "off")}
+        )
+        webs = {name.removeprefix("log-"): web for name, web in webs.items()}
         try:
-            for side in ("on", "off"):
-                webs[side] = paired.web_start(
-                    s.stack,
-                    env={"FLASHSALE_LOG_ENABLED": "true" if side == "on" else "false"},
-                    log_name=f"web-log-{side}",
-                )
+            for web in webs.values():
                 # Every worker of the new process loaded and answering before it is measured.
-                s._wrk(
-                    path="/bench/control/", connections=self.level, duration_s=s.plan.warmup_s, base_url=webs[side].url
-                )
+                s._wrk(path="/bench/control/", connections=self.level, duration_s=s.plan.warmup_s, base_url=web.url)
             wins = self._wins(webs)
             local = {path: self._local(path, webs) for path in self.local_paths}
         finally:
@@ -297,6 +293,14 @@ class LogCost:
         finally:
             ticker.stop()
         lag = checkpoint_lag(sale_id)
+        # How many ticks went out between the first entry and the first checkpoint over it: one
+        # or two when the worker built on the next tick, more when ticks expired unbuilt.
+        first_entry, first_checkpoint = lag.pop("first_entry_ms"), lag.pop("first_checkpoint_ms")
+        lag["ticks_before_first_checkpoint"] = (
+            sum(first_entry <= at <= first_checkpoint for at in ticker.sent_at_ms)
+            if first_entry is not None and first_checkpoint is not None
+            else None
+        )
         answered = sum(run.statuses.values())
         total = s.plan.seed_users * s.plan.seed_per_user
         s.log(
@@ -313,6 +317,7 @@ class LogCost:
             "covered": covered,
             "ticks_sent": ticker.sent,
             "interval_s": interval,
+            "stampede_s": run.duration_s,
             "lag": lag,
         }
 
@@ -325,6 +330,7 @@ class _BuilderTicker:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.sent = 0
+        self.sent_at_ms: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="log-builder-tick", daemon=True)
 
@@ -341,6 +347,7 @@ class _BuilderTicker:
         while not self._stop.is_set():
             build_sale_logs.apply_async(expires=self.interval)
             self.sent += 1
+            self.sent_at_ms.append(time.time() * 1000)
             self._stop.wait(self.interval)
 
 
@@ -405,13 +412,16 @@ def checkpoint_lag(sale_id: int) -> dict[str, Any]:
     lags: list[float] = []
     uncovered = 0
     index = 0
+    first_entry_ms: float | None = None
     for seq, entry in LogEntry.objects.filter(sale_id=sale_id).order_by("seq").values_list("seq", "entry"):
+        time_ms = float(json.loads(bytes(entry))["time_ms"])
+        first_entry_ms = time_ms if first_entry_ms is None else first_entry_ms
         while index < len(checkpoints) and checkpoints[index][0] <= seq:
             index += 1
         if index == len(checkpoints):
             uncovered += 1
             continue
-        lags.append(checkpoints[index][1] - json.loads(bytes(entry))["time_ms"])
+        lags.append(checkpoints[index][1] - time_ms)
     lags.sort()
 
     def at(share: float) -> float | None:
@@ -424,6 +434,8 @@ def checkpoint_lag(sale_id: int) -> dict[str, Any]:
         "p50_ms": at(0.5),
         "p99_ms": at(0.99),
         "max_ms": round(lags[-1], 1) if lags else None,
+        "first_entry_ms": first_entry_ms,
+        "first_checkpoint_ms": checkpoints[0][1] if checkpoints else None,
     }
 
 
@@ -457,7 +469,8 @@ def describe(cost: dict[str, Any] | None) -> list[str]:
     lines.append(
         f"   the stampede with the builder ticking: {seed['answered']:,} of {seed['requests']:,} answered; "
         f"checkpoint lag p50 {lag['p50_ms']} / p99 {lag['p99_ms']} / max {lag['max_ms']} ms over "
-        f"{lag['entries']:,} entries and {lag['checkpoints']} checkpoints"
+        f"{lag['entries']:,} entries and {lag['checkpoints']} checkpoints ({lag['ticks_before_first_checkpoint']} "
+        f"ticks sent between the first entry and the first checkpoint; the stampede lasted {seed['stampede_s']} s)"
     )
     return lines
 

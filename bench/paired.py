@@ -3,8 +3,8 @@
 
 A shared machine's speed changes by the minute, so each side runs more than once, in the
 order A B B A (a drift over the run weighs on both sides alike), and the sides are compared
-by their medians. ``web_start`` adds a web process in the shipped shape with a few settings
-of its own (the log off); ``win`` is scenario 2's winning run against any web process,
+by their medians. ``webs_start`` adds a web process in the shipped shape with a few settings
+of its own (the log on or off); ``win`` is scenario 2's winning run against any web process,
 with a step between the load and the invariant checks.
 """
 
@@ -43,24 +43,31 @@ def spread(values: Sequence[float]) -> float:
     return (max(values) - min(values)) / middle if len(values) > 1 and middle else 0.0
 
 
-def web_start(stack: BenchStack, *, env: dict[str, str], log_name: str) -> Child:
-    """One more web process in the run's shape (``BenchStack._web_shape``) with ``env`` over
-    the stack's environment; the caller stops it."""
-    port = free_port()
-    environ = {**os.environ, **stack.env, **env}
-    child = spawn(
-        "web",
-        command("web", stack._web_shape(port)),
-        env=environ,
-        cwd=ROOT,
-        log=stack.work_dir / f"{log_name}.log",
-        port=port,
-    )
+def webs_start(stack: BenchStack, envs: dict[str, dict[str, str]]) -> dict[str, Child]:
+    """One more web process per name in the run's shape (``BenchStack._web_shape``), each
+    with its ``env`` over the stack's environment, started together; the caller stops them."""
+    webs: dict[str, Child] = {}
     try:
-        child.wait_until(lambda: probes.http_ok(f"{child.url}/bench/control/"), what="answer /bench/control/")
+        for name, env in envs.items():
+            port = free_port()
+            webs[name] = spawn(
+                "web",
+                command("web", stack._web_shape(port)),
+                env={**os.environ, **stack.env, **env},
+                cwd=ROOT,
+                log=stack.work_dir / f"web-{name}.log",
+                port=port,
+            )
+        for child in webs.values():
+            child.wait_until(
+                lambda child=child: probes.http_ok(f"{child.url}/bench/control/"),  # type: ignore[misc]
+                what="answer /bench/control/",
+            )
     except ChildError as error:
+        for child in webs.values():
+            child.stop()
         raise StackError(str(error)) from None
-    return child
+    return webs
 
 
 def control(s: Scenarios, *, connections: int) -> dict[str, float]:
