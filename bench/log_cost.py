@@ -127,14 +127,22 @@ class LogCost:
                 "median_p99_ms": round(paired.median(run.latency_ms["p99"] for run in runs), 2),
                 "log_entries": [run.checks["log_entries"] for run in runs],
                 "spread": round(paired.spread([run.rps for run in runs]), 3),
+                "web_ms_per_win": [paired.cpu_ms_per_answer(run) for run in runs],
+                "redis_ms_per_win": [paired.cpu_ms_per_answer(run, "redis") for run in runs],
+                "median_web_ms_per_win": round(paired.median(paired.cpu_ms_per_answer(run) for run in runs), 4),
+                "median_redis_ms_per_win": round(
+                    paired.median(paired.cpu_ms_per_answer(run, "redis") for run in runs), 4
+                ),
             }
             for side, runs in wins.items()
         }
         on, off = sides["on"]["median_rps"], sides["off"]["median_rps"]
+        web_on, web_off = sides["on"]["median_web_ms_per_win"], sides["off"]["median_web_ms_per_win"]
         return {
             **sides,
             "rps_ratio": round(on / off, 3) if off else None,
             "time_ratio": round(off / on, 3) if on else None,
+            "web_cpu_ratio": round(web_on / web_off, 3) if web_off else None,
             "p50_ratio": round(sides["on"]["median_p50_ms"] / sides["off"]["median_p50_ms"], 3)
             if sides["off"]["median_p50_ms"]
             else None,
@@ -450,7 +458,9 @@ def describe(cost: dict[str, Any] | None) -> list[str]:
         f"log (issue 23) @{cost['connections']}: a win {win['on']['median_rps']:,.0f} req/s with the log on, "
         f"{win['off']['median_rps']:,.0f} off (medians, order {' '.join(cost['order'])}): time per win "
         f"{win['time_ratio']}x; p50 {win['on']['median_p50_ms']} vs {win['off']['median_p50_ms']} ms, "
-        f"p99 {win['on']['median_p99_ms']} vs {win['off']['median_p99_ms']} ms"
+        f"p99 {win['on']['median_p99_ms']} vs {win['off']['median_p99_ms']} ms; web CPU per win "
+        f"{win['on']['median_web_ms_per_win']} vs {win['off']['median_web_ms_per_win']} ms ({win['web_cpu_ratio']}x), "
+        f"Redis {win['on']['median_redis_ms_per_win']} vs {win['off']['median_redis_ms_per_win']} ms"
     ]
     for path, local in cost["local"].items():
         lines.append(
@@ -493,7 +503,8 @@ def targets(cost: dict[str, Any] | None) -> list[dict[str, Any]]:
         _check(
             names[0],
             f"{time_ratio}x ({win['on']['median_rps']:,.0f} on vs {win['off']['median_rps']:,.0f} off req/s, medians "
-            f"of {len(win['on']['rps'])} each; p50 {win['on']['median_p50_ms']} vs {win['off']['median_p50_ms']} ms)",
+            f"of {len(win['on']['rps'])} each; p50 {win['on']['median_p50_ms']} vs {win['off']['median_p50_ms']} ms; "
+            f"web CPU per win {win['web_cpu_ratio']}x)",
             None if time_ratio is None else time_ratio <= WIN_TIME_LIMIT,
         )
     ]

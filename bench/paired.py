@@ -32,6 +32,12 @@ def abba(first: str, second: str, *, rounds: int) -> tuple[str, ...]:
     return tuple(order)
 
 
+def cpu_ms_per_answer(run: RunResult, process: str = "web") -> float:
+    """Milliseconds of ``process``'s CPU per answer in a saturated run (cores busy / answers a
+    second): on a shared machine it moves less than throughput with what else runs."""
+    return round(1000 * run.cpu_cores.get(process, 0.0) / run.rps, 4) if run.rps else 0.0
+
+
 def median(values: Iterable[float]) -> float:
     values = list(values)
     return float(statistics.median(values)) if values else 0.0

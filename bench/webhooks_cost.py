@@ -104,6 +104,7 @@ class WebhooksCost:
             "win_rps": run.rps,
             "win_p50_ms": run.latency_ms["p50"],
             "win_p99_ms": run.latency_ms["p99"],
+            "win_web_ms": paired.cpu_ms_per_answer(run),
             "ratio": round(ratio, 4),
             "deliveries_recorded": run.checks["deliveries_recorded"],
             "deliveries_received": run.checks["deliveries_received"],
@@ -119,6 +120,7 @@ def summary(rounds: list[dict[str, Any]], *, connections: int, order: tuple[str,
     by_side = {side: [row["ratio"] for row in rounds if row["side"] == side] for side in ("none", "ten")}
     none, ten = paired.median(by_side["none"]), paired.median(by_side["ten"])
     noise = max(paired.spread(by_side["none"]), NOISE_FLOOR)
+    web = {side: paired.median(row["win_web_ms"] for row in rounds if row["side"] == side) for side in ("none", "ten")}
     change = (ten - none) / none if none else 0.0
     return {
         "connections": connections,
@@ -131,6 +133,8 @@ def summary(rounds: list[dict[str, Any]], *, connections: int, order: tuple[str,
         "spread_none": round(paired.spread(by_side["none"]), 4),
         "noise": round(noise, 4),
         "within_noise": change >= -noise,
+        "median_web_ms_per_win_none": round(web["none"], 4),
+        "median_web_ms_per_win_ten": round(web["ten"], 4),
     }
 
 
@@ -235,7 +239,9 @@ def describe(cost: dict[str, Any] | None) -> list[str]:
     return [
         f"webhooks (issue 26) @{cost['connections']}: win / control by endpoints registered, in order: {rows}; "
         f"medians {cost['median_ratio_none']:.3f} with none, {cost['median_ratio_ten']:.3f} with ten "
-        f"({100 * cost['change']:+.1f}%, noise {100 * cost['noise']:.1f}%); the worker recorded {recorded:,} "
+        f"({100 * cost['change']:+.1f}%, noise {100 * cost['noise']:.1f}%); web CPU per win "
+        f"{cost['median_web_ms_per_win_none']} vs {cost['median_web_ms_per_win_ten']} ms; the worker recorded "
+        f"{recorded:,} "
         f"deliveries and the receiver got {delivered:,} ({timed:,} during the timed loads) in the rounds with ten, "
         "until their endpoints were removed"
     ]

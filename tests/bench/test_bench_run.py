@@ -133,6 +133,7 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     win = log["win"]
     assert all(entries > 0 for entries in win["on"]["log_entries"]) and win["off"]["log_entries"] == [0]
     assert win["time_ratio"] == round(win["off"]["median_rps"] / win["on"]["median_rps"], 3)
+    assert win["web_cpu_ratio"] > 0 and win["on"]["median_web_ms_per_win"] > 0
     sold_out = log["local"]["sold_out"]
     assert sold_out["off"]["log_entries"] == 0 and sold_out["on"]["answers"] > 0 and sold_out["off"]["answers"] > 0
     for side in ("on", "off"):  # the answers are local: nothing near one Redis command each
