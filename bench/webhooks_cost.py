@@ -16,7 +16,8 @@ worker's queue is empty (a round's leftover delivery tasks find their deliveries
 round reports the deliveries recorded and those the receiver got (in all, and during the
 timed load). The target is that the
 win's ratio to the control with ten endpoints stays within the noise of the rounds with
-none: their spread, and at least ``NOISE_FLOOR``.
+none: their spread, and at least ``NOISE_FLOOR``; a spread over ``NOISE_CEILING`` leaves it
+unjudged (the run cannot tell).
 
     python -m bench.webhook_receiver --port 8123   # the receiver alone
 """
@@ -45,6 +46,9 @@ SETTLE_TIMEOUT_S = 180.0
 NOISE_FLOOR = 0.05
 """The least noise granted: the no-endpoint rounds of one run can agree more closely than
 the machine is steady over a minute (docs/benchmark.md: the log's and the webhooks' cost)."""
+NOISE_CEILING = 0.15
+"""Past this spread between the no-endpoint rounds the run cannot tell a change from the
+machine's noise: the target is not judged."""
 
 
 class WebhooksCost:
@@ -121,6 +125,7 @@ def summary(rounds: list[dict[str, Any]], *, connections: int, order: tuple[str,
     none, ten = paired.median(by_side["none"]), paired.median(by_side["ten"])
     noise = max(paired.spread(by_side["none"]), NOISE_FLOOR)
     web = {side: paired.median(row["win_web_ms"] for row in rounds if row["side"] == side) for side in ("none", "ten")}
+    wins = {side: paired.median(row["win_rps"] for row in rounds if row["side"] == side) for side in ("none", "ten")}
     change = (ten - none) / none if none else 0.0
     return {
         "connections": connections,
@@ -135,6 +140,8 @@ def summary(rounds: list[dict[str, Any]], *, connections: int, order: tuple[str,
         "within_noise": change >= -noise,
         "median_web_ms_per_win_none": round(web["none"], 4),
         "median_web_ms_per_win_ten": round(web["ten"], 4),
+        "median_win_rps_none": round(wins["none"], 1),
+        "median_win_rps_ten": round(wins["ten"], 1),
     }
 
 
@@ -259,9 +266,19 @@ def targets(cost: dict[str, Any] | None) -> list[dict[str, Any]]:
     measured = (
         f"{cost['median_ratio_ten']:.3f}x with {ENDPOINTS} vs {cost['median_ratio_none']:.3f}x with none "
         f"({100 * cost['change']:+.1f}%; noise {100 * cost['noise']:.1f}%, the no-endpoint rounds' spread "
-        f"{100 * cost['spread_none']:.1f}%; medians of {count} each)"
+        f"{100 * cost['spread_none']:.1f}%; medians of {count} each; the win alone "
+        f"{cost.get('median_win_rps_ten', 0):,.0f} vs {cost.get('median_win_rps_none', 0):,.0f} req/s)"
     )
     holds = all(row["holds"] for row in cost["rounds"])
     if count < 2:  # one round without endpoints has no spread: the noise is not measured
         return [{"target": name, "measured": measured + "; one round each, not judged", "met": None}]
+    if cost["spread_none"] > NOISE_CEILING:
+        return [
+            {
+                "target": name,
+                "measured": measured + f"; the rounds without endpoints differ by more than "
+                f"{100 * NOISE_CEILING:.0f}%: not judged",
+                "met": None,
+            }
+        ]
     return [{"target": name, "measured": measured, "met": bool(cost["within_noise"] and holds)}]
