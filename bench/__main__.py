@@ -45,7 +45,7 @@ def _connections(raw: str) -> tuple[int, ...]:
 
 SCENARIO_NAMES = (
     "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_k6", "seed_balanced", "tcp",
-    "slow_clients", "websocket", "queue", "million",
+    "slow_clients", "websocket", "queue", "million", "log_cost", "webhooks_cost",
 )  # fmt: skip
 
 
@@ -346,6 +346,16 @@ def main(argv: list[str] | None = None) -> int:
             from .queue_line import waiting_room_scenario
 
             document["waiting_room"] = waiting_room_scenario(scenarios, log=_say)
+        if "log_cost" in only:
+            _say("issue 23: the transparency log's cost (a win and local answers, the log on and off; the stampede)")
+            from .log_cost import LogCost
+
+            document["log_cost"] = LogCost(scenarios).run()
+        if "webhooks_cost" in only:
+            _say("issue 26: the purchase path with 10 webhook endpoints registered, and with none")
+            from .webhooks_cost import WebhooksCost
+
+            document["webhooks_cost"] = WebhooksCost(scenarios).run()
         from .websocket import websocket_scenario
 
         if "websocket" in only:
@@ -364,9 +374,11 @@ def main(argv: list[str] | None = None) -> int:
         document["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
         stack.stop()
 
+    from .log_cost import targets as log_targets
     from .million import targets as million_targets
     from .queue_line import targets as waiting_room_targets
     from .report import chart_write, cpu_per_answer, ratios_attach, results_write, table, targets
+    from .webhooks_cost import targets as webhooks_targets
     from .websocket import targets as websocket_targets
 
     runs = document["runs"]
@@ -380,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     ) + websocket_targets(document.get("websocket"))
     document["targets"] += million_targets(document.get("million"), runs)
     document["targets"] += waiting_room_targets(runs, document.get("waiting_room"))
+    document["targets"] += log_targets(document.get("log_cost")) + webhooks_targets(document.get("webhooks_cost"))
     document["finished_at"] = datetime.now(UTC).isoformat()
     document["wall_s"] = round(time.monotonic() - began, 1)
     results_path = args.results_dir / f"{stamp}.json"

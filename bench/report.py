@@ -9,10 +9,12 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from .log_cost import describe as describe_log_cost
 from .queue_line import describe as describe_waiting_room
 from .scenarios import OPEN_LOOP_ONLY, SCENARIO_TITLES, RunResult
 from .slowclients import describe as describe_slow_clients
 from .slowclients import target as slow_clients_target
+from .webhooks_cost import describe as describe_webhooks_cost
 
 P99_LIMIT_MS = 100.0
 CROWD_RATIO = 1.5
@@ -477,6 +479,7 @@ def table(document: dict[str, Any]) -> str:
         lines.append(f"13 slow clients: {describe_slow_clients(slow)}")
     lines.extend(document.get("million", {}).get("lines", []))  # scenario 14, bench/million.py
     lines.extend(describe_waiting_room(document.get("waiting_room") or {}))
+    lines += describe_log_cost(document.get("log_cost")) + describe_webhooks_cost(document.get("webhooks_cost"))
     hook = document.get("hook_cost")
     if hook:
         lines.append(

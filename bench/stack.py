@@ -127,6 +127,9 @@ class BenchStack:
             # Challenges are issued and solved before the timed window and must outlive it.
             "ANTIBOT_CHALLENGE_TTL_SECONDS": "1800",
             "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+            # bench/webhooks_cost.py's endpoints are a receiver on loopback; each still needs
+            # --allow-private, and no other scenario registers one.
+            "WEBHOOKS_ALLOW_PRIVATE_OPT_IN": "1",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
