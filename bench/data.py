@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -74,9 +75,11 @@ def sale_open(
     bucket_capacity: int = UNLIMITED_BUCKET,
     bucket_refill_per_second: int = UNLIMITED_BUCKET,
     starts_in_s: float = -1.0,
+    **fields: Any,
 ) -> FlashSale:
     """A sale opening ``starts_in_s`` from now (open already by default) for two hours,
-    loaded into Redis."""
+    loaded into Redis; ``fields`` are more of ``sale_create``'s (a queue-mode sale's
+    ``admission`` and ``serving_rate``)."""
     number = next(_sequence)
     product = product_create(
         slug=f"bench-{uuid.uuid4().hex[:10]}-{number}", name=f"Bench phone {number}", list_price=Decimal("799.00")
@@ -91,6 +94,7 @@ def sale_open(
         pow_difficulty=pow_difficulty,
         bucket_capacity=bucket_capacity,
         bucket_refill_per_second=bucket_refill_per_second,
+        **fields,
     )
     sale_warm(sale=sale)
     return sale

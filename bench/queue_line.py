@@ -49,17 +49,13 @@ import random
 import statistics
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import redis
 from django.conf import settings
-from django.utils import timezone
 
 from core.redis_store import inventory_redis
 from core.steps import run_step
@@ -67,8 +63,6 @@ from sales import keys
 from sales.inventory import JoinAnswer, JoinStatus, join_call
 from sales.models import Admission, FlashSale
 from sales.passes import pass_issue
-from sales.services import product_create, sale_create
-from sales.warming import sale_warm
 from wsdoor.hub import sockets_allowed
 
 from . import data
@@ -126,25 +120,10 @@ class Sizes:
 
 
 def queue_sale_open(*, stock: int, pow_difficulty: int, serving_rate: int) -> FlashSale:
-    """A queue-mode sale open since a second ago, for two hours, loaded into Redis (as
-    ``data.sale_open``, with the line)."""
-    tag = uuid.uuid4().hex[:10]
-    product = product_create(slug=f"bench-queue-{tag}", name=f"Bench queue {tag}", list_price=Decimal("799.00"))
-    starts_at = timezone.now() - timedelta(seconds=1)
-    sale = sale_create(
-        product=product,
-        price=Decimal("1.00"),
-        total_stock=stock,
-        starts_at=starts_at,
-        ends_at=starts_at + timedelta(hours=2),
-        pow_difficulty=pow_difficulty,
-        bucket_capacity=data.UNLIMITED_BUCKET,
-        bucket_refill_per_second=data.UNLIMITED_BUCKET,
-        admission=Admission.QUEUE,
-        serving_rate=serving_rate,
+    """A queue-mode sale open since a second ago, for two hours, loaded into Redis (with the line)."""
+    return data.sale_open(
+        stock=stock, pow_difficulty=pow_difficulty, admission=Admission.QUEUE, serving_rate=serving_rate
     )
-    sale_warm(sale=sale)
-    return sale
 
 
 def _percentile(values: Sequence[float], fraction: float) -> float:
