@@ -197,6 +197,19 @@ def _pending(client: Redis, sale: int) -> list[dict[str, Any]]:
         raise
 
 
+def _stall_evidence(topology: Topology) -> str:
+    """What the database's sessions were doing and the worker's last lines, for a reclaim
+    that never came: which process waits on which lock, and what the worker last said."""
+    with psycopg.connect(topology.database_url, autocommit=True) as look:
+        sessions = look.execute(
+            "SELECT pid, application_name, client_addr, state, wait_event_type, wait_event,"
+            " pg_blocking_pids(pid), now() - xact_start, left(query, 120)"
+            " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    lines = topology.log("worker").splitlines()[-60:]
+    return "sessions:\n" + "\n".join(map(str, sessions)) + "\nworker log tail:\n" + "\n".join(lines)
+
+
 def test_a_worker_host_cut_while_it_holds_claimed_orders_has_them_reclaimed(topology: Topology) -> None:
     spread = 10.0
     sale = topology.sale("worker-cut", STOCK)
@@ -223,7 +236,8 @@ def test_a_worker_host_cut_while_it_holds_claimed_orders_has_them_reclaimed(topo
             owners = {entry["message_id"]: entry["consumer"] for entry in _pending(redis, sale)}
             if all(owners.get(entry) not in (None, claimed[entry]) for entry in claimed):
                 break
-            assert time.monotonic() < deadline, f"not reclaimed: {owners}"
+            if time.monotonic() >= deadline:
+                pytest.fail(f"not reclaimed: {owners}\n{_stall_evidence(topology)}")
             time.sleep(0.1)
         reclaimed_at = time.monotonic()
         lock.rollback()
