@@ -5,8 +5,10 @@ docs/purchase-path.md, "What a 'no' costs"): the composed WSGI application
 thread, against the benchmark's own Redis and PostgreSQL, for the control (the bare Django view)
 and each of the crowd's answers: sold out, rate limited (the bucket; the per-user window),
 not started, and a place read; and, asked for by name, a join of the waiting room (``--only
-control,join``: a 201, each line once, so ``--n 5000``). Prints microseconds per request;
-``--profile`` adds a cProfile of each.
+control,join``: a 201, each line once, so ``--n 5000``) and a win with the transparency log on
+and off (``--only win_log_on,win_log_off --n 3000``: a new shopper each, issue 23's cost of
+the log in the web process alone). Prints microseconds per request; ``--profile`` adds a
+cProfile of each.
 
     python -m bench.no_cost [--n 20000] [--profile] [--only sold_out,place_read]
 
@@ -45,6 +47,8 @@ def main() -> int:
         django.setup()
         call_command("migrate", "--noinput", verbosity=0)
         os.environ["ANTIBOT_USER_LIMIT"] = "10"
+        from django.conf import settings
+
         from flashsale_project.wsgi import application
         from sales.models import Admission
         from sales.waiting_room import queue_join
@@ -117,6 +121,15 @@ def main() -> int:
                 [(s.token, b) for s, b in zip(shoppers, bodies, strict=True)],
             )
 
+        # A win: a new shopper each, on a sale with stock for all, without proof of work; the
+        # log's setting is read per request, so one process measures both sides.
+        log_enabled = {"win_log_on": True, "win_log_off": False}
+        for name in log_enabled:
+            if name in only:
+                sale = data.sale_open(stock=10**7, pow_difficulty=0)
+                shoppers = pool.ensure(5 * args.n + 2000)  # the two sides' sales differ: a win each
+                cases[name] = ("POST", f"/api/sales/{sale.pk}/purchase/", [(s.token, "") for s in shoppers])
+
         def environ_for(method: str, path: str, token: str, body: str) -> dict:
             raw = body.encode() if method == "POST" else b""
             env = {
@@ -159,6 +172,8 @@ def main() -> int:
             def start(status, headers, exc_info=None):
                 statuses[status] = statuses.get(status, 0) + 1
 
+            if name in log_enabled:
+                settings.FLASHSALE_LOG_ENABLED = log_enabled[name]
             began = time.perf_counter()
             for env in envs:
                 result = application(env, start)
