@@ -243,6 +243,20 @@ def crowd_admit(count: CrowdCount, *, snapshot: SaleSnapshot, now: float) -> tup
     return GO_ON, CrowdCount(count.interval, count.admitted + 1, count.budget)
 
 
+def crowd_spent(count: CrowdCount, *, snapshot: SaleSnapshot, now: float) -> Verdict | None:
+    """The crowd's 429 when this interval's budget is spent already, counting nothing: asked
+    before the proof of work, so an attempt that could only hear this 429 costs no check of
+    its proof. None when the interval would still let one through."""
+    plan = snapshot.plan
+    if plan.crowd_factor <= 0 or snapshot.remaining is None or snapshot.remaining <= 0:
+        return None
+    interval_s = plan.crowd_interval_ms / 1000
+    interval = int(now / interval_s)
+    if interval != count.interval or count.admitted < count.budget:
+        return None
+    return Verdict(Shed.CROWD, retry_after_ms=int(((interval + 1) * interval_s - now) * 1000) + 1)
+
+
 def crowd_units_back(count: CrowdCount, *, units: int, crowd_factor: float) -> CrowdCount:
     """``units`` came back during an interval: they may be won in it, so it allows
     ``ceil(k x units)`` more attempts."""
@@ -261,13 +275,25 @@ class LeaseHeld:
     empty_until: float = 0.0
 
 
+def lease_empty(lease: LeaseHeld, *, now: float) -> Verdict | None:
+    """The bucket's 429 while this process holds no token and the bucket is known to be
+    empty, spending nothing: asked before the proof of work (as ``crowd_spent``). None when a
+    token is held or a lease may bring one."""
+    if lease.tokens > 0 and now < lease.until:
+        return None
+    if now < lease.empty_until:
+        return Verdict(Shed.BUCKET, retry_after_ms=int((lease.empty_until - now) * 1000) + 1)
+    return None
+
+
 def lease_take(lease: LeaseHeld, *, now: float) -> tuple[Verdict | None, LeaseHeld]:
     """Spend one leased token: GO_ON, a local 429 while the bucket is known to be empty, or
     None when a new lease is needed (``lease_batch`` says how many to ask for)."""
     if lease.tokens > 0 and now < lease.until:
         return GO_ON, LeaseHeld(lease.tokens - 1, lease.until, lease.empty_until)
-    if now < lease.empty_until:
-        return Verdict(Shed.BUCKET, retry_after_ms=int((lease.empty_until - now) * 1000) + 1), lease
+    empty = lease_empty(lease, now=now)
+    if empty is not None:
+        return empty, lease
     return None, lease
 
 

@@ -155,6 +155,14 @@ class KnownSale:
                     return over
         return funnel.GO_ON
 
+    def refused_before_proof(self, *, now: float, monotonic: float, crowd: bool) -> Verdict | None:
+        """The 429 an attempt would hear after its proof of work whatever the proof: the
+        crowd's interval spent (``crowd``: when crowd admission applies) or the bucket known
+        empty. Nothing is counted or spent; None to go on to the proof."""
+        with self.lock:
+            spent = funnel.crowd_spent(self._crowd, snapshot=self.snapshot, now=now) if crowd else None
+            return spent or funnel.lease_empty(self._lease, now=monotonic)
+
     def admit_crowd(self, *, now: float) -> Verdict:
         with self.lock:
             verdict, self._crowd = funnel.crowd_admit(self._crowd, snapshot=self.snapshot, now=now)

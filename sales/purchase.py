@@ -194,6 +194,10 @@ def _attempt(
         if turn.shed is not None:
             return (yield from _local_no(sale_id, turn, user_id=user_id, winners_known=live, idempotency=idempotency))
     elif plan.pow_difficulty > 0:
+        # A 429 the proof could not change is answered before checking it (docs/funnel.md).
+        spent = known.refused_before_proof(now=now, monotonic=time.monotonic(), crowd=live)
+        if spent is not None:
+            return (yield from _local_no(sale_id, spent, user_id=user_id, winners_known=live, idempotency=idempotency))
         try:
             nonce = challenge_verify(
                 challenge=challenge, solution=solution, scope_id=sale_id, user_id=user_id, now_ms=int(now * 1000)

@@ -13,10 +13,12 @@ import httpx
 import pytest
 from django.test import RequestFactory, override_settings
 
+from antibot.proof_of_work import solve
 from core.client_address import client_ip
-from sales import inventory
+from core.redis_store import inventory_redis
+from sales import inventory, keys
 from sales.funnel import lease_batch
-from tests.clients import purchase
+from tests.clients import challenge, purchase
 from tests.factories import auth, make_sale, make_shoppers
 from tests.processes import ChildProcess
 
@@ -83,6 +85,59 @@ def test_a_bucket_429_says_when_a_token_will_be_there(open_server: ChildProcess)
             "reason": "bucket",
         }
     assert inventory.sale_counts(sale.pk).buyers == len(admitted)
+
+
+def test_an_empty_bucket_answers_429_before_the_proof_of_work_is_checked(open_server: ChildProcess) -> None:
+    # Given a sale asking for proof of work whose bucket holds no token for a long while (its
+    # tokens set 1,000 below empty in Redis), and one kept-alive connection, so that every
+    # request reaches the one web process that learns it
+    sale = make_sale(stock=100, pow_difficulty=4, bucket_capacity=1, bucket_refill_per_second=1)
+    redis_client = inventory_redis()
+    redis_client.hset(keys.bucket_key(sale.pk), mapping={"tokens": -1000, "at_ms": int(time.time() * 1000)})
+    (_, prover), (_, forger) = make_shoppers(2)
+    issued = challenge(open_server, sale.pk, prover).json()
+    solved = {"challenge": issued["challenge"], "solution": solve(issued["challenge"], issued["difficulty"])}
+    forged = {"challenge": "v1.1.2.3.4.5.6", "solution": "0"}
+    with httpx.Client(base_url=open_server.url, timeout=30) as one_connection:
+
+        def attempt(token: str, body: dict[str, str]) -> httpx.Response:
+            return one_connection.post(f"/api/sales/{sale.pk}/purchase/", json=body, headers=auth(token))
+
+        # When a solved attempt finds the bucket empty, and then a forged one follows
+        learned = attempt(prover, solved)
+        refused = attempt(forger, forged)
+
+    # Then the forged one hears the bucket's 429, as the solved one did: the proof would not
+    # change that answer, so it was not checked
+    assert learned.status_code == 429 and learned.json()["reason"] == "bucket"
+    assert refused.status_code == 429, refused.json()
+    assert refused.json()["reason"] == "bucket"
+    assert 990 <= int(refused.headers["Retry-After"]) <= 1001
+    # And nothing was won
+    assert inventory.sale_counts(sale.pk).buyers == 0
+
+
+def test_a_bucket_with_tokens_still_checks_the_proof_and_a_forged_one_spends_no_token(
+    open_server: ChildProcess,
+) -> None:
+    # Given a sale asking for proof of work whose bucket holds its one token
+    sale = make_sale(stock=100, pow_difficulty=4, bucket_capacity=1, bucket_refill_per_second=1)
+    (_, prover), (_, forger) = make_shoppers(2)
+    issued = challenge(open_server, sale.pk, prover).json()
+    solved = {"challenge": issued["challenge"], "solution": solve(issued["challenge"], issued["difficulty"])}
+    with httpx.Client(base_url=open_server.url, timeout=30) as one_connection:
+
+        def attempt(token: str, body: dict[str, str]) -> httpx.Response:
+            return one_connection.post(f"/api/sales/{sale.pk}/purchase/", json=body, headers=auth(token))
+
+        # When forged attempts come first, then the solved one
+        forged = [attempt(forger, {"challenge": "v1.1.2.3.4.5.6", "solution": "0"}) for _ in range(5)]
+        won = attempt(prover, solved)
+
+    # Then each forged one is refused for its proof, and the token was left for the prover
+    assert {answer.status_code for answer in forged} == {403}
+    assert {answer.json()["status"] for answer in forged} == {"POW_INVALID"}
+    assert won.status_code == 201, won.json()
 
 
 def _in_one_window(calls: Callable[[], T]) -> tuple[T, float]:

@@ -299,3 +299,58 @@ def test_losing_the_subscription_drops_what_the_events_kept() -> None:
     snapshot = SaleSnapshot(sale_id=1, remaining=3, remaining_at_ms=9, sold_out_at_ms=9, winners_complete=True)
     lost = funnel.subscription_lost(snapshot)
     assert (lost.remaining, lost.sold_out, lost.winners_complete) == (None, False, False)
+
+
+# --- What is answered before the proof of work ----------------------------------------------
+
+
+@given(
+    crowd_factor=factors,
+    remaining=stocks,
+    interval_ms=st.sampled_from([100, 250, 1000, 2000]),
+    offsets=st.lists(st.floats(min_value=0.0, max_value=0.999999), min_size=1, max_size=400),
+    interval=st.integers(min_value=1, max_value=10**9),
+)
+def test_the_crowd_refuses_before_the_proof_exactly_when_admission_would_and_counts_nothing(
+    crowd_factor: float, remaining: int, interval_ms: int, offsets: list[float], interval: int
+) -> None:
+    # Given a sale's crowd admission and attempts arriving inside one interval
+    snapshot = _snapshot(remaining=remaining, crowd_factor=crowd_factor, interval_ms=interval_ms)
+    interval_s = interval_ms / 1000
+    count = CrowdCount()
+    for offset in sorted(offsets):
+        now = (interval + offset) * interval_s
+        # When the early check is asked before each attempt is admitted
+        early = funnel.crowd_spent(count, snapshot=snapshot, now=now)
+        verdict, after = funnel.crowd_admit(count, snapshot=snapshot, now=now)
+        # Then it refuses exactly the attempts admission refuses, with the same wait
+        if early is None:
+            assert verdict is GO_ON
+        else:
+            assert verdict == early
+            assert after == count  # admission counted nothing for a refusal either
+        # And asking it changed nothing: the count is admission's alone
+        count = after
+
+
+@given(
+    granted=st.integers(min_value=0, max_value=64),
+    retry_after_ms=st.integers(min_value=1, max_value=5_000),
+    asked_at=st.floats(min_value=0.0, max_value=10_000.0),
+    later=st.floats(min_value=0.0, max_value=10.0),
+)
+def test_the_bucket_refuses_before_the_proof_only_when_taking_a_token_would_refuse(
+    granted: int, retry_after_ms: int, asked_at: float, later: float
+) -> None:
+    # Given a lease's answer, tokens or an empty bucket
+    _, lease = funnel.lease_granted(LeaseHeld(), granted=granted, retry_after_ms=retry_after_ms, now=asked_at)
+    now = asked_at + later
+    # When the early check and a take are asked at the same moment
+    early = funnel.lease_empty(lease, now=now)
+    taken, kept = funnel.lease_take(lease, now=now)
+    # Then the early check refuses only what the take refuses locally, with the same wait
+    if early is None:
+        assert taken is None or taken is GO_ON
+    else:
+        assert taken == early
+        assert kept == lease
