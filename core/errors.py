@@ -75,13 +75,15 @@ TRANSPORT_ANSWERS: dict[str, TransportAnswer] = {
     "SOLD_OUT": TransportAnswer(409, 4409),
     "ALREADY_PURCHASED": TransportAnswer(409, 4409),
     "ENDED": TransportAnswer(409, 4409),
+    "NOT_STARTED": TransportAnswer(409, 4409),
+    "NOT_YOUR_TURN": TransportAnswer(409, 4409),
     "QUEUE_PASS_INVALID": TransportAnswer(403, 4403),
     "RATE_LIMITED": TransportAnswer(429, 1013),
     "SERVER_ERROR": TransportAnswer(500, 1011),
     "UNAVAILABLE": TransportAnswer(503, 1013),
 }
-"""Every ``ApplicationError`` code and what it is on each transport (a test checks that each
-subclass's code is here)."""
+"""Every ``ApplicationError`` code and every refusal of a purchase (``sales.outcomes``) and
+what it is on each transport (a test checks that each subclass's code is here)."""
 
 
 class ApplicationError(Exception):

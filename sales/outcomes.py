@@ -3,7 +3,8 @@
 An attempt's outcome is named by three parts: the funnel (``funnel.Shed``, answered in the
 process), ``purchase.lua`` (``inventory.ScriptStatus``) and the contract
 (``PurchaseStatus``, the ``status`` word a client reads). ``OUTCOMES`` gives each status its
-HTTP status and sentence, ``SHED_STATUS`` and ``SCRIPT_STATUS`` name the status each local
+sentence and ``core.errors.TRANSPORT_ANSWERS`` its HTTP status (the one table every transport
+answers an error code from; a win is 201), ``SHED_STATUS`` and ``SCRIPT_STATUS`` name the status each local
 "no" and each script answer becomes, and the functions below build the answer and its body
 (docs/design.md, "Purchase answers"). The transports only carry what this module makes: the
 REST API as a status and a JSON body, the TCP door as a frame.
@@ -17,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from antibot.admission import wait_sentence
+from core.errors import TRANSPORT_ANSWERS
 
 from .funnel import Shed, Verdict
 from .inventory import ScriptAnswer, ScriptStatus
@@ -41,16 +43,24 @@ class Outcome:
     """The sentence of the answer (RATE_LIMITED's and POW_INVALID's say more: the reason)."""
 
 
+def _outcome(status: PurchaseStatus, detail: str) -> Outcome:
+    http_status = 201 if status is PurchaseStatus.SUCCESS else TRANSPORT_ANSWERS[status].http_status
+    return Outcome(http_status, detail)
+
+
 OUTCOMES: dict[PurchaseStatus, Outcome] = {
-    PurchaseStatus.SUCCESS: Outcome(201, "You won a unit; your order is being confirmed."),
-    PurchaseStatus.SOLD_OUT: Outcome(409, "Sold out: every unit has been sold."),
-    PurchaseStatus.ALREADY_PURCHASED: Outcome(409, "You already hold this sale's limit of one unit."),
-    PurchaseStatus.NOT_STARTED: Outcome(409, "The sale has not started yet."),
-    PurchaseStatus.ENDED: Outcome(409, "The sale has ended."),
-    PurchaseStatus.RATE_LIMITED: Outcome(429, "Too many attempts"),
-    PurchaseStatus.POW_INVALID: Outcome(403, "reused: this challenge was already spent."),
-    PurchaseStatus.NOT_YOUR_TURN: Outcome(409, "Not your turn yet: the line has not reached your place"),
-    PurchaseStatus.QUEUE_PASS_INVALID: Outcome(403, "expired: your turn passed; join the line again."),
+    status: _outcome(status, detail)
+    for status, detail in (
+        (PurchaseStatus.SUCCESS, "You won a unit; your order is being confirmed."),
+        (PurchaseStatus.SOLD_OUT, "Sold out: every unit has been sold."),
+        (PurchaseStatus.ALREADY_PURCHASED, "You already hold this sale's limit of one unit."),
+        (PurchaseStatus.NOT_STARTED, "The sale has not started yet."),
+        (PurchaseStatus.ENDED, "The sale has ended."),
+        (PurchaseStatus.RATE_LIMITED, "Too many attempts"),
+        (PurchaseStatus.POW_INVALID, "reused: this challenge was already spent."),
+        (PurchaseStatus.NOT_YOUR_TURN, "Not your turn yet: the line has not reached your place"),
+        (PurchaseStatus.QUEUE_PASS_INVALID, "expired: your turn passed; join the line again."),
+    )
 }
 
 PASS_STALE_DETAIL = "stale: the line holds a newer place of yours; use the pass you were given last."
