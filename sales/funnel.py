@@ -233,13 +233,12 @@ def crowd_admit(count: CrowdCount, *, snapshot: SaleSnapshot, now: float) -> tup
     remaining = snapshot.remaining
     if plan.crowd_factor <= 0 or remaining is None or remaining <= 0:
         return GO_ON, count  # Nothing left by what this process heard: the script says what is.
-    interval_s = plan.crowd_interval_ms / 1000
-    interval = int(now / interval_s)
+    spent = crowd_spent(count, snapshot=snapshot, now=now)
+    if spent is not None:
+        return spent, count
+    interval = int(now / (plan.crowd_interval_ms / 1000))
     if interval != count.interval:
         count = CrowdCount(interval, 0, math.ceil(plan.crowd_factor * remaining))
-    if count.admitted >= count.budget:
-        retry_after_ms = int(((interval + 1) * interval_s - now) * 1000) + 1
-        return Verdict(Shed.CROWD, retry_after_ms=retry_after_ms), count
     return GO_ON, CrowdCount(count.interval, count.admitted + 1, count.budget)
 
 

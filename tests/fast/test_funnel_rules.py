@@ -22,6 +22,15 @@ from sales.funnel import (
 
 factors = st.floats(min_value=0.01, max_value=10.0, allow_nan=False)
 stocks = st.integers(min_value=1, max_value=5_000)
+one_interval = {
+    "crowd_factor": factors,
+    "remaining": stocks,
+    "interval_ms": st.sampled_from([100, 250, 1000, 2000]),
+    "offsets": st.lists(st.floats(min_value=0.0, max_value=0.999999), min_size=1, max_size=400),
+    "interval": st.integers(min_value=1, max_value=10**9),
+}
+"""Attempts inside one crowd-admission interval: a sale's factor and stock, the interval's
+length and number, and each attempt's offset into it."""
 
 
 def _snapshot(*, remaining: int, crowd_factor: float, interval_ms: int = 1000) -> SaleSnapshot:
@@ -35,13 +44,7 @@ def _snapshot(*, remaining: int, crowd_factor: float, interval_ms: int = 1000) -
 # --- Crowd admission -------------------------------------------------------------------------
 
 
-@given(
-    crowd_factor=factors,
-    remaining=stocks,
-    interval_ms=st.sampled_from([100, 250, 1000, 2000]),
-    offsets=st.lists(st.floats(min_value=0.0, max_value=0.999999), min_size=1, max_size=400),
-    interval=st.integers(min_value=1, max_value=10**9),
-)
+@given(**one_interval)
 def test_crowd_admission_lets_at_most_ceil_k_r_through_per_interval(
     crowd_factor: float, remaining: int, interval_ms: int, offsets: list[float], interval: int
 ) -> None:
@@ -304,13 +307,7 @@ def test_losing_the_subscription_drops_what_the_events_kept() -> None:
 # --- What is answered before the proof of work ----------------------------------------------
 
 
-@given(
-    crowd_factor=factors,
-    remaining=stocks,
-    interval_ms=st.sampled_from([100, 250, 1000, 2000]),
-    offsets=st.lists(st.floats(min_value=0.0, max_value=0.999999), min_size=1, max_size=400),
-    interval=st.integers(min_value=1, max_value=10**9),
-)
+@given(**one_interval)
 def test_the_crowd_refuses_before_the_proof_exactly_when_admission_would_and_counts_nothing(
     crowd_factor: float, remaining: int, interval_ms: int, offsets: list[float], interval: int
 ) -> None:
