@@ -8,10 +8,10 @@ in ``Subscription``: subscribe to every channel, go live once each is confirmed,
 message to its handlers, and after a lost connection call ``on_lost``, log once per outage
 and try again with backoff. Two drivers run it:
 
-- ``ensure_running()``: a daemon thread on a blocking client (the WSGI web processes, the TCP
-  door, the tests); its ``on_live`` steps run on the process's blocking client;
-- ``ensure_running_async(client)``: a task on the running event loop (the ws process), its
-  ``on_live`` steps run on ``client``.
+- ``ensure_running()``: a daemon thread on a blocking client (the WSGI web processes, the
+  tests); its ``on_live`` steps run on the process's blocking client;
+- ``ensure_running_async(client)``: a task on the running event loop (the ws process, the TCP
+  door), its ``on_live`` steps run on ``client``.
 
 Whichever starts first is the process's subscription; the other call does nothing. A forked
 worker starts its own on first use.
