@@ -191,13 +191,15 @@ def answer_for_script(ran: ScriptAnswer, *, receipt: dict[str, Any] | None = Non
     elif ran.status is ScriptStatus.PASS_STALE:
         answer = answer_for_refused_pass(PASS_STALE_DETAIL)
     else:
+        # Built with its receipt: a win pays no second dataclass (``dataclasses.replace``).
         status = SCRIPT_STATUS[ran.status]
-        answer = PurchaseAnswer(
+        return PurchaseAnswer(
             status,
             order_id=ran.order_id or None,
             remaining_stock=ran.remaining if ran.remaining >= 0 else None,
             detail=OUTCOMES[status].detail,
             kick_drain=ran.kick_drain,
+            receipt=receipt,
         )
     return answer if receipt is None else dataclasses.replace(answer, receipt=receipt)
 
