@@ -89,10 +89,10 @@ class Command(BaseCommand):
             await client.aclose()
             raise CommandError(f"cannot listen on {host}: {error}") from None
         # Wins, stock returns and revocations arrive through the subscription. It runs on this
-        # loop, not on a thread of its own: a thread woken by every win's event takes the
-        # interpreter from the loop (docs/benchmark.md, "Where the misses' time goes").
-        events = inventory_redis_async()
-        subscription.ensure_running_async(events)
+        # loop, its on_live steps on the door's client, not on a thread of its own: a thread
+        # woken by every win's event takes the interpreter from the loop (docs/benchmark.md,
+        # "The TCP door's subscription on its loop").
+        subscription.ensure_running_async(client)
         await asyncio.to_thread(drain_kick_warm)
         # Everything loaded so far lives as long as the process: out of the collector's sight,
         # a full collection no longer walks Django's and the apps' objects (tens of ms here, on
@@ -115,7 +115,6 @@ class Command(BaseCommand):
             scrapes.close()
         await server.shutdown()
         await subscription.stop_async()
-        await events.aclose()
         await client.aclose()
         with contextlib.suppress(RedisError):
             await asyncio.to_thread(tally.flush)
