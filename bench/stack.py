@@ -124,6 +124,7 @@ class BenchStack:
             # one address has many being read (scenario 13 runs a web process of its own with
             # the shipped cap, and its slow clients on another address).
             "WEB_BODIES_PER_IP": "0",
+            "WEB_MAX_CONNECTIONS_PER_IP": "0",
             # Challenges are issued and solved before the timed window and must outlive it.
             "ANTIBOT_CHALLENGE_TTL_SECONDS": "1800",
             "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
@@ -193,11 +194,13 @@ class BenchStack:
 
     def start_guarded_web(self) -> Child:
         """One more web process in the shipped shape with the shipped per-address limits
-        (``WEB_BODIES_PER_IP`` not lifted), for scenario 13; stopped with the stack."""
+        (``WEB_BODIES_PER_IP`` and ``WEB_MAX_CONNECTIONS_PER_IP`` not lifted), for scenario 13;
+        stopped with the stack."""
         port = free_port()
         shape = self._web_shape(port)
         environ = {**os.environ, **self.env}
         environ.pop("WEB_BODIES_PER_IP")
+        environ.pop("WEB_MAX_CONNECTIONS_PER_IP")
         self.guarded_web = spawn(
             "web", command("web", shape), env=environ, cwd=ROOT, log=self.work_dir / "guarded-web.log", port=port
         )

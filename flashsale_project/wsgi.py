@@ -8,7 +8,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale_project.settings.prod
 
 django_application = get_wsgi_application()
 
-from core.client_address import EdgeHeaders  # noqa: E402 - the settings are set up by now
+from core import connection_cap  # noqa: E402 - the settings are set up by now
+from core.client_address import EdgeHeaders  # noqa: E402
 from core.events import subscription  # noqa: E402
 from core.hot_path import HotPathRouter  # noqa: E402
 from core.request_bodies import RequestBodies  # noqa: E402
@@ -23,3 +24,7 @@ application = EdgeHeaders(RequestBodies(HotPathRouter(django_application, hot_pa
 # The process's one event subscription (winners, sold-out markers, revocations) starts with
 # it, so the first requests find it live instead of asking Redis.
 subscription.ensure_running()
+
+# Connections one address holds past WEB_MAX_CONNECTIONS_PER_IP are closed by a thread of the
+# process's own, off every request's path (core/connection_cap.py).
+connection_cap.from_settings().start()

@@ -196,6 +196,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 
 # body holds its thread until it arrives (granian has no body timeout): this bounds how many
 # threads one address can hold.
 WEB_BODIES_PER_IP = env.int("WEB_BODIES_PER_IP", default=4)
+# Connections one address may hold open on one web process (core/connection_cap.py): the
+# ones past it are closed within WEB_CONNECTION_SWEEP_SECONDS, whatever they send (0: no cap).
+# Peers in TRUSTED_PROXY_NETWORKS (the balancer, which caps addresses itself) are not counted.
+WEB_MAX_CONNECTIONS_PER_IP = env.int("WEB_MAX_CONNECTIONS_PER_IP", default=256)
+WEB_CONNECTION_SWEEP_SECONDS = env.float("WEB_CONNECTION_SWEEP_SECONDS", default=0.5)
 # A body that arrives whole but later than this after its headers is answered 408 and changes
 # nothing (granian's WEB_HEADER_TIMEOUT_MS bounds the headers; 0: no deadline).
 WEB_BODY_TIMEOUT_SECONDS = env.float("WEB_BODY_TIMEOUT_SECONDS", default=5.0)

@@ -389,6 +389,7 @@ def launch(scratch: Path, *, web_port: int, ws_port: int) -> Stack:
         ANTIBOT_IP_LIMIT="0",
         ANTIBOT_USER_LIMIT="0",
         WS_MAX_CONNECTIONS_PER_IP="0",
+        WEB_MAX_CONNECTIONS_PER_IP="0",
         LOGIN_THROTTLE_IP="off",
         REGISTER_THROTTLE_IP="off",
     )

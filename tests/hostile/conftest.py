@@ -16,6 +16,9 @@ HEADER_TIMEOUT_MS = 2000
 SHORT_DEADLINES = {
     **{name: value for name, value in OPEN_ADMISSION.items() if name != "WEB_BODIES_PER_IP"},
     "WEB_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT_SECONDS),
+    # The connection cap has its own fixture (capped_web): these cases hold more connections
+    # from one address than it allows, to see what the deadlines do with each.
+    "WEB_MAX_CONNECTIONS_PER_IP": "0",
 }
 
 _sources = itertools.count(10)
@@ -43,6 +46,26 @@ def small_web(django_db_setup: None) -> Iterator[ChildProcess]:
         env={**SHORT_DEADLINES, "WEB_BODIES_PER_IP": str(SMALL_CAP)},
         header_timeout_ms=HEADER_TIMEOUT_MS,
     )
+    yield child
+    child.stop()
+
+
+CAP = 8
+# A peer the cap does not count: a balancer of this deployment (TRUSTED_PROXY_NETWORKS).
+BALANCER = "127.0.0.250"
+
+
+@pytest.fixture(scope="module")
+def capped_web(django_db_setup: None) -> Iterator[ChildProcess]:
+    """make run's web process (2 workers) allowing an address eight connections per worker,
+    swept every 0.2 s, with 127.0.0.250 a trusted balancer."""
+    env = {
+        **OPEN_ADMISSION,
+        "WEB_MAX_CONNECTIONS_PER_IP": str(CAP),
+        "WEB_CONNECTION_SWEEP_SECONDS": "0.2",
+        "TRUSTED_PROXY_NETWORKS": f"{BALANCER}/32",
+    }
+    child = start_web(env=env, header_timeout_ms=HEADER_TIMEOUT_MS)
     yield child
     child.stop()
 
