@@ -157,6 +157,11 @@ class ConnectionCap:
             return
         self._pid = os.getpid()
         self._stop.clear()
+        logger.info(
+            "at most %d connections per address on this worker (WEB_MAX_CONNECTIONS_PER_IP), swept every %g s",
+            self.limit,
+            self.interval,
+        )
         threading.Thread(target=self._run, name="connection-cap", daemon=True).start()
 
     def stop(self) -> None:
