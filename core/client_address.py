@@ -42,15 +42,16 @@ def networks_parse(cidrs: Iterable[str], *, setting: str) -> tuple[IPNetwork, ..
     return tuple(networks)
 
 
-def address_in(address: str, networks: tuple[IPNetwork, ...]) -> bool:
-    """Loopback, or inside one of ``networks`` (an IPv4 address mapped into IPv6 counts as IPv4)."""
+def address_in(address: str, networks: tuple[IPNetwork, ...], *, loopback: bool = True) -> bool:
+    """Inside one of ``networks``, or loopback unless ``loopback`` is false (an IPv4 address
+    mapped into IPv6 counts as IPv4)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return ip.is_loopback or any(ip in network for network in networks)
+    return (loopback and ip.is_loopback) or any(ip in network for network in networks)
 
 
 @functools.lru_cache(maxsize=8192)

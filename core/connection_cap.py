@@ -20,17 +20,17 @@ Linux only (``/proc``); elsewhere the thread logs that it cannot run and stops.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
 
-from .client_address import IPNetwork, networks_parse
+from .client_address import IPNetwork, address_in, networks_parse
 
 logger = logging.getLogger(__name__)
 
@@ -81,17 +81,6 @@ def accepted_connections(fds: Iterable[int]) -> list[Connection]:
     return [connection for connection in connected if connection.local_port in listening]
 
 
-def _exempt(peer: str, networks: tuple[IPNetwork, ...]) -> bool:
-    """``peer`` is inside one of ``networks`` (loopback only when one of them says so, unlike
-    the forwarding headers' trust: ``make run``'s clients are loopback)."""
-    if not networks:
-        return False
-    ip = ipaddress.ip_address(peer)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in networks)
-
-
 def over_cap(connections: Iterable[Connection], limit: int, exempt: tuple[IPNetwork, ...]) -> list[Connection]:
     """The connections past the first ``limit`` of each address (by descriptor number), other
     than those of exempt peers."""
@@ -100,7 +89,7 @@ def over_cap(connections: Iterable[Connection], limit: int, exempt: tuple[IPNetw
         by_peer.setdefault(connection.peer, []).append(connection)
     excess: list[Connection] = []
     for peer, held in by_peer.items():
-        if len(held) <= limit or _exempt(peer, exempt):
+        if len(held) <= limit or address_in(peer, exempt, loopback=False):
             continue
         excess.extend(sorted(held, key=lambda connection: connection.fd)[limit:])
     return excess
@@ -127,9 +116,7 @@ class ConnectionCap:
         self.limit = limit
         self.interval = interval
         self.exempt = exempt
-        self.closed = 0
         self._pid = 0
-        self._stop = threading.Event()
 
     def sweep(self) -> int:
         """One pass: shuts what is over the cap, returns how many connections it shut."""
@@ -139,7 +126,6 @@ class ConnectionCap:
         excess = over_cap(accepted_connections(int(name) for name in names), self.limit, self.exempt)
         shut = sum(_shut(connection.fd) for connection in excess)
         if shut:
-            self.closed += shut
             peers = sorted({connection.peer for connection in excess})
             logger.warning(
                 "closed %d connections over WEB_MAX_CONNECTIONS_PER_IP=%d from %s",
@@ -156,7 +142,6 @@ class ConnectionCap:
             logger.warning("WEB_MAX_CONNECTIONS_PER_IP is not enforced here: %s is missing", FD_DIR)
             return
         self._pid = os.getpid()
-        self._stop.clear()
         logger.info(
             "at most %d connections per address on this worker (WEB_MAX_CONNECTIONS_PER_IP), swept every %g s",
             self.limit,
@@ -164,11 +149,9 @@ class ConnectionCap:
         )
         threading.Thread(target=self._run, name="connection-cap", daemon=True).start()
 
-    def stop(self) -> None:
-        self._stop.set()
-
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            time.sleep(self.interval)
             try:
                 self.sweep()
             except Exception:  # A sweep that fails must not end the cap for good.
