@@ -142,3 +142,23 @@ def test_one_shopper_hammering_a_big_stock_wins_one_unit(web_server: ChildProces
     counts = inventory.sale_counts(sale.pk)
     assert (counts.remaining, counts.buyers) == (999, 1)
     assert list(inventory.sale_buyers(sale.pk)) == [user_id]
+
+
+def test_one_unit_is_per_sale_so_a_winner_of_one_drop_may_win_the_next_of_the_same_product(
+    web_server: ChildProcess,
+) -> None:
+    # The unit rule of docs/design.md ("One unit per sale"): two sales of one product are two
+    # drops, each with its own buyers.
+    first = make_sale(stock=5)
+    second = make_sale(stock=5, product=first.product)
+    (user_id, token), *_ = make_shoppers(1)
+
+    results = asyncio.run(_attempts(web_server.url, first.pk, [token] * 20))
+    again = asyncio.run(_attempts(web_server.url, second.pk, [token] * 20))
+
+    assert Counter(body["status"] for _, _, body in results) == {"SUCCESS": 1, "ALREADY_PURCHASED": 19}
+    assert Counter(body["status"] for _, _, body in again) == {"SUCCESS": 1, "ALREADY_PURCHASED": 19}
+    won = {body["order_id"] for _, _, body in results + again if body["status"] == "SUCCESS"}
+    assert len(won) == 2
+    assert list(inventory.sale_buyers(first.pk)) == list(inventory.sale_buyers(second.pk)) == [user_id]
+    assert inventory.sale_counts(first.pk).remaining == inventory.sale_counts(second.pk).remaining == 4
