@@ -145,9 +145,18 @@ def endpoint_add(
 
 
 def endpoint_remove(*, endpoint: WebhookEndpoint) -> int:
-    """Delete the endpoint and every delivery of its own. Returns the deliveries dropped."""
-    dropped = endpoint.deliveries.count()
-    endpoint.delete()
+    """Delete the endpoint and every delivery of its own. Returns the deliveries dropped.
+
+    A drain may be recording deliveries for it at that moment. The row is locked ``FOR
+    UPDATE`` first, which waits for every drain that listed it (``FOR KEY SHARE``, in
+    ``events_record``) to commit and holds off the next one (which then does not see it), so
+    the deliveries deleted with it are all of them and none is left pointing at it."""
+    with transaction.atomic():
+        locked = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
+        if locked is None:
+            return 0
+        dropped = locked.deliveries.count()
+        locked.delete()
     return dropped
 
 
@@ -240,7 +249,15 @@ def events_record(*, order_ids: Sequence[str], event_type: WebhookEventType) -> 
     and their deliveries are sent after it. An order that already has this event (a drain
     replayed after a crash) gets nothing new. Without an endpoint wanting the event, nothing
     is written. Returns the events recorded."""
-    endpoints = list(WebhookEndpoint.objects.filter(events__contains=[event_type.value]).only("id"))
+    # FOR KEY SHARE is the lock each delivery's foreign key takes at commit, taken here instead:
+    # an endpoint being removed (``endpoint_remove``, FOR UPDATE) is waited for and then not
+    # seen, and one listed here cannot be deleted until this transaction's deliveries are in.
+    endpoints = list(
+        WebhookEndpoint.objects.raw(
+            f"SELECT id FROM {WebhookEndpoint._meta.db_table} WHERE events @> %s::varchar[] FOR KEY SHARE",
+            [[event_type.value]],
+        )
+    )
     if not endpoints or not order_ids:
         return 0
     now = timezone.now()

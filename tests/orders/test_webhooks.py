@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from collections import defaultdict
 from datetime import UTC, datetime
 
 import psutil
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import Settings
@@ -36,8 +38,10 @@ from orders.webhooks import (
     PrivateAddressesNotPermitted,
     deliveries_overdue_send,
     endpoint_add,
+    endpoint_remove,
     endpoint_resume,
     endpoint_rotate,
+    events_record,
     order_deliveries_run,
     secret_generate,
 )
@@ -425,3 +429,89 @@ def test_a_delivery_whose_worker_died_with_its_task_is_sent_again_by_beats_sweep
         worker.stop()
     assert receiver.accepted()[0].order_id == str(order.pk)
     assert inventory.sale_counts(order.sale_id).buyers == 1
+
+
+def _in_thread(work: object, into: dict[str, object], name: str) -> threading.Thread:
+    """``work()`` on a thread of its own (its own database connection), its result or error
+    kept in ``into[name]``."""
+
+    def run() -> None:
+        try:
+            into[name] = work()  # type: ignore[operator]
+        except Exception as error:  # noqa: BLE001 - the test looks at it
+            into[name] = error
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_endpoint_removed_while_a_drain_records_deliveries_for_it_takes_every_one_with_it(
+    receiver: Receiver,
+) -> None:
+    # Given an endpoint with three orders' order.created deliveries, and a drain that has
+    # recorded their order.paid deliveries and not committed yet
+    endpoint = register(receiver)
+    orders = orders_won(3)
+    listed, release = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def drain() -> int:
+        with transaction.atomic():
+            recorded = events_record(order_ids=[str(o.pk) for o in orders], event_type=WebhookEventType.ORDER_PAID)
+            listed.set()
+            release.wait(30)
+        return recorded
+
+    drainer = _in_thread(drain, results, "recorded")
+    assert listed.wait(30)
+
+    # When the endpoint is removed meanwhile
+    remover = _in_thread(lambda: endpoint_remove(endpoint=endpoint), results, "dropped")
+    remover.join(1.0)
+
+    # Then the removal waits for the drain, and then takes all six deliveries with it
+    assert remover.is_alive(), results
+    release.set()
+    drainer.join(30)
+    remover.join(30)
+    assert (results["recorded"], results["dropped"]) == (3, 6)
+    assert not WebhookEndpoint.objects.exists()
+    assert not WebhookDelivery.objects.exists()
+
+
+def test_a_drain_that_comes_while_an_endpoint_is_removed_records_nothing_for_it(receiver: Receiver) -> None:
+    # Given an endpoint being removed, its transaction not committed yet
+    endpoint = register(receiver)
+    orders = orders_won(2)
+    removed, release = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def remove() -> int:
+        with transaction.atomic():
+            dropped = endpoint_remove(endpoint=endpoint)
+            removed.set()
+            release.wait(30)
+        return dropped
+
+    remover = _in_thread(remove, results, "dropped")
+    assert removed.wait(30)
+
+    # When a drain records order.paid for its orders meanwhile
+    drainer = _in_thread(
+        lambda: events_record(order_ids=[str(o.pk) for o in orders], event_type=WebhookEventType.ORDER_PAID),
+        results,
+        "recorded",
+    )
+    drainer.join(1.0)
+
+    # Then the drain waits for the removal, sees no endpoint, and records nothing
+    assert drainer.is_alive(), results
+    release.set()
+    remover.join(30)
+    drainer.join(30)
+    assert (results["dropped"], results["recorded"]) == (2, 0)
+    assert not WebhookDelivery.objects.exists()
+    assert not WebhookEvent.objects.filter(type=WebhookEventType.ORDER_PAID).exists()
