@@ -44,9 +44,11 @@ def _connections(raw: str) -> tuple[int, ...]:
 
 
 SCENARIO_NAMES = (
-    "ceiling", "scale_out", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_k6", "seed_balanced", "tcp",
-    "slow_clients", "websocket", "queue", "million", "log_cost", "webhooks_cost",
+    "ceiling", "scale_out", "winning", "sold_out", "not_started", "rate_limited", "naive", "seed", "seed_k6",
+    "seed_balanced", "tcp", "slow_clients", "websocket", "queue", "million", "log_cost", "webhooks_cost",
 )  # fmt: skip
+TCP_TWINS = frozenset({"winning", "sold_out", "rate_limited"})
+"""The HTTP paths scenario 12 runs again over the TCP door, right after each."""
 
 
 def _scenarios(raw: str) -> frozenset[str]:
@@ -300,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, title in (
             ("winning", "scenario 2: winning path"),
             ("sold_out", "scenario 3: sold-out path"),
+            ("not_started", "scenario 3b: not-started path"),
             ("rate_limited", "scenario 4: rate-limited path"),
             ("naive", "scenario 5: naive shop"),
         ):
@@ -308,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             _say(title)
             for connections in plan.connections:
                 getattr(scenarios, name)(connections)
-                if connections in {tcp_level, top} and name != "naive" and "tcp" in only:
+                if connections in {tcp_level, top} and name in TCP_TWINS and "tcp" in only:
                     # Scenario 12, the same path over the TCP door, right after HTTP's at the same
                     # connections: on a shared machine, what else runs changes by the minute.
                     # At 100 for issue 14's ratios, and at the top level for issue 27's open-loop p99.

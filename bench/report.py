@@ -59,7 +59,7 @@ def ratios_attach(runs: Iterable[RunResult]) -> None:
 
 
 CPU_GROUPS = ("web", "tcp", "redis", "postgres", "worker")
-CPU_ROWS = frozenset({"control", "winning", "sold_out", "rate_limited", "tcp_winning", "tcp_sold_out"})
+CPU_ROWS = frozenset({"control", "winning", "sold_out", "not_started", "rate_limited", "tcp_winning", "tcp_sold_out"})
 
 
 def cpu_per_answer(runs: Iterable[RunResult], *, cpus: int) -> list[dict[str, Any]]:
@@ -162,6 +162,7 @@ def targets(
         _balanced_seed_target(runs),
         # Issue 27, point 2: the crowd's answers at least 1.5x the control (it was 0.9x).
         _ratio_target(runs, "sold_out", CROWD_RATIO, at=CROWD_LEVELS),
+        _ratio_target(runs, "not_started", CROWD_RATIO, at=CROWD_LEVELS),
         _ratio_target(runs, "rate_limited", CROWD_RATIO, at=CROWD_LEVELS),
         _ratio_target(runs, "winning", 0.5, at=100),
         _seed_target(runs),
@@ -169,7 +170,8 @@ def targets(
     ]
     checks.append(_script_target(ceiling))
     winning, naive = _by(runs, "winning"), _by(runs, "naive")
-    ours_hold = all(run.checks_hold for run in runs if run.scenario in {"winning", "sold_out", "rate_limited", "seed"})
+    ours = {"winning", "sold_out", "not_started", "rate_limited", "seed"}
+    ours_hold = all(run.checks_hold for run in runs if run.scenario in ours)
     if 100 in winning and 100 in naive and naive[100].rps:
         ratio = winning[100].rps / naive[100].rps
         checks.append(

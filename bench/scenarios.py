@@ -36,6 +36,8 @@ LINE_HEADROOM = 1.4
 # harmless: those answers come before the challenge is spent).
 CYCLED_SHOPPERS = 5000
 HUGE_STOCK = 1_000_000_000
+NOT_STARTED_IN_S = 3600.0
+"""Scenario 3b's sale opens this long after it is made: it stays not started for the run."""
 # The open-loop runs ask for this share of what the saturated run at the same connections served:
 # well below saturation even when the Python client and other work share the two cores.
 PACED_FRACTION = 0.5
@@ -78,6 +80,7 @@ SCENARIO_TITLES = {
     "control": "1 control: bare Django JSON view",
     "winning": "2 purchase, winning path",
     "sold_out": "3 sold-out path (local marker)",
+    "not_started": "3b not-started path",
     "rate_limited": "4 rate-limited path (token bucket)",
     "naive": "5 naive shop (SELECT ... FOR UPDATE)",
     "seed": "8 the seed's stampede",
@@ -330,6 +333,20 @@ class Scenarios:
         result, cores = self._wrk(path=path, connections=connections, duration_s=self.plan.duration_s, lines=lines)
         return self._record("sold_out", result, cores, expected={409}, checks=self._checks(sale.pk, 0))
 
+    # --- 3b. not started -------------------------------------------------------------------
+
+    def not_started(self, connections: int) -> RunResult:
+        """The crowd pressing Buy before the second: a sale opening in an hour, each request
+        with a solved challenge; every answer is 409 NOT_STARTED from the web process's copy of
+        the sale, before the proof of work is checked (docs/funnel.md)."""
+        sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty, starts_in_s=NOT_STARTED_IN_S)
+        shoppers = self.pool.ensure(CYCLED_SHOPPERS)
+        lines = self._cycled_file(f"not-started-{connections}", sale, shoppers, self._lines_for_cycles(connections))
+        path = f"/api/sales/{sale.pk}/purchase/"
+        self._wrk(path=path, connections=connections, duration_s=self.plan.warmup_s, lines=lines)
+        result, cores = self._wrk(path=path, connections=connections, duration_s=self.plan.duration_s, lines=lines)
+        return self._record("not_started", result, cores, expected={409}, checks=self._checks(sale.pk, 0))
+
     # --- 4. rate-limited path ---------------------------------------------------------------
 
     def rate_limited(self, connections: int) -> RunResult:
@@ -489,6 +506,10 @@ class Scenarios:
             shoppers = self.pool.ensure(CYCLED_SHOPPERS + 1)
             data.sale_sell_out(sale, shoppers[:1])
             lines = self._cycled_file(f"paced-{scenario}", sale, shoppers[1:], needed)
+            path, expected = f"/api/sales/{sale.pk}/purchase/", {409}
+        elif scenario == "not_started":
+            sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty, starts_in_s=NOT_STARTED_IN_S)
+            lines = self._cycled_file(f"paced-{scenario}", sale, self.pool.ensure(CYCLED_SHOPPERS), needed)
             path, expected = f"/api/sales/{sale.pk}/purchase/", {409}
         else:
             sale = data.sale_open(

@@ -58,7 +58,7 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     queue = ("queue_join", "queue_place", "queue_stampede")
     costs = ("log_win_on", "log_win_off", "log_no_on", "log_no_off", "hooks_win_none", "hooks_win_ten")
     assert {run["scenario"] for run in runs} == {
-        "wsgi_ceiling", "control", "winning", "sold_out", "rate_limited", "naive", "seed", "seed_k6",
+        "wsgi_ceiling", "control", "winning", "sold_out", "not_started", "rate_limited", "naive", "seed", "seed_k6",
         "seed_balanced", "tlv_ceiling", *tcp, "tcp_seed", *slow, *million, *queue, *costs, "log_seed",
     }  # fmt: skip
     assert {
@@ -67,7 +67,7 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         if "seed" not in run["scenario"] and run["scenario"] not in million
     } == {
         (scenario, connections)
-        for scenario in ("wsgi_ceiling", "control", "winning", "sold_out", "rate_limited", "naive")
+        for scenario in ("wsgi_ceiling", "control", "winning", "sold_out", "not_started", "rate_limited", "naive")
         for connections in (10, 100)
     } | {(scenario, 100) for scenario in ("tlv_ceiling", *tcp, *slow, *queue, *costs)}
     # Issue 27: every saturated path is a share of the same run's baselines, and the machine is kept
@@ -111,7 +111,12 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     assert sum(k6_seed["statuses"].values()) == sum(seed["statuses"].values()) and k6_seed["errors"] == 0
     assert {row["script"] for row in document["redis_ceiling"]} >= {"purchase.lua"}
     assert document["memory"]["per_100k_buyers_mib"] > 0
-    assert {check["target"].split(" ")[0] for check in document["targets"]} >= {"winning", "sold-out", "rate-limited"}
+    assert {check["target"].split(" ")[0] for check in document["targets"]} >= {
+        "winning", "sold-out", "not-started", "rate-limited",
+    }  # fmt: skip
+    # Scenario 3b: the crowd before the second hears NOT_STARTED (409) and nothing else
+    for run in [run for run in runs if run["scenario"] == "not_started"]:
+        assert set(run["statuses"]) == {"409"}, run["statuses"]
     assert sum(check["target"].startswith("TCP ") for check in document["targets"]) == 5
     assert seed["checks"]["reached_redis"] >= 10  # Counted by the funnel: at least the wins.
     # Scenario 9: every step's sockets were held and every one heard the start.
