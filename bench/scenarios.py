@@ -339,13 +339,16 @@ class Scenarios:
         """The crowd pressing Buy before the second: a sale opening in an hour, each request
         with a solved challenge; every answer is 409 NOT_STARTED from the web process's copy of
         the sale, before the proof of work is checked (docs/funnel.md)."""
-        sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty, starts_in_s=NOT_STARTED_IN_S)
+        sale = self._not_started_sale()
         shoppers = self.pool.ensure(CYCLED_SHOPPERS)
         lines = self._cycled_file(f"not-started-{connections}", sale, shoppers, self._lines_for_cycles(connections))
         path = f"/api/sales/{sale.pk}/purchase/"
         self._wrk(path=path, connections=connections, duration_s=self.plan.warmup_s, lines=lines)
         result, cores = self._wrk(path=path, connections=connections, duration_s=self.plan.duration_s, lines=lines)
         return self._record("not_started", result, cores, expected={409}, checks=self._checks(sale.pk, 0))
+
+    def _not_started_sale(self) -> FlashSale:
+        return data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty, starts_in_s=NOT_STARTED_IN_S)
 
     # --- 4. rate-limited path ---------------------------------------------------------------
 
@@ -508,7 +511,7 @@ class Scenarios:
             lines = self._cycled_file(f"paced-{scenario}", sale, shoppers[1:], needed)
             path, expected = f"/api/sales/{sale.pk}/purchase/", {409}
         elif scenario == "not_started":
-            sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty, starts_in_s=NOT_STARTED_IN_S)
+            sale = self._not_started_sale()
             lines = self._cycled_file(f"paced-{scenario}", sale, self.pool.ensure(CYCLED_SHOPPERS), needed)
             path, expected = f"/api/sales/{sale.pk}/purchase/", {409}
         else:

@@ -448,6 +448,23 @@ def _in_thread(work: object, into: dict[str, object], name: str) -> threading.Th
     return thread
 
 
+def _held_open(work: object, into: dict[str, object], name: str) -> tuple[threading.Thread, threading.Event]:
+    """``work()`` inside a transaction on a thread of its own, left uncommitted: returns once
+    it ran, with the event that lets the transaction commit."""
+    done, release = threading.Event(), threading.Event()
+
+    def in_transaction() -> object:
+        with transaction.atomic():
+            result = work()  # type: ignore[operator]
+            done.set()
+            release.wait(30)
+        return result
+
+    thread = _in_thread(in_transaction, into, name)
+    assert done.wait(30), into
+    return thread, release
+
+
 def test_an_endpoint_removed_while_a_drain_records_deliveries_for_it_takes_every_one_with_it(
     receiver: Receiver,
 ) -> None:
@@ -455,18 +472,12 @@ def test_an_endpoint_removed_while_a_drain_records_deliveries_for_it_takes_every
     # recorded their order.paid deliveries and not committed yet
     endpoint = register(receiver)
     orders = orders_won(3)
-    listed, release = threading.Event(), threading.Event()
     results: dict[str, object] = {}
-
-    def drain() -> int:
-        with transaction.atomic():
-            recorded = events_record(order_ids=[str(o.pk) for o in orders], event_type=WebhookEventType.ORDER_PAID)
-            listed.set()
-            release.wait(30)
-        return recorded
-
-    drainer = _in_thread(drain, results, "recorded")
-    assert listed.wait(30)
+    drainer, release = _held_open(
+        lambda: events_record(order_ids=[str(o.pk) for o in orders], event_type=WebhookEventType.ORDER_PAID),
+        results,
+        "recorded",
+    )
 
     # When the endpoint is removed meanwhile
     remover = _in_thread(lambda: endpoint_remove(endpoint=endpoint), results, "dropped")
@@ -486,18 +497,8 @@ def test_a_drain_that_comes_while_an_endpoint_is_removed_records_nothing_for_it(
     # Given an endpoint being removed, its transaction not committed yet
     endpoint = register(receiver)
     orders = orders_won(2)
-    removed, release = threading.Event(), threading.Event()
     results: dict[str, object] = {}
-
-    def remove() -> int:
-        with transaction.atomic():
-            dropped = endpoint_remove(endpoint=endpoint)
-            removed.set()
-            release.wait(30)
-        return dropped
-
-    remover = _in_thread(remove, results, "dropped")
-    assert removed.wait(30)
+    remover, release = _held_open(lambda: endpoint_remove(endpoint=endpoint), results, "dropped")
 
     # When a drain records order.paid for its orders meanwhile
     drainer = _in_thread(
