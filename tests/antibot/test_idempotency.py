@@ -23,6 +23,8 @@ from tests.factories import make_sale, make_shoppers
 from tests.polling import wait_for
 from tests.processes import ChildProcess
 
+from .conftest import window_fresh
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -136,6 +138,7 @@ def test_a_rate_limited_answer_is_not_kept_and_the_retry_after_its_wait_wins(gua
     sale = make_sale(stock=5, pow_difficulty=8)
     (user_id, token), *_ = make_shoppers(1)
     address = {"X-Real-IP": "10.77.0.9"}
+    window_fresh()
     issued = challenge(guarded_server, sale.pk, token, **address).json()
     proof = {"challenge": issued["challenge"], "solution": solve(issued["challenge"], issued["difficulty"])}
     for n in range(2):

@@ -89,11 +89,13 @@ class Receiver:
                 if status is None:
                     receiver._released.wait(timeout=120)
                     status = 204
+                # Kept before the answer goes out: the sender may act on it (mark the delivery
+                # done) before this thread runs again.
+                request.answered = status
                 try:
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
-                    request.answered = status
                 except OSError:  # The sender went away (a worker killed mid-request).
                     request.answered = None
 
