@@ -304,9 +304,12 @@ def main(argv: list[str] | None = None) -> int:
             ("sold_out", "scenario 3: sold-out path"),
             ("not_started", "scenario 3b: not-started path"),
             ("rate_limited", "scenario 4: rate-limited path"),
+            ("rate_limited_user", "scenario 4b: rate-limited by the per-user window"),
+            ("rate_limited_ip", "scenario 4c: rate-limited by the per-address window (a web process of its own)"),
+            ("rate_limited_crowd", "scenario 4d: rate-limited by crowd admission"),
             ("naive", "scenario 5: naive shop"),
         ):
-            if name not in only:
+            if name.removesuffix("_user").removesuffix("_ip").removesuffix("_crowd") not in only:
                 continue
             _say(title)
             for connections in plan.connections:
@@ -319,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                     getattr(door, name)(connections)
             if name != "naive":
                 scenarios.paced(name, top)
+            if name == "rate_limited_ip":
+                stack.stop_address_web()
         if "seed" in only:
             _say("scenario 8: the seed's stampede")
             scenarios.seed()

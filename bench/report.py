@@ -11,7 +11,7 @@ from typing import Any
 
 from .log_cost import describe as describe_log_cost
 from .queue_line import describe as describe_waiting_room
-from .scenarios import OPEN_LOOP_ONLY, SCENARIO_TITLES, RunResult
+from .scenarios import OPEN_LOOP_ONLY, REASONS, SCENARIO_TITLES, RunResult
 from .slowclients import describe as describe_slow_clients
 from .slowclients import target as slow_clients_target
 from .webhooks_cost import describe as describe_webhooks_cost
@@ -164,13 +164,16 @@ def targets(
         _ratio_target(runs, "sold_out", CROWD_RATIO, at=CROWD_LEVELS),
         _ratio_target(runs, "not_started", CROWD_RATIO, at=CROWD_LEVELS),
         _ratio_target(runs, "rate_limited", CROWD_RATIO, at=CROWD_LEVELS),
+        _ratio_target(runs, "rate_limited_user", CROWD_RATIO, at=CROWD_LEVELS),
+        _ratio_target(runs, "rate_limited_ip", CROWD_RATIO, at=CROWD_LEVELS),
+        _ratio_target(runs, "rate_limited_crowd", CROWD_RATIO, at=CROWD_LEVELS),
         _ratio_target(runs, "winning", 0.5, at=100),
         _seed_target(runs),
         _reached_redis_target(runs),
     ]
     checks.append(_script_target(ceiling))
     winning, naive = _by(runs, "winning"), _by(runs, "naive")
-    ours = {"winning", "sold_out", "not_started", "rate_limited", "seed"}
+    ours = {"winning", "sold_out", "not_started", "rate_limited", *REASONS, "seed"}
     ours_hold = all(run.checks_hold for run in runs if run.scenario in ours)
     if 100 in winning and 100 in naive and naive[100].rps:
         ratio = winning[100].rps / naive[100].rps

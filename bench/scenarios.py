@@ -9,6 +9,8 @@ of work, challenges the server's own code issued and this process solved.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,18 @@ NOT_STARTED_IN_S = 3600.0
 # The open-loop runs ask for this share of what the saturated run at the same connections served:
 # well below saturation even when the Python client and other work share the two cores.
 PACED_FRACTION = 0.5
+USER_WINDOW_SHOPPERS = 5
+"""Scenario 4b's shoppers: so few that each is over the per-user window within its first
+milliseconds of every window, at any rate the crowd reaches."""
+CROWD_STOCK = 200
+CROWD_FACTOR = 0.1
+"""Scenario 4d's sale: ``ceil(0.1 x 200)`` = 20 attempts a second per web process go on to the
+script at first (then fewer as units sell): the rest of the crowd hears ``reason: "crowd"``."""
+REASON_SHARE = 0.5
+"""A row of 4b-4d is its reason's when that reason answered more than this share of the sale's
+attempts (the funnel's count); inside each window the rest are answered otherwise (403, 201)."""
+REASONS = {"rate_limited_user": "user", "rate_limited_ip": "ip", "rate_limited_crowd": "crowd"}
+"""The rows of the 429 reasons other than the bucket (scenario 4), and the reason each is for."""
 
 
 @dataclass
@@ -82,6 +96,9 @@ SCENARIO_TITLES = {
     "sold_out": "3 sold-out path (local marker)",
     "not_started": "3b not-started path",
     "rate_limited": "4 rate-limited path (token bucket)",
+    "rate_limited_user": "4b rate-limited: per-user window",
+    "rate_limited_ip": "4c rate-limited: per-address window",
+    "rate_limited_crowd": "4d rate-limited: crowd admission",
     "naive": "5 naive shop (SELECT ... FOR UPDATE)",
     "seed": "8 the seed's stampede",
     "seed_k6": "8 the seed's stampede, k6",
@@ -133,6 +150,7 @@ class Scenarios:
         self.runs: list[RunResult] = []
         self.control_rps: dict[int, float] = {}
         self.hook_cost: dict[str, float] = {}
+        self._elsewhere: FlashSale | None = None  # rows 4b and 4c: the sale their proofs are for
         roots = {
             "web": stack.web.pid if stack.web else 0,
             "tcp": stack.tcp.pid if stack.tcp else 0,
@@ -376,6 +394,109 @@ class Scenarios:
             ],
         )
 
+    # --- 4b-4d. the other reasons a purchase hears 429 -------------------------------------
+
+    def rate_limited_user(self, connections: int) -> RunResult:
+        """Five shoppers pressing Buy on an open sale: each is over the per-user window (the
+        shipped 10 a second, per web process) at once, so nearly every answer is 429
+        ``reason: "user"``; the calls inside the window are answered 403 ``POW_INVALID``
+        (their proofs are for another sale, ``_reason_file``), so none wins."""
+        sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty)
+        shoppers = self.pool.ensure(USER_WINDOW_SHOPPERS)
+        return self._reason_run("rate_limited_user", sale, shoppers, connections)
+
+    def rate_limited_ip(self, connections: int) -> RunResult:
+        """The cycled crowd pressing Buy, all from 127.0.0.1, on a web process of the run's
+        shape with the shipped per-address window (``ANTIBOT_IP_LIMIT``, 200 a second per
+        process; ``BenchStack.start_address_web``): 429 ``reason: "ip"`` past it, 403
+        ``POW_INVALID`` inside it (proofs for another sale, ``_reason_file``)."""
+        sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty)
+        shoppers = self.pool.ensure(CYCLED_SHOPPERS)
+        return self._reason_run("rate_limited_ip", sale, shoppers, connections)
+
+    def rate_limited_crowd(self, connections: int) -> RunResult:
+        """The cycled crowd with solved challenges on a sale of 200 units and a crowd factor of
+        0.1: each process lets ``ceil(0.1 x R)`` attempts a second through to the script (they
+        win, 201; a cycled winner later hears 409), the rest hear 429 ``reason: "crowd"`` before
+        their proof is checked (docs/funnel.md)."""
+        sale = data.sale_open(stock=CROWD_STOCK, pow_difficulty=self.plan.difficulty, crowd_factor=CROWD_FACTOR)
+        shoppers = self.pool.ensure(CYCLED_SHOPPERS)
+        return self._reason_run("rate_limited_crowd", sale, shoppers, connections)
+
+    def _reason_run(self, scenario: str, sale: FlashSale, shoppers: list[data.Shopper], connections: int) -> RunResult:
+        lines = self._reason_file(f"{scenario.replace('_', '-')}-{connections}", scenario, sale, shoppers,
+                                  self._lines_for_cycles(connections))  # fmt: skip
+        path = f"/api/sales/{sale.pk}/purchase/"
+        with self._web_for(scenario) as base_url:
+            warmup, _ = self._wrk(
+                path=path, connections=connections, duration_s=self.plan.warmup_s, lines=lines, base_url=base_url
+            )
+            result, cores = self._wrk(
+                path=path, connections=connections, duration_s=self.plan.duration_s, lines=lines, base_url=base_url
+            )
+        wins = result.statuses.get(201, 0) + warmup.statuses.get(201, 0)
+        return self._record(
+            scenario,
+            result,
+            cores,
+            expected=self._reason_expected(scenario),
+            checks=self._reason_checks(scenario, sale.pk, wins),
+            notes=[self._reason_note(scenario, len(shoppers))],
+        )
+
+    def _reason_file(
+        self, name: str, scenario: str, sale: FlashSale, shoppers: list[data.Shopper], lines_needed: int
+    ) -> Path:
+        """The row's request file. Rows 4b and 4c send each shopper's solved challenge of
+        another sale: a body the size of a real proof, refused 403 (``wrong sale``) when it is
+        checked, so no attempt inside the window wins and the shopper stays a non-winner."""
+        if scenario == "rate_limited_crowd":
+            return self._cycled_file(name, sale, shoppers, lines_needed)
+        if self._elsewhere is None:
+            self._elsewhere = data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty)
+        return self._cycled_file(name, self._elsewhere, shoppers, lines_needed)
+
+    @staticmethod
+    def _reason_expected(scenario: str) -> set[int]:
+        return {429, 201, 409} if scenario == "rate_limited_crowd" else {429, 403}
+
+    def _reason_checks(self, scenario: str, sale_id: int, wins: int) -> dict[str, Any]:
+        """The invariants, and the funnel's own count of the reason: the row is only what it
+        says if that reason answered most of the sale's attempts (its share is in the row)."""
+        checks = self._checks(sale_id, wins)
+        funnel = funnel_counts(sale_id)
+        reason = REASONS[scenario]
+        arrived = funnel.get("arrived", 0)
+        shed = funnel.get(f"shed:{reason}", 0)
+        checks["funnel"] = funnel
+        checks["reason"] = reason
+        checks["reason_share"] = round(shed / arrived, 4) if arrived else 0.0
+        checks["holds"] = bool(checks["holds"] and checks["reason_share"] > REASON_SHARE)
+        return checks
+
+    def _reason_note(self, scenario: str, shoppers: int) -> str:
+        env = self.stack.env
+        if scenario == "rate_limited_user":
+            limit = env["ANTIBOT_USER_LIMIT"]
+            return f"{shoppers} shoppers, proofs for another sale; the per-user window {limit}/s a process"
+        if scenario == "rate_limited_ip":
+            return f"{shoppers} shoppers cycled from 127.0.0.1, proofs for another sale; the shipped per-address window"
+        return f"{shoppers} shoppers cycled with solved challenges; stock {CROWD_STOCK}, crowd factor {CROWD_FACTOR}"
+
+    @contextmanager
+    def _web_for(self, scenario: str) -> Iterator[str | None]:
+        """The web process a row runs against (None: the stack's), its CPU metered as ``web``."""
+        if scenario != "rate_limited_ip":
+            yield None
+            return
+        web = self.stack.start_address_web()
+        root = self.meter.roots["web"]
+        self.meter.roots["web"] = web.pid
+        try:
+            yield f"http://127.0.0.1:{web.port}"
+        finally:
+            self.meter.roots["web"] = root
+
     # --- 5. naive shop ----------------------------------------------------------------------
 
     def naive(self, connections: int) -> RunResult:
@@ -514,6 +635,16 @@ class Scenarios:
             sale = self._not_started_sale()
             lines = self._cycled_file(f"paced-{scenario}", sale, self.pool.ensure(CYCLED_SHOPPERS), needed)
             path, expected = f"/api/sales/{sale.pk}/purchase/", {409}
+        elif scenario in REASONS:
+            crowd = scenario == "rate_limited_crowd"
+            sale = data.sale_open(
+                stock=CROWD_STOCK if crowd else HUGE_STOCK,
+                pow_difficulty=self.plan.difficulty,
+                crowd_factor=CROWD_FACTOR if crowd else 2.0,
+            )
+            shoppers = self.pool.ensure(USER_WINDOW_SHOPPERS if scenario == "rate_limited_user" else CYCLED_SHOPPERS)
+            lines = self._reason_file(f"paced-{scenario}", scenario, sale, shoppers, needed)
+            path, expected = f"/api/sales/{sale.pk}/purchase/", self._reason_expected(scenario)
         else:
             sale = data.sale_open(
                 stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty, bucket_capacity=1, bucket_refill_per_second=1
@@ -522,18 +653,23 @@ class Scenarios:
             # as in the closed loop: a cycled shopper who won hears their order (409)
             path, expected = f"/api/sales/{sale.pk}/purchase/", {429, 201, 409}
         assert self.stack.web is not None
-        before = self.meter.snapshot()
-        result = paced_run(
-            port=self.stack.web.port,
-            path=path,
-            connections=connections,
-            rate=rate,
-            duration_s=self.plan.duration_s,
-            lines=lines,
-        )
-        after = self.meter.snapshot()
+        with self._web_for(scenario) as base_url:
+            before = self.meter.snapshot()
+            result = paced_run(
+                port=int(base_url.rsplit(":", 1)[1]) if base_url else self.stack.web.port,
+                path=path,
+                connections=connections,
+                rate=rate,
+                duration_s=self.plan.duration_s,
+                lines=lines,
+            )
+            after = self.meter.snapshot()
         cores = CpuMeter.spent(before, after, wall_s=result.wall_s, loadgen_s=result.loadgen_cpu_s)
-        checks = self._checks(sale.pk, result.statuses.get(201, 0)) if sale is not None else None
+        checks: dict[str, Any] | None = None
+        if sale is not None and scenario in REASONS:
+            checks = self._reason_checks(scenario, sale.pk, result.statuses.get(201, 0))
+        elif sale is not None:
+            checks = self._checks(sale.pk, result.statuses.get(201, 0))
         return self._record(
             scenario,
             result,

@@ -90,6 +90,7 @@ class BenchStack:
     balancer: LocalHaproxy | None = None
     tcp: Child | None = None
     guarded_web: Child | None = None
+    address_web: Child | None = None
     wide_web: Child | None = None
     ceiling_web: Child | None = None
     tlv_ceiling: Child | None = None
@@ -208,6 +209,28 @@ class BenchStack:
         self._wait(self.guarded_web, lambda: probes.http_ok(url), what="answer /bench/control/")
         return self.guarded_web
 
+    def start_address_web(self) -> Child:
+        """One more web process in the run's shape with the shipped per-address window
+        (``ANTIBOT_IP_LIMIT`` not lifted: every request of the bench comes from 127.0.0.1), for
+        scenario 4c; stopped with the stack."""
+        if self.address_web is not None:
+            return self.address_web
+        port = free_port()
+        environ = {**os.environ, **self.env}
+        environ.pop("ANTIBOT_IP_LIMIT")
+        self.address_web = spawn(
+            "web", command("web", self._web_shape(port)), env=environ, cwd=ROOT,
+            log=self.work_dir / "address-web.log", port=port,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}/bench/control/"
+        self._wait(self.address_web, lambda: probes.http_ok(url), what="answer /bench/control/")
+        return self.address_web
+
+    def stop_address_web(self) -> None:
+        if self.address_web is not None:
+            self.address_web.stop()
+            self.address_web = None
+
     def start_wide_web(self, *, connections: int) -> Child:
         """One more web process in this run's shape, but taking ``connections`` at once: the
         backpressure of each worker and the listening backlog raised to it (scenario 14,
@@ -292,7 +315,7 @@ class BenchStack:
     def stop(self) -> None:
         self.stop_balanced()
         self.stop_ceilings()
-        for child in (self.ws, self.tcp, self.guarded_web, self.wide_web, self.web, self.worker):
+        for child in (self.ws, self.tcp, self.guarded_web, self.address_web, self.wide_web, self.web, self.worker):
             if child is not None:
                 child.stop()
         if self.postgres is not None:

@@ -57,9 +57,10 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     million = ("million_control", "million", "million_again")
     queue = ("queue_join", "queue_place", "queue_stampede")
     costs = ("log_win_on", "log_win_off", "log_no_on", "log_no_off", "hooks_win_none", "hooks_win_ten")
+    reasons = ("rate_limited_user", "rate_limited_ip", "rate_limited_crowd")
     assert {run["scenario"] for run in runs} == {
-        "wsgi_ceiling", "control", "winning", "sold_out", "not_started", "rate_limited", "naive", "seed", "seed_k6",
-        "seed_balanced", "tlv_ceiling", *tcp, "tcp_seed", *slow, *million, *queue, *costs, "log_seed",
+        "wsgi_ceiling", "control", "winning", "sold_out", "not_started", "rate_limited", *reasons, "naive", "seed",
+        "seed_k6", "seed_balanced", "tlv_ceiling", *tcp, "tcp_seed", *slow, *million, *queue, *costs, "log_seed",
     }  # fmt: skip
     assert {
         (run["scenario"], run["connections"])
@@ -67,7 +68,16 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         if "seed" not in run["scenario"] and run["scenario"] not in million
     } == {
         (scenario, connections)
-        for scenario in ("wsgi_ceiling", "control", "winning", "sold_out", "not_started", "rate_limited", "naive")
+        for scenario in (
+            "wsgi_ceiling",
+            "control",
+            "winning",
+            "sold_out",
+            "not_started",
+            "rate_limited",
+            *reasons,
+            "naive",
+        )
         for connections in (10, 100)
     } | {(scenario, 100) for scenario in ("tlv_ceiling", *tcp, *slow, *queue, *costs)}
     # Issue 27: every saturated path is a share of the same run's baselines, and the machine is kept
@@ -113,6 +123,17 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
     assert document["memory"]["per_100k_buyers_mib"] > 0
     assert {check["target"].split(" ")[0] for check in document["targets"]} >= {
         "winning", "sold-out", "not-started", "rate-limited",
+    }  # fmt: skip
+    # Scenarios 4b-4d: each row is its reason's, by the funnel's own count (its checks hold
+    # only if that reason answered most of the sale's attempts), closed and open loop
+    for run in [run for run in runs if run["scenario"] in reasons]:
+        assert run["checks"]["reason"] == run["scenario"].rsplit("_", 1)[1], run["scenario"]
+        assert run["checks"]["reason_share"] > 0.5 and "429" in run["statuses"], run
+    assert {(run["scenario"], run["load"]) for run in runs if run["scenario"] in reasons} == {
+        (scenario, load) for scenario in reasons for load in ("saturated", "paced")
+    }
+    assert {check["target"].split(" ")[0] for check in document["targets"]} >= {
+        "rate-limited-user", "rate-limited-ip", "rate-limited-crowd",
     }  # fmt: skip
     # Scenario 3b: the crowd before the second hears NOT_STARTED (409) and nothing else
     for run in [run for run in runs if run["scenario"] == "not_started"]:
