@@ -41,7 +41,7 @@ class BenchPlan:
         )
 
     @classmethod
-    def smoke(cls, *, difficulty: int = 8, connections: tuple[int, ...] = (10, 100)) -> BenchPlan:
+    def smoke(cls, *, difficulty: int = 8, connections: tuple[int, ...] = (100,)) -> BenchPlan:
         return cls(
             quick=True,
             connections=connections,

@@ -464,7 +464,7 @@ class Scenarios:
         """The invariants, and the funnel's own count of the reason: the row is only what it
         says if that reason answered most of the sale's attempts (its share is in the row)."""
         checks = self._checks(sale_id, wins)
-        funnel = funnel_counts(sale_id)
+        funnel = funnel_counts(sale_id, settle_s=1.5)  # the processes flush once a second
         reason = REASONS[scenario]
         arrived = funnel.get("arrived", 0)
         shed = funnel.get(f"shed:{reason}", 0)

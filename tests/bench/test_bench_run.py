@@ -1,6 +1,6 @@
 """``python -m bench --quick`` end to end: its own stack, every scenario, valid results.
 
-The one slow test of the suite (two minutes and a half, more on a busy machine). Timings are
+The one slow test of the suite (four to five minutes, more on a busy machine). Timings are
 recorded, never asserted.
 """
 
@@ -62,24 +62,16 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_results(tmp_path
         "wsgi_ceiling", "control", "winning", "sold_out", "not_started", "rate_limited", *reasons, "naive", "seed",
         "seed_k6", "seed_balanced", "tlv_ceiling", *tcp, "tcp_seed", *slow, *million, *queue, *costs, "log_seed",
     }  # fmt: skip
+    # One level in --quick (100 connections): the full run's levels are its own
     assert {
         (run["scenario"], run["connections"])
         for run in runs
         if "seed" not in run["scenario"] and run["scenario"] not in million
     } == {
-        (scenario, connections)
-        for scenario in (
-            "wsgi_ceiling",
-            "control",
-            "winning",
-            "sold_out",
-            "not_started",
-            "rate_limited",
-            *reasons,
-            "naive",
-        )
-        for connections in (10, 100)
-    } | {(scenario, 100) for scenario in ("tlv_ceiling", *tcp, *slow, *queue, *costs)}
+        (scenario, 100)
+        for scenario in ("wsgi_ceiling", "control", "winning", "sold_out", "not_started", "rate_limited", *reasons,
+                         "naive", "tlv_ceiling", *tcp, *slow, *queue, *costs)
+    }  # fmt: skip
     # Issue 27: every saturated path is a share of the same run's baselines, and the machine is kept
     assert document["machine"]["cpus"] > 0 and document["machine"]["cpu_model"]
     by_key = {(run["scenario"], run["connections"], run["load"]): run for run in runs}
