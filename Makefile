@@ -23,7 +23,7 @@ help:
 	@echo "make test-fast    the fast tier alone (tests/fast: the funnel's rules, no server), seconds"
 	@echo "make lint         ruff (lint + format check), mypy and the import contracts"
 	@echo "make bench        the load benchmark (ARGS=--quick for a smoke run)"
-	@echo "make bench-quick  the benchmark's smoke run (three to four minutes)"
+	@echo "make bench-quick  the benchmark's smoke run, every scenario at 100 connections (about four minutes)"
 	@echo "make deps         the Debian programs the tests and benchmarks run (apt-get, as root or with sudo)"
 	@echo "make certs        a self-signed certificate and key in deploy/tls/ for trying the compose stack over HTTPS"
 

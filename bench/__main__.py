@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
         "--only",
         type=_scenarios,
         default=None,
-        help=f"run these scenarios only (and the control), comma-separated: {', '.join(SCENARIO_NAMES)}",
+        help=f"run these scenarios only (and the control), comma-separated: {', '.join(SCENARIO_NAMES)}"
+        " (rate_limited: scenario 4 and its rows 4b-4d)",
     )
     parser.add_argument(
         "--scale-out-only",

@@ -510,7 +510,11 @@ def chart_write(path: Path, runs: list[RunResult], *, title: str) -> Path | None
     import matplotlib.pyplot as plt  # noqa: PLC0415 - pyplot only after the Agg backend is chosen
 
     runs = [run for run in runs if run.load == "saturated"]
-    scenarios = [name for name in SCENARIO_TITLES if len({run.connections for run in runs if run.scenario == name}) > 1]
+    levels = {name: {run.connections for run in runs if run.scenario == name} for name in SCENARIO_TITLES}
+    # The scenarios run at several levels; in a run of one level (--quick), each at its one.
+    scenarios = [name for name in SCENARIO_TITLES if len(levels[name]) > 1] or [
+        name for name in SCENARIO_TITLES if levels[name]
+    ]
     if not scenarios:
         return None
     figure, (throughput, p99) = plt.subplots(1, 2, figsize=(13, 5))
