@@ -48,8 +48,8 @@ USER_WINDOW_SHOPPERS = 5
 milliseconds of every window, at any rate the crowd reaches."""
 CROWD_STOCK = 200
 CROWD_FACTOR = 0.1
-"""Scenario 4d's sale: ``ceil(0.1 x 200)`` = 20 attempts a second per web process go on to the
-script at first (then fewer as units sell): the rest of the crowd hears ``reason: "crowd"``."""
+"""Scenario 4d's sale: at most ``ceil(0.1 x 200)`` = 20 attempts a second per web process go on
+to the script at first (then fewer as units sell): the rest of the crowd hears ``reason: "crowd"``."""
 REASON_SHARE = 0.5
 """A row of 4b-4d is its reason's when that reason answered more than this share of the sale's
 attempts (the funnel's count); inside each window the rest are answered otherwise (403, 201)."""
@@ -416,8 +416,8 @@ class Scenarios:
 
     def rate_limited_crowd(self, connections: int) -> RunResult:
         """The cycled crowd with solved challenges on a sale of 200 units and a crowd factor of
-        0.1: each process lets ``ceil(0.1 x R)`` attempts a second through to the script (they
-        win, 201; a cycled winner later hears 409), the rest hear 429 ``reason: "crowd"`` before
+        0.1: each process lets at most ``ceil(0.1 x R)`` attempts a second through to the script
+        (they win, 201; a cycled winner later hears 409), the rest hear 429 ``reason: "crowd"`` before
         their proof is checked (docs/funnel.md)."""
         sale = data.sale_open(stock=CROWD_STOCK, pow_difficulty=self.plan.difficulty, crowd_factor=CROWD_FACTOR)
         shoppers = self.pool.ensure(CYCLED_SHOPPERS)
