@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             "tcp": "tcpdoor.load (asyncio on uvloop, in the benchmark's process): closed loop, then open loop "
             "as bench/paced.py",
         }
-        from .scenarios import Scenarios
+        from .scenarios import REASONS, Scenarios
 
         scratch = stack.work_dir / "requests"
         scratch.mkdir(exist_ok=True)
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             ("rate_limited_crowd", "scenario 4d: rate-limited by crowd admission"),
             ("naive", "scenario 5: naive shop"),
         ):
-            if name.removesuffix("_user").removesuffix("_ip").removesuffix("_crowd") not in only:
+            if ("rate_limited" if name in REASONS else name) not in only:
                 continue
             _say(title)
             for connections in plan.connections:

@@ -26,9 +26,12 @@ import os
 import pstats
 import sys
 import time
+from typing import Any
 
 from .stack import BenchStack
 
+Case = tuple[str, str, list[tuple[str, str]]]
+"""A case: method, path, and the (token, body) lines its requests cycle through."""
 SHIPPED_IP_LIMIT = 200
 """``ANTIBOT_IP_LIMIT``'s default (flashsale_project/settings/base.py), for the ip case."""
 
@@ -63,74 +66,41 @@ def main() -> int:
         from . import data
 
         pool = data.ShopperPool()
-        cases: dict[str, tuple[str, str, list[tuple[str, str]]]] = {}
+        cases: dict[str, Case] = {}
         cases["control"] = ("POST", "/bench/control/", [("", "")])
+
+        def purchase(sale: Any, shoppers: list[Any], *, proofs_of: Any = None, processes: int = 2) -> Case:
+            """A purchase case: each shopper's solved challenge, of ``proofs_of`` (another sale)
+            or of the sale itself."""
+            bodies = data.presolved_bodies(sale=proofs_of or sale, shoppers=shoppers, processes=processes)
+            lines = [(s.token, b) for s, b in zip(shoppers, bodies, strict=True)]
+            return ("POST", f"/api/sales/{sale.pk}/purchase/", lines)
+
         if "sold_out" in only:
             sale = data.sale_open(stock=1, pow_difficulty=8)
             shoppers = pool.ensure(3001)
             data.sale_sell_out(sale, shoppers[:1])
-            bodies = data.presolved_bodies(sale=sale, shoppers=shoppers[1:])
-            cases["sold_out"] = (
-                "POST",
-                f"/api/sales/{sale.pk}/purchase/",
-                [(s.token, b) for s, b in zip(shoppers[1:], bodies, strict=True)],
-            )
+            cases["sold_out"] = purchase(sale, shoppers[1:])
         if "rate_limited" in only:
             sale = data.sale_open(stock=10**9, pow_difficulty=8, bucket_capacity=1, bucket_refill_per_second=1)
-            shoppers = pool.ensure(3000)
-            bodies = data.presolved_bodies(sale=sale, shoppers=shoppers)
-            cases["rate_limited"] = (
-                "POST",
-                f"/api/sales/{sale.pk}/purchase/",
-                [(s.token, b) for s, b in zip(shoppers, bodies, strict=True)],
-            )
+            cases["rate_limited"] = purchase(sale, pool.ensure(3000))
         if "user" in only:
             sale = data.sale_open(stock=10**9, pow_difficulty=8, bucket_capacity=1, bucket_refill_per_second=1)
-            shoppers = pool.ensure(200)[:5]
-            bodies = data.presolved_bodies(sale=sale, shoppers=shoppers, processes=1)
-            cases["user"] = (
-                "POST",
-                f"/api/sales/{sale.pk}/purchase/",
-                [(s.token, b) for s, b in zip(shoppers, bodies, strict=True)],
-            )
+            cases["user"] = purchase(sale, pool.ensure(200)[:5], processes=1)
         if "ip" in only or "user_other" in only:  # proofs of another sale: 403 inside the windows
             elsewhere = data.sale_open(stock=10**9, pow_difficulty=8)
         if "user_other" in only:  # scenario 4b's: five shoppers, each over the per-user window
             sale = data.sale_open(stock=10**9, pow_difficulty=8)
-            shoppers = pool.ensure(200)[:5]
-            bodies = data.presolved_bodies(sale=elsewhere, shoppers=shoppers, processes=1)
-            cases["user_other"] = (
-                "POST",
-                f"/api/sales/{sale.pk}/purchase/",
-                [(s.token, b) for s, b in zip(shoppers, bodies, strict=True)],
-            )
+            cases["user_other"] = purchase(sale, pool.ensure(200)[:5], proofs_of=elsewhere, processes=1)
         if "ip" in only:  # scenario 4c's: the crowd from one address, over the per-address window
             sale = data.sale_open(stock=10**9, pow_difficulty=8)
-            shoppers = pool.ensure(3000)
-            bodies = data.presolved_bodies(sale=elsewhere, shoppers=shoppers)
-            cases["ip"] = (
-                "POST",
-                f"/api/sales/{sale.pk}/purchase/",
-                [(s.token, b) for s, b in zip(shoppers, bodies, strict=True)],
-            )
-        if "crowd" in only:  # scenario 4d's: ceil(0.1 x R) attempts a second go on, the rest 429
+            cases["ip"] = purchase(sale, pool.ensure(3000), proofs_of=elsewhere)
+        if "crowd" in only:  # scenario 4d's: at most ceil(0.1 x R) attempts a second go on, the rest 429
             sale = data.sale_open(stock=200, pow_difficulty=8, crowd_factor=0.1)
-            shoppers = pool.ensure(3000)
-            bodies = data.presolved_bodies(sale=sale, shoppers=shoppers)
-            cases["crowd"] = (
-                "POST",
-                f"/api/sales/{sale.pk}/purchase/",
-                [(s.token, b) for s, b in zip(shoppers, bodies, strict=True)],
-            )
+            cases["crowd"] = purchase(sale, pool.ensure(3000))
         if "not_started" in only:
             sale = data.sale_open(stock=1000, pow_difficulty=8, starts_in_s=3600)
-            shoppers = pool.ensure(3000)
-            bodies = data.presolved_bodies(sale=sale, shoppers=shoppers)
-            cases["not_started"] = (
-                "POST",
-                f"/api/sales/{sale.pk}/purchase/",
-                [(s.token, b) for s, b in zip(shoppers, bodies, strict=True)],
-            )
+            cases["not_started"] = purchase(sale, pool.ensure(3000))
         if "place_read" in only:
             sale = data.sale_open(stock=1000, pow_difficulty=0)
             sale.admission = Admission.QUEUE

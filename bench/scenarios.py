@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from devstack.children import Child
 from naive_shop.selectors import naive_stock_check
 from naive_shop.services import naive_stock_create
 from sales.models import FlashSale
@@ -401,33 +402,37 @@ class Scenarios:
         shipped 10 a second, per web process) at once, so nearly every answer is 429
         ``reason: "user"``; the calls inside the window are answered 403 ``POW_INVALID``
         (their proofs are for another sale, ``_reason_file``), so none wins."""
-        sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty)
-        shoppers = self.pool.ensure(USER_WINDOW_SHOPPERS)
-        return self._reason_run("rate_limited_user", sale, shoppers, connections)
+        return self._reason_run("rate_limited_user", connections)
 
     def rate_limited_ip(self, connections: int) -> RunResult:
         """The cycled crowd pressing Buy, all from 127.0.0.1, on a web process of the run's
         shape with the shipped per-address window (``ANTIBOT_IP_LIMIT``, 200 a second per
         process; ``BenchStack.start_address_web``): 429 ``reason: "ip"`` past it, 403
         ``POW_INVALID`` inside it (proofs for another sale, ``_reason_file``)."""
-        sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty)
-        shoppers = self.pool.ensure(CYCLED_SHOPPERS)
-        return self._reason_run("rate_limited_ip", sale, shoppers, connections)
+        return self._reason_run("rate_limited_ip", connections)
 
     def rate_limited_crowd(self, connections: int) -> RunResult:
         """The cycled crowd with solved challenges on a sale of 200 units and a crowd factor of
         0.1: each process lets at most ``ceil(0.1 x R)`` attempts a second through to the script
-        (they win, 201; a cycled winner later hears 409), the rest hear 429 ``reason: "crowd"`` before
-        their proof is checked (docs/funnel.md)."""
-        sale = data.sale_open(stock=CROWD_STOCK, pow_difficulty=self.plan.difficulty, crowd_factor=CROWD_FACTOR)
-        shoppers = self.pool.ensure(CYCLED_SHOPPERS)
-        return self._reason_run("rate_limited_crowd", sale, shoppers, connections)
+        (they win, 201; a cycled winner later hears 409), the rest hear 429 ``reason: "crowd"``
+        before their proof is checked (docs/funnel.md)."""
+        return self._reason_run("rate_limited_crowd", connections)
 
-    def _reason_run(self, scenario: str, sale: FlashSale, shoppers: list[data.Shopper], connections: int) -> RunResult:
+    def _reason_sale(self, scenario: str) -> tuple[FlashSale, list[data.Shopper]]:
+        """A fresh sale for a row of 4b-4d, closed or open loop, and the shoppers it cycles."""
+        if scenario == "rate_limited_crowd":
+            sale = data.sale_open(stock=CROWD_STOCK, pow_difficulty=self.plan.difficulty, crowd_factor=CROWD_FACTOR)
+        else:
+            sale = data.sale_open(stock=HUGE_STOCK, pow_difficulty=self.plan.difficulty)
+        return sale, self.pool.ensure(USER_WINDOW_SHOPPERS if scenario == "rate_limited_user" else CYCLED_SHOPPERS)
+
+    def _reason_run(self, scenario: str, connections: int) -> RunResult:
+        sale, shoppers = self._reason_sale(scenario)
         lines = self._reason_file(f"{scenario.replace('_', '-')}-{connections}", scenario, sale, shoppers,
                                   self._lines_for_cycles(connections))  # fmt: skip
         path = f"/api/sales/{sale.pk}/purchase/"
-        with self._web_for(scenario) as base_url:
+        with self._web_for(scenario) as web:
+            base_url = f"http://127.0.0.1:{web.port}" if web else None
             warmup, _ = self._wrk(
                 path=path, connections=connections, duration_s=self.plan.warmup_s, lines=lines, base_url=base_url
             )
@@ -484,7 +489,7 @@ class Scenarios:
         return f"{shoppers} shoppers cycled with solved challenges; stock {CROWD_STOCK}, crowd factor {CROWD_FACTOR}"
 
     @contextmanager
-    def _web_for(self, scenario: str) -> Iterator[str | None]:
+    def _web_for(self, scenario: str) -> Iterator[Child | None]:
         """The web process a row runs against (None: the stack's), its CPU metered as ``web``."""
         if scenario != "rate_limited_ip":
             yield None
@@ -493,7 +498,7 @@ class Scenarios:
         root = self.meter.roots["web"]
         self.meter.roots["web"] = web.pid
         try:
-            yield f"http://127.0.0.1:{web.port}"
+            yield web
         finally:
             self.meter.roots["web"] = root
 
@@ -636,13 +641,7 @@ class Scenarios:
             lines = self._cycled_file(f"paced-{scenario}", sale, self.pool.ensure(CYCLED_SHOPPERS), needed)
             path, expected = f"/api/sales/{sale.pk}/purchase/", {409}
         elif scenario in REASONS:
-            crowd = scenario == "rate_limited_crowd"
-            sale = data.sale_open(
-                stock=CROWD_STOCK if crowd else HUGE_STOCK,
-                pow_difficulty=self.plan.difficulty,
-                crowd_factor=CROWD_FACTOR if crowd else 2.0,
-            )
-            shoppers = self.pool.ensure(USER_WINDOW_SHOPPERS if scenario == "rate_limited_user" else CYCLED_SHOPPERS)
+            sale, shoppers = self._reason_sale(scenario)
             lines = self._reason_file(f"paced-{scenario}", scenario, sale, shoppers, needed)
             path, expected = f"/api/sales/{sale.pk}/purchase/", self._reason_expected(scenario)
         else:
@@ -653,10 +652,10 @@ class Scenarios:
             # as in the closed loop: a cycled shopper who won hears their order (409)
             path, expected = f"/api/sales/{sale.pk}/purchase/", {429, 201, 409}
         assert self.stack.web is not None
-        with self._web_for(scenario) as base_url:
+        with self._web_for(scenario) as web:
             before = self.meter.snapshot()
             result = paced_run(
-                port=int(base_url.rsplit(":", 1)[1]) if base_url else self.stack.web.port,
+                port=(web or self.stack.web).port,
                 path=path,
                 connections=connections,
                 rate=rate,

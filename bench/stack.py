@@ -197,16 +197,7 @@ class BenchStack:
         """One more web process in the shipped shape with the shipped per-address limits
         (``WEB_BODIES_PER_IP`` and ``WEB_MAX_CONNECTIONS_PER_IP`` not lifted), for scenario 13;
         stopped with the stack."""
-        port = free_port()
-        shape = self._web_shape(port)
-        environ = {**os.environ, **self.env}
-        environ.pop("WEB_BODIES_PER_IP")
-        environ.pop("WEB_MAX_CONNECTIONS_PER_IP")
-        self.guarded_web = spawn(
-            "web", command("web", shape), env=environ, cwd=ROOT, log=self.work_dir / "guarded-web.log", port=port
-        )
-        url = f"http://127.0.0.1:{port}/bench/control/"
-        self._wait(self.guarded_web, lambda: probes.http_ok(url), what="answer /bench/control/")
+        self.guarded_web = self._extra_web("guarded-web", lifted=("WEB_BODIES_PER_IP", "WEB_MAX_CONNECTIONS_PER_IP"))
         return self.guarded_web
 
     def start_address_web(self) -> Child:
@@ -215,15 +206,7 @@ class BenchStack:
         scenario 4c; stopped with the stack."""
         if self.address_web is not None:
             return self.address_web
-        port = free_port()
-        environ = {**os.environ, **self.env}
-        environ.pop("ANTIBOT_IP_LIMIT")
-        self.address_web = spawn(
-            "web", command("web", self._web_shape(port)), env=environ, cwd=ROOT,
-            log=self.work_dir / "address-web.log", port=port,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}/bench/control/"
-        self._wait(self.address_web, lambda: probes.http_ok(url), what="answer /bench/control/")
+        self.address_web = self._extra_web("address-web", lifted=("ANTIBOT_IP_LIMIT",))
         return self.address_web
 
     def stop_address_web(self) -> None:
@@ -236,15 +219,24 @@ class BenchStack:
         backpressure of each worker and the listening backlog raised to it (scenario 14,
         ``bench/million.py``); it inherits this process's open-file limit. Stop it with
         ``stop_wide_web``."""
+        self.wide_web = self._extra_web("wide-web", web_backpressure=connections, web_backlog=connections)
+        return self.wide_web
+
+    def _extra_web(self, name: str, *, lifted: tuple[str, ...] = (), **shape: Any) -> Child:
+        """One more web process of the run's shape (``shape`` overriding its sizes), with the
+        environment's ``lifted`` settings back at their shipped defaults; up once it answers
+        the control. Its log is ``<name>.log`` in the run's directory."""
         port = free_port()
-        shape = self._web_shape(port, web_backpressure=connections, web_backlog=connections)
-        self.wide_web = spawn(
-            "web", command("web", shape), env={**os.environ, **self.env}, cwd=ROOT,
-            log=self.work_dir / "wide-web.log", port=port,
+        environ = {**os.environ, **self.env}
+        for setting in lifted:
+            environ.pop(setting)
+        child = spawn(
+            "web", command("web", self._web_shape(port, **shape)), env=environ, cwd=ROOT,
+            log=self.work_dir / f"{name}.log", port=port,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}/bench/control/"
-        self._wait(self.wide_web, lambda: probes.http_ok(url), what="answer /bench/control/")
-        return self.wide_web
+        self._wait(child, lambda: probes.http_ok(url), what="answer /bench/control/")
+        return child
 
     def stop_wide_web(self) -> None:
         if self.wide_web is not None:
