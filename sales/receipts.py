@@ -42,6 +42,8 @@ class SigningKey:
     key_id: str
     private: Ed25519PrivateKey
     public_raw: bytes
+    key_id_json: str
+    """``key_id`` as canonical JSON writes it (what ``receipt_for``'s signed bytes start with)."""
 
     @property
     def public_base64(self) -> str:
@@ -67,7 +69,8 @@ def _keys(configured: tuple[str, ...], fallback_secret: str) -> tuple[SigningKey
     keys = []
     for key_id, secret in entries:
         private = Ed25519PrivateKey.from_private_bytes(secret)
-        keys.append(SigningKey(key_id, private, private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)))
+        public_raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        keys.append(SigningKey(key_id, private, public_raw, canonical_json(key_id).decode("utf-8")))
     return tuple(keys)
 
 
@@ -87,28 +90,41 @@ def leaf_hash(entry: bytes) -> bytes:
 
 
 @functools.cache
-def _shopper_key(secret: str) -> bytes:
-    return hashlib.sha256(_SHOPPER_SALT + secret.encode()).digest()
+def _shopper_mac(secret: str) -> hmac.HMAC:
+    """The HMAC keyed for ``secret``'s shopper hashes, copied for each (its key schedule done once)."""
+    return hmac.new(hashlib.sha256(_SHOPPER_SALT + secret.encode()).digest(), digestmod="sha256")
 
 
 def shopper_hash(*, sale_id: int, user_id: int) -> str:
     """How a shopper appears in a sale's log: a salted hash, never the user id."""
-    key = _shopper_key(settings.LOG_SHOPPER_SECRET or settings.SECRET_KEY)
-    return hmac.new(key, f"{int(sale_id)}:{int(user_id)}".encode(), "sha256").hexdigest()[:SHOPPER_HASH_HEX]
+    mac = _shopper_mac(settings.LOG_SHOPPER_SECRET or settings.SECRET_KEY).copy()
+    mac.update(f"{int(sale_id)}:{int(user_id)}".encode())
+    return mac.hexdigest()[:SHOPPER_HASH_HEX]
+
+
+def receipt_signed_bytes(*, key: SigningKey, sale_id: int, seq: int, leaf_hex: str, time_ms: int) -> bytes:
+    """What a receipt's signature covers: the canonical JSON of its five fields, written out
+    in their sorted order (``canonical_json`` of the same dict gives the same bytes, in about
+    eight times the time; tests/fast/test_receipts.py holds the two equal)."""
+    return (
+        f'{{"key_id":{key.key_id_json},"leaf_hash":"{leaf_hex}","sale_id":{int(sale_id)},"seq":{int(seq)},'
+        f'"time_ms":{int(time_ms)}}}'
+    ).encode()
 
 
 def receipt_for(*, sale_id: int, seq: int, entry: bytes, time_ms: int) -> dict[str, Any]:
     """The signed receipt of one log entry."""
     key = signing_keys()[0]
-    fields: dict[str, Any] = {
+    leaf_hex = leaf_hash(entry).hex()
+    signed = receipt_signed_bytes(key=key, sale_id=sale_id, seq=seq, leaf_hex=leaf_hex, time_ms=time_ms)
+    return {
         "key_id": key.key_id,
         "sale_id": int(sale_id),
         "seq": int(seq),
-        "leaf_hash": leaf_hash(entry).hex(),
+        "leaf_hash": leaf_hex,
         "time_ms": int(time_ms),
+        "signature": base64.b64encode(key.private.sign(signed)).decode("ascii"),
     }
-    fields["signature"] = base64.b64encode(key.private.sign(canonical_json(fields))).decode("ascii")
-    return fields
 
 
 def receipt_verify(receipt: dict[str, Any], public_keys: dict[str, bytes]) -> bool:

@@ -26,7 +26,10 @@ one_interval = {
     "crowd_factor": factors,
     "remaining": stocks,
     "interval_ms": st.sampled_from([100, 250, 1000, 2000]),
-    "offsets": st.lists(st.floats(min_value=0.0, max_value=0.999999), min_size=1, max_size=400),
+    # Kept a millionth of an interval from either edge: (interval + offset) x length, divided
+    # by the length again as the funnel does, is off by up to ~3e-7 of an interval at 10**9
+    # intervals, and an offset of 0.0 could land in the interval before.
+    "offsets": st.lists(st.floats(min_value=1e-6, max_value=0.999999), min_size=1, max_size=400),
     "interval": st.integers(min_value=1, max_value=10**9),
 }
 """Attempts inside one crowd-admission interval: a sale's factor and stock, the interval's
