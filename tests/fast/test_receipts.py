@@ -50,15 +50,16 @@ def test_a_receipt_is_signed_over_those_bytes_and_a_changed_field_breaks_it() ->
     # receipt_for signs with the configured first key; the same computation by hand here.
     leaf_hex = hashlib.sha256(b"\x00" + entry).hexdigest()
     signed = receipts.receipt_signed_bytes(key=key, sale_id=7, seq=41, leaf_hex=leaf_hex, time_ms=5)
-    receipt = {
+    signature = base64.b64encode(key.private.sign(signed)).decode()
+    receipt: dict[str, object] = {
         "key_id": key.key_id,
         "sale_id": 7,
         "seq": 41,
         "leaf_hash": leaf_hex,
         "time_ms": 5,
-        "signature": base64.b64encode(key.private.sign(signed)).decode(),
+        "signature": signature,
     }
-    Ed25519PublicKey.from_public_bytes(key.public_raw).verify(base64.b64decode(receipt["signature"]), signed)
+    Ed25519PublicKey.from_public_bytes(key.public_raw).verify(base64.b64decode(signature), signed)
     assert receipts.receipt_verify(receipt, public)
     assert not receipts.receipt_verify({**receipt, "seq": 42}, public)
     assert not receipts.receipt_verify({**receipt, "key_id": "k2"}, public)
