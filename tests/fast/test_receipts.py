@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.core.signals import setting_changed
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -66,6 +67,7 @@ def test_a_receipt_is_signed_over_those_bytes_and_a_changed_field_breaks_it() ->
 
 
 def test_the_shopper_hash_is_the_hmac_of_sale_and_user_under_the_derived_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(receipts, "_made", {})  # what the real settings made, if a test used them
     monkeypatch.setattr(receipts, "settings", SimpleNamespace(LOG_SHOPPER_SECRET="a secret", SECRET_KEY="other"))
     key = hashlib.sha256(b"flashsale.sales.log-shopper" + b"a secret").digest()
     for sale_id, user_id in ((1, 1), (7, 123456789), (2**40, 3), (1, 1)):
@@ -74,5 +76,15 @@ def test_the_shopper_hash_is_the_hmac_of_sale_and_user_under_the_derived_key(mon
     # The shared HMAC is only ever copied: its own state is still the key's alone.
     assert receipts._shopper_mac("a secret").hexdigest() == hmac.new(key, b"", "sha256").hexdigest()
     monkeypatch.setattr(receipts, "settings", SimpleNamespace(LOG_SHOPPER_SECRET="", SECRET_KEY="other"))
+    receipts._setting_changed(setting="LOG_SHOPPER_SECRET")  # as override_settings signals it
     fallback = hashlib.sha256(b"flashsale.sales.log-shopper" + b"other").digest()
     assert receipts.shopper_hash(sale_id=1, user_id=1) == hmac.new(fallback, b"1:1", "sha256").hexdigest()[:32]
+
+
+def test_a_changed_setting_forgets_the_keys_and_the_shopper_hmac(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: dict[str, object] = {"keys": (), "shopper": object()}
+    monkeypatch.setattr(receipts, "_made", made)
+    setting_changed.send(sender=None, setting="DEBUG", value=True, enter=True)
+    assert set(made) == {"keys", "shopper"}  # not a setting they are made of
+    setting_changed.send(sender=None, setting="LOG_SIGNING_KEYS", value=[], enter=True)
+    assert made == {}
