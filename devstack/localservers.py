@@ -51,12 +51,33 @@ def free_port() -> int:
         return port
 
 
+CLUSTER_BUS_OFFSET = 10_000
+"""A Redis Cluster node's bus listens this many ports above its own."""
+
+
+def _ephemeral_ports_start() -> int:
+    """Where the ports the kernel hands outgoing connections begin (Linux's
+    ``ip_local_port_range``; elsewhere IANA's 49152, macOS's default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49_152
+
+
 def free_cluster_port() -> int:
     """A port for a Redis Cluster node: it and its cluster bus port (10,000 higher, which
-    must stay under 65,536) were both free on 127.0.0.1 a moment ago."""
+    must stay under 65,536) were both free on 127.0.0.1 a moment ago.
+
+    Both are taken below the ephemeral range where it leaves room (10,000-22,767 and
+    20,000-32,767 on Linux's default): a cluster's ports are chosen before its nodes start one
+    after another, and a killed node starts again on its port later, so a port in that range
+    could meanwhile be the local end of any outgoing connection (a suite run saw a node fail
+    with "Address already in use" on 52078)."""
+    top = _ephemeral_ports_start() - CLUSTER_BUS_OFFSET - 1
+    low, high = (10_000, top) if top >= 12_000 else (20_000, 55_000)
     for _ in range(200):
-        port = random.randint(20_000, 55_000)
-        if _port_free(port) and _port_free(port + 10_000):
+        port = random.randint(low, high)
+        if _port_free(port) and _port_free(port + CLUSTER_BUS_OFFSET):
             return port
     raise LocalServerError("no free pair of ports for a Redis Cluster node")
 
