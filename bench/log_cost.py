@@ -4,9 +4,9 @@
 - **A win, the log on and off.** Two web processes of the run's shape are started for it,
   one with the log on (the shipped default, ``FLASHSALE_LOG_ENABLED=true``), one with it off,
   both warmed alike. Scenario 2's winning run goes to each at 100 connections in the order
-  on, off, off, on, on, off (``--quick``: on, off), and the sides are compared by their medians: the
-  time a win takes at saturation is 1 / throughput, so the log's share of it is off / on
-  req/s.
+  on, off, off, on, on, off (``--quick``: on, off), and the sides are compared by their
+  medians: the time a win takes at saturation is 1 / throughput, so the log's share of it is
+  off / on req/s.
 - **Local answers, the log on and off.** A sold-out answer (the process's marker) and a
   rate-limited one (its leased share of the bucket; not in ``--quick``), each against both
   web processes: the Redis commands the server ran during the timed run (``INFO``
