@@ -211,8 +211,8 @@ def main() -> int:
         best: dict[str, tuple[float, float, float, float]] = {}
         for _ in range(3):
             for name in order:
-                spent = loop(name, args.n)
-                best[name] = min(best.get(name, (spent + 1, 0, 0, 0)), (spent, cpu[name], thread[name], redis_us[name]))
+                measured = (loop(name, args.n), cpu[name], thread[name], redis_us[name])
+                best[name] = min(best[name], measured) if name in best else measured
         for name in order:
             wall, process_cpu, thread_cpu, scripts = best[name]
             print(

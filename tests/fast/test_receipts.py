@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -24,6 +25,14 @@ key_ids = st.text(
     alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=":"), min_size=1, max_size=20
 )
 seed = base64.b64encode(bytes(range(32))).decode()
+
+
+@pytest.fixture(autouse=True)
+def made_afresh() -> Iterator[None]:
+    """What the settings made (the keys, the shopper's HMAC) is made again from this test's."""
+    receipts._setting_changed(setting="SECRET_KEY")
+    yield
+    receipts._setting_changed(setting="SECRET_KEY")
 
 
 @given(
@@ -45,7 +54,6 @@ def test_the_signed_bytes_are_the_canonical_json_of_the_five_fields(
 
 
 def test_a_receipt_is_signed_over_those_bytes_and_a_changed_field_breaks_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(receipts, "_made", {})
     monkeypatch.setattr(receipts, "settings", SimpleNamespace(LOG_SIGNING_KEYS=[f"k1:{seed}"], SECRET_KEY="unused"))
     entry = b'{"kind":"attempt","outcome":"SUCCESS","sale":7,"seq":41,"shopper":"ab","time_ms":5}'
     receipt = receipts.receipt_for(sale_id=7, seq=41, entry=entry, time_ms=5)
@@ -67,14 +75,13 @@ def test_a_receipt_is_signed_over_those_bytes_and_a_changed_field_breaks_it(monk
 
 
 def test_the_shopper_hash_is_the_hmac_of_sale_and_user_under_the_derived_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(receipts, "_made", {})  # what the real settings made, if a test used them
     monkeypatch.setattr(receipts, "settings", SimpleNamespace(LOG_SHOPPER_SECRET="a secret", SECRET_KEY="other"))
     key = hashlib.sha256(b"flashsale.sales.log-shopper" + b"a secret").digest()
     for sale_id, user_id in ((1, 1), (7, 123456789), (2**40, 3), (1, 1)):
         expected = hmac.new(key, f"{sale_id}:{user_id}".encode(), "sha256").hexdigest()[:32]
         assert receipts.shopper_hash(sale_id=sale_id, user_id=user_id) == expected
     # The shared HMAC is only ever copied: its own state is still the key's alone.
-    assert receipts._shopper_mac("a secret").hexdigest() == hmac.new(key, b"", "sha256").hexdigest()
+    assert receipts._shopper_base().hexdigest() == hmac.new(key, b"", "sha256").hexdigest()
     monkeypatch.setattr(receipts, "settings", SimpleNamespace(LOG_SHOPPER_SECRET="", SECRET_KEY="other"))
     receipts._setting_changed(setting="LOG_SHOPPER_SECRET")  # as override_settings signals it
     fallback = hashlib.sha256(b"flashsale.sales.log-shopper" + b"other").digest()
@@ -82,9 +89,13 @@ def test_the_shopper_hash_is_the_hmac_of_sale_and_user_under_the_derived_key(mon
 
 
 def test_a_changed_setting_forgets_the_keys_and_the_shopper_hmac(monkeypatch: pytest.MonkeyPatch) -> None:
-    made: dict[str, object] = {"keys": (), "shopper": object()}
-    monkeypatch.setattr(receipts, "_made", made)
+    monkeypatch.setattr(
+        receipts, "settings", SimpleNamespace(LOG_SIGNING_KEYS=[f"k1:{seed}"], LOG_SHOPPER_SECRET="", SECRET_KEY="x")
+    )
+    receipts.signing_keys()
+    receipts.shopper_hash(sale_id=1, user_id=1)
+    made = (receipts.signing_keys.cache_info, receipts._shopper_base.cache_info)
     setting_changed.send(sender=None, setting="DEBUG", value=True, enter=True)
-    assert set(made) == {"keys", "shopper"}  # not a setting they are made of
+    assert [info().currsize for info in made] == [1, 1]  # not a setting they are made of
     setting_changed.send(sender=None, setting="LOG_SIGNING_KEYS", value=[], enter=True)
-    assert made == {}
+    assert [info().currsize for info in made] == [0, 0]
