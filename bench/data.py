@@ -5,6 +5,7 @@ by the server's code and solved ahead, written as request files for the load gen
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import multiprocessing
@@ -21,17 +22,23 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from accounts.tokens import access_token_issue
+from antibot.challenges import Challenge
 from antibot.proof_of_work import solve
+from core.pipelining import AutoPipeline
+from core.redis_store import inventory_redis_async
+from core.steps import drive_async
 from orders.tasks import drain_sale_orders
 from sales import inventory
 from sales.models import FlashSale
-from sales.purchase import sale_challenge_issue
+from sales.purchase import sale_challenge_issue, sale_challenge_steps
 from sales.services import product_create, sale_create
 from sales.warming import sale_warm
 
 _sequence = itertools.count(1)
 # Far more than a run can spend: the bucket is not what the winning path measures.
 UNLIMITED_BUCKET = 2_000_000_000
+ISSUED_TOGETHER = 2000
+"""Challenges ``challenges_issue`` has in flight at once (its pipeline sends them in batches)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +121,44 @@ def _solve(job: tuple[str, int]) -> str:
     return solve(*job)
 
 
+def challenges_issue(*, sale_id: int, user_ids: Sequence[int]) -> list[Challenge]:
+    """A challenge for each of ``user_ids`` (in order) from the server's own steps
+    (``sale_challenge_steps``), run together on one asyncio client that pipelines them, as the
+    TCP door does. One at a time, each waits for Redis to write the sale's challenge count to
+    its append-only file (``appendfsync always``): 2.0 ms a challenge here, against 0.10 ms
+    together (3,000 challenges, 2026-12-04). The first is issued alone, so the sale is known in
+    this process before the rest ask."""
+    if not user_ids:
+        return []
+    first = sale_challenge_issue(sale_id=sale_id, user_id=user_ids[0])
+
+    async def the_rest() -> list[Challenge]:
+        client = AutoPipeline(inventory_redis_async())
+        issued: list[Challenge] = []
+        try:
+            for start in range(1, len(user_ids), ISSUED_TOGETHER):
+                batch = user_ids[start : start + ISSUED_TOGETHER]
+                issued += await asyncio.gather(
+                    *(drive_async(sale_challenge_steps(sale_id=sale_id, user_id=user_id), client) for user_id in batch)
+                )
+        finally:
+            await client.aclose()
+        return issued
+
+    return [first, *asyncio.run(the_rest())]
+
+
 def presolved_bodies(*, sale: FlashSale, shoppers: Sequence[Shopper], processes: int = 2) -> list[str]:
     """One purchase body per shopper (in order): a challenge the server's code issued for this
     user and sale, and its solution. Without proof of work the body is empty."""
     if sale.pow_difficulty == 0:
         return ["" for _ in shoppers]
-    challenges = [sale_challenge_issue(sale_id=sale.pk, user_id=shopper.user_id) for shopper in shoppers]
+    if processes <= 1:  # Where forking is unsafe (Locust runs on gevent), and an event loop of ours too.
+        challenges = [sale_challenge_issue(sale_id=sale.pk, user_id=shopper.user_id) for shopper in shoppers]
+    else:
+        challenges = challenges_issue(sale_id=sale.pk, user_ids=[shopper.user_id for shopper in shoppers])
     jobs = [(issued.challenge, issued.difficulty) for issued in challenges]
-    if processes <= 1:  # Where forking is unsafe (Locust runs on gevent).
+    if processes <= 1:
         solutions = [_solve(job) for job in jobs]
     else:
         with multiprocessing.get_context("fork").Pool(processes) as pool:
