@@ -1,15 +1,13 @@
 """The multi-host suite's stack: one topology for the whole package (starting it costs most of
 a minute), on hosts made as network namespaces, which needs root on Linux.
 
-Where namespaces cannot be made, the suite is skipped with the reason (``-ra`` prints it in
-the summary of ``make test``), or fails with it under CI: when ``CI`` is set (as CI services
-set it) or ``FLASHSALE_REQUIRE_NETNS=1`` (``.ci/run`` sets it), the suite must run, never
-skip quietly.
+The suite runs or fails, here and under CI alike: it is never skipped. Where namespaces cannot
+be made, every test of it fails with the reason and the way to leave it out knowingly
+(``make test ARGS="--ignore=tests/hosts"``), so that a run without it says so in its command.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -18,28 +16,20 @@ from devstack.netns import refusal
 
 from .topology import Topology, topology_running
 
-REQUIRED = "FLASHSALE_REQUIRE_NETNS"
 
-
-def required() -> bool:
-    """CI's: the suite must run here (``CI`` set to anything but 0/false, or the explicit flag)."""
-    ci = os.environ.get("CI", "").strip().lower()
-    return os.environ.get(REQUIRED) == "1" or ci not in ("", "0", "false", "no")
-
-
-def namespaces_or_why() -> None:
-    """Return when this machine can make the hosts; otherwise skip, or fail under CI's flag."""
+def namespaces_or_fail() -> None:
+    """Return when this machine can make the hosts; otherwise fail with why and what to do."""
     why = refusal()
-    if why is None:
-        return
-    message = f"the multi-host suite (tests/hosts) cannot run here: {why}"
-    if required():
-        pytest.fail(f"{message}; under CI (CI or {REQUIRED}=1 set) it must run", pytrace=False)
-    pytest.skip(f"{message} (under CI, with CI or {REQUIRED}=1 set, this is a failure)")
+    if why is not None:
+        pytest.fail(
+            f"the multi-host suite (tests/hosts) cannot run here: {why}. Run `make test` as root on "
+            'Linux, or leave the suite out knowingly with make test ARGS="--ignore=tests/hosts"',
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="package")
 def topology() -> Iterator[Topology]:
-    namespaces_or_why()
+    namespaces_or_fail()
     with topology_running() as running:
         yield running
